@@ -1,0 +1,144 @@
+//! Credentials for a destination. Connectors never see them: the host adds them to each
+//! request, renews them when the destination says they expired, and never logs them.
+
+use anyhow::{Context, Result, anyhow, bail};
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use tokio::sync::Mutex;
+
+use crate::config::AuthSpec;
+
+/// The header that authenticates a request, marked sensitive so that no debug output of
+/// the HTTP stack shows it.
+#[derive(Clone)]
+pub struct AuthHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+/// The current credentials of one sync, and a generation count that tells a worker
+/// whether someone else renewed them since it last sent.
+pub struct Credentials {
+    spec: AuthSpec,
+    state: Mutex<State>,
+    http: reqwest::Client,
+}
+
+struct State {
+    header: Option<AuthHeader>,
+    generation: u64,
+}
+
+impl Credentials {
+    /// Reads the initial credentials (an OAuth2 sync fetches its first access token).
+    pub async fn new(spec: AuthSpec, http: reqwest::Client) -> Result<Self> {
+        let credentials = Credentials {
+            spec,
+            state: Mutex::new(State {
+                header: None,
+                generation: 0,
+            }),
+            http,
+        };
+        let header = credentials.fetch().await?;
+        credentials.state.lock().await.header = header;
+        Ok(credentials)
+    }
+
+    /// The header to send now, and its generation.
+    pub async fn current(&self) -> (Option<AuthHeader>, u64) {
+        let state = self.state.lock().await;
+        (state.header.clone(), state.generation)
+    }
+
+    /// Renews the credentials that were refused, unless another worker already did.
+    /// Returns whether this call renewed them.
+    pub async fn renew(&self, refused_generation: u64) -> Result<bool> {
+        let mut state = self.state.lock().await;
+        if state.generation != refused_generation {
+            return Ok(false);
+        }
+        state.header = self.fetch().await?;
+        state.generation += 1;
+        Ok(true)
+    }
+
+    async fn fetch(&self) -> Result<Option<AuthHeader>> {
+        match &self.spec {
+            AuthSpec::None => Ok(None),
+            AuthSpec::Bearer { env } => {
+                let token = read_env(env)?;
+                Ok(Some(AuthHeader {
+                    name: AUTHORIZATION,
+                    value: sensitive(&format!("Bearer {token}"), env)?,
+                }))
+            }
+            AuthSpec::Header { name, env } => Ok(Some(AuthHeader {
+                name: HeaderName::try_from(name.as_str())
+                    .with_context(|| format!("auth.header `{name}` is not a header name"))?,
+                value: sensitive(&read_env(env)?, env)?,
+            })),
+            AuthSpec::OAuth2 {
+                token_url,
+                client_id_env,
+                client_secret_env,
+                refresh_token_env,
+            } => {
+                let client = BasicClient::new(ClientId::new(read_env(client_id_env)?))
+                    .set_client_secret(ClientSecret::new(read_env(client_secret_env)?))
+                    .set_token_uri(TokenUrl::from_url(token_url.clone()))
+                    // Client credentials in the form body, as Salesforce and most SaaS
+                    // token endpoints accept (HTTP Basic is not universal).
+                    .set_auth_type(AuthType::RequestBody);
+                let token = client
+                    .exchange_refresh_token(&RefreshToken::new(read_env(refresh_token_env)?))
+                    .request_async(&self.http)
+                    .await
+                    // The error names the endpoint and what it said, never the secrets
+                    // sent to it.
+                    .map_err(|err| {
+                        anyhow!(
+                            "OAuth2 token refresh at {token_url} failed: {}",
+                            describe(&err)
+                        )
+                    })?;
+                Ok(Some(AuthHeader {
+                    name: AUTHORIZATION,
+                    value: sensitive(
+                        &format!("Bearer {}", token.access_token().secret()),
+                        "the OAuth2 access token",
+                    )?,
+                }))
+            }
+        }
+    }
+}
+
+fn describe<E: std::error::Error>(
+    err: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> String {
+    match err {
+        oauth2::RequestTokenError::ServerResponse(response) => {
+            format!("the server answered `{}`", response.error())
+        }
+        oauth2::RequestTokenError::Request(err) => format!("request error: {err}"),
+        oauth2::RequestTokenError::Parse(err, _) => format!("unreadable response: {err}"),
+        oauth2::RequestTokenError::Other(what) => what.clone(),
+    }
+}
+
+fn read_env(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) => bail!("environment variable `{name}` (a credential) is empty"),
+        Err(_) => bail!("environment variable `{name}` (a credential) is not set"),
+    }
+}
+
+fn sensitive(value: &str, source: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(value)
+        .map_err(|_| anyhow!("the credential from {source} is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}

@@ -1,0 +1,698 @@
+//! The operator's config file (TOML): what to load, what to sync, and how hard to try.
+//!
+//! Parsing happens in two steps: serde reads the file into `raw` types (unknown keys are
+//! refused, and every type error points at the line and key), then `resolve` checks what
+//! serde cannot (references between sections, files that must exist, URLs) and resolves
+//! relative paths against the config file's folder. Every error names the file and key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::builtin;
+use crate::sandbox::SandboxLimits;
+
+/// A loaded, checked config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub path: PathBuf,
+    pub state_dir: PathBuf,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub connectors: BTreeMap<String, ConnectorSpec>,
+    pub syncs: Vec<SyncSpec>,
+}
+
+/// Where a connector's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for ComponentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentSource::Builtin(name) => write!(f, "{}{name}", builtin::PREFIX),
+            ComponentSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorSpec {
+    pub name: String,
+    pub component: ComponentSource,
+    pub allowed_hosts: Vec<HostPattern>,
+    pub limits: SandboxLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSpec {
+    pub name: String,
+    pub connector: String,
+    pub source: SourceSpec,
+    pub base_url: Url,
+    pub auth: AuthSpec,
+    /// The connector's settings, as strings, in key order.
+    pub settings: Vec<(String, String)>,
+    pub batch_size: u32,
+    pub concurrency: u32,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub rate_limit: Option<RateLimit>,
+    /// Largest response body kept for the connector; longer ones are cut.
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub format: SourceFormat,
+    pub path: PathBuf,
+    /// The column or field holding each record's primary key.
+    pub key: String,
+}
+
+/// How the host authenticates requests. Secrets are named by environment variable only,
+/// and read when needed, so that a renewal picks up a rotated value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSpec {
+    None,
+    Bearer {
+        env: String,
+    },
+    Header {
+        name: String,
+        env: String,
+    },
+    OAuth2 {
+        token_url: Url,
+        client_id_env: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+}
+
+/// In-run retry policy: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Most sends of one record in a run, counting the first.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+    /// Most time one batch may spend waiting on rate limits before the run gives up on
+    /// it and leaves its records pending.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_rate_limit_wait: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A proactive limit on requests to one destination, shared by all of a sync's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+/// An entry of `allowed_hosts`: `host`, `host:port`, or `*.domain` with an optional port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim().to_ascii_lowercase();
+        let (host, port) = match text.rsplit_once(':') {
+            // A bracketed IPv6 address without a port has colons but ends in `]`.
+            Some((host, port)) if !port.ends_with(']') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("`{text}`: `{port}` is not a port number"))?;
+                (host.to_string(), Some(port))
+            }
+            _ => (text.clone(), None),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!(
+                "`{text}` is not a host: expected `host`, `host:port` or `*.domain`"
+            ));
+        }
+        Ok(HostPattern { host, port })
+    }
+
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok = match self.host.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == self.host,
+        };
+        host_ok && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text as if read from `path` (relative paths resolve against its
+    /// folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let raw: raw::Config = toml::from_str(text)
+            .map_err(|err| anyhow!("config file `{}`: {err}", path.display()))?;
+        resolve(raw, path).map_err(|err| anyhow!("config file `{}`: {err:#}", path.display()))
+    }
+
+    pub fn sync(&self, name: &str) -> Result<&SyncSpec> {
+        self.syncs.iter().find(|s| s.name == name).ok_or_else(|| {
+            anyhow!(
+                "config file `{}` has no sync named `{name}` (it has: {})",
+                self.path.display(),
+                self.syncs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+}
+
+fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let relative = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let mut connectors = BTreeMap::new();
+    for (name, c) in raw.connectors {
+        let component = match c.component.strip_prefix(builtin::PREFIX) {
+            Some(builtin) => {
+                if builtin::component(builtin).is_none() {
+                    bail!(
+                        "connectors.{name}.component: no bundled connector `{builtin}` \
+                         (bundled: {})",
+                        builtin::names()
+                            .map(|n| format!("builtin:{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                ComponentSource::Builtin(builtin.to_string())
+            }
+            None => {
+                let file = relative(Path::new(&c.component));
+                if !file.is_file() {
+                    bail!(
+                        "connectors.{name}.component: file `{}` not found (resolved to `{}`); \
+                         expected a .wasm component or `builtin:NAME`",
+                        c.component,
+                        file.display()
+                    );
+                }
+                ComponentSource::File(file)
+            }
+        };
+        let allowed_hosts = c
+            .allowed_hosts
+            .iter()
+            .map(|h| HostPattern::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| anyhow!("connectors.{name}.allowed_hosts: {err}"))?;
+        let defaults = SandboxLimits::default();
+        let limits = SandboxLimits {
+            memory: c
+                .memory_limit
+                .map_or(defaults.memory, |m| m.0.as_u64() as usize),
+            call_timeout: c.call_timeout.map_or(defaults.call_timeout, |d| d.0),
+        };
+        if limits.memory < 1024 * 1024 {
+            bail!("connectors.{name}.memory_limit: at least 1MiB is needed to run a component");
+        }
+        if limits.call_timeout.is_zero() {
+            bail!("connectors.{name}.call_timeout: must be more than zero");
+        }
+        connectors.insert(
+            name.clone(),
+            ConnectorSpec {
+                name,
+                component,
+                allowed_hosts,
+                limits,
+            },
+        );
+    }
+
+    let mut syncs: Vec<SyncSpec> = Vec::new();
+    for (i, s) in raw.syncs.into_iter().enumerate() {
+        let at = if s.name.is_empty() {
+            format!("sync[{i}]")
+        } else {
+            format!("sync `{}`", s.name)
+        };
+        let spec = resolve_sync(s, &connectors, &relative).map_err(|err| anyhow!("{at}: {err}"))?;
+        if syncs.iter().any(|other| other.name == spec.name) {
+            bail!(
+                "{at}: two syncs are named `{}`; names must be unique",
+                spec.name
+            );
+        }
+        syncs.push(spec);
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        state_dir: relative(&raw.state_dir),
+        cache_dir: match raw.cache_dir {
+            Some(dir) => Some(relative(&dir)),
+            None => default_cache_dir(),
+        },
+        connectors,
+        syncs,
+    })
+}
+
+fn resolve_sync(
+    s: raw::Sync,
+    connectors: &BTreeMap<String, ConnectorSpec>,
+    relative: &dyn Fn(&Path) -> PathBuf,
+) -> Result<SyncSpec> {
+    if s.name.is_empty()
+        || !s
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!(
+            "name: `{}` must be non-empty and use only letters, digits, `-`, `_` and `.`",
+            s.name
+        );
+    }
+    if !connectors.contains_key(&s.connector) {
+        bail!(
+            "connector: `{}` is not defined under [connectors] (defined: {})",
+            s.connector,
+            if connectors.is_empty() {
+                "none".to_string()
+            } else {
+                connectors.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        );
+    }
+    let source = match (s.source.jsonl, s.source.csv) {
+        (Some(p), None) => (SourceFormat::Jsonl, p),
+        (None, Some(p)) => (SourceFormat::Csv, p),
+        _ => bail!("source: give exactly one of `jsonl = \"FILE\"` or `csv = \"FILE\"`"),
+    };
+    let source = SourceSpec {
+        format: source.0,
+        path: relative(&source.1),
+        key: s.source.key,
+    };
+    if !source.path.is_file() {
+        bail!("source: file `{}` not found", source.path.display());
+    }
+    if source.key.is_empty() {
+        bail!("source.key: must name the field that holds each record's primary key");
+    }
+
+    let base_url = Url::parse(&s.base_url)
+        .map_err(|err| anyhow!("base_url: `{}` is not a URL: {err}", s.base_url))?;
+    if !matches!(base_url.scheme(), "http" | "https") || base_url.host_str().is_none() {
+        bail!(
+            "base_url: `{}` must be an http:// or https:// URL with a host",
+            s.base_url
+        );
+    }
+
+    let auth = match s.auth {
+        None => AuthSpec::None,
+        Some(a) => resolve_auth(a)?,
+    };
+
+    let mut settings = Vec::new();
+    for (key, value) in s.settings {
+        settings.push((
+            key.clone(),
+            setting_string(&value).map_err(|e| anyhow!("settings.{key}: {e}"))?,
+        ));
+    }
+
+    let batch_size = s.batch_size.unwrap_or(200);
+    if batch_size == 0 {
+        bail!("batch_size: must be at least 1");
+    }
+    let concurrency = s.concurrency.unwrap_or(4);
+    if !(1..=256).contains(&concurrency) {
+        bail!("concurrency: must be between 1 and 256, got {concurrency}");
+    }
+
+    let defaults = RetryPolicy::default();
+    let r = s.retry.unwrap_or_default();
+    let retry = RetryPolicy {
+        max_attempts: r.max_attempts.unwrap_or(defaults.max_attempts),
+        initial_backoff: r.initial_backoff.map_or(defaults.initial_backoff, |d| d.0),
+        max_backoff: r.max_backoff.map_or(defaults.max_backoff, |d| d.0),
+        multiplier: r.multiplier.unwrap_or(defaults.multiplier),
+        max_rate_limit_wait: r
+            .max_rate_limit_wait
+            .map_or(defaults.max_rate_limit_wait, |d| d.0),
+    };
+    if retry.max_attempts == 0 {
+        bail!("retry.max_attempts: must be at least 1 (the first send counts)");
+    }
+    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+        bail!(
+            "retry.multiplier: must be a number of at least 1.0, got {}",
+            retry.multiplier
+        );
+    }
+    if retry.max_backoff < retry.initial_backoff {
+        bail!("retry.max_backoff: must not be less than retry.initial_backoff");
+    }
+
+    let rate_limit = match s.rate_limit {
+        None => None,
+        Some(r) => {
+            if r.requests == 0 || r.per.0.is_zero() {
+                bail!("rate_limit: `requests` and `per` must both be more than zero");
+            }
+            Some(RateLimit {
+                requests: r.requests,
+                per: r.per.0,
+            })
+        }
+    };
+    let request_timeout = s.request_timeout.map_or(Duration::from_secs(30), |d| d.0);
+    if request_timeout.is_zero() {
+        bail!("request_timeout: must be more than zero");
+    }
+
+    Ok(SyncSpec {
+        name: s.name,
+        connector: s.connector,
+        source,
+        base_url,
+        auth,
+        settings,
+        batch_size,
+        concurrency,
+        request_timeout,
+        retry,
+        rate_limit,
+        max_response_bytes: s
+            .max_response_bytes
+            .map_or(16 * 1024 * 1024, |b| b.0.as_u64() as usize),
+    })
+}
+
+fn resolve_auth(a: raw::Auth) -> Result<AuthSpec> {
+    let env_name = |key: &str, value: &str| -> Result<()> {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!(
+                "auth.{key}: `{value}` is not an environment variable name (secrets are given by variable name, never inline)"
+            );
+        }
+        Ok(())
+    };
+    match a {
+        raw::Auth {
+            bearer_env: Some(env),
+            header: None,
+            value_env: None,
+            oauth2: None,
+        } => {
+            env_name("bearer_env", &env)?;
+            Ok(AuthSpec::Bearer { env })
+        }
+        raw::Auth {
+            bearer_env: None,
+            header: Some(name),
+            value_env: Some(env),
+            oauth2: None,
+        } => {
+            env_name("value_env", &env)?;
+            reqwest::header::HeaderName::try_from(name.as_str())
+                .map_err(|_| anyhow!("auth.header: `{name}` is not a valid header name"))?;
+            Ok(AuthSpec::Header { name, env })
+        }
+        raw::Auth {
+            bearer_env: None,
+            header: None,
+            value_env: None,
+            oauth2: Some(o),
+        } => {
+            let token_url = Url::parse(&o.token_url).map_err(|err| {
+                anyhow!(
+                    "auth.oauth2.token_url: `{}` is not a URL: {err}",
+                    o.token_url
+                )
+            })?;
+            env_name("oauth2.client_id_env", &o.client_id_env)?;
+            env_name("oauth2.client_secret_env", &o.client_secret_env)?;
+            env_name("oauth2.refresh_token_env", &o.refresh_token_env)?;
+            Ok(AuthSpec::OAuth2 {
+                token_url,
+                client_id_env: o.client_id_env,
+                client_secret_env: o.client_secret_env,
+                refresh_token_env: o.refresh_token_env,
+            })
+        }
+        _ => bail!(
+            "auth: expected one of `{{ bearer_env = \"VAR\" }}`, \
+             `{{ header = \"X-Api-Key\", value_env = \"VAR\" }}` or `{{ oauth2 = {{ token_url, \
+             client_id_env, client_secret_env, refresh_token_env }} }}`"
+        ),
+    }
+}
+
+/// Settings reach the connector as strings: scalars as written, arrays of scalars joined
+/// with commas (handy for lists of error codes).
+fn setting_string(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                toml::Value::Array(_) | toml::Value::Table(_) => {
+                    Err("expected a string, number, boolean or a list of them".to_string())
+                }
+                other => setting_string(other),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|items| items.join(",")),
+        _ => Err("expected a string, number, boolean or a list of them".to_string()),
+    }
+}
+
+/// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("sluice"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("sluice"))
+}
+
+/// The file's shape, exactly as serde reads it.
+mod raw {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        #[serde(default = "default_state_dir")]
+        pub state_dir: PathBuf,
+        pub cache_dir: Option<PathBuf>,
+        #[serde(default)]
+        pub connectors: BTreeMap<String, Connector>,
+        #[serde(default, rename = "sync")]
+        pub syncs: Vec<Sync>,
+    }
+
+    fn default_state_dir() -> PathBuf {
+        PathBuf::from(".sluice")
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Connector {
+        pub component: String,
+        #[serde(default)]
+        pub allowed_hosts: Vec<String>,
+        pub memory_limit: Option<Size>,
+        pub call_timeout: Option<HumanDuration>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sync {
+        pub name: String,
+        pub connector: String,
+        pub source: Source,
+        pub base_url: String,
+        pub auth: Option<Auth>,
+        #[serde(default)]
+        pub settings: BTreeMap<String, toml::Value>,
+        pub batch_size: Option<u32>,
+        pub concurrency: Option<u32>,
+        pub request_timeout: Option<HumanDuration>,
+        pub max_response_bytes: Option<Size>,
+        pub retry: Option<Retry>,
+        pub rate_limit: Option<RateLimit>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Source {
+        pub jsonl: Option<PathBuf>,
+        pub csv: Option<PathBuf>,
+        pub key: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Auth {
+        pub bearer_env: Option<String>,
+        pub header: Option<String>,
+        pub value_env: Option<String>,
+        pub oauth2: Option<OAuth2>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct OAuth2 {
+        pub token_url: String,
+        pub client_id_env: String,
+        pub client_secret_env: String,
+        pub refresh_token_env: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Retry {
+        pub max_attempts: Option<u32>,
+        pub initial_backoff: Option<HumanDuration>,
+        pub max_backoff: Option<HumanDuration>,
+        pub multiplier: Option<f64>,
+        pub max_rate_limit_wait: Option<HumanDuration>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RateLimit {
+        pub requests: u32,
+        pub per: HumanDuration,
+    }
+
+    /// A duration written as text: `"500ms"`, `"1s"`, `"15m"`, `"7d"`.
+    pub struct HumanDuration(pub Duration);
+
+    impl<'de> Deserialize<'de> for HumanDuration {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(d)?;
+            humantime::parse_duration(&text).map(HumanDuration).map_err(|err| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration ({err}); expected for example \"500ms\", \"1s\", \"15m\""
+                ))
+            })
+        }
+    }
+
+    /// A size written as text: `"64MiB"`, `"512 KB"`, or a number of bytes.
+    pub struct Size(pub bytesize::ByteSize);
+
+    impl<'de> Deserialize<'de> for Size {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            enum Either {
+                Bytes(u64),
+                Text(String),
+            }
+            match Either::deserialize(d)? {
+                Either::Bytes(n) => Ok(Size(bytesize::ByteSize(n))),
+                Either::Text(text) => text.parse::<bytesize::ByteSize>().map(Size).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{text}` is not a size; expected for example \"64MiB\" or \"512KB\""
+                    ))
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let p = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(p.matches("127.0.0.1", 8080));
+        assert!(!p.matches("127.0.0.1", 8081));
+        let p = HostPattern::parse("API.example.com").unwrap();
+        assert!(p.matches("api.example.com", 443));
+        assert!(!p.matches("evil.com", 443));
+        let p = HostPattern::parse("*.example.com:443").unwrap();
+        assert!(p.matches("a.example.com", 443));
+        assert!(!p.matches("example.com", 443));
+        assert!(!p.matches("a.example.com.evil.com", 443));
+        assert!(HostPattern::parse("http://x/").is_err());
+        assert!(HostPattern::parse("x:notaport").is_err());
+    }
+
+    #[test]
+    fn settings_become_strings() {
+        let v: toml::Value = toml::from_str("a = [\"X\", 2, true]").unwrap();
+        assert_eq!(setting_string(&v["a"]).unwrap(), "X,2,true");
+        let v: toml::Value = toml::from_str("a = { b = 1 }").unwrap();
+        assert!(setting_string(&v["a"]).is_err());
+    }
+}

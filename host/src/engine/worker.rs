@@ -1,0 +1,379 @@
+//! A worker delivers one batch at a time through its own connector instance, acting on
+//! every verdict until each record of the batch is settled or the run stops.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+use super::Shared;
+use super::outcome::{Counters, Fate, RecordFailure, Settled};
+use crate::sandbox::{
+    ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict, Wait,
+};
+use crate::source::Record;
+use crate::transport::SendError;
+
+/// Some records of a batch on their way: the whole batch, a half of it after a bisection,
+/// or the records a destination asked to retry.
+struct Job {
+    records: Vec<Record>,
+    /// Sends of these records so far in this run.
+    attempt: u32,
+    not_before: Option<Instant>,
+    rate_limit_waited: Duration,
+    rate_limit_hits: u32,
+    /// The credentials were renewed for this job: another refusal stops the run.
+    renewed: bool,
+}
+
+impl Job {
+    fn new(records: Vec<Record>, attempt: u32) -> Self {
+        Job {
+            records,
+            attempt,
+            not_before: None,
+            rate_limit_waited: Duration::ZERO,
+            rate_limit_hits: 0,
+            renewed: false,
+        }
+    }
+}
+
+/// Why a worker stopped early: the run as a whole cannot go on.
+pub enum Stop {
+    /// The connector failed (trap, time or memory limit, contract violation).
+    Guest(GuestError),
+    /// The destination or the host refused to go on (a fatal verdict, credentials that
+    /// cannot be renewed, a request to a forbidden host).
+    Fatal(String),
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    instance: Option<ConnectorInstance>,
+    rng: SmallRng,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, instance: ConnectorInstance, seed: u64) -> Self {
+        Worker {
+            shared,
+            instance: Some(instance),
+            rng: SmallRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Runs a connector call on a blocking thread: calls are synchronous and may run up
+    /// to the connector's time limit, which must not stall the async executor.
+    async fn call<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut ConnectorInstance) -> R + Send + 'static,
+    ) -> R {
+        let mut instance = self
+            .instance
+            .take()
+            .expect("instance is returned after every call");
+        let (instance, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut instance);
+            (instance, result)
+        })
+        .await
+        .expect("a connector call panicked in the host");
+        self.instance = Some(instance);
+        result
+    }
+
+    /// Delivers one batch from the source.
+    pub async fn deliver(&mut self, batch: Vec<Record>) -> Result<(), Stop> {
+        let (batch, prechecked) = self
+            .call(move |i| {
+                let r = i.precheck(&batch);
+                (batch, r)
+            })
+            .await;
+        let prechecked = prechecked.map_err(Stop::Guest)?;
+        let mut to_send = Vec::with_capacity(batch.len());
+        let mut settled = Vec::new();
+        for (record, outcome) in batch.into_iter().zip(prechecked) {
+            match outcome {
+                None => to_send.push(record),
+                Some(PrecheckOutcome::Rejected(f)) => {
+                    settled.push(settle(record, Fate::Rejected(f.into()), 0))
+                }
+                Some(PrecheckOutcome::Permanent(f)) => {
+                    settled.push(settle(record, Fate::Permanent(f.into()), 0))
+                }
+            }
+        }
+        self.shared.settle(settled);
+
+        let mut stack = vec![Job::new(to_send, 1)];
+        while let Some(job) = stack.pop() {
+            if job.records.is_empty() {
+                continue;
+            }
+            if self.shared.stop.is_cancelled() {
+                self.shared.leave_pending(job.records, None);
+                continue;
+            }
+            self.send(job, &mut stack).await?;
+        }
+        Ok(())
+    }
+
+    /// One request for `job`; follow-up work goes on `stack`.
+    async fn send(&mut self, mut job: Job, stack: &mut Vec<Job>) -> Result<(), Stop> {
+        let shared = self.shared.clone();
+        if let Some(at) = job.not_before {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = shared.stop.cancelled() => {
+                    shared.leave_pending(job.records, None);
+                    return Ok(());
+                }
+            }
+        }
+
+        let records = std::mem::take(&mut job.records);
+        let (records, built) = self
+            .call(move |i| {
+                let r = i.build_request(&records);
+                (records, r)
+            })
+            .await;
+        job.records = records;
+        let request: HttpRequest = match built.map_err(Stop::Guest)? {
+            Ok(request) => request,
+            // The connector cannot express the batch: isolate the record at fault.
+            Err(failure) => {
+                self.bisect(job, failure.into(), stack);
+                return Ok(());
+            }
+        };
+
+        tokio::select! {
+            _ = shared.gate.admit() => {}
+            _ = shared.stop.cancelled() => {
+                shared.leave_pending(job.records, None);
+                return Ok(());
+            }
+        }
+        let (auth, generation) = shared.credentials.current().await;
+        let sent = tokio::select! {
+            sent = shared.transport.send(&request, auth.as_ref()) => sent,
+            // Past the grace period of a stop, in-flight requests are abandoned: their
+            // records stay pending, as nothing confirmed them.
+            _ = shared.abort.cancelled() => {
+                shared.leave_pending(job.records, Some(RecordFailure::new("ABANDONED", "the run stopped while the request was in flight")));
+                return Ok(());
+            }
+        };
+        if !matches!(sent, Err(SendError::Refused(_))) {
+            Counters::add(&shared.counters.requests, 1);
+        }
+        let received = match sent {
+            Ok(received) => received,
+            Err(SendError::Refused(why)) => {
+                let message = format!("connector `{}`: {why}", shared.connector_name);
+                shared.leave_pending(job.records, None);
+                return Err(Stop::Fatal(message));
+            }
+            Err(SendError::Failed { code, message }) => {
+                Counters::add(&shared.counters.transient_failures, 1);
+                self.retry_later(job, RecordFailure::new(&code, message), stack);
+                return Ok(());
+            }
+        };
+
+        let keys: Vec<String> = job.records.iter().map(|r| r.key.clone()).collect();
+        let response = received.response;
+        let verdict = self
+            .call(move |i| i.classify(&keys, &response))
+            .await
+            .map_err(Stop::Guest)?;
+
+        match verdict {
+            Verdict::PerRecord(outcomes) => self.per_record(job, outcomes, stack),
+            Verdict::BatchRejected(failure) => self.bisect(job, failure.into(), stack),
+            Verdict::RateLimited(wait) => {
+                let until = self.wait_until(wait, received.at, job.rate_limit_hits + 1);
+                let waited = until.saturating_duration_since(Instant::now());
+                Counters::add(&shared.counters.rate_limit_waits, 1);
+                Counters::add(
+                    &shared.counters.rate_limit_wait_ms,
+                    waited.as_millis() as u64,
+                );
+                job.rate_limit_waited += waited;
+                job.rate_limit_hits += 1;
+                if job.rate_limit_waited > shared.spec.retry.max_rate_limit_wait {
+                    let failure = RecordFailure::new(
+                        "RATE_LIMITED",
+                        format!(
+                            "gave up after waiting {} on rate limits (max_rate_limit_wait)",
+                            humantime::format_duration(Duration::from_secs(
+                                job.rate_limit_waited.as_secs()
+                            ))
+                        ),
+                    );
+                    shared.leave_pending(job.records, Some(failure));
+                } else {
+                    tracing::info!(
+                        sync = %shared.spec.name,
+                        wait_ms = waited.as_millis() as u64,
+                        "destination is rate limiting; pausing every request to it"
+                    );
+                    shared.gate.pause_until(until);
+                    job.renewed = false;
+                    stack.push(job);
+                }
+            }
+            Verdict::Transient(failure) => {
+                Counters::add(&shared.counters.transient_failures, 1);
+                self.retry_later(job, failure.into(), stack);
+            }
+            Verdict::AuthExpired(failure) => {
+                if job.renewed {
+                    shared.leave_pending(job.records, None);
+                    return Err(Stop::Fatal(format!(
+                        "the destination refused renewed credentials: {}: {}",
+                        failure.code, failure.message
+                    )));
+                }
+                match shared.credentials.renew(generation).await {
+                    Ok(renewed) => {
+                        if renewed {
+                            Counters::add(&shared.counters.auth_renewals, 1);
+                            tracing::info!(sync = %shared.spec.name, "credentials expired; renewed them");
+                        }
+                        job.renewed = true;
+                        stack.push(job);
+                    }
+                    Err(err) => {
+                        shared.leave_pending(job.records, None);
+                        return Err(Stop::Fatal(format!(
+                            "credentials expired ({}) and could not be renewed: {err:#}",
+                            failure.code
+                        )));
+                    }
+                }
+            }
+            Verdict::Fatal(failure) => {
+                shared.leave_pending(job.records, Some(failure.clone().into()));
+                return Err(Stop::Fatal(format!(
+                    "the destination failed fatally: {}: {}",
+                    failure.code, failure.message
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn per_record(&mut self, job: Job, outcomes: Vec<RecordOutcome>, stack: &mut Vec<Job>) {
+        let mut settled = Vec::with_capacity(job.records.len());
+        let mut again = Vec::new();
+        let mut last_failure = None;
+        for (record, outcome) in job.records.into_iter().zip(outcomes) {
+            let fate = match outcome {
+                RecordOutcome::Delivered(id) => Fate::Delivered(id),
+                RecordOutcome::Rejected(f) => Fate::Rejected(f.into()),
+                RecordOutcome::Permanent(f) => Fate::Permanent(f.into()),
+                RecordOutcome::Retry(f) => {
+                    if job.attempt >= self.shared.spec.retry.max_attempts {
+                        Fate::Rejected(f.into())
+                    } else {
+                        last_failure = Some(f);
+                        again.push(record);
+                        continue;
+                    }
+                }
+            };
+            settled.push(settle(record, fate, job.attempt));
+        }
+        self.shared.settle(settled);
+        if !again.is_empty() {
+            tracing::debug!(
+                records = again.len(),
+                reason = last_failure.map(|f| f.code).unwrap_or_default(),
+                "destination asked to retry records"
+            );
+            self.schedule_retry(Job::new(again, job.attempt), stack);
+        }
+    }
+
+    /// A failure of the whole batch that may pass: send it again after a backoff, or,
+    /// when its attempts are used up, reject its records with this failure.
+    fn retry_later(&mut self, job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
+        if job.attempt >= self.shared.spec.retry.max_attempts {
+            let attempts = job.attempt;
+            let settled = job
+                .records
+                .into_iter()
+                .map(|r| settle(r, Fate::Rejected(failure.clone()), attempts))
+                .collect();
+            self.shared.settle(settled);
+        } else {
+            tracing::debug!(code = %failure.code, attempt = job.attempt, "batch failed; retrying after backoff");
+            self.schedule_retry(Job::new(job.records, job.attempt), stack);
+        }
+    }
+
+    fn schedule_retry(&mut self, mut job: Job, stack: &mut Vec<Job>) {
+        let delay = self.shared.spec.retry.backoff(job.attempt, &mut self.rng);
+        Counters::add(&self.shared.counters.retries, job.records.len() as u64);
+        job.attempt += 1;
+        job.not_before = Some(Instant::now() + delay);
+        stack.push(job);
+    }
+
+    /// Splits a batch refused as a whole; a record refused alone is rejected.
+    fn bisect(&mut self, job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
+        if job.records.len() == 1 {
+            let settled = job
+                .records
+                .into_iter()
+                .map(|r| settle(r, Fate::Rejected(failure.clone()), job.attempt))
+                .collect();
+            self.shared.settle(settled);
+            return;
+        }
+        Counters::add(&self.shared.counters.bisections, 1);
+        let mut first = job.records;
+        let second = first.split_off(first.len() / 2);
+        // The stack is last-in first-out: push the second half first.
+        stack.push(Job::new(second, job.attempt));
+        stack.push(Job::new(first, job.attempt));
+    }
+
+    /// When a rate-limited request may be sent again.
+    fn wait_until(
+        &mut self,
+        wait: Option<Wait>,
+        received: std::time::Instant,
+        hits: u32,
+    ) -> Instant {
+        let received = Instant::from_std(received);
+        match wait {
+            Some(Wait::AfterMs(ms)) => received + Duration::from_millis(ms),
+            Some(Wait::UntilUnixMs(at_ms)) => {
+                // Read the wall clock before the monotonic one: the gap can only make
+                // the wait longer, never end it before the destination's time.
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                Instant::now() + Duration::from_millis(at_ms.saturating_sub(now_ms))
+            }
+            None => Instant::now() + self.shared.spec.retry.backoff_ceiling(hits),
+        }
+    }
+}
+
+fn settle(record: Record, fate: Fate, attempts: u32) -> Settled {
+    Settled {
+        record,
+        fate,
+        attempts,
+    }
+}

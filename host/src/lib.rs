@@ -1,0 +1,17 @@
+//! Sluice delivers records from a source to SaaS destinations through destination
+//! connectors that are sandboxed WebAssembly components.
+//!
+//! The host owns everything that must be right every time (batching, concurrency, HTTP,
+//! credentials, retries with backoff, rate limits, batch bisection); a connector only
+//! turns a batch into a request and a response into a verdict. See ARCHITECTURE.md.
+
+pub mod auth;
+pub mod builtin;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod report;
+pub mod sandbox;
+pub mod source;
+pub mod sync;
+pub mod transport;

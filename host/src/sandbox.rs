@@ -1,0 +1,19 @@
+//! The WebAssembly sandbox that destination connectors run in.
+//!
+//! A connector is compiled once (and cached on disk), pre-instantiated, and then
+//! instantiated once per worker. Every call into it runs under a memory limit and a time
+//! limit, so a trap, an endless loop or a memory bomb becomes an error naming the
+//! connector and the call; the host and other syncs go on.
+
+mod bindings;
+mod cache;
+mod guest;
+mod instance;
+mod runtime;
+
+pub use bindings::{
+    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, RecordOutcome, SourceRecord,
+    Verdict, Wait,
+};
+pub use instance::{ConnectorInstance, GuestError, GuestErrorKind};
+pub use runtime::{Connector, Runtime, SandboxLimits};

@@ -1,0 +1,229 @@
+//! One instance of a connector, and the errors a call into it can end in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::{
+    DestinationConnector, Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome,
+    SourceRecord, Verdict,
+};
+use super::guest::GuestState;
+use super::runtime::{SandboxLimits, ticks};
+
+/// What went wrong in a call into a connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestErrorKind {
+    /// The call ran past the connector's `call_timeout`.
+    Timeout,
+    /// The instance tried to grow its memory past `memory_limit`.
+    MemoryLimit,
+    /// The guest trapped: a panic, `unreachable`, an out-of-bounds access.
+    Trap(String),
+    /// The guest answered, but not as the contract requires (a list of the wrong length).
+    Contract(String),
+    /// An earlier call failed; a failed instance is never called again.
+    Unusable,
+}
+
+/// A failed call into a connector: names the connector, the call and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestError {
+    pub connector: Arc<str>,
+    pub call: &'static str,
+    pub kind: GuestErrorKind,
+    pub limits: SandboxLimits,
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (connector, call) = (&self.connector, self.call);
+        match &self.kind {
+            GuestErrorKind::Timeout => write!(
+                f,
+                "connector `{connector}` exceeded its call time limit of {} in `{call}` \
+                 (raise `call_timeout` if the work is legitimate)",
+                humantime::format_duration(self.limits.call_timeout)
+            ),
+            GuestErrorKind::MemoryLimit => write!(
+                f,
+                "connector `{connector}` exceeded its memory limit of {} in `{call}` \
+                 (raise `memory_limit` if the work is legitimate)",
+                bytesize::ByteSize(self.limits.memory as u64)
+                    .display()
+                    .iec()
+            ),
+            GuestErrorKind::Trap(detail) => {
+                write!(f, "connector `{connector}` trapped in `{call}`: {detail}")
+            }
+            GuestErrorKind::Contract(detail) => write!(
+                f,
+                "connector `{connector}` broke the contract in `{call}`: {detail}"
+            ),
+            GuestErrorKind::Unusable => write!(
+                f,
+                "connector `{connector}` cannot run `{call}`: the instance failed earlier"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GuestError {}
+
+impl GuestError {
+    pub(super) fn from_wasmtime(
+        connector: &Arc<str>,
+        call: &'static str,
+        store: &Store<GuestState>,
+        limits: SandboxLimits,
+        err: wasmtime::Error,
+    ) -> Self {
+        let kind = if store.data().memory.exceeded {
+            GuestErrorKind::MemoryLimit
+        } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            GuestErrorKind::Timeout
+        } else {
+            // `{:#}` keeps the trap reason and the guest's backtrace, in one paragraph.
+            GuestErrorKind::Trap(format!("{err:#}"))
+        };
+        GuestError {
+            connector: connector.clone(),
+            call,
+            kind,
+            limits,
+        }
+    }
+
+    pub fn contract(connector: &str, call: &'static str, detail: String) -> Self {
+        GuestError {
+            connector: connector.into(),
+            call,
+            kind: GuestErrorKind::Contract(detail),
+            limits: SandboxLimits::default(),
+        }
+    }
+}
+
+/// A live connector instance. Calls are synchronous and bounded by the connector's
+/// limits; run them off the async executor (the engine uses `spawn_blocking`).
+pub struct ConnectorInstance {
+    name: Arc<str>,
+    store: Store<GuestState>,
+    bindings: DestinationConnector,
+    limits: SandboxLimits,
+    failed: bool,
+}
+
+impl ConnectorInstance {
+    pub(super) fn new(
+        name: Arc<str>,
+        store: Store<GuestState>,
+        bindings: DestinationConnector,
+        limits: SandboxLimits,
+    ) -> Self {
+        ConnectorInstance {
+            name,
+            store,
+            bindings,
+            limits,
+            failed: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn configure(
+        &mut self,
+        settings: &[(String, String)],
+    ) -> Result<Result<Limits, Failure>, GuestError> {
+        self.call("configure", |b, s| {
+            b.sluice_connector_destination().call_configure(s, settings)
+        })
+    }
+
+    /// One entry per record; a list of another length is refused here, once for every
+    /// caller.
+    pub fn precheck(
+        &mut self,
+        batch: &[SourceRecord],
+    ) -> Result<Vec<Option<PrecheckOutcome>>, GuestError> {
+        let outcomes = self.call("precheck", |b, s| {
+            b.sluice_connector_destination().call_precheck(s, batch)
+        })?;
+        if outcomes.len() != batch.len() {
+            return Err(self.violation(
+                "precheck",
+                format!(
+                    "returned {} outcomes for a batch of {} records",
+                    outcomes.len(),
+                    batch.len()
+                ),
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    pub fn build_request(
+        &mut self,
+        batch: &[SourceRecord],
+    ) -> Result<Result<HttpRequest, Failure>, GuestError> {
+        self.call("build-request", |b, s| {
+            b.sluice_connector_destination()
+                .call_build_request(s, batch)
+        })
+    }
+
+    /// A verdict whose per-record list does not match `keys` is refused here.
+    pub fn classify(
+        &mut self,
+        keys: &[String],
+        response: &HttpResponse,
+    ) -> Result<Verdict, GuestError> {
+        let verdict = self.call("classify", |b, s| {
+            b.sluice_connector_destination()
+                .call_classify(s, keys, response)
+        })?;
+        if let Verdict::PerRecord(outcomes) = &verdict
+            && outcomes.len() != keys.len()
+        {
+            return Err(self.violation(
+                "classify",
+                format!(
+                    "returned {} per-record outcomes for a batch of {} records",
+                    outcomes.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(verdict)
+    }
+
+    fn violation(&mut self, call: &'static str, detail: String) -> GuestError {
+        GuestError::contract(&self.name, call, detail)
+    }
+
+    fn call<R>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&DestinationConnector, &mut Store<GuestState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestError> {
+        if self.failed {
+            return Err(GuestError {
+                connector: self.name.clone(),
+                call,
+                kind: GuestErrorKind::Unusable,
+                limits: self.limits,
+            });
+        }
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        f(&self.bindings, &mut self.store).map_err(|err| {
+            // After a trap an instance's state is undefined: never call it again.
+            self.failed = true;
+            GuestError::from_wasmtime(&self.name, call, &self.store, self.limits, err)
+        })
+    }
+}

@@ -1,0 +1,198 @@
+//! Reading records from the source, one at a time: a source is never loaded whole.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::value::RawValue;
+
+use crate::config::{SourceFormat, SourceSpec};
+
+/// A record as read from the source: its key, and its fields as a serialized JSON
+/// object. The same type crosses into connectors, so a batch is never copied to convert.
+pub use crate::sandbox::SourceRecord as Record;
+
+/// One row of the source: a record, or a row that cannot become one (reported, skipped).
+#[derive(Debug, Clone)]
+pub enum Row {
+    Record(Record),
+    Invalid { line: u64, reason: String },
+}
+
+/// Opens the source; the iterator yields an error only when the file cannot be read.
+pub fn open(spec: &SourceSpec) -> Result<Box<dyn Iterator<Item = Result<Row>> + Send>> {
+    let file = File::open(&spec.path)
+        .with_context(|| format!("cannot open source file `{}`", spec.path.display()))?;
+    Ok(match spec.format {
+        SourceFormat::Jsonl => Box::new(jsonl(file, spec.key.clone(), &spec.path)),
+        SourceFormat::Csv => Box::new(csv(file, spec.key.clone(), &spec.path)?),
+    })
+}
+
+fn jsonl(file: File, key: String, path: &Path) -> impl Iterator<Item = Result<Row>> + Send + use<> {
+    let path = path.display().to_string();
+    let mut lines = BufReader::with_capacity(256 * 1024, file).lines();
+    let mut line_no = 0u64;
+    std::iter::from_fn(move || {
+        loop {
+            line_no += 1;
+            let line = match lines.next()? {
+                Ok(line) => line,
+                Err(err) => {
+                    return Some(Err(anyhow::Error::new(err)
+                        .context(format!("reading source file `{path}` at line {line_no}"))));
+                }
+            };
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            return Some(Ok(jsonl_row(text, &key, line_no)));
+        }
+    })
+}
+
+fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
+    // Borrowed raw values: only the key field is decoded, the rest stays as written.
+    let raw: Result<std::collections::HashMap<&str, &RawValue>, _> = serde_json::from_str(text);
+    let key_value = match raw {
+        Ok(map) => match map.get(key) {
+            Some(value) => serde_json::from_str::<serde_json::Value>(value.get()).ok(),
+            None => None,
+        },
+        Err(_) => {
+            // Escaped field names need the slow path; anything else is not a JSON object.
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+                Ok(map) => map.get(key).cloned(),
+                Err(err) => {
+                    return Row::Invalid {
+                        line,
+                        reason: format!("not a JSON object: {err}"),
+                    };
+                }
+            }
+        }
+    };
+    match key_value.as_ref().and_then(key_string) {
+        Some(k) => Row::Record(Record {
+            key: k,
+            payload: text.to_string(),
+        }),
+        None => Row::Invalid {
+            line,
+            reason: match key_value {
+                None => format!("the key field `{key}` is missing"),
+                Some(v) => {
+                    format!("the key field `{key}` is {v}, expected a non-empty string or a number")
+                }
+            },
+        },
+    }
+}
+
+/// A key is a non-empty string, or a number written as one.
+fn key_string(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn csv(
+    file: File,
+    key: String,
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Row>> + Send + use<>> {
+    let path = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(BufReader::with_capacity(256 * 1024, file));
+    let headers = reader
+        .headers()
+        .with_context(|| format!("reading the header row of source file `{path}`"))?
+        .clone();
+    let key_index = headers.iter().position(|h| h == key).with_context(|| {
+        format!(
+            "source file `{path}` has no column `{key}` for the key (columns: {})",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let mut records = reader.into_records();
+    Ok(std::iter::from_fn(move || {
+        let record = records.next()?;
+        Some(match record {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let key = record.get(key_index).unwrap_or("").trim();
+                if key.is_empty() {
+                    Ok(Row::Invalid {
+                        line,
+                        reason: format!("the key column `{}` is empty", &headers[key_index]),
+                    })
+                } else {
+                    let object: serde_json::Map<String, serde_json::Value> = headers
+                        .iter()
+                        .zip(record.iter())
+                        .map(|(h, v)| (h.to_string(), serde_json::Value::String(v.to_string())))
+                        .collect();
+                    Ok(Row::Record(Record {
+                        key: key.to_string(),
+                        payload: serde_json::Value::Object(object).to_string(),
+                    }))
+                }
+            }
+            // A row with the wrong number of fields is that row's problem; an I/O error
+            // is the file's.
+            Err(err) if matches!(err.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
+                Ok(Row::Invalid {
+                    line: err.position().map_or(0, |p| p.line()),
+                    reason: err.to_string(),
+                })
+            }
+            Err(err) => {
+                Err(anyhow::Error::new(err).context(format!("reading source file `{path}`")))
+            }
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_rows() {
+        let Row::Record(r) = jsonl_row(r#"{"id": "a1", "x": [1, {"y": 2}]}"#, "id", 1) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.key.as_str(), r.payload.as_str()),
+            ("a1", r#"{"id": "a1", "x": [1, {"y": 2}]}"#)
+        );
+        let Row::Record(r) = jsonl_row(r#"{"id": 42}"#, "id", 1) else {
+            panic!()
+        };
+        assert_eq!(r.key, "42");
+        let Row::Record(r) = jsonl_row(r#"{"i\u0064": "esc"}"#, "id", 1) else {
+            panic!()
+        };
+        assert_eq!(r.key, "esc");
+        assert!(
+            matches!(jsonl_row(r#"{"name": "x"}"#, "id", 3), Row::Invalid { line: 3, reason } if reason.contains("missing"))
+        );
+        assert!(matches!(
+            jsonl_row(r#"{"id": ""}"#, "id", 1),
+            Row::Invalid { .. }
+        ));
+        assert!(matches!(
+            jsonl_row(r#"{"id": null}"#, "id", 1),
+            Row::Invalid { .. }
+        ));
+        assert!(
+            matches!(jsonl_row("[1,2]", "id", 1), Row::Invalid { reason, .. } if reason.contains("not a JSON object"))
+        );
+        assert!(matches!(jsonl_row("{oops", "id", 1), Row::Invalid { .. }));
+    }
+}

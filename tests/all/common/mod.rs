@@ -1,0 +1,231 @@
+//! What the integration tests share: components, a runtime, configs in temp folders, and a
+//! sink that remembers every record's fate.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice::config::Config;
+use sluice::engine::{Fate, RunControl, RunReport, Settled, Sink};
+use sluice::sandbox::Runtime;
+use sluice::sync::Host;
+
+/// A component the build compiled from `connectors/`.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("OUT_DIR")).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Compiled components are cached here, shared by the tests of one build.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::new(Some(cache_dir())).unwrap()
+}
+
+/// A `tracing` writer into a shared buffer.
+pub struct SharedWriter(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every record's last fate, by key.
+#[derive(Default)]
+pub struct Fates(Mutex<BTreeMap<String, (Fate, u32)>>);
+
+impl Sink for Fates {
+    fn settle(&self, settled: &[Settled]) -> anyhow::Result<()> {
+        let mut fates = self.0.lock().unwrap();
+        for s in settled {
+            fates.insert(s.record.key.clone(), (s.fate.clone(), s.attempts));
+        }
+        Ok(())
+    }
+}
+
+impl Fates {
+    pub fn all(&self) -> BTreeMap<String, (Fate, u32)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Keys whose fate matches `pred`.
+    pub fn keys(&self, pred: impl Fn(&Fate) -> bool) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, (f, _))| pred(f))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Key -> failure code of rejected, permanent or pending records.
+    pub fn codes(&self) -> BTreeMap<String, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, (f, _))| match f {
+                Fate::Rejected(f) | Fate::Permanent(f) => Some((k.clone(), f.code.clone())),
+                Fate::Pending(Some(f)) => Some((k.clone(), f.code.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub fn is_delivered(f: &Fate) -> bool {
+    matches!(f, Fate::Delivered(_))
+}
+pub fn is_rejected(f: &Fate) -> bool {
+    matches!(f, Fate::Rejected(_))
+}
+pub fn is_permanent(f: &Fate) -> bool {
+    matches!(f, Fate::Permanent(_))
+}
+pub fn is_pending(f: &Fate) -> bool {
+    matches!(f, Fate::Pending(_))
+}
+
+/// A folder with a config and its source data.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+/// Writes `records` as JSONL and a config whose `[[sync]]` is `sync_toml` (which may
+/// refer to `{base_url}`, `{port}` and `{data}`), with a connector `c` of `component`.
+pub fn setup(
+    records: &[serde_json::Value],
+    component: &str,
+    base_url: &str,
+    sync_toml: &str,
+) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&r.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&data, text).unwrap();
+    let port = base_url.rsplit(':').next().unwrap();
+    let config = format!(
+        "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"id\" }}\nbase_url = \"{base_url}\"\n{sync_toml}\n",
+        cache = cache_dir().display(),
+    );
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let config = Config::load(&path).unwrap();
+    Setup { dir, config }
+}
+
+/// Runs the config's sync `s` once, with a fresh `Fates` sink.
+pub async fn run(setup: &Setup) -> (RunReport, Arc<Fates>) {
+    let fates = Arc::new(Fates::default());
+    let control = RunControl {
+        sinks: vec![fates.clone()],
+        grace: Duration::from_secs(5),
+        ..RunControl::default()
+    };
+    let host = Host::new(&setup.config).unwrap();
+    let report = host.run(&setup.config, "s", control).await.unwrap();
+    (report, fates)
+}
+
+use sluice::sandbox::{
+    ConnectorInstance, HttpResponse, RecordOutcome, SandboxLimits, Verdict, Wait,
+};
+
+/// A bundled connector's instance, configured with `settings`.
+pub fn configured(name: &str, settings: &[(&str, &str)]) -> ConnectorInstance {
+    let connector = runtime()
+        .load(name, &guest(name), SandboxLimits::default())
+        .unwrap();
+    let mut instance = connector.instantiate("test").unwrap();
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Err(f) = instance.configure(&settings).unwrap() {
+        panic!("configure refused: {}: {}", f.code, f.message);
+    }
+    instance
+}
+
+/// A recorded response.
+pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+        received_at_ms: 1_700_000_000_000,
+    }
+}
+
+/// A verdict in a short, readable form for assertions.
+pub fn show(verdict: &Verdict) -> String {
+    let wait = |w: &Option<Wait>| match w {
+        None => "none".to_string(),
+        Some(Wait::AfterMs(ms)) => format!("after {ms}ms"),
+        Some(Wait::UntilUnixMs(at)) => format!("until {at}"),
+    };
+    match verdict {
+        Verdict::PerRecord(outcomes) => format!(
+            "per-record[{}]",
+            outcomes
+                .iter()
+                .map(|o| match o {
+                    RecordOutcome::Delivered(id) =>
+                        format!("delivered({})", id.as_deref().unwrap_or("-")),
+                    RecordOutcome::Rejected(f) => format!("rejected({})", f.code),
+                    RecordOutcome::Retry(f) => format!("retry({})", f.code),
+                    RecordOutcome::Permanent(f) => format!("permanent({})", f.code),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Verdict::BatchRejected(f) => format!("batch-rejected({})", f.code),
+        Verdict::RateLimited(w) => format!("rate-limited({})", wait(w)),
+        Verdict::Transient(f) => format!("transient({})", f.code),
+        Verdict::AuthExpired(f) => format!("auth-expired({})", f.code),
+        Verdict::Fatal(f) => format!("fatal({})", f.code),
+    }
+}
+
+/// `n` valid accounts with keys `A0000..`.
+pub fn accounts(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("A{i:04}"),
+                "Name": format!("Account {i}"),
+                "Email": format!("a{i}@example.com"),
+                "ParentCrmId": "P1",
+            })
+        })
+        .collect()
+}
+
+/// Sets a test's own environment variable (names are unique per test).
+pub fn set_env(name: &str, value: &str) {
+    // SAFETY: each test uses its own variable names, and Rust's environment access is
+    // serialized by std's lock; nothing in these tests reads the environment from C.
+    unsafe { std::env::set_var(name, value) }
+}

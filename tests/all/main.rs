@@ -1,0 +1,9 @@
+//! Integration tests of the `sluice` host: real components built from source by the
+//! build, real HTTP over loopback against the simulated destinations in `tests/sim`.
+
+mod common;
+
+mod config;
+mod rest;
+mod salesforce;
+mod sandbox;

@@ -1,0 +1,437 @@
+//! The bundled generic REST connector: every classification path, from recorded responses
+//! and end to end against the simulated REST destination; and the allowed-hosts rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::engine::Outcome;
+use sluice::sandbox::SourceRecord;
+use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::validation::Rules;
+use sluice_sim::{AuthConfig, SimHandle};
+
+use crate::common::{self, configured, is_delivered, is_permanent, is_rejected, response, show};
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("k{i}")).collect()
+}
+
+#[test]
+fn bodies_are_bare_arrays_or_wrapped() {
+    let batch = vec![
+        SourceRecord {
+            key: "1".into(),
+            payload: r#"{"id": "1", "n": 1.50}"#.into(),
+        },
+        SourceRecord {
+            key: "2".into(),
+            payload: r#"{"id": "2"}"#.into(),
+        },
+    ];
+    let mut bare = configured("rest", &[("path", "/v1/contacts")]);
+    let request = bare.build_request(&batch).unwrap().unwrap();
+    assert_eq!(
+        (request.method.as_str(), request.url.as_str()),
+        ("POST", "/v1/contacts")
+    );
+    assert_eq!(
+        String::from_utf8(request.body).unwrap().replace(' ', ""),
+        r#"[{"id":"1","n":1.50},{"id":"2"}]"#
+    );
+
+    let mut wrapped = configured(
+        "rest",
+        &[
+            ("path", "/v1/contacts"),
+            ("method", "PUT"),
+            ("records_field", "items"),
+        ],
+    );
+    let request = wrapped.build_request(&batch).unwrap().unwrap();
+    assert_eq!(request.method, "PUT");
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"items": [{"id": "1", "n": 1.50}, {"id": "2"}]})
+    );
+}
+
+#[test]
+fn settings_are_checked() {
+    let connector = common::runtime()
+        .load("rest", &common::guest("rest"), Default::default())
+        .unwrap();
+    for (settings, mention) in [
+        (vec![("method", "POST")], "path"),
+        (vec![("path", "/x"), ("method", "TELEPORT")], "method"),
+        (vec![("path", "/x"), ("bogus", "1")], "bogus"),
+    ] {
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let failure = connector
+            .instantiate("")
+            .unwrap()
+            .configure(&settings)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            failure.message.contains(mention),
+            "{}: {}",
+            failure.code,
+            failure.message
+        );
+    }
+}
+
+#[test]
+fn every_response_is_classified() {
+    let mut plain = configured("rest", &[("path", "/v1/x")]);
+    let cases: &[(u16, &[(&str, &str)], &str, &str)] = &[
+        (
+            200,
+            &[],
+            r#"{"accepted": 3}"#,
+            "per-record[delivered(-), delivered(-), delivered(-)]",
+        ),
+        (
+            204,
+            &[],
+            "",
+            "per-record[delivered(-), delivered(-), delivered(-)]",
+        ),
+        (
+            400,
+            &[],
+            r#"{"error": {"code": "INVALID_EMAIL", "message": "bad"}}"#,
+            "batch-rejected(INVALID_EMAIL)",
+        ),
+        (
+            409,
+            &[],
+            r#"{"error": "CONFLICT"}"#,
+            "batch-rejected(CONFLICT)",
+        ),
+        (
+            422,
+            &[],
+            r#"{"code": "UNPROCESSABLE", "message": "no"}"#,
+            "batch-rejected(UNPROCESSABLE)",
+        ),
+        (422, &[], "", "batch-rejected(HTTP_422)"),
+        (
+            429,
+            &[("retry-after", "3")],
+            "",
+            "rate-limited(after 3000ms)",
+        ),
+        (
+            503,
+            &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")],
+            "",
+            "rate-limited(until 1700000005000)",
+        ),
+        (503, &[], "", "rate-limited(none)"),
+        (408, &[], "", "transient(HTTP_408)"),
+        (500, &[], "", "transient(HTTP_500)"),
+        (502, &[], "", "transient(HTTP_502)"),
+        (401, &[], "", "auth-expired(HTTP_401)"),
+        (403, &[], "", "fatal(HTTP_403)"),
+        (404, &[], "", "fatal(HTTP_404)"),
+    ];
+    for (status, headers, body, expected) in cases {
+        let v = plain
+            .classify(&keys(3), &response(*status, headers, body))
+            .unwrap();
+        assert_eq!(show(&v), *expected, "status {status}, body {body}");
+    }
+
+    let mut results = configured(
+        "rest",
+        &[
+            ("path", "/v1/x"),
+            ("results_pointer", "/data/results"),
+            ("id_field", "rid"),
+            ("permanent_codes", "PARENT_MISSING, GONE"),
+            ("retry_codes", "LOCKED"),
+        ],
+    );
+    let body = json!({"data": {"results": [
+        {"rid": "r1", "error": null},
+        {"rid": 42},
+        {"error": "INVALID_EMAIL"},
+        {"error": {"code": "PARENT_MISSING", "message": "no parent", "fields": ["parent"]}},
+        {"error": {"code": "LOCKED", "message": "row lock"}},
+        {"error": {"code": "GONE", "message": "gone"}},
+    ]}});
+    let v = results
+        .classify(&keys(6), &response(200, &[], &body.to_string()))
+        .unwrap();
+    assert_eq!(
+        show(&v),
+        "per-record[delivered(r1), delivered(42), rejected(INVALID_EMAIL), permanent(PARENT_MISSING), retry(LOCKED), permanent(GONE)]"
+    );
+    for body in [
+        "{}",
+        r#"{"data": {"results": [{"error": null}]}}"#,
+        "[]",
+        "garbage",
+        "",
+    ] {
+        let v = results
+            .classify(&keys(6), &response(200, &[], body))
+            .unwrap();
+        assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)", "body {body}");
+    }
+    // A huge body is no trap.
+    let huge = format!(
+        "{{\"data\": {{\"results\": [{}]}}}}",
+        vec!["{\"error\": null}"; 200_000].join(",")
+    );
+    let v = results
+        .classify(&keys(6), &response(200, &[], &huge))
+        .unwrap();
+    assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)");
+}
+
+fn rules() -> Rules {
+    Rules {
+        emails: vec!["email".into()],
+        required: vec!["email".into()],
+        ..Rules::default()
+    }
+}
+
+fn contacts(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
+        .collect()
+}
+
+async fn sim(mode: RestMode, faults: Faults) -> SimHandle {
+    rest::start(RestConfig {
+        mode,
+        faults,
+        rules: rules(),
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+const SYNC: &str = r#"settings = { path = "/v1/records" }
+batch_size = 100
+concurrency = 2
+[sync.retry]
+initial_backoff = "5ms"
+max_backoff = "50ms"
+"#;
+
+/// Bisection isolates every bad record of a batch refused as a whole, and stays within
+/// 2k*ceil(log2(n/k)) + 1 requests for a batch of n with k bad.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
+    let cases: &[(usize, &[usize])] = &[
+        (1, &[0]),
+        (2, &[1]),
+        (7, &[3]),
+        (64, &[0, 63]),
+        (100, &[5, 6, 7]),
+        (137, &[1, 50, 51, 99, 136]),
+        (200, &[0]),
+        (200, &[13, 77, 150, 151, 152, 199, 42, 8]),
+    ];
+    for (n, bad) in cases {
+        let (n, k) = (*n, bad.len());
+        let dest = sim(RestMode::WholeBatch, Faults::default()).await;
+        let mut records = contacts(n);
+        for &i in *bad {
+            records[i]["email"] = json!("not-an-email");
+        }
+        let sync = SYNC
+            .replace("batch_size = 100", "batch_size = 200")
+            .replace("concurrency = 2", "concurrency = 1");
+        let setup = common::setup(&records, "builtin:rest", &dest.base_url(), &sync);
+        let (report, fates) = common::run(&setup).await;
+        let s = &report.summary;
+        assert_eq!(
+            (s.outcome, s.delivered, s.rejected, s.pending),
+            (Outcome::Completed, (n - k) as u64, k as u64, 0),
+            "n={n} k={k}"
+        );
+        let expected_bad: Vec<String> = {
+            let mut v: Vec<String> = bad.iter().map(|i| format!("c{i:04}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(fates.keys(is_rejected), expected_bad, "n={n}");
+        assert!(fates.codes().values().all(|c| c == "INVALID_EMAIL_ADDRESS"));
+        assert_eq!(dest.stored().len(), n - k);
+        let bound = 2 * k as u64 * ((n as f64 / k as f64).log2().ceil() as u64) + 1;
+        assert!(
+            s.requests <= bound,
+            "n={n} k={k}: {} requests, bound {bound}",
+            s.requests
+        );
+        assert_eq!(s.requests, dest.stats().requests);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_record_results_settle_each_record() {
+    let faults = Faults {
+        seed: 3,
+        lock_probability: 0.2,
+        ..Faults::default()
+    };
+    let dest = sim(RestMode::PerRecord, faults).await;
+    let mut records = contacts(150);
+    records[10]["email"] = json!("bad,email.com");
+    records[20].as_object_mut().unwrap().remove("email");
+    let sync = SYNC.replace(
+        "settings = { path = \"/v1/records\" }",
+        "settings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\", permanent_codes = [\"REQUIRED_FIELD_MISSING\"], retry_codes = \"UNABLE_TO_LOCK_ROW\" }",
+    );
+    let setup = common::setup(&records, "builtin:rest", &dest.base_url(), &sync);
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.rejected, s.permanent, s.pending),
+        (Outcome::Completed, 148, 1, 1, 0)
+    );
+    assert_eq!(
+        fates.codes(),
+        BTreeMap::from([
+            ("c0010".to_string(), "INVALID_EMAIL_ADDRESS".to_string()),
+            ("c0020".into(), "REQUIRED_FIELD_MISSING".into())
+        ])
+    );
+    assert_eq!(fates.keys(is_permanent), ["c0020"]);
+    let locks = dest.stats().record_errors["UNABLE_TO_LOCK_ROW"];
+    assert!(locks > 0);
+    assert_eq!(s.retries, locks);
+    let (fate, _) = &fates.all()["c0001"];
+    assert_eq!(
+        *fate,
+        sluice::engine::Fate::Delivered(Some(rest::record_id("c0001")))
+    );
+    let stored: BTreeSet<String> = dest.stored().into_keys().collect();
+    assert_eq!(stored, fates.keys(is_delivered).into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_with_an_http_date_pauses_until_that_time() {
+    let faults = Faults {
+        rate_limit: Some(RateLimit {
+            requests: 2,
+            window: Duration::from_millis(1000),
+            style: LimitStyle::ServiceUnavailable,
+            retry_after: RetryAfterStyle::HttpDate,
+        }),
+        ..Faults::default()
+    };
+    let dest = sim(RestMode::AcceptAll, faults).await;
+    let setup = common::setup(&contacts(500), "builtin:rest", &dest.base_url(), SYNC);
+    let (report, _) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.pending),
+        (Outcome::Completed, 500, 0)
+    );
+    assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
+    let requests = dest.requests();
+    for a in dest.rate_limit_announcements() {
+        for r in requests
+            .iter()
+            .filter(|r| r.arrived_at > a.sent_at && r.arrived_at < a.not_before)
+        {
+            let after = r.arrived_at.duration_since(a.sent_at).unwrap();
+            assert!(
+                after < Duration::from_millis(50),
+                "request {} arrived {after:?} into a pause",
+                r.seq
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_past_max_attempts_reject_the_batch() {
+    let faults = Faults {
+        error_burst: Some(ErrorBurst {
+            every: 1,
+            length: 1000,
+            status: 502,
+        }),
+        ..Faults::default()
+    };
+    let dest = sim(RestMode::AcceptAll, faults).await;
+    let sync = SYNC.replace("initial_backoff", "max_attempts = 3\ninitial_backoff");
+    let setup = common::setup(&contacts(150), "builtin:rest", &dest.base_url(), &sync);
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.rejected, s.pending),
+        (Outcome::Completed, 0, 150, 0)
+    );
+    assert_eq!(s.requests, 6, "two batches, three attempts each");
+    assert_eq!(s.transient_failures, 6);
+    assert!(fates.codes().values().all(|c| c == "HTTP_502"));
+    assert!(fates.all().values().all(|(_, attempts)| *attempts == 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_without_renewable_credentials_stops_the_run() {
+    common::set_env("REST_TOKEN_401", "wrong-token");
+    let dest = rest::start(RestConfig {
+        auth: Some(AuthConfig {
+            tokens: vec!["right-token".into()],
+            session_requests: None,
+            oauth: None,
+        }),
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let sync = format!("auth = {{ bearer_env = \"REST_TOKEN_401\" }}\n{SYNC}");
+    let setup = common::setup(&contacts(300), "builtin:rest", &dest.base_url(), &sync);
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    assert_eq!(s.pending, s.read);
+    assert!(dest.stored().is_empty());
+    assert!(fates.keys(is_delivered).is_empty());
+    assert!(!s.error.as_deref().unwrap().contains("wrong-token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_forbidden_host_is_refused_before_it_leaves() {
+    let dest = sim(RestMode::AcceptAll, Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("hostile.wasm");
+    std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
+    let sync = "settings = { mode = \"forbidden-host\" }\nbatch_size = 10\nconcurrency = 2\n";
+    let setup = common::setup(
+        &contacts(30),
+        &hostile.display().to_string(),
+        &dest.base_url(),
+        sync,
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    let error = s.error.as_deref().unwrap();
+    assert!(
+        error.contains("127.0.0.1:1")
+            && error.contains("refused before it left")
+            && error.contains("allowed_hosts"),
+        "{error}"
+    );
+    assert!(error.contains("connector `c`"), "{error}");
+    assert_eq!(dest.stats().requests, 0);
+    assert_eq!(s.requests, 0, "nothing was sent");
+    assert!(fates.keys(is_delivered).is_empty());
+}

@@ -1,0 +1,181 @@
+//! HTTP plumbing both simulators share: reading a request, building responses, the OAuth
+//! token endpoint and the catch-all for unknown paths.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Form, FromRequest, Request, State};
+use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::auth::Grant;
+use crate::outcome;
+use crate::state::{Arrival, Shared};
+
+/// Bodies larger than this are refused with 413: far above any batch a connector sends,
+/// and low enough that a runaway client cannot exhaust memory.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// A request that has been logged, with what its handler needs.
+pub(crate) struct Received {
+    pub(crate) arrival: Arrival,
+    pub(crate) authorization: Option<String>,
+    pub(crate) body: Bytes,
+}
+
+/// Logs a data request on arrival and reads its body. A body that cannot be read (too
+/// large, or the client went away) is answered here, with the response returned as `Err`.
+pub(crate) async fn receive(
+    shared: &Shared,
+    request: Request,
+    allowed: &[&str],
+) -> Result<Received, Response> {
+    let (parts, body) = request.into_parts();
+    let authorization = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let method = parts.method.as_str();
+    let arrival = shared.arrive(method, parts.uri.path(), authorization.clone(), true);
+    if !allowed.contains(&method) {
+        shared.finish(arrival.seq, 405, outcome::METHOD_NOT_ALLOWED, Vec::new(), 0);
+        let mut response = json_response(
+            405,
+            &json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": format!("use {}", allowed.join(", "))}}),
+        );
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+        return Err(response);
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => Ok(Received {
+            arrival,
+            authorization,
+            body,
+        }),
+        Err(_) => {
+            shared.finish(arrival.seq, 413, outcome::BAD_REQUEST, Vec::new(), 0);
+            let message =
+                format!("the body could not be read or is larger than {MAX_BODY_BYTES} bytes");
+            Err(json_response(
+                413,
+                &json!({"error": {"code": "BODY_TOO_LARGE", "message": message}}),
+            ))
+        }
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: u16, body: &Value) -> Response {
+    text_response(status, "application/json;charset=UTF-8", body.to_string())
+}
+
+/// A response with a body of the given type.
+pub(crate) fn text_response(status: u16, content_type: &'static str, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(CONTENT_TYPE, content_type)], Body::from(body)).into_response()
+}
+
+/// Adds a `Retry-After` header, when there is one to add.
+pub(crate) fn with_retry_after(mut response: Response, retry_after: Option<&str>) -> Response {
+    if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The response to an error burst: a 500 from the API itself has a JSON body in the API's
+/// dialect (`api_body`); other 5xx come from a proxy in front of it, with an HTML page a
+/// connector cannot parse and must not trap on.
+pub(crate) fn burst_response(status: u16, api_body: Value) -> Response {
+    if status == 500 {
+        return json_response(status, &api_body);
+    }
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Server Error");
+    let page = format!(
+        "<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>\n"
+    );
+    text_response(status, "text/html", page)
+}
+
+/// `POST /oauth2/token`: the refresh-token grant, when the simulator has an OAuth client.
+/// Token requests are logged and counted, but no fault applies to them.
+pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let arrival = shared.arrive(&method, &path, authorization, false);
+    if method != "POST" {
+        shared.finish(arrival.seq, 405, outcome::METHOD_NOT_ALLOWED, Vec::new(), 0);
+        return json_response(
+            405,
+            &json!({"error": "invalid_request", "error_description": "use POST"}),
+        );
+    }
+    let form = match Form::<HashMap<String, String>>::from_request(request, &()).await {
+        Ok(Form(form)) => form,
+        Err(_) => {
+            shared.finish(arrival.seq, 400, outcome::TOKEN_REFUSED, Vec::new(), 0);
+            let description = "expected an application/x-www-form-urlencoded body";
+            return json_response(
+                400,
+                &json!({"error": "invalid_request", "error_description": description}),
+            );
+        }
+    };
+    match shared.grant(&form) {
+        None => {
+            shared.finish(arrival.seq, 404, outcome::NOT_FOUND, Vec::new(), 0);
+            json_response(
+                404,
+                &json!({"error": "not_found", "error_description": "this destination has no OAuth client"}),
+            )
+        }
+        Some(Grant::Refused(error)) => {
+            shared.finish(arrival.seq, 400, outcome::TOKEN_REFUSED, Vec::new(), 0);
+            json_response(400, &json!({"error": error}))
+        }
+        Some(Grant::Issued(token)) => {
+            shared.finish(arrival.seq, 200, outcome::TOKEN_ISSUED, Vec::new(), 0);
+            let body = json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            });
+            json_response(200, &body)
+        }
+    }
+}
+
+/// Any path the simulator does not serve: logged, then 404.
+pub(crate) async fn not_found(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let arrival = shared.arrive(
+        request.method().as_str(),
+        request.uri().path(),
+        authorization,
+        false,
+    );
+    shared.finish(arrival.seq, 404, outcome::NOT_FOUND, Vec::new(), 0);
+    let message = format!("no such resource: {}", request.uri().path());
+    json_response(
+        404,
+        &json!({"error": {"code": "NOT_FOUND", "message": message}}),
+    )
+}

@@ -1,0 +1,202 @@
+//! A running simulator, and what it lets a test inspect.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::serve::ListenerExt;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::state::Shared;
+
+/// How long `shutdown` lets in-flight requests finish before it cuts them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// 0-based position in arrival order; equal to the record's index in
+    /// [`SimHandle::requests`].
+    pub seq: u64,
+    /// When the request arrived, on the wall clock (comparable with
+    /// [`Announcement::not_before`]).
+    pub arrived_at: SystemTime,
+    /// When the request arrived, on the monotonic clock.
+    pub arrived: Instant,
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The response status; 0 while the request is still being handled.
+    pub status: u16,
+    /// The record keys in the request body, in order; `""` for a record without a usable
+    /// key; empty when the body could not be parsed, for requests that carry no records,
+    /// and for every request of a REST simulator started with `record_keys: false`.
+    pub keys: Vec<String>,
+    /// The `Authorization` header as sent, so tests can check the host sends it. Never
+    /// logged by the simulator.
+    pub authorization: Option<String>,
+    /// A short label for what happened:
+    ///
+    /// - `ok`: processed, every record stored;
+    /// - `partial`: processed, some records refused (200 with per-record errors);
+    /// - `batch_rejected`: the whole batch refused because of its records (400), nothing
+    ///   stored;
+    /// - `conflict`: a whole batch refused because a row was locked (409), nothing stored;
+    /// - `rate_limited`: refused by the rate limit (429, 403 or 503);
+    /// - `session_expired`: refused for missing, unknown or expired credentials (401);
+    /// - `server_error`: an injected error burst (5xx);
+    /// - `bad_request`: a body that could not be read or parsed (400, 413);
+    /// - `token_issued`, `token_refused`: the OAuth token endpoint;
+    /// - `not_found`, `method_not_allowed`: no such endpoint;
+    /// - `pending`: still being handled.
+    pub outcome: String,
+}
+
+/// A rate-limit refusal: when it was sent, and the earliest time it told the client it may
+/// come back (the refusal time itself when it sent no `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement {
+    pub sent_at: SystemTime,
+    pub sent: Instant,
+    pub not_before: SystemTime,
+}
+
+/// Counters over everything a simulator has handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Every request, whatever its path or outcome (token requests included).
+    pub requests: u64,
+    /// Records in the bodies of all data requests whose body parsed, including requests
+    /// that were then refused (rate limit, credentials, error burst, a rejected batch).
+    pub records_received: u64,
+    /// Distinct keys stored.
+    pub records_stored: u64,
+    /// Responses by HTTP status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests refused by the rate limit.
+    pub rate_limited: u64,
+    /// Requests refused with 401, for missing, unknown or expired tokens alike.
+    pub session_expired: u64,
+    /// Requests failed by an error burst.
+    pub server_errors: u64,
+    /// Whole batches refused because of their records (outcome `batch_rejected`).
+    pub batch_rejections: u64,
+    /// Records the simulator found at fault, by error code (row locks included; records
+    /// rolled back only because another record of an all-or-none request failed are not).
+    pub record_errors: BTreeMap<String, u64>,
+    /// Access tokens issued by the OAuth token endpoint.
+    pub token_refreshes: u64,
+}
+
+/// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// The loopback address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests()
+    }
+
+    /// Every stored record by key, as last written.
+    pub fn stored(&self) -> BTreeMap<String, serde_json::Value> {
+        self.shared.lock().store.snapshot()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Every rate-limit refusal so far, in order.
+    pub fn rate_limit_announcements(&self) -> Vec<Announcement> {
+        self.shared.announcements()
+    }
+
+    /// Stops accepting connections and waits (a few seconds at most) for requests in
+    /// flight to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds `127.0.0.1:port` (0: any free port) and serves `router` on the current Tokio
+/// runtime until the handle is dropped.
+pub(crate) async fn spawn(
+    port: u16,
+    shared: Arc<Shared>,
+    router: Router,
+) -> anyhow::Result<SimHandle> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    // Small responses must not wait for Nagle's algorithm: it would add tens of
+    // milliseconds to every request of a benchmark.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(error) = served.await {
+            tracing::warn!(%addr, %error, "simulated destination stopped with an error");
+        }
+    });
+    tracing::debug!(%addr, "simulated destination listening");
+    Ok(SimHandle {
+        addr,
+        shared,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}

@@ -1,0 +1,47 @@
+//! Simulated SaaS destinations for Sluice's tests and `sluice demo`.
+//!
+//! Each simulator is a real HTTP server on loopback that really stores what it accepts,
+//! logs every request and injects seeded, deterministic faults: row locks, rate limits
+//! with `Retry-After`, bursts of server errors, slow responses and expiring sessions. The
+//! failure modes are the ones reverse-ETL tools meet in practice (Census, Zuora): invalid
+//! fields, missing parents, locked rows, throttling and expired credentials.
+//!
+//! - [`salesforce`]: a Salesforce-like sObject Collections upsert by external id.
+//! - [`rest`]: a generic REST batch endpoint with three response styles.
+//!
+//! Both share [`faults`], [`validation`] and authentication ([`AuthConfig`]), and are
+//! inspected through a [`SimHandle`].
+
+mod auth;
+mod common;
+pub mod faults;
+mod handle;
+mod keys;
+pub mod rest;
+pub mod salesforce;
+mod state;
+mod store;
+mod upsert;
+pub mod validation;
+
+pub use auth::{AuthConfig, OAuthClient};
+pub use faults::Faults;
+pub use handle::{Announcement, RequestRecord, SimHandle, Stats};
+pub use validation::Rules;
+
+/// The labels of [`RequestRecord::outcome`].
+pub mod outcome {
+    pub const OK: &str = "ok";
+    pub const PARTIAL: &str = "partial";
+    pub const BATCH_REJECTED: &str = "batch_rejected";
+    pub const CONFLICT: &str = "conflict";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const SESSION_EXPIRED: &str = "session_expired";
+    pub const SERVER_ERROR: &str = "server_error";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const TOKEN_ISSUED: &str = "token_issued";
+    pub const TOKEN_REFUSED: &str = "token_refused";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const PENDING: &str = "pending";
+}

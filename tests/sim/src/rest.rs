@@ -1,0 +1,396 @@
+//! A generic REST destination: `POST {path}` (or `PUT`, `PATCH`) with a JSON array of
+//! record objects, bare or under one field of an envelope, answered in one of three
+//! styles real APIs use (see [`RestMode`]). A record's key is the value of `key_field`
+//! inside it; a stored record is replaced whole by a later one with the same key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::response::Response;
+use axum::routing::any;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::auth::AuthConfig;
+use crate::common::{self, burst_response, json_response, text_response, with_retry_after};
+use crate::faults::{Faults, LimitStyle, StableHash};
+use crate::handle::{self, SimHandle};
+use crate::keys::probe_key;
+use crate::outcome;
+use crate::state::{Refusal, Shared};
+use crate::upsert::{self, Candidate, Mode, Outcome};
+use crate::validation::{self, Rules};
+
+/// How the destination answers a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestMode {
+    /// 200 `{"accepted": N}`; every record with a key is stored, rules and row locks are
+    /// skipped. The throughput benchmark's path: records are kept as the JSON text they
+    /// arrived in. A record without a usable key refuses the whole batch (400).
+    AcceptAll,
+    /// 200 `{"results": [...]}`, one entry per record by position: `{"id": "<dest id>",
+    /// "error": null}` when stored, `{"id": null, "error": {"code", "message", "fields"}}`
+    /// when not. Row locks fail single records with `UNABLE_TO_LOCK_ROW`.
+    #[default]
+    PerRecord,
+    /// Any invalid record refuses the whole batch with 400 `{"error": {"code", "message"}}`
+    /// (the first invalid record's code and message, not saying which record) and nothing
+    /// is stored; else 200 `{"accepted": N}`. A locked row refuses the whole batch with 409
+    /// `UNABLE_TO_LOCK_ROW`.
+    WholeBatch,
+}
+
+/// How to run a REST simulator.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    pub faults: Faults,
+    /// Checked in `PerRecord` and `WholeBatch` modes.
+    pub rules: Rules,
+    /// Credentials data requests need; `None` accepts any request.
+    pub auth: Option<AuthConfig>,
+    /// The loopback port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Where records are posted; default `/v1/records`.
+    pub path: String,
+    /// `None`: the body is a bare JSON array; `Some(f)`: it is `{"f": [...]}`.
+    pub records_field: Option<String>,
+    /// The field inside each record that holds its key; default `id`.
+    pub key_field: String,
+    pub mode: RestMode,
+    /// Whether [`crate::RequestRecord::keys`] lists each request's keys; default true.
+    /// Turn it off for benchmarks, where the request log would otherwise hold a copy of
+    /// every key sent.
+    pub record_keys: bool,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            faults: Faults::default(),
+            rules: Rules::default(),
+            auth: None,
+            port: 0,
+            path: "/v1/records".to_owned(),
+            records_field: None,
+            key_field: "id".to_owned(),
+            mode: RestMode::default(),
+            record_keys: true,
+        }
+    }
+}
+
+/// What the records handler needs besides the shared state.
+struct Rest {
+    shared: Arc<Shared>,
+    records_field: Option<String>,
+    key_field: String,
+    mode: RestMode,
+}
+
+/// Starts a simulator on the current Tokio runtime. It serves the records endpoint,
+/// `POST /oauth2/token` when OAuth is configured, and 404s for anything else.
+pub async fn start(config: RestConfig) -> anyhow::Result<SimHandle> {
+    if !config.path.starts_with('/') || config.path.contains(['{', '}', '*']) {
+        anyhow::bail!(
+            "the records path must start with '/' and hold no pattern, not {:?}",
+            config.path
+        );
+    }
+    if config.path == "/oauth2/token" {
+        anyhow::bail!("the records path must not be the token endpoint's");
+    }
+    let shared = Arc::new(Shared::new(
+        config.faults,
+        config.rules,
+        config.auth,
+        config.record_keys,
+    )?);
+    let rest = Arc::new(Rest {
+        shared: Arc::clone(&shared),
+        records_field: config.records_field,
+        key_field: config.key_field,
+        mode: config.mode,
+    });
+    let records = Router::new()
+        .route(&config.path, any(records))
+        .with_state(rest);
+    let others = Router::new()
+        .route("/oauth2/token", any(common::token))
+        .fallback(common::not_found)
+        .with_state(Arc::clone(&shared));
+    handle::spawn(config.port, shared, records.merge(others)).await
+}
+
+/// A request body split into its records (as JSON text) and their keys.
+struct Batch<'a> {
+    records: Vec<&'a RawValue>,
+    keys: Vec<Option<String>>,
+}
+
+fn parse_batch<'a>(
+    body: &'a [u8],
+    records_field: Option<&str>,
+    key_field: &str,
+) -> Result<Batch<'a>, String> {
+    let records: Vec<&RawValue> = match records_field {
+        None => serde_json::from_slice(body)
+            .map_err(|e| format!("expected a JSON array of records: {e}"))?,
+        Some(field) => {
+            let mut envelope: HashMap<String, &RawValue> =
+                serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
+            let list = envelope
+                .remove(field)
+                .ok_or_else(|| format!("missing field {field:?}"))?;
+            serde_json::from_str(list.get())
+                .map_err(|e| format!("{field:?} must be an array of records: {e}"))?
+        }
+    };
+    let keys = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            probe_key(r.get(), key_field).map_err(|e| format!("record {i} is not an object: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Batch { records, keys })
+}
+
+async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
+    let shared = &rest.shared;
+    let received = match common::receive(shared, request, &["POST", "PUT", "PATCH"]).await {
+        Ok(received) => received,
+        Err(response) => return response,
+    };
+    let seq = received.arrival.seq;
+    let parsed = parse_batch(
+        &received.body,
+        rest.records_field.as_deref(),
+        &rest.key_field,
+    );
+    let (log_keys, count) = match &parsed {
+        Ok(batch) if shared.keeps_keys() => (
+            batch
+                .keys
+                .iter()
+                .map(|k| k.clone().unwrap_or_default())
+                .collect(),
+            batch.records.len(),
+        ),
+        Ok(batch) => (Vec::new(), batch.records.len()),
+        Err(_) => (Vec::new(), 0),
+    };
+
+    shared.delay(received.arrival).await;
+    if let Err(refusal) = shared.admit(received.authorization.as_deref()) {
+        let response = refusal_response(&refusal);
+        shared.finish(
+            seq,
+            response.status().as_u16(),
+            refusal.outcome(),
+            log_keys,
+            count,
+        );
+        return response;
+    }
+    let batch = match parsed {
+        Ok(batch) => batch,
+        Err(message) => {
+            shared.finish(seq, 400, outcome::BAD_REQUEST, log_keys, count);
+            return error_response(400, "BAD_JSON", &message);
+        }
+    };
+    let (status, label, response) = match rest.mode {
+        RestMode::AcceptAll => accept_all(shared, batch, &rest.key_field),
+        RestMode::PerRecord => per_record(shared, batch, &rest.key_field),
+        RestMode::WholeBatch => whole_batch(shared, batch, &rest.key_field),
+    };
+    shared.finish(seq, status, label, log_keys, count);
+    response
+}
+
+type Answer = (u16, &'static str, Response);
+
+fn accept_all(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
+    if let Some(i) = batch.keys.iter().position(Option::is_none) {
+        let message = format!("record {i} has no usable {key_field:?}");
+        let response = error_response(400, validation::REQUIRED_FIELD_MISSING, &message);
+        return (400, outcome::BATCH_REJECTED, response);
+    }
+    let accepted = batch.records.len();
+    let entries: Vec<(String, Box<str>)> = batch
+        .keys
+        .into_iter()
+        .zip(batch.records)
+        .filter_map(|(key, record)| Some((key?, Box::from(record.get()))))
+        .collect();
+    let mut inner = shared.lock();
+    for (key, text) in entries {
+        inner.store.put_text(key, text);
+    }
+    drop(inner);
+    let body = format!("{{\"accepted\":{accepted}}}");
+    (
+        200,
+        outcome::OK,
+        text_response(200, "application/json", body),
+    )
+}
+
+/// Parses every record into fields for validation, keeping its text for storage.
+fn candidates(batch: Batch<'_>) -> Result<Vec<Candidate>, String> {
+    batch
+        .keys
+        .into_iter()
+        .zip(batch.records)
+        .enumerate()
+        .map(|(i, (key, record))| {
+            let fields: Map<String, Value> =
+                serde_json::from_str(record.get()).map_err(|e| format!("record {i}: {e}"))?;
+            Ok(Candidate {
+                key,
+                fields,
+                text: Some(Box::from(record.get())),
+            })
+        })
+        .collect()
+}
+
+fn per_record(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
+    let candidates = match candidates(batch) {
+        Ok(c) => c,
+        Err(message) => {
+            return (
+                400,
+                outcome::BAD_REQUEST,
+                error_response(400, "BAD_JSON", &message),
+            );
+        }
+    };
+    let outcomes = upsert::upsert(
+        shared,
+        candidates,
+        Mode {
+            key_field,
+            merge: false,
+            all_or_none: false,
+        },
+    );
+    let all_stored = outcomes.iter().all(|o| matches!(o, Outcome::Stored { .. }));
+    let results: Vec<Value> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Stored { key, .. } => json!({"id": record_id(&key), "error": null}),
+            Outcome::Failed(e) => json!({"id": null, "error": e}),
+        })
+        .collect();
+    let label = if all_stored {
+        outcome::OK
+    } else {
+        outcome::PARTIAL
+    };
+    (200, label, json_response(200, &json!({"results": results})))
+}
+
+fn whole_batch(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
+    let candidates = match candidates(batch) {
+        Ok(c) => c,
+        Err(message) => {
+            return (
+                400,
+                outcome::BAD_REQUEST,
+                error_response(400, "BAD_JSON", &message),
+            );
+        }
+    };
+    let accepted = candidates.len();
+    let outcomes = upsert::upsert(
+        shared,
+        candidates,
+        Mode {
+            key_field,
+            merge: false,
+            all_or_none: true,
+        },
+    );
+    let first_fault = outcomes.into_iter().find_map(|o| match o {
+        Outcome::Failed(e) if e.code != validation::ALL_OR_NONE_OPERATION_ROLLED_BACK => Some(e),
+        _ => None,
+    });
+    match first_fault {
+        None => (
+            200,
+            outcome::OK,
+            json_response(200, &json!({"accepted": accepted})),
+        ),
+        Some(e) if e.code == validation::UNABLE_TO_LOCK_ROW => {
+            let message = "a record of the batch is locked by another transaction; retry the batch";
+            (
+                409,
+                outcome::CONFLICT,
+                error_response(409, &e.code, message),
+            )
+        }
+        Some(e) => {
+            let message = format!("the batch was rejected: {}", e.message);
+            (
+                400,
+                outcome::BATCH_REJECTED,
+                error_response(400, &e.code, &message),
+            )
+        }
+    }
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn refusal_response(refusal: &Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthorized(_) => {
+            let mut response = error_response(
+                401,
+                "UNAUTHORIZED",
+                "missing, invalid or expired access token",
+            );
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            response
+        }
+        Refusal::RateLimited { style, retry_after } => {
+            let (code, message) = match style {
+                LimitStyle::TooManyRequests => ("RATE_LIMITED", "too many requests"),
+                LimitStyle::RequestLimitExceeded => {
+                    ("REQUEST_LIMIT_EXCEEDED", "request limit exceeded")
+                }
+                LimitStyle::ServiceUnavailable => {
+                    ("SERVICE_UNAVAILABLE", "temporarily throttled; retry later")
+                }
+            };
+            with_retry_after(
+                error_response(style.status(), code, message),
+                retry_after.as_deref(),
+            )
+        }
+        Refusal::ServerError { status } => burst_response(
+            *status,
+            json!({"error": {"code": "INTERNAL", "message": "internal server error"}}),
+        ),
+    }
+}
+
+/// The id the destination gives a stored record: stable for a key.
+pub fn record_id(key: &str) -> String {
+    let mut hash = StableHash::new(0);
+    hash.bytes(key.as_bytes());
+    format!("rec_{:016x}", hash.finish())
+}

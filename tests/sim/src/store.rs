@@ -1,0 +1,121 @@
+//! The records a simulator has accepted, by key, with indexes for unique fields.
+//!
+//! Records are kept as compact JSON text rather than `Value` trees: a million small
+//! records then cost a few hundred megabytes instead of several gigabytes, and the
+//! accept-all fast path can store the exact bytes it received without re-serializing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use crate::validation::unique_value;
+
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    records: HashMap<String, Box<str>>,
+    unique: Vec<UniqueIndex>,
+}
+
+/// Who holds each value of one unique field, both ways, so that an update can release
+/// the value a record held before.
+#[derive(Debug)]
+struct UniqueIndex {
+    field: String,
+    owner_of: HashMap<String, String>,
+    value_of: HashMap<String, String>,
+}
+
+impl Store {
+    pub(crate) fn new(unique_fields: &[String]) -> Self {
+        let unique = unique_fields
+            .iter()
+            .map(|f| UniqueIndex {
+                field: f.clone(),
+                owner_of: HashMap::new(),
+                value_of: HashMap::new(),
+            })
+            .collect();
+        Store {
+            records: HashMap::new(),
+            unique,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.records.contains_key(key)
+    }
+
+    /// The stored fields of `key`, if any.
+    pub(crate) fn fields(&self, key: &str) -> Option<Map<String, Value>> {
+        let text = self.records.get(key)?;
+        serde_json::from_str(text).ok()
+    }
+
+    /// The key of the stored record holding `value` in unique field `field`.
+    pub(crate) fn owner(&self, field: &str, value: &str) -> Option<&str> {
+        let index = self.unique.iter().find(|i| i.field == field)?;
+        index.owner_of.get(value).map(String::as_str)
+    }
+
+    /// Stores `text` under `key` without touching the unique indexes: the accept-all path,
+    /// which skips validation altogether.
+    pub(crate) fn put_text(&mut self, key: String, text: Box<str>) {
+        self.records.insert(key, text);
+    }
+
+    /// Stores a record and moves its unique values to it. `text` is its JSON, when the
+    /// caller already has it; otherwise `fields` is serialized.
+    pub(crate) fn put(&mut self, key: String, fields: &Map<String, Value>, text: Option<Box<str>>) {
+        for index in &mut self.unique {
+            if let Some(old) = index.value_of.remove(&key) {
+                if index.owner_of.get(&old) == Some(&key) {
+                    index.owner_of.remove(&old);
+                }
+            }
+            if let Some(value) = unique_value(fields.get(&index.field)) {
+                index.owner_of.insert(value.clone(), key.clone());
+                index.value_of.insert(key.clone(), value);
+            }
+        }
+        let text =
+            text.unwrap_or_else(|| Value::Object(fields.clone()).to_string().into_boxed_str());
+        self.records.insert(key, text);
+    }
+
+    /// Every stored record, parsed, ordered by key.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.records
+            .iter()
+            .map(|(k, text)| (k.clone(), serde_json::from_str(text).unwrap_or(Value::Null)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test records are objects"),
+        }
+    }
+
+    #[test]
+    fn unique_values_move_with_updates() {
+        let mut s = Store::new(&["Email".to_owned()]);
+        s.put("a".into(), &fields(json!({"Email": "x@y.z"})), None);
+        assert_eq!(s.owner("Email", "x@y.z"), Some("a"));
+        s.put("a".into(), &fields(json!({"Email": "w@y.z"})), None);
+        assert_eq!(s.owner("Email", "x@y.z"), None);
+        assert_eq!(s.owner("Email", "w@y.z"), Some("a"));
+        assert_eq!(s.fields("a"), Some(fields(json!({"Email": "w@y.z"}))));
+        assert_eq!(s.len(), 1);
+    }
+}
