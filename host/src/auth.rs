@@ -5,6 +5,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::Mutex;
 
 use crate::config::AuthSpec;
@@ -22,6 +24,8 @@ pub struct AuthHeader {
 pub struct Credentials {
     spec: AuthSpec,
     state: Mutex<State>,
+    /// The newest generation the destination accepted at least once, plus one (0: none).
+    accepted: AtomicU64,
     http: reqwest::Client,
 }
 
@@ -39,6 +43,7 @@ impl Credentials {
                 header: None,
                 generation: 0,
             }),
+            accepted: AtomicU64::new(0),
             http,
         };
         let header = credentials.fetch().await?;
@@ -50,6 +55,17 @@ impl Credentials {
     pub async fn current(&self) -> (Option<AuthHeader>, u64) {
         let state = self.state.lock().await;
         (state.header.clone(), state.generation)
+    }
+
+    /// Notes that the destination accepted the credentials of `generation`.
+    pub fn accepted(&self, generation: u64) {
+        self.accepted.fetch_max(generation + 1, Ordering::Relaxed);
+    }
+
+    /// Whether the credentials of `generation` ever worked. Renewed credentials refused
+    /// before they ever worked mean renewal cannot help.
+    pub fn ever_accepted(&self, generation: u64) -> bool {
+        self.accepted.load(Ordering::Relaxed) > generation
     }
 
     /// Renews the credentials that were refused, unless another worker already did.

@@ -186,15 +186,21 @@ fn every_response_is_classified() {
             .unwrap();
         assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)", "body {body}");
     }
-    // A huge body is no trap.
-    let huge = format!(
+    // Large bodies are no trap: a long results list of the wrong length, and 10 MiB of text.
+    let long = format!(
         "{{\"data\": {{\"results\": [{}]}}}}",
-        vec!["{\"error\": null}"; 200_000].join(",")
+        vec!["{\"error\": null}"; 20_000].join(",")
     );
-    let v = results
-        .classify(&keys(6), &response(200, &[], &huge))
-        .unwrap();
-    assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)");
+    let huge = format!(
+        "{{\"data\": {{\"results\": \"{}\"}}}}",
+        "x".repeat(10 << 20)
+    );
+    for body in [long, huge] {
+        let v = results
+            .classify(&keys(6), &response(200, &[], &body))
+            .unwrap();
+        assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)");
+    }
 }
 
 fn rules() -> Rules {
@@ -362,7 +368,7 @@ async fn a_503_with_an_http_date_pauses_until_that_time() {
 async fn transient_failures_past_max_attempts_reject_the_batch() {
     let faults = Faults {
         error_burst: Some(ErrorBurst {
-            every: 1,
+            every: 0,
             length: 1000,
             status: 502,
         }),

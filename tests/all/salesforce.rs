@@ -361,11 +361,14 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
         ..Faults::default()
     };
     let dest = sim(faults, None).await;
+    // Ten attempts: a row locked 30% of the time is locked ten times in a row once in
+    // 170,000 tries. (With the default five, about one record in 400 is rejected.)
+    let sync = SYNC.replace("initial_backoff", "max_attempts = 10\ninitial_backoff");
     let setup = common::setup(
         &common::accounts(200),
         "builtin:salesforce",
         &dest.base_url(),
-        SYNC,
+        &sync,
     );
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;

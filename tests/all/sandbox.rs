@@ -104,7 +104,10 @@ fn a_memory_bomb_hits_the_memory_limit_in_every_call() {
         let mut instance = hostile(&runtime, "memory-bomb", phase);
         let err = fail_in(&mut instance, "memory-bomb", phase);
         assert_eq!(err.kind, GuestErrorKind::MemoryLimit, "{phase}: {err}");
-        assert!(err.to_string().contains("memory limit of 16 MiB"), "{err}");
+        assert!(
+            err.to_string().contains("memory limit of 16.0 MiB"),
+            "{err}"
+        );
     }
 }
 

@@ -27,6 +27,14 @@ struct Job {
     rate_limit_hits: u32,
     /// The credentials were renewed for this job: another refusal stops the run.
     renewed: bool,
+    /// This is the first half of a bisected batch, and its sibling lies right below it on
+    /// the stack.
+    first_half: bool,
+    /// For the second half of a bisected batch: why the whole batch was refused.
+    parent_refusal: Option<RecordFailure>,
+    /// This second half is known to hold the record at fault, without being sent: the
+    /// first half was accepted.
+    known_refused: bool,
 }
 
 impl Job {
@@ -38,6 +46,9 @@ impl Job {
             rate_limit_waited: Duration::ZERO,
             rate_limit_hits: 0,
             renewed: false,
+            first_half: false,
+            parent_refusal: None,
+            known_refused: false,
         }
     }
 }
@@ -127,6 +138,14 @@ impl Worker {
     /// One request for `job`; follow-up work goes on `stack`.
     async fn send(&mut self, mut job: Job, stack: &mut Vec<Job>) -> Result<(), Stop> {
         let shared = self.shared.clone();
+        if job.known_refused
+            && job.records.len() > 1
+            && let Some(failure) = job.parent_refusal.take()
+        {
+            // Sending it whole would only be refused again: split it right away.
+            self.bisect(job, failure, stack);
+            return Ok(());
+        }
         if let Some(at) = job.not_before {
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
@@ -195,8 +214,20 @@ impl Worker {
             .await
             .map_err(Stop::Guest)?;
 
+        if !matches!(verdict, Verdict::AuthExpired(_)) {
+            shared.credentials.accepted(generation);
+        }
         match verdict {
-            Verdict::PerRecord(outcomes) => self.per_record(job, outcomes, stack),
+            Verdict::PerRecord(outcomes) => {
+                if job.first_half
+                    && let Some(sibling) = stack.last_mut()
+                {
+                    // The first half was taken, so what made the destination refuse the
+                    // whole batch is in the second half.
+                    sibling.known_refused = true;
+                }
+                self.per_record(job, outcomes, stack)
+            }
             Verdict::BatchRejected(failure) => self.bisect(job, failure.into(), stack),
             Verdict::RateLimited(wait) => {
                 let until = self.wait_until(wait, received.at, job.rate_limit_hits + 1);
@@ -235,7 +266,10 @@ impl Worker {
                 self.retry_later(job, failure.into(), stack);
             }
             Verdict::AuthExpired(failure) => {
-                if job.renewed {
+                // Renewed credentials that were refused before they ever worked mean that
+                // renewing cannot help. (Credentials that worked and then expired again,
+                // as short sessions do, are renewed again.)
+                if job.renewed && !shared.credentials.ever_accepted(generation) {
                     shared.leave_pending(job.records, None);
                     return Err(Stop::Fatal(format!(
                         "the destination refused renewed credentials: {}: {}",
@@ -340,11 +374,16 @@ impl Worker {
             return;
         }
         Counters::add(&self.shared.counters.bisections, 1);
-        let mut first = job.records;
-        let second = first.split_off(first.len() / 2);
+        let mut first = Job::new(job.records, job.attempt);
+        let mut second = Job::new(
+            first.records.split_off(first.records.len() / 2),
+            job.attempt,
+        );
+        first.first_half = true;
+        second.parent_refusal = Some(failure);
         // The stack is last-in first-out: push the second half first.
-        stack.push(Job::new(second, job.attempt));
-        stack.push(Job::new(first, job.attempt));
+        stack.push(second);
+        stack.push(first);
     }
 
     /// When a rate-limited request may be sent again.

@@ -35,12 +35,14 @@ impl ComponentCache {
             return Component::new(engine, wasm).map_err(Into::into);
         };
         let path = dir.join(self.file_name(wasm));
-        if path.exists() {
+        // Read into memory rather than mapped: a mapped file truncated by someone else
+        // would crash the process.
+        if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: the file was written by `serialize` below from a component compiled
             // by an engine with the same compatibility hash (it is in the file name), in a
             // directory only Sluice writes to. A truncated or corrupt file is rejected by
             // Wasmtime's own header checks, and then recompiled.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(component) => return Ok(component),
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cached component: {err}")
@@ -67,7 +69,10 @@ impl ComponentCache {
 fn store(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and per call: two threads of one process may store at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())

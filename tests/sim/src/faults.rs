@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Which faults a simulator injects. The default injects none.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// Seeds every pseudo-random decision (row locks, issued token names).
     pub seed: u64,
@@ -122,7 +122,7 @@ pub struct Latency {
 impl Latency {
     /// Whether the data request with this 0-based ordinal is delayed.
     pub fn applies(&self, ordinal: u64) -> bool {
-        self.every != 0 && (ordinal + 1) % self.every == 0
+        self.every != 0 && (ordinal + 1).is_multiple_of(self.every)
     }
 }
 

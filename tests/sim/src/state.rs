@@ -89,10 +89,12 @@ impl Shared {
                 faults.lock_probability
             );
         }
-        if let Some(limit) = &faults.rate_limit {
-            if limit.window.is_zero() {
-                bail!("a rate limit's window must not be zero");
-            }
+        if faults
+            .rate_limit
+            .as_ref()
+            .is_some_and(|l| l.window.is_zero())
+        {
+            bail!("a rate limit's window must not be zero");
         }
         if let Some(burst) = &faults.error_burst {
             axum::http::StatusCode::from_u16(burst.status)
@@ -193,24 +195,23 @@ impl Shared {
                 .admit(auth, authorization)
                 .map_err(Refusal::Unauthorized)?;
         }
-        if let Some(limiter) = &mut inner.limiter {
-            if let LimitDecision::Refuse {
+        if let Some(limiter) = &mut inner.limiter
+            && let LimitDecision::Refuse {
                 retry_after,
                 not_before,
             } = limiter.decide(now, now_wall)
-            {
-                inner.announcements.push(Announcement {
-                    sent_at: now_wall,
-                    sent: now,
-                    not_before,
-                });
-                let style = self
-                    .faults
-                    .rate_limit
-                    .as_ref()
-                    .map_or(LimitStyle::TooManyRequests, |l| l.style);
-                return Err(Refusal::RateLimited { style, retry_after });
-            }
+        {
+            inner.announcements.push(Announcement {
+                sent_at: now_wall,
+                sent: now,
+                not_before,
+            });
+            let style = self
+                .faults
+                .rate_limit
+                .as_ref()
+                .map_or(LimitStyle::TooManyRequests, |l| l.style);
+            return Err(Refusal::RateLimited { style, retry_after });
         }
         let ordinal = inner.admitted;
         inner.admitted += 1;
@@ -253,6 +254,7 @@ impl Shared {
             outcome::TOKEN_ISSUED => stats.token_refreshes += 1,
             _ => {}
         }
+        tracing::trace!(seq, status, outcome, "simulated destination answered");
         if let Some(entry) = usize::try_from(seq).ok().and_then(|i| inner.log.get_mut(i)) {
             entry.status = status;
             entry.outcome = outcome.to_owned();

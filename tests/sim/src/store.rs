@@ -71,10 +71,10 @@ impl Store {
     /// caller already has it; otherwise `fields` is serialized.
     pub(crate) fn put(&mut self, key: String, fields: &Map<String, Value>, text: Option<Box<str>>) {
         for index in &mut self.unique {
-            if let Some(old) = index.value_of.remove(&key) {
-                if index.owner_of.get(&old) == Some(&key) {
-                    index.owner_of.remove(&old);
-                }
+            if let Some(old) = index.value_of.remove(&key)
+                && index.owner_of.get(&old) == Some(&key)
+            {
+                index.owner_of.remove(&old);
             }
             if let Some(value) = unique_value(fields.get(&index.field)) {
                 index.owner_of.insert(value.clone(), key.clone());

@@ -108,15 +108,15 @@ pub fn check(rules: &Rules, record: &Map<String, Value>) -> Option<RecordError> 
         }
     }
     for (field, max) in &rules.max_len {
-        if let Some(s) = record.get(field).and_then(Value::as_str) {
-            if s.chars().count() > *max {
-                let message = format!("{field}: data value too large: {s} (max length={max})");
-                return Some(RecordError::new(
-                    STRING_TOO_LONG,
-                    message,
-                    vec![field.clone()],
-                ));
-            }
+        if let Some(s) = record.get(field).and_then(Value::as_str)
+            && s.chars().count() > *max
+        {
+            let message = format!("{field}: data value too large: {s} (max length={max})");
+            return Some(RecordError::new(
+                STRING_TOO_LONG,
+                message,
+                vec![field.clone()],
+            ));
         }
     }
     for rule in &rules.custom {
@@ -129,18 +129,17 @@ pub fn check(rules: &Rules, record: &Map<String, Value>) -> Option<RecordError> 
             ));
         }
     }
-    if let (Some(field), Some(known)) = (&rules.parent_field, &rules.known_parents) {
-        if let Some(parent) = record.get(field).and_then(key_of) {
-            if !known.contains(&parent) {
-                let message = format!("invalid cross reference id: {field} = {parent}");
-                let fields = vec![field.clone()];
-                return Some(RecordError::new(
-                    INVALID_CROSS_REFERENCE_KEY,
-                    message,
-                    fields,
-                ));
-            }
-        }
+    if let (Some(field), Some(known)) = (&rules.parent_field, &rules.known_parents)
+        && let Some(parent) = record.get(field).and_then(key_of)
+        && !known.contains(&parent)
+    {
+        let message = format!("invalid cross reference id: {field} = {parent}");
+        let fields = vec![field.clone()];
+        return Some(RecordError::new(
+            INVALID_CROSS_REFERENCE_KEY,
+            message,
+            fields,
+        ));
     }
     None
 }
