@@ -3,7 +3,9 @@
 
 mod common;
 
+mod cli;
 mod config;
+mod engine;
 mod rest;
 mod salesforce;
 mod sandbox;

@@ -231,32 +231,32 @@ impl Worker {
             Verdict::BatchRejected(failure) => self.bisect(job, failure.into(), stack),
             Verdict::RateLimited(wait) => {
                 let until = self.wait_until(wait, received.at, job.rate_limit_hits + 1);
-                let waited = until.saturating_duration_since(Instant::now());
+                let wait = until.saturating_duration_since(Instant::now());
                 Counters::add(&shared.counters.rate_limit_waits, 1);
-                Counters::add(
-                    &shared.counters.rate_limit_wait_ms,
-                    waited.as_millis() as u64,
-                );
-                job.rate_limit_waited += waited;
+                Counters::add(&shared.counters.rate_limit_wait_ms, wait.as_millis() as u64);
+                // The pause holds for every worker even when this batch gives up: the
+                // destination said when it will take requests again.
+                shared.gate.pause_until(until);
+                job.rate_limit_waited += wait;
                 job.rate_limit_hits += 1;
                 if job.rate_limit_waited > shared.spec.retry.max_rate_limit_wait {
                     let failure = RecordFailure::new(
                         "RATE_LIMITED",
                         format!(
-                            "gave up after waiting {} on rate limits (max_rate_limit_wait)",
-                            humantime::format_duration(Duration::from_secs(
-                                job.rate_limit_waited.as_secs()
-                            ))
+                            "gave up after {} of rate-limit waits (max_rate_limit_wait is {})",
+                            humantime::format_duration(Duration::from_millis(
+                                job.rate_limit_waited.as_millis() as u64
+                            )),
+                            humantime::format_duration(shared.spec.retry.max_rate_limit_wait)
                         ),
                     );
                     shared.leave_pending(job.records, Some(failure));
                 } else {
                     tracing::info!(
                         sync = %shared.spec.name,
-                        wait_ms = waited.as_millis() as u64,
+                        wait_ms = wait.as_millis() as u64,
                         "destination is rate limiting; pausing every request to it"
                     );
-                    shared.gate.pause_until(until);
                     job.renewed = false;
                     stack.push(job);
                 }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::state::Shared;
+use crate::store;
 
 /// How long `shutdown` lets in-flight requests finish before it cuts them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -118,9 +119,18 @@ impl SimHandle {
         self.shared.requests()
     }
 
-    /// Every stored record by key, as last written.
+    /// Every stored record by key, as last written. This parses every record: for a
+    /// large store prefer [`SimHandle::stats`] (`records_stored`) or
+    /// [`SimHandle::stored_record`].
     pub fn stored(&self) -> BTreeMap<String, serde_json::Value> {
-        self.shared.lock().store.snapshot()
+        let texts = self.shared.lock().store.texts();
+        store::snapshot(texts)
+    }
+
+    /// The stored record with this key, as last written.
+    pub fn stored_record(&self, key: &str) -> Option<serde_json::Value> {
+        let text = self.shared.lock().store.text(key)?;
+        Some(store::parse(&text))
     }
 
     pub fn stats(&self) -> Stats {

@@ -86,14 +86,37 @@ impl Store {
         self.records.insert(key, text);
     }
 
-    /// Every stored record, parsed, ordered by key.
-    pub(crate) fn snapshot(&self) -> BTreeMap<String, Value> {
+    /// A copy of every stored record's JSON, to parse once the lock is released: parsing a
+    /// million records takes long enough to stall the server.
+    pub(crate) fn texts(&self) -> Vec<(String, Box<str>)> {
         self.records
             .iter()
-            .map(|(k, text)| (k.clone(), serde_json::from_str(text).unwrap_or(Value::Null)))
+            .map(|(k, t)| (k.clone(), t.clone()))
             .collect()
     }
+
+    /// The stored JSON of one record.
+    pub(crate) fn text(&self, key: &str) -> Option<Box<str>> {
+        self.records.get(key).cloned()
+    }
 }
+
+/// Parses stored JSON (always valid: the store only holds JSON it produced or checked).
+pub(crate) fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// Every record of a [`Store::texts`] copy, parsed, ordered by key.
+pub(crate) fn snapshot(texts: Vec<(String, Box<str>)>) -> BTreeMap<String, Value> {
+    let mut texts = texts;
+    texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    texts
+        .into_iter()
+        .map(|(k, text)| (k, parse(&text)))
+        .collect()
+}
+
+impl Store {}
 
 #[cfg(test)]
 mod tests {

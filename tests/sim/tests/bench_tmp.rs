@@ -42,4 +42,7 @@ async fn bench() {
     let t = Instant::now();
     let n = sim.stored().len();
     println!("stored() {} in {:?}", n, t.elapsed());
+    let t = Instant::now();
+    let n = sim.stats().records_stored;
+    println!("stored() {} in {:?}", n, t.elapsed());
 }

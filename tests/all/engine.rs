@@ -1,0 +1,315 @@
+//! The delivery engine's verdict paths that do not depend on one connector: backoff,
+//! proactive rate limits, rate-limit budgets, fatal verdicts, timeouts, broken connectors.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::config::Config;
+use sluice::engine::{Outcome, RunControl};
+use sluice::sync::Host;
+use sluice_sim::faults::{ErrorBurst, Faults, Latency, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::{RequestRecord, SimHandle};
+
+use crate::common::{self, is_delivered, is_pending};
+
+fn contacts(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
+        .collect()
+}
+
+async fn accept_all(faults: Faults) -> SimHandle {
+    rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        faults,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn sync(extra: &str) -> String {
+    format!("settings = {{ path = \"/v1/records\" }}\n{extra}")
+}
+
+/// Data requests grouped by their first key (one group per batch), in arrival order.
+fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Vec<&RequestRecord>> {
+    let mut groups = std::collections::BTreeMap::<String, Vec<&RequestRecord>>::new();
+    for r in requests {
+        groups
+            .entry(r.keys.first().cloned().unwrap_or_default())
+            .or_default()
+            .push(r);
+    }
+    groups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
+    let faults = Faults {
+        error_burst: Some(ErrorBurst {
+            every: 0,
+            length: 10_000,
+            status: 500,
+        }),
+        ..Faults::default()
+    };
+    let dest = accept_all(faults).await;
+    let setup = common::setup(
+        &contacts(60),
+        "builtin:rest",
+        &dest.base_url(),
+        &sync(
+            "batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n",
+        ),
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.rejected),
+        (Outcome::Completed, 0, 60)
+    );
+    assert_eq!(s.requests, 24, "six batches, exactly four attempts each");
+    assert_eq!(s.transient_failures, 24);
+    assert_eq!(s.retries, 60 * 3);
+    assert!(fates.all().values().all(|(_, attempts)| *attempts == 4));
+
+    let requests = dest.requests();
+    let batches = by_batch(&requests);
+    assert_eq!(batches.len(), 6);
+    // Full jitter: the wait before attempt n+1 is drawn from [0, min(100ms, 40ms * 2^(n-1))].
+    let ceilings = [40u128, 80, 100];
+    let slack = 40; // scheduling and the loopback round trip
+    let mut gaps = Vec::new();
+    for attempts in batches.values() {
+        assert_eq!(attempts.len(), 4);
+        for (n, pair) in attempts.windows(2).enumerate() {
+            let gap = pair[1].arrived.duration_since(pair[0].arrived).as_millis();
+            assert!(
+                gap <= ceilings[n] + slack,
+                "attempt {} came {gap}ms after the previous one",
+                n + 2
+            );
+            gaps.push(gap);
+        }
+    }
+    let (min, max) = (gaps.iter().min().unwrap(), gaps.iter().max().unwrap());
+    assert!(max - min >= 20, "retries are not spread: gaps {gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proactive_rate_limit_spaces_requests_across_workers() {
+    let dest = accept_all(Faults::default()).await;
+    let setup = common::setup(
+        &contacts(200),
+        "builtin:rest",
+        &dest.base_url(),
+        &sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n"),
+    );
+    let (report, _) = common::run(&setup).await;
+    assert_eq!(
+        (report.summary.outcome, report.summary.delivered),
+        (Outcome::Completed, 200)
+    );
+    let times: Vec<_> = dest.requests().iter().map(|r| r.arrived).collect();
+    assert_eq!(times.len(), 20);
+    // GCRA with a burst of 5 and one request per 100ms after it: any stretch of requests
+    // i..=j spans at least (j - i + 1 - 5) * 100ms.
+    for i in 0..times.len() {
+        for j in i + 5..times.len() {
+            let span = times[j].duration_since(times[i]);
+            let floor = Duration::from_millis(100 * (j - i - 4) as u64);
+            assert!(
+                span + Duration::from_millis(15) >= floor,
+                "requests {i}..={j} within {span:?}"
+            );
+        }
+    }
+    assert!(times[19].duration_since(times[0]) >= Duration::from_millis(1400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
+    let faults = Faults {
+        rate_limit: Some(RateLimit {
+            requests: 1,
+            window: Duration::from_millis(1000),
+            style: LimitStyle::TooManyRequests,
+            retry_after: RetryAfterStyle::Seconds,
+        }),
+        ..Faults::default()
+    };
+    let dest = accept_all(faults).await;
+    let setup = common::setup(
+        &contacts(30),
+        "builtin:rest",
+        &dest.base_url(),
+        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n"),
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    // Batch 1 fits the window; batch 2 is told to wait about a second, more than its
+    // budget, so it stays pending; batch 3 waits out the pause and goes in the next window.
+    assert_eq!(
+        (s.outcome, s.delivered, s.pending),
+        (Outcome::Completed, 20, 10)
+    );
+    assert_eq!(s.rate_limit_waits, 1);
+    let pending = fates.keys(is_pending);
+    assert_eq!(pending.len(), 10);
+    assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
+    assert_eq!(dest.stored().len(), 20);
+    assert!(s.rate_limit_wait_ms >= 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
+    let dest = accept_all(Faults::default()).await;
+    let setup = common::setup(
+        &contacts(500),
+        "builtin:rest",
+        &dest.base_url(),
+        "settings = { path = \"/v1/nowhere\" }\nbatch_size = 10\nconcurrency = 2\n",
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    assert!(
+        s.error.as_deref().unwrap().contains("HTTP_404"),
+        "{:?}",
+        s.error
+    );
+    assert!(
+        s.requests <= 2,
+        "no request leaves after the fatal verdict: {}",
+        s.requests
+    );
+    assert_eq!(s.pending, s.read);
+    assert!(dest.stored().is_empty());
+    assert!(fates.keys(is_delivered).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retried_and_never_taken_for_deliveries() {
+    let faults = Faults {
+        latency: Some(Latency {
+            every: 1,
+            delay: Duration::from_millis(400),
+        }),
+        ..Faults::default()
+    };
+    let dest = accept_all(faults).await;
+    let setup = common::setup(
+        &contacts(40),
+        "builtin:rest",
+        &dest.base_url(),
+        &sync(
+            "batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n",
+        ),
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.rejected),
+        (Outcome::Completed, 0, 40)
+    );
+    assert_eq!(s.requests, 8);
+    assert!(
+        fates.codes().values().all(|c| c == "TIMEOUT"),
+        "{:?}",
+        fates.codes()
+    );
+    assert!(fates.keys(is_delivered).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_traps_fails_its_run_and_the_host_goes_on() {
+    let dest = accept_all(Faults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("hostile.wasm");
+    std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
+    std::fs::write(
+        dir.path().join("data.jsonl"),
+        contacts(50)
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let port = dest.addr().port();
+    let config = format!(
+        r#"cache_dir = "{cache}"
+[connectors.bad]
+component = "hostile.wasm"
+call_timeout = "100ms"
+[connectors.good]
+component = "builtin:rest"
+
+[[sync]]
+name = "traps"
+connector = "bad"
+source = {{ jsonl = "data.jsonl", key = "id" }}
+base_url = "http://127.0.0.1:{port}"
+settings = {{ mode = "trap", phase = "classify" }}
+batch_size = 10
+
+[[sync]]
+name = "loops"
+connector = "bad"
+source = {{ jsonl = "data.jsonl", key = "id" }}
+base_url = "http://127.0.0.1:{port}"
+settings = {{ mode = "loop", phase = "precheck" }}
+
+[[sync]]
+name = "fine"
+connector = "good"
+source = {{ jsonl = "data.jsonl", key = "id" }}
+base_url = "http://127.0.0.1:{port}"
+settings = {{ path = "/v1/records" }}
+"#,
+        cache = common::cache_dir().display()
+    );
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let config = Config::load(&path).unwrap();
+    let host = Host::new(&config).unwrap();
+
+    let traps = host
+        .run(&config, "traps", RunControl::default())
+        .await
+        .unwrap()
+        .summary;
+    assert_eq!(
+        (traps.outcome, traps.delivered, traps.pending),
+        (Outcome::Failed, 0, 50)
+    );
+    let error = traps.error.unwrap();
+    assert!(
+        error.starts_with("connector `bad` trapped in `classify`"),
+        "{error}"
+    );
+
+    let loops = host
+        .run(&config, "loops", RunControl::default())
+        .await
+        .unwrap()
+        .summary;
+    assert_eq!((loops.outcome, loops.requests), (Outcome::Failed, 0));
+    assert!(
+        loops
+            .error
+            .unwrap()
+            .contains("exceeded its call time limit of 100ms in `precheck`")
+    );
+
+    let fine = host
+        .run(&config, "fine", RunControl::default())
+        .await
+        .unwrap()
+        .summary;
+    assert_eq!((fine.outcome, fine.delivered), (Outcome::Completed, 50));
+    // The trapping sync sent its requests (the destination stored them) but, without a
+    // verdict, none of its records was taken as delivered.
+    assert_eq!(dest.stored().len(), 50);
+}
