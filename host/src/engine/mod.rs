@@ -67,6 +67,9 @@ pub struct RunSummary {
     pub bisections: u64,
     pub transient_failures: u64,
     pub auth_renewals: u64,
+    /// Time spent inside the connector (precheck, build-request, classify), summed over
+    /// workers.
+    pub connector_ms: u64,
     pub elapsed_ms: u64,
 }
 
@@ -318,6 +321,7 @@ pub async fn run_sync(
         bisections: Counters::get(&c.bisections),
         transient_failures: Counters::get(&c.transient_failures),
         auth_renewals: Counters::get(&c.auth_renewals),
+        connector_ms: Counters::get(&c.connector_us) / 1000,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     Ok(RunReport {

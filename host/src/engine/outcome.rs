@@ -113,6 +113,8 @@ pub struct Counters {
     pub bisections: AtomicU64,
     pub transient_failures: AtomicU64,
     pub auth_renewals: AtomicU64,
+    /// Time spent inside connector calls (precheck, build-request, classify).
+    pub connector_us: AtomicU64,
 }
 
 impl Counters {

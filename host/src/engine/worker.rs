@@ -87,13 +87,15 @@ impl Worker {
             .instance
             .take()
             .expect("instance is returned after every call");
-        let (instance, result) = tokio::task::spawn_blocking(move || {
+        let (instance, result, spent) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = f(&mut instance);
-            (instance, result)
+            (instance, result, started.elapsed())
         })
         .await
         .expect("a connector call panicked in the host");
         self.instance = Some(instance);
+        Counters::add(&self.shared.counters.connector_us, spent.as_micros() as u64);
         result
     }
 

@@ -40,8 +40,9 @@ pub(crate) async fn receive(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let method = parts.method.as_str();
-    let arrival = shared.arrive(method, parts.uri.path(), authorization.clone(), true);
-    if !allowed.contains(&method) {
+    let data = allowed.contains(&method);
+    let arrival = shared.arrive(method, parts.uri.path(), authorization.clone(), data);
+    if !data {
         shared.finish(arrival.seq, 405, outcome::METHOD_NOT_ALLOWED, Vec::new(), 0);
         let mut response = json_response(
             405,

@@ -81,8 +81,10 @@ impl Store {
                 index.value_of.insert(key.clone(), value);
             }
         }
-        let text =
-            text.unwrap_or_else(|| Value::Object(fields.clone()).to_string().into_boxed_str());
+        let text = text.unwrap_or_else(|| {
+            let json = serde_json::to_string(fields).unwrap_or_else(|_| "{}".to_owned());
+            json.into_boxed_str()
+        });
         self.records.insert(key, text);
     }
 
@@ -108,15 +110,11 @@ pub(crate) fn parse(text: &str) -> Value {
 
 /// Every record of a [`Store::texts`] copy, parsed, ordered by key.
 pub(crate) fn snapshot(texts: Vec<(String, Box<str>)>) -> BTreeMap<String, Value> {
-    let mut texts = texts;
-    texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     texts
         .into_iter()
         .map(|(k, text)| (k, parse(&text)))
         .collect()
 }
-
-impl Store {}
 
 #[cfg(test)]
 mod tests {

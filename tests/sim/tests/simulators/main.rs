@@ -5,3 +5,4 @@ mod faults;
 mod rest;
 mod salesforce;
 mod support;
+mod throughput;
