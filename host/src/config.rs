@@ -69,6 +69,80 @@ pub struct SyncSpec {
     pub rate_limit: Option<RateLimit>,
     /// Largest response body kept for the connector; longer ones are cut.
     pub max_response_bytes: usize,
+    /// `changed` (the default) skips records the destination already holds unchanged;
+    /// `all` sends every record.
+    pub mode: SendMode,
+    pub retry_job: RetryJob,
+    /// UTC times of day at which `sluice serve` runs this sync; empty: never by itself.
+    pub schedule: Vec<TimeOfDay>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendMode {
+    Changed,
+    All,
+}
+
+/// The scheduled retry of failed records (Zuora's daily retry job, made configurable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryJob {
+    /// UTC times of day for `sluice serve`.
+    pub schedule: Vec<TimeOfDay>,
+    /// Only records whose failures began within this window are retried.
+    pub window: Duration,
+    /// At most this many records a pass, oldest failure first.
+    pub max_records: usize,
+    /// Codes that wait for a person: never retried unless named.
+    pub non_retryable: Vec<String>,
+}
+
+impl Default for RetryJob {
+    fn default() -> Self {
+        RetryJob {
+            schedule: vec![TimeOfDay::new(11, 30), TimeOfDay::new(23, 30)],
+            window: Duration::from_secs(7 * 24 * 3600),
+            max_records: 50_000,
+            non_retryable: vec!["DACO-02".to_string()],
+        }
+    }
+}
+
+/// A UTC time of day, written `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    pub const fn new(hour: u8, minute: u8) -> Self {
+        TimeOfDay { hour, minute }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("`{text}` is not a time of day: expected \"HH:MM\" (UTC), like \"11:30\"");
+        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+        let (hour, minute) = (
+            h.parse::<u8>().map_err(|_| bad())?,
+            m.parse::<u8>().map_err(|_| bad())?,
+        );
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay { hour, minute })
+    }
+
+    /// Seconds after midnight UTC.
+    pub fn seconds(self) -> u64 {
+        u64::from(self.hour) * 3600 + u64::from(self.minute) * 60
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,6 +498,33 @@ fn resolve_sync(
             })
         }
     };
+    let mode = match s.mode.as_deref() {
+        None | Some("changed") => SendMode::Changed,
+        Some("all") => SendMode::All,
+        Some(other) => bail!("mode: `{other}` is not a mode: expected \"changed\" or \"all\""),
+    };
+    let times = |key: &str, list: &[String]| -> Result<Vec<TimeOfDay>> {
+        list.iter()
+            .map(|t| TimeOfDay::parse(t).map_err(|e| anyhow!("{key}: {e}")))
+            .collect()
+    };
+    let schedule = times("schedule", &s.schedule.unwrap_or_default())?;
+    let defaults = RetryJob::default();
+    let retry_job = match s.retry_job {
+        None => defaults,
+        Some(j) => RetryJob {
+            schedule: match j.schedule {
+                Some(list) => times("retry_job.schedule", &list)?,
+                None => defaults.schedule,
+            },
+            window: j.window.map_or(defaults.window, |d| d.0),
+            max_records: j.max_records.unwrap_or(defaults.max_records),
+            non_retryable: j.non_retryable.unwrap_or(defaults.non_retryable),
+        },
+    };
+    if retry_job.max_records == 0 {
+        bail!("retry_job.max_records: must be at least 1");
+    }
     let request_timeout = s.request_timeout.map_or(Duration::from_secs(30), |d| d.0);
     if request_timeout.is_zero() {
         bail!("request_timeout: must be more than zero");
@@ -444,6 +545,9 @@ fn resolve_sync(
         max_response_bytes: s
             .max_response_bytes
             .map_or(16 * 1024 * 1024, |b| b.0.as_u64() as usize),
+        mode,
+        retry_job,
+        schedule,
     })
 }
 
@@ -586,6 +690,18 @@ mod raw {
         pub max_response_bytes: Option<Size>,
         pub retry: Option<Retry>,
         pub rate_limit: Option<RateLimit>,
+        pub mode: Option<String>,
+        pub schedule: Option<Vec<String>>,
+        pub retry_job: Option<RetryJob>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RetryJob {
+        pub schedule: Option<Vec<String>>,
+        pub window: Option<HumanDuration>,
+        pub max_records: Option<usize>,
+        pub non_retryable: Option<Vec<String>>,
     }
 
     #[derive(Deserialize)]
@@ -686,6 +802,15 @@ mod tests {
         assert!(!p.matches("a.example.com.evil.com", 443));
         assert!(HostPattern::parse("http://x/").is_err());
         assert!(HostPattern::parse("x:notaport").is_err());
+    }
+
+    #[test]
+    fn times_of_day() {
+        assert_eq!(TimeOfDay::parse("11:30").unwrap().seconds(), 41_400);
+        assert_eq!(TimeOfDay::parse("00:05").unwrap().to_string(), "00:05");
+        for bad in ["24:00", "11:60", "1130", "11:3", "noon", ""] {
+            assert!(TimeOfDay::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

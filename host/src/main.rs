@@ -1,17 +1,15 @@
 //! The `sluice` command line.
 
+mod commands;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use sluice::config::Config;
-use sluice::engine::{FailureList, Outcome, RunControl};
-use sluice::sync::Host;
+use commands::ledger::Format;
+use sluice::retry_job::Request;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +36,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Retries failed records from the ledger, with their stored payloads.
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        /// Only records whose failures began within this window [default: the sync's
+        /// retry_job.window, 7d].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        window: Option<std::time::Duration>,
+        /// At most this many records, oldest failure first [default: the sync's
+        /// retry_job.max_records, 50000].
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only records failed with this code (repeatable); names non-retryable codes too.
+        #[arg(long = "code")]
+        codes: Vec<String>,
+        /// Exactly this record (repeatable), whatever its status, code or age.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Retry permanent records too.
+        #[arg(long)]
+        include_permanent: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs the retry job, and syncs with a schedule, at their times (UTC) until SIGTERM.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Shows and fixes what the ledger holds.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Runs a real sync of example accounts through the bundled Salesforce connector into
     /// a simulated Salesforce that fails in realistic ways. Needs no set-up.
     Demo {
@@ -47,9 +81,63 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Lists records: key, status, code, message, fields, attempts, first failure, last attempt.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        /// pending, delivered, rejected, permanent or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Shows everything the ledger holds about one record.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        key: String,
+    },
+    /// Counts records by status and by failure code.
+    Stats {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Marks a record handled without sending it, keeping who and why.
+    Resolve {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        why: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let default_log = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(default_log);
     // The demo sets its own (simulated) credentials in the environment, which must happen
     // before any other thread exists.
     if let Command::Demo { .. } = cli.command {
@@ -73,82 +161,68 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { config, sync, json } => run(&config, sync.as_deref(), json).await,
+        Command::Run { config, sync, json } => {
+            commands::run::run(&config, sync.as_deref(), json).await
+        }
+        Command::Retry {
+            config,
+            sync,
+            window,
+            limit,
+            codes,
+            keys,
+            include_permanent,
+            json,
+        } => {
+            let request = Request {
+                window,
+                limit,
+                codes,
+                keys,
+                include_permanent,
+            };
+            commands::retry::run(&config, &sync, request, json).await
+        }
+        Command::Serve { config } => commands::serve::run(&config).await,
+        Command::Ledger { command } => match command {
+            LedgerCommand::List {
+                config,
+                sync,
+                status,
+                code,
+                json,
+                csv,
+            } => {
+                let format = if json {
+                    Format::Json
+                } else if csv {
+                    Format::Csv
+                } else {
+                    Format::Table
+                };
+                commands::ledger::list(&config, &sync, status.as_deref(), code.as_deref(), format)
+            }
+            LedgerCommand::Show { config, sync, key } => {
+                commands::ledger::show(&config, &sync, &key)
+            }
+            LedgerCommand::Stats { config, sync, json } => {
+                commands::ledger::stats(&config, &sync, json)
+            }
+            LedgerCommand::Resolve {
+                config,
+                sync,
+                key,
+                by,
+                why,
+            } => commands::ledger::resolve(&config, &sync, &key, &by, &why),
+        },
         Command::Demo { json } => sluice::demo::run(json).await,
     }
 }
 
-async fn run(path: &std::path::Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
-    let config = Config::load(path)?;
-    let names: Vec<String> = match only {
-        Some(name) => vec![config.sync(name)?.name.clone()],
-        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
-    };
-    if names.is_empty() {
-        anyhow::bail!("config file `{}` defines no [[sync]]", path.display());
-    }
-    let host = Host::new(&config)?;
-    let stop = stop_on_signals();
-    let mut code = ExitCode::SUCCESS;
-    for name in names {
-        if stop.is_cancelled() {
-            break;
-        }
-        let failures = Arc::new(FailureList::new(10_000));
-        let control = RunControl {
-            stop: stop.clone(),
-            grace: Duration::from_secs(10),
-            sinks: vec![failures.clone()],
-        };
-        let report = host.run(&config, &name, control).await?;
-        if json {
-            println!("{}", serde_json::to_string(&report.summary)?);
-        } else {
-            print!("{}", sluice::report::render(&report, &failures.take()));
-        }
-        match report.summary.outcome {
-            Outcome::Completed => {}
-            Outcome::Failed => code = ExitCode::FAILURE,
-            Outcome::Interrupted => return Ok(ExitCode::from(130)),
-        }
-    }
-    Ok(code)
-}
-
-/// A token cancelled on SIGINT or SIGTERM: runs stop taking work, settle and exit.
-fn stop_on_signals() -> CancellationToken {
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: finishing requests in flight (Ctrl-C again to quit at once)");
-        token.cancel();
-        // A second signal quits at once. Nothing is lost: unconfirmed records were never
-        // marked delivered, so a later run sends them again.
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
-    stop
-}
-
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

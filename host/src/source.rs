@@ -16,7 +16,7 @@ pub use crate::sandbox::SourceRecord as Record;
 /// One row of the source: a record, or a row that cannot become one (reported, skipped).
 #[derive(Debug, Clone)]
 pub enum Row {
-    Record(Record),
+    Record { line: u64, record: Record },
     Invalid { line: u64, reason: String },
 }
 
@@ -75,10 +75,13 @@ fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
         }
     };
     match key_value.as_ref().and_then(key_string) {
-        Some(k) => Row::Record(Record {
-            key: k,
-            payload: text.to_string(),
-        }),
+        Some(k) => Row::Record {
+            line,
+            record: Record {
+                key: k,
+                payload: text.to_string(),
+            },
+        },
         None => Row::Invalid {
             line,
             reason: match key_value {
@@ -137,10 +140,13 @@ fn csv(
                         .zip(record.iter())
                         .map(|(h, v)| (h.to_string(), serde_json::Value::String(v.to_string())))
                         .collect();
-                    Ok(Row::Record(Record {
-                        key: key.to_string(),
-                        payload: serde_json::Value::Object(object).to_string(),
-                    }))
+                    Ok(Row::Record {
+                        line,
+                        record: Record {
+                            key: key.to_string(),
+                            payload: serde_json::Value::Object(object).to_string(),
+                        },
+                    })
                 }
             }
             // A row with the wrong number of fields is that row's problem; an I/O error
@@ -164,18 +170,20 @@ mod tests {
 
     #[test]
     fn jsonl_rows() {
-        let Row::Record(r) = jsonl_row(r#"{"id": "a1", "x": [1, {"y": 2}]}"#, "id", 1) else {
+        let Row::Record { record: r, .. } =
+            jsonl_row(r#"{"id": "a1", "x": [1, {"y": 2}]}"#, "id", 1)
+        else {
             panic!()
         };
         assert_eq!(
             (r.key.as_str(), r.payload.as_str()),
             ("a1", r#"{"id": "a1", "x": [1, {"y": 2}]}"#)
         );
-        let Row::Record(r) = jsonl_row(r#"{"id": 42}"#, "id", 1) else {
+        let Row::Record { record: r, .. } = jsonl_row(r#"{"id": 42}"#, "id", 1) else {
             panic!()
         };
         assert_eq!(r.key, "42");
-        let Row::Record(r) = jsonl_row(r#"{"i\u0064": "esc"}"#, "id", 1) else {
+        let Row::Record { record: r, .. } = jsonl_row(r#"{"i\u0064": "esc"}"#, "id", 1) else {
             panic!()
         };
         assert_eq!(r.key, "esc");

@@ -9,6 +9,7 @@
 mod backoff;
 mod batcher;
 mod gate;
+mod input;
 mod outcome;
 mod worker;
 
@@ -19,6 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+pub use input::Input;
 pub use outcome::{FailureList, Fate, RecordFailure, Settled, Sink};
 
 use self::batcher::Batcher;
@@ -28,7 +30,7 @@ use self::worker::{Stop, Worker};
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
 use crate::sandbox::{Connector, ConnectorInstance, GuestError};
-use crate::source::{self, Record, Row};
+use crate::source::Record;
 use crate::transport::Transport;
 
 /// How a run ended.
@@ -50,10 +52,16 @@ pub struct RunSummary {
     pub outcome: Outcome,
     /// Why the run failed, when it did.
     pub error: Option<String>,
-    /// Records read from the source.
+    /// Records read (from the source, or picked by the retry job).
     pub read: u64,
     /// Source rows that could not become records (no key, not JSON); reported, skipped.
     pub invalid_rows: u64,
+    /// Earlier rows of a key repeated in the source (the last row wins); reported, skipped.
+    pub duplicate_keys: u64,
+    /// Records the destination already holds with the same data (mode "changed").
+    pub unchanged: u64,
+    /// Permanent records whose data has not changed: held for a person.
+    pub held: u64,
     pub delivered: u64,
     pub rejected: u64,
     pub permanent: u64,
@@ -82,7 +90,7 @@ pub struct InvalidRow {
 
 pub struct RunReport {
     pub summary: RunSummary,
-    /// The first invalid source rows (at most `MAX_INVALID_ROWS_KEPT`).
+    /// The first skipped source rows, unusable or repeated (at most `MAX_INVALID_ROWS_KEPT`).
     pub invalid_rows: Vec<InvalidRow>,
 }
 
@@ -169,6 +177,7 @@ pub async fn run_sync(
     connector_spec: &ConnectorSpec,
     sync: &SyncSpec,
     http: reqwest::Client,
+    input: Input,
     control: RunControl,
 ) -> Result<RunReport> {
     let started = Instant::now();
@@ -224,10 +233,8 @@ pub async fn run_sync(
     let reader = {
         let spec = sync.source.clone();
         let shared = shared.clone();
-        let max_bytes = limits.max_batch_bytes;
-        tokio::task::spawn_blocking(move || {
-            read_source(&spec, batch_records, max_bytes, &shared, tx)
-        })
+        let batcher = Batcher::new(batch_records, limits.max_batch_bytes);
+        tokio::task::spawn_blocking(move || input::read(input, &spec, batcher, &shared, tx))
     };
 
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -310,10 +317,20 @@ pub async fn run_sync(
         error,
         read,
         invalid_rows: Counters::get(&c.invalid_rows),
+        duplicate_keys: Counters::get(&c.duplicates),
+        unchanged: Counters::get(&c.unchanged),
+        held: Counters::get(&c.held),
         delivered,
         rejected,
         permanent,
-        pending: read.saturating_sub(delivered + rejected + permanent),
+        pending: read.saturating_sub(
+            Counters::get(&c.duplicates)
+                + Counters::get(&c.unchanged)
+                + Counters::get(&c.held)
+                + delivered
+                + rejected
+                + permanent,
+        ),
         requests: Counters::get(&c.requests),
         retries: Counters::get(&c.retries),
         rate_limit_waits: Counters::get(&c.rate_limit_waits),
@@ -353,53 +370,4 @@ async fn configure(
     })
     .await
     .context("configuring the connector crashed")?
-}
-
-/// Streams the source into batches on `tx`; runs on a blocking thread.
-fn read_source(
-    spec: &crate::config::SourceSpec,
-    max_records: usize,
-    max_bytes: u64,
-    shared: &Shared,
-    tx: tokio::sync::mpsc::Sender<Vec<Record>>,
-) -> Result<Vec<InvalidRow>> {
-    let mut invalid = Vec::new();
-    let mut batcher = Batcher::new(max_records, max_bytes);
-    for row in source::open(spec)? {
-        if shared.stop.is_cancelled() {
-            return Ok(invalid);
-        }
-        match row? {
-            Row::Record(record) => {
-                Counters::add(&shared.counters.read, 1);
-                if let Some(batch) = batcher.push(record)
-                    && !send(&tx, batch, shared)
-                {
-                    return Ok(invalid);
-                }
-            }
-            Row::Invalid { line, reason } => {
-                Counters::add(&shared.counters.invalid_rows, 1);
-                tracing::info!(sync = %shared.spec.name, line, "skipping source row: {reason}");
-                if invalid.len() < MAX_INVALID_ROWS_KEPT {
-                    invalid.push(InvalidRow { line, reason });
-                }
-            }
-        }
-    }
-    if let Some(batch) = batcher.finish() {
-        send(&tx, batch, shared);
-    }
-    Ok(invalid)
-}
-
-/// False when no worker will take the batch any more; its records stay pending.
-fn send(tx: &tokio::sync::mpsc::Sender<Vec<Record>>, batch: Vec<Record>, shared: &Shared) -> bool {
-    match tx.blocking_send(batch) {
-        Ok(()) => true,
-        Err(tokio::sync::mpsc::error::SendError(batch)) => {
-            shared.leave_pending(batch, None);
-            false
-        }
-    }
 }

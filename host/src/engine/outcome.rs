@@ -3,13 +3,13 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sandbox::Failure;
 use crate::source::Record;
 
 /// A failure as the host keeps and reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordFailure {
     pub code: String,
     pub message: String,
@@ -103,6 +103,9 @@ impl Sink for FailureList {
 pub struct Counters {
     pub read: AtomicU64,
     pub invalid_rows: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub held: AtomicU64,
     pub delivered: AtomicU64,
     pub rejected: AtomicU64,
     pub permanent: AtomicU64,

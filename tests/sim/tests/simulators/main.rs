@@ -5,4 +5,3 @@ mod faults;
 mod rest;
 mod salesforce;
 mod support;
-mod throughput;

@@ -1,0 +1,712 @@
+//! Throughput of Sluice against the simulated REST destination (accept-all mode), beside a
+//! raw native client (reqwest) that posts the same batches at the same concurrency to the
+//! same server. Results and how to read them: BENCHMARKS.md.
+//!
+//!     cargo bench -p sluice --bench throughput -- [--records N] [--rounds R]
+//!
+//! Three kinds of process take part, all started from this binary so that each one's CPU
+//! time and peak memory can be read exactly with `wait4` once it exits:
+//!
+//! - the simulated destination (`--serve`): a fresh one for every run, so that the records
+//!   it stores (it keeps every one) count against neither client and every run meets the
+//!   same empty server;
+//! - the raw client (`--raw`): a child too, rather than a task of this process, so that it
+//!   is timed and measured exactly like Sluice;
+//! - Sluice itself: the real release binary, `sluice run --json`.
+//!
+//! Runs alternate, raw then Sluice, for each round; the medians are printed at the end.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use sluice_sim::rest::{self, RestConfig, RestMode};
+
+const BATCH: usize = 200;
+const CONCURRENCY: usize = 8;
+const PATH: &str = "/v1/records";
+/// Records of the warm-up run, which compiles the connector into the on-disk cache.
+const WARM_UP_RECORDS: usize = 20_000;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--serve") => serve(),
+        Some("--raw") => raw_client(&args[1..]),
+        _ => bench(&args),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The benchmark: the parent process.
+
+struct Options {
+    records: usize,
+    rounds: usize,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        records: 1_000_000,
+        rounds: 3,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<usize> {
+            let value = args
+                .next()
+                .with_context(|| format!("{name} needs a value"))?;
+            value
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{name}: not a number: {value}"))
+        };
+        match arg.as_str() {
+            "--records" => options.records = number("--records")?,
+            "--rounds" => options.rounds = number("--rounds")?,
+            // `cargo bench` passes `--bench` to every bench target.
+            "--bench" => {}
+            other => bail!("unknown argument {other:?}; expected --records N, --rounds R"),
+        }
+    }
+    ensure!(
+        options.records > 0 && options.rounds > 0,
+        "--records and --rounds must be at least 1"
+    );
+    Ok(options)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let options = options(args)?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let data = dir.path().join("records.jsonl");
+    let warm_up = dir.path().join("warm-up.jsonl");
+    let bytes = write_records(&data, &warm_up, options.records)?;
+    println!(
+        "{} records, {:.0} bytes each on average ({:.1} MiB), batch {BATCH}, concurrency {CONCURRENCY}",
+        options.records,
+        bytes as f64 / options.records as f64,
+        bytes as f64 / MIB,
+    );
+    println!(
+        "machine: {} cores, {:.1} GiB memory",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        total_memory_gib()
+    );
+
+    // The first run compiles the connector (cached on disk after): keep it out of the
+    // measured runs.
+    let warm = run_sluice(dir.path(), &warm_up, WARM_UP_RECORDS.min(options.records))?;
+    println!(
+        "warm-up: Sluice delivered {} records in {:.2} s (connector compiled and cached)\n",
+        warm.records,
+        warm.wall.as_secs_f64()
+    );
+
+    let mut rounds = Vec::new();
+    println!(
+        "{:<5} {:<6} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>7}",
+        "round",
+        "client",
+        "wall s",
+        "records/s",
+        "CPU s",
+        "RSS MiB",
+        "server s",
+        "conn. ms",
+        "µs/batch",
+        "share"
+    );
+    for round in 1..=options.rounds {
+        let raw = run_raw(&data, options.records)?;
+        print_run(round, "raw", &raw);
+        let sluice = run_sluice(dir.path(), &data, options.records)?;
+        print_run(round, "sluice", &sluice);
+        rounds.push((raw, sluice));
+    }
+    print_medians(&rounds);
+    Ok(())
+}
+
+/// One run of either client, measured from outside.
+struct Run {
+    records: u64,
+    requests: u64,
+    /// From starting the process to its exit.
+    wall: Duration,
+    /// The client's own time from start to last response (Sluice: `elapsed_ms`, which
+    /// leaves out loading the connector).
+    inner: Duration,
+    usage: Usage,
+    /// The simulated destination's CPU time during the run.
+    server_cpu: Duration,
+    /// Sluice only: time spent inside connector calls, summed over workers.
+    connector: Option<Duration>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.records as f64 / self.wall.as_secs_f64()
+    }
+
+    /// Connector time per request, in microseconds.
+    fn connector_per_batch_us(&self) -> Option<f64> {
+        let connector = self.connector?;
+        Some(connector.as_secs_f64() * 1e6 / self.requests.max(1) as f64)
+    }
+
+    /// The connector's share of the process's CPU time.
+    fn connector_share(&self) -> Option<f64> {
+        Some(self.connector?.as_secs_f64() / self.usage.cpu.as_secs_f64())
+    }
+}
+
+fn print_run(round: usize, client: &str, run: &Run) {
+    let optional = |value: Option<f64>, digits: usize| {
+        value.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
+    println!(
+        "{round:<5} {client:<6} {:>8.2} {:>9.0} {:>8.2} {:>8.0} {:>9.2} {:>9} {:>10} {:>7}",
+        run.wall.as_secs_f64(),
+        run.per_second(),
+        run.usage.cpu.as_secs_f64(),
+        run.usage.peak_rss as f64 / MIB,
+        run.server_cpu.as_secs_f64(),
+        optional(run.connector.map(|c| c.as_secs_f64() * 1e3), 0),
+        optional(run.connector_per_batch_us(), 0),
+        run.connector_share()
+            .map_or_else(|| "-".to_string(), |s| format!("{:.1}%", s * 100.0)),
+    );
+}
+
+fn print_medians(rounds: &[(Run, Run)]) {
+    let median = |f: &dyn Fn(&(Run, Run)) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        }
+    };
+    let raw = median(&|(r, _)| r.per_second());
+    let sluice = median(&|(_, s)| s.per_second());
+    println!("\nmedians over {} rounds:", rounds.len());
+    println!("  raw reqwest:  {raw:>9.0} records/s");
+    println!("  sluice:       {sluice:>9.0} records/s");
+    println!(
+        "  sluice / raw: {:.3} (median of the per-round ratios; target at least 0.85)",
+        median(&|(r, s)| s.per_second() / r.per_second())
+    );
+    println!(
+        "  sluice, own elapsed_ms (connector loaded): {:.0} records/s",
+        median(&|(_, s)| s.records as f64 / s.inner.as_secs_f64())
+    );
+    println!(
+        "  CPU s (user+sys): raw {:.2}, sluice {:.2}; server during the run: raw {:.2}, sluice {:.2}",
+        median(&|(r, _)| r.usage.cpu.as_secs_f64()),
+        median(&|(_, s)| s.usage.cpu.as_secs_f64()),
+        median(&|(r, _)| r.server_cpu.as_secs_f64()),
+        median(&|(_, s)| s.server_cpu.as_secs_f64()),
+    );
+    println!(
+        "  connector per batch: {:.0} µs; connector share of Sluice's CPU time: {:.1}%",
+        median(&|(_, s)| s.connector_per_batch_us().unwrap_or(0.0)),
+        median(&|(_, s)| s.connector_share().unwrap_or(0.0)) * 100.0
+    );
+    println!(
+        "  peak RSS: raw {:.0} MiB, sluice {:.0} MiB",
+        median(&|(r, _)| r.usage.peak_rss as f64 / MIB),
+        median(&|(_, s)| s.usage.peak_rss as f64 / MIB),
+    );
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn total_memory_gib() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / (1024.0 * 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Data: deterministic records of about 300 bytes, keyed by `id`.
+
+/// A small deterministic generator (SplitMix64): the same file on every machine and run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
+    "Radia", "Leslie", "Sophie", "Tim", "Hedy", "John",
+];
+const LAST: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Lamport",
+    "Wilson",
+    "Berners-Lee",
+    "Lamarr",
+    "Backus",
+];
+const COMPANY: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+];
+const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "SA", "BV"];
+const STREET: &[&str] = &[
+    "Main Street",
+    "High Street",
+    "Station Road",
+    "Church Lane",
+    "Park Avenue",
+    "Mill Road",
+    "King Street",
+    "Victoria Road",
+];
+const CITY: &[&str] = &[
+    "Springfield",
+    "Rivertown",
+    "Lakeside",
+    "Hillview",
+    "Fairfield",
+    "Greenville",
+    "Kingsport",
+    "Newbury",
+];
+const COUNTRY: &[&str] = &["US", "GB", "DE", "FR", "NL", "ES", "IT", "SE"];
+const NOTE: &[&str] = &[
+    "Prefers email contact; renewal due next quarter.",
+    "Met at the spring trade fair, interested in the premium plan.",
+    "Key account: escalate support tickets to the account manager.",
+    "Invoice address differs from the shipping address.",
+    "Asked for a demo of the reporting module.",
+    "Trial extended by two weeks after onboarding call.",
+];
+
+fn record(i: usize, mix: &mut Mix) -> String {
+    let (first, last) = (mix.pick(FIRST), mix.pick(LAST));
+    let company = mix.pick(COMPANY);
+    format!(
+        concat!(
+            r#"{{"id":"cus-{:07}","name":"{} {}","email":"{}.{}{}@{}.example.com","#,
+            r#""company":"{} {}","phone":"+1-555-{:03}-{:04}","#,
+            r#""address":{{"street":"{} {}","city":"{}","postcode":"{:05}","country":"{}"}},"#,
+            r#""created_at":"2024-{:02}-{:02}T{:02}:{:02}:00Z","active":{},"score":{},"#,
+            r#""notes":"{}"}}"#
+        ),
+        i,
+        first,
+        last,
+        first.to_lowercase(),
+        last.to_lowercase(),
+        mix.below(100),
+        company.to_lowercase(),
+        company,
+        mix.pick(SUFFIX),
+        mix.below(1000),
+        mix.below(10_000),
+        1 + mix.below(300),
+        mix.pick(STREET),
+        mix.pick(CITY),
+        mix.below(100_000),
+        mix.pick(COUNTRY),
+        1 + mix.below(12),
+        1 + mix.below(28),
+        mix.below(24),
+        mix.below(60),
+        mix.below(4) != 0,
+        mix.below(1000),
+        mix.pick(NOTE),
+    )
+}
+
+/// Writes `count` records to `all` and the first few to `warm_up`; returns the bytes of
+/// `all`, newlines left out.
+fn write_records(all: &Path, warm_up: &Path, count: usize) -> Result<u64> {
+    let mut out = BufWriter::new(std::fs::File::create(all)?);
+    let mut warm = BufWriter::new(std::fs::File::create(warm_up)?);
+    let mut mix = Mix(0x5EED);
+    let mut bytes = 0u64;
+    for i in 0..count {
+        let line = record(i, &mut mix);
+        bytes += line.len() as u64;
+        writeln!(out, "{line}")?;
+        if i < WARM_UP_RECORDS {
+            writeln!(warm, "{line}")?;
+        }
+    }
+    out.flush()?;
+    warm.flush()?;
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes, and what `wait4` says about them.
+
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// User plus system CPU time.
+    cpu: Duration,
+    /// Peak resident set size, in bytes.
+    peak_rss: u64,
+}
+
+/// Waits for `child` and returns its resource usage; fails unless it exited with 0.
+fn wait(child: Child, what: &str) -> Result<Usage> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own child, not yet
+    // waited for (std only reaps it in `wait`, which is never called on it).
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+    ensure!(
+        reaped == pid,
+        "wait4 on the {what}: {}",
+        std::io::Error::last_os_error()
+    );
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the {what} failed (wait status {status:#x})"
+    );
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(Usage {
+        cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
+        // Linux reports kilobytes.
+        peak_rss: rusage.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// A simulated destination in a child process, serving until its stdin closes.
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    base_url: String,
+}
+
+/// What the server says when it stops.
+#[derive(Serialize, Deserialize)]
+struct ServerReport {
+    requests: u64,
+    records_stored: u64,
+}
+
+impl Server {
+    fn start() -> Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the simulated destination")?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let base_url = line.trim().to_string();
+        ensure!(
+            base_url.starts_with("http://"),
+            "the simulated destination did not start: {line:?}"
+        );
+        Ok(Server {
+            child,
+            stdin,
+            stdout,
+            base_url,
+        })
+    }
+
+    /// Stops the server; checks it stored exactly `records` records.
+    fn stop(self, records: usize) -> Result<Usage> {
+        let Server {
+            child,
+            stdin,
+            mut stdout,
+            ..
+        } = self;
+        drop(stdin);
+        let mut line = String::new();
+        stdout.read_to_string(&mut line)?;
+        let report: ServerReport = serde_json::from_str(line.trim())
+            .with_context(|| format!("the server's report: {line:?}"))?;
+        ensure!(
+            report.records_stored == records as u64,
+            "the server stored {} records, not {records}",
+            report.records_stored
+        );
+        wait(child, "simulated destination")
+    }
+}
+
+/// Runs the server: the child side of [`Server`].
+fn serve() -> Result<()> {
+    // A runtime like `sluice`'s and the raw client's: one worker thread per core.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let sim = rest::start(RestConfig {
+            mode: RestMode::AcceptAll,
+            // The request log would otherwise keep a copy of every key.
+            record_keys: false,
+            path: PATH.to_string(),
+            ..Default::default()
+        })
+        .await?;
+        println!("{}", sim.base_url());
+        std::io::stdout().flush()?;
+        // Serve until the parent closes stdin.
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        let stats = sim.stats();
+        let report = ServerReport {
+            requests: stats.requests,
+            records_stored: stats.records_stored,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Sluice: the release binary, as an operator runs it.
+
+#[derive(Deserialize)]
+struct Summary {
+    outcome: String,
+    delivered: u64,
+    requests: u64,
+    connector_ms: u64,
+    elapsed_ms: u64,
+}
+
+fn run_sluice(dir: &Path, data: &Path, records: usize) -> Result<Run> {
+    let server = Server::start()?;
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"cache_dir = "cache"
+state_dir = "state"
+
+[connectors.rest]
+component = "builtin:rest"
+
+[[sync]]
+name = "bench"
+connector = "rest"
+source = {{ jsonl = "{}", key = "id" }}
+base_url = "{}"
+settings = {{ path = "{PATH}" }}
+batch_size = {BATCH}
+concurrency = {CONCURRENCY}
+"#,
+            data.display(),
+            server.base_url
+        ),
+    )?;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting sluice")?;
+    let mut output = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut output)?;
+    let usage = wait(child, "sluice run")?;
+    let wall = started.elapsed();
+    let server_usage = server.stop(records)?;
+
+    let summary: Summary = serde_json::from_str(output.trim())
+        .with_context(|| format!("sluice's summary: {output:?}"))?;
+    ensure!(
+        summary.outcome == "completed" && summary.delivered == records as u64,
+        "sluice did not deliver every record: {output}"
+    );
+    Ok(Run {
+        records: summary.delivered,
+        requests: summary.requests,
+        wall,
+        inner: Duration::from_millis(summary.elapsed_ms),
+        usage,
+        server_cpu: server_usage.cpu,
+        connector: Some(Duration::from_millis(summary.connector_ms)),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The raw client: what a hand-written native client does with the same file, and nothing
+// more. It streams the file, joins each 200 lines into a bare JSON array (the body the
+// rest connector builds) and posts it, 8 requests in flight, reading every response.
+
+#[derive(Serialize, Deserialize)]
+struct RawReport {
+    records: u64,
+    requests: u64,
+    elapsed_us: u64,
+}
+
+fn run_raw(data: &Path, records: usize) -> Result<Run> {
+    let server = Server::start()?;
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--raw")
+        .arg(format!("{}{PATH}", server.base_url))
+        .arg(data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the raw client")?;
+    let mut output = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut output)?;
+    let usage = wait(child, "raw client")?;
+    let wall = started.elapsed();
+    let server_usage = server.stop(records)?;
+
+    let report: RawReport = serde_json::from_str(output.trim())
+        .with_context(|| format!("the raw client's report: {output:?}"))?;
+    ensure!(
+        report.records == records as u64,
+        "the raw client sent {} records, not {records}",
+        report.records
+    );
+    Ok(Run {
+        records: report.records,
+        requests: report.requests,
+        wall,
+        inner: Duration::from_micros(report.elapsed_us),
+        usage,
+        server_cpu: server_usage.cpu,
+        connector: None,
+    })
+}
+
+/// The child side of [`run_raw`]: `--raw URL FILE`.
+fn raw_client(args: &[String]) -> Result<()> {
+    let [url, file] = args else {
+        bail!("usage: --raw URL FILE");
+    };
+    let (url, file) = (url.clone(), PathBuf::from(file));
+    // The same runtime `sluice` starts: one worker thread per core.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async move {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        // As in Sluice, a reader thread fills a queue of twice the concurrency.
+        let (tx, rx) = tokio::sync::mpsc::channel::<(String, u64)>(CONCURRENCY * 2);
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            let input = BufReader::with_capacity(256 * 1024, std::fs::File::open(&file)?);
+            let (mut body, mut count) = (String::from("["), 0u64);
+            for line in input.lines() {
+                let line = line?;
+                if count > 0 {
+                    body.push(',');
+                }
+                body.push_str(line.trim());
+                count += 1;
+                if count == BATCH as u64 {
+                    body.push(']');
+                    let full = std::mem::replace(&mut body, String::from("["));
+                    if tx.blocking_send((full, count)).is_err() {
+                        bail!("every sender stopped");
+                    }
+                    count = 0;
+                }
+            }
+            if count > 0 {
+                body.push(']');
+                let _ = tx.blocking_send((body, count));
+            }
+            Ok(())
+        });
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..CONCURRENCY {
+            let (client, rx, url) = (client.clone(), rx.clone(), url.clone());
+            senders.spawn(async move {
+                let (mut records, mut requests) = (0u64, 0u64);
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((body, count)) = next else {
+                        return Ok::<_, anyhow::Error>((records, requests));
+                    };
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let answer = response.bytes().await?;
+                    ensure!(
+                        status.is_success(),
+                        "{status}: {}",
+                        String::from_utf8_lossy(&answer)
+                    );
+                    records += count;
+                    requests += 1;
+                }
+            });
+        }
+        let (mut records, mut requests) = (0, 0);
+        while let Some(joined) = senders.join_next().await {
+            let (r, q) = joined??;
+            records += r;
+            requests += q;
+        }
+        reader.await??;
+        Ok::<_, anyhow::Error>(RawReport {
+            records,
+            requests,
+            elapsed_us: started.elapsed().as_micros() as u64,
+        })
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

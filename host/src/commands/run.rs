@@ -1,0 +1,48 @@
+//! `sluice run`: each sync of a config once.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use sluice::config::Config;
+use sluice::engine::{FailureList, Outcome, RunControl};
+use sluice::sync::Host;
+
+pub async fn run(path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let names: Vec<String> = match only {
+        Some(name) => vec![config.sync(name)?.name.clone()],
+        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
+    };
+    if names.is_empty() {
+        bail!("config file `{}` defines no [[sync]]", path.display());
+    }
+    let host = Host::new(&config)?;
+    let stop = super::stop_on_signals();
+    let mut code = ExitCode::SUCCESS;
+    for name in names {
+        if stop.is_cancelled() {
+            break;
+        }
+        let failures = Arc::new(FailureList::new(10_000));
+        let control = RunControl {
+            stop: stop.clone(),
+            grace: super::GRACE,
+            sinks: vec![failures.clone()],
+        };
+        let report = host.run(&config, &name, control).await?;
+        if json {
+            println!("{}", serde_json::to_string(&report.summary)?);
+        } else {
+            print!("{}", sluice::report::render(&report, &failures.take()));
+        }
+        match report.summary.outcome {
+            Outcome::Completed => {}
+            Outcome::Failed => code = ExitCode::FAILURE,
+            Outcome::Interrupted => return Ok(ExitCode::from(130)),
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,141 @@
+//! The retry job: picks failed records from the ledger and sends their stored payloads
+//! again through the same engine (backoff, bisection, rate limits all apply).
+//!
+//! Zuora's model, made explicit: records whose failures began within a window (default 7
+//! days), at most N a pass (default 50,000), oldest first, never codes that wait for a
+//! person (default `DACO-02`) unless a person names them.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::config::RetryJob;
+use crate::ledger::{Entry, Status, SyncLedger};
+use crate::source::Record;
+
+/// What a person (or the schedule) asks the retry job for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Overrides the sync's `retry_job.window`.
+    pub window: Option<Duration>,
+    /// Overrides the sync's `retry_job.max_records`.
+    pub limit: Option<usize>,
+    /// Only these codes; naming a non-retryable code retries it.
+    pub codes: Vec<String>,
+    /// Exactly these keys, whatever their status, code or age (but not delivered ones).
+    pub keys: Vec<String>,
+    /// Permanent records too.
+    pub include_permanent: bool,
+}
+
+/// The records a pass will send, and what it left out.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub records: Vec<Record>,
+    pub counts: SelectionCounts,
+}
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct SelectionCounts {
+    /// Failed records whose failures began before the window: not retried, shown so that
+    /// a person can see them.
+    pub expired: u64,
+    /// Records with a code that waits for a person.
+    pub non_retryable: u64,
+    /// Failed records left for the next pass by the limit.
+    pub over_limit: u64,
+    pub selected: u64,
+}
+
+pub fn select(
+    ledger: &SyncLedger,
+    job: &RetryJob,
+    request: &Request,
+    now_ms: u64,
+) -> Result<Selection> {
+    if !request.keys.is_empty() {
+        return select_keys(ledger, &request.keys);
+    }
+    let window = request.window.unwrap_or(job.window);
+    let limit = request.limit.unwrap_or(job.max_records);
+    let since = now_ms.saturating_sub(window.as_millis() as u64);
+    let mut counts = SelectionCounts::default();
+    let mut candidates: Vec<(u64, String, String)> = Vec::new();
+    for item in ledger.iter() {
+        let (key, entry) = item?;
+        let code = entry
+            .failure
+            .as_ref()
+            .map(|f| f.code.as_str())
+            .unwrap_or("");
+        let named = request.codes.iter().any(|c| c == code);
+        let eligible = match entry.status {
+            Status::Rejected | Status::Pending => true,
+            Status::Permanent => request.include_permanent || named,
+            Status::Delivered | Status::Resolved => false,
+        };
+        if !eligible || (!request.codes.is_empty() && !named) {
+            continue;
+        }
+        if job.non_retryable.iter().any(|c| c == code) && !named && !request.include_permanent {
+            counts.non_retryable += 1;
+            continue;
+        }
+        let began = failure_began(&entry);
+        if began < since {
+            counts.expired += 1;
+            continue;
+        }
+        if let Some(payload) = entry.payload {
+            candidates.push((began, key, payload));
+        }
+    }
+    // Oldest failures first; ties in key order, so a pass is reproducible.
+    candidates.sort();
+    counts.over_limit = candidates.len().saturating_sub(limit) as u64;
+    candidates.truncate(limit);
+    counts.selected = candidates.len() as u64;
+    Ok(Selection {
+        records: candidates
+            .into_iter()
+            .map(|(_, key, payload)| Record { key, payload })
+            .collect(),
+        counts,
+    })
+}
+
+fn select_keys(ledger: &SyncLedger, keys: &[String]) -> Result<Selection> {
+    let mut records = Vec::new();
+    for key in keys {
+        let Some(entry) = ledger.get(key)? else {
+            bail!("no record with key `{key}` in this sync's ledger");
+        };
+        match (entry.status, entry.payload) {
+            (Status::Delivered, _) => {
+                bail!("record `{key}` is delivered: there is nothing to retry")
+            }
+            (_, None) => bail!("record `{key}` has no stored payload to send"),
+            (_, Some(payload)) => records.push(Record {
+                key: key.clone(),
+                payload,
+            }),
+        }
+    }
+    let selected = records.len() as u64;
+    Ok(Selection {
+        records,
+        counts: SelectionCounts {
+            selected,
+            ..SelectionCounts::default()
+        },
+    })
+}
+
+/// When a record's current failures began.
+fn failure_began(entry: &Entry) -> u64 {
+    entry
+        .first_failure_ms
+        .or(entry.last_attempt_ms)
+        .unwrap_or(0)
+}
