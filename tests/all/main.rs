@@ -5,7 +5,9 @@ mod common;
 
 mod cli;
 mod config;
+mod crash;
 mod engine;
+mod ledger;
 mod rest;
 mod salesforce;
 mod sandbox;

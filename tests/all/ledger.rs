@@ -1,0 +1,561 @@
+//! The persistent retry ledger: fates by key across runs, the retry job, a person's
+//! intervention, bad input and crash safety.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::config::RetryJob;
+use sluice::engine::{Fate, Outcome, RecordFailure, Settled};
+use sluice::ledger::{Ledger, Status};
+use sluice::retry_job::{self, Request};
+use sluice::source::Record;
+use sluice::sync::Host;
+use sluice_sim::SimHandle;
+use sluice_sim::faults::{ErrorBurst, Faults};
+use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::validation::Rules;
+
+use crate::common::{self, is_delivered};
+
+const SYNC: &str = r#"settings = { path = "/v1/records", results_pointer = "/results", id_field = "id" }
+batch_size = 20
+concurrency = 2
+[sync.retry]
+initial_backoff = "5ms"
+max_backoff = "20ms"
+"#;
+
+fn contacts(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
+        .collect()
+}
+
+async fn per_record(faults: Faults) -> SimHandle {
+    rest::start(RestConfig {
+        mode: RestMode::PerRecord,
+        faults,
+        rules: Rules {
+            emails: vec!["email".into()],
+            required: vec!["email".into()],
+            ..Rules::default()
+        },
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn rewrite(setup: &common::Setup, records: &[serde_json::Value]) {
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(setup.dir.path().join("data.jsonl"), text).unwrap();
+}
+
+fn data_requests(dest: &SimHandle) -> Vec<Vec<String>> {
+    dest.requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/records")
+        .map(|r| r.keys)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_runs_send_only_what_changed_or_failed() {
+    let dest = per_record(Faults::default()).await;
+    let mut records = contacts(100);
+    records[7]["email"] = json!("broken,example.com");
+    records[42]["email"] = json!("also broken");
+    let setup = common::setup(&records, "builtin:rest", &dest.base_url(), SYNC);
+
+    let (first, _) = common::run(&setup).await;
+    assert_eq!((first.summary.delivered, first.summary.rejected), (98, 2));
+    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    let broken = sync.get("c0007").unwrap().unwrap();
+    assert_eq!(broken.status, Status::Rejected);
+    assert_eq!(
+        broken.failure.as_ref().unwrap().code,
+        "INVALID_EMAIL_ADDRESS"
+    );
+    assert_eq!(broken.attempts, 1);
+    assert!(broken.first_failure_ms.is_some());
+    assert_eq!(
+        broken.payload.as_deref(),
+        Some(records[7].to_string().as_str())
+    );
+    let fine = sync.get("c0001").unwrap().unwrap();
+    assert_eq!(
+        (fine.status, fine.destination_id.as_deref()),
+        (Status::Delivered, Some(rest::record_id("c0001").as_str()))
+    );
+    drop((sync, ledger));
+
+    // The upstream data is fixed, and one delivered record changes.
+    records[7]["email"] = json!("fixed@example.com");
+    records[42]["email"] = json!("fixed42@example.com");
+    records[50]["email"] = json!("changed50@example.com");
+    rewrite(&setup, &records);
+    let before = data_requests(&dest).len();
+    let (second, _) = common::run(&setup).await;
+    let s = &second.summary;
+    assert_eq!(
+        (s.read, s.unchanged, s.delivered, s.rejected, s.pending),
+        (100, 97, 3, 0, 0)
+    );
+    let sent: BTreeSet<String> = data_requests(&dest)[before..]
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(
+        sent,
+        BTreeSet::from(["c0007".to_string(), "c0042".into(), "c0050".into()]),
+        "only the fixed and the changed records were sent"
+    );
+    assert_eq!(
+        dest.stored_record("c0007").unwrap()["email"],
+        json!("fixed@example.com")
+    );
+
+    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let fixed = ledger.sync("s").unwrap().get("c0007").unwrap().unwrap();
+    assert_eq!(
+        (
+            fixed.status,
+            fixed.failure,
+            fixed.first_failure_ms,
+            fixed.payload,
+            fixed.attempts
+        ),
+        (Status::Delivered, None, None, None, 2)
+    );
+    drop(ledger);
+
+    // Nothing changed: nothing is sent. `mode = "all"` sends everything again.
+    let (third, _) = common::run(&setup).await;
+    assert_eq!((third.summary.unchanged, third.summary.requests), (100, 0));
+    let all = common::setup(
+        &records,
+        "builtin:rest",
+        &dest.base_url(),
+        &format!("mode = \"all\"\n{SYNC}"),
+    );
+    std::fs::remove_dir_all(all.dir.path().join("state")).ok();
+    std::fs::create_dir_all(all.dir.path().join("state")).unwrap();
+    let (fourth, _) = common::run(&all).await;
+    assert_eq!(
+        (fourth.summary.unchanged, fourth.summary.delivered),
+        (0, 100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_records_wait_until_their_data_changes() {
+    let dest = sluice_sim::salesforce::start(Default::default())
+        .await
+        .unwrap();
+    let records: Vec<_> = (0..10)
+        .map(|i| json!({"id": format!("p{i}"), "Name": "n", "ParentCrmId": if i < 3 { "" } else { "P1" }}))
+        .collect();
+    let sync = "settings = { object = \"Account\", external_id_field = \"External_Id__c\", parent_field = \"ParentCrmId\" }\n";
+    let setup = common::setup(&records, "builtin:salesforce", &dest.base_url(), sync);
+    let (first, fates) = common::run(&setup).await;
+    assert_eq!((first.summary.permanent, first.summary.delivered), (3, 7));
+    assert_eq!(
+        fates.codes().values().filter(|c| *c == "DACO-02").count(),
+        3
+    );
+
+    let (second, fates) = common::run(&setup).await;
+    let s = &second.summary;
+    assert_eq!(
+        (s.held, s.unchanged, s.permanent, s.requests),
+        (3, 7, 0, 0),
+        "unchanged permanent records are held"
+    );
+    assert!(fates.all().is_empty(), "nothing was even prechecked");
+
+    // Someone fixes one parent id upstream: it is sent again; the others stay held.
+    let mut fixed = records.clone();
+    fixed[0]["ParentCrmId"] = json!("P1");
+    rewrite(&setup, &fixed);
+    let (third, _) = common::run(&setup).await;
+    assert_eq!((third.summary.held, third.summary.delivered), (2, 1));
+    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    assert_eq!(sync.get("p0").unwrap().unwrap().status, Status::Delivered);
+    assert_eq!(sync.get("p1").unwrap().unwrap().status, Status::Permanent);
+    assert_eq!(dest.stored().len(), 8);
+}
+
+fn settle(key: &str, fate: Fate) -> Settled {
+    Settled {
+        record: Record {
+            key: key.into(),
+            payload: format!("{{\"id\": \"{key}\"}}"),
+        },
+        fate,
+        attempts: 1,
+    }
+}
+
+fn rejected(code: &str) -> Fate {
+    Fate::Rejected(RecordFailure::new(code, "m"))
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+#[test]
+fn the_retry_job_picks_by_window_limit_age_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    let now = 100 * DAY_MS;
+    // Failures that began at different times (an injectable clock: `at_ms`).
+    sync.record(&[settle("old", rejected("X"))], now - 9 * DAY_MS)
+        .unwrap();
+    sync.record(&[settle("d6", rejected("INVALID_EMAIL"))], now - 6 * DAY_MS)
+        .unwrap();
+    sync.record(&[settle("d5", rejected("LOCK"))], now - 5 * DAY_MS)
+        .unwrap();
+    sync.record(&[settle("d1", rejected("INVALID_EMAIL"))], now - DAY_MS)
+        .unwrap();
+    sync.record(
+        &[settle(
+            "daco",
+            Fate::Permanent(RecordFailure::new("DACO-02", "no parent")),
+        )],
+        now - 2 * DAY_MS,
+    )
+    .unwrap();
+    sync.record(
+        &[settle(
+            "perm",
+            Fate::Permanent(RecordFailure::new("INVALID_CROSS_REFERENCE_KEY", "x")),
+        )],
+        now - 3 * DAY_MS,
+    )
+    .unwrap();
+    sync.record(&[settle("ok", Fate::Delivered(None))], now - DAY_MS)
+        .unwrap();
+    // A rejection with a non-retryable code (as the REST connector can report it).
+    sync.record(&[settle("daco-rej", rejected("DACO-02"))], now - DAY_MS)
+        .unwrap();
+    // A later failure keeps the streak's first time.
+    sync.record(&[settle("d6", rejected("INVALID_EMAIL"))], now - DAY_MS / 2)
+        .unwrap();
+
+    let job = RetryJob::default();
+    let keys = |r: &Request| -> (Vec<String>, retry_job::SelectionCounts) {
+        let s = retry_job::select(&sync, &job, r, now).unwrap();
+        (s.records.into_iter().map(|r| r.key).collect(), s.counts)
+    };
+
+    let (picked, counts) = keys(&Request::default());
+    assert_eq!(picked, ["d6", "d5", "d1"], "oldest first, within 7 days");
+    assert_eq!(
+        (
+            counts.expired,
+            counts.non_retryable,
+            counts.selected,
+            counts.over_limit
+        ),
+        (1, 1, 3, 0)
+    );
+
+    let (picked, counts) = keys(&Request {
+        limit: Some(2),
+        ..Request::default()
+    });
+    assert_eq!(
+        (picked, counts.over_limit),
+        (vec!["d6".to_string(), "d5".into()], 1)
+    );
+
+    let (picked, _) = keys(&Request {
+        window: Some(Duration::from_secs(10 * 24 * 3600)),
+        ..Request::default()
+    });
+    assert_eq!(picked, ["old", "d6", "d5", "d1"]);
+
+    let (picked, _) = keys(&Request {
+        codes: vec!["INVALID_EMAIL".into()],
+        ..Request::default()
+    });
+    assert_eq!(picked, ["d6", "d1"]);
+
+    // Naming a non-retryable code retries it, permanent ones included.
+    let (picked, _) = keys(&Request {
+        codes: vec!["DACO-02".into()],
+        ..Request::default()
+    });
+    assert_eq!(picked, ["daco", "daco-rej"]);
+
+    let (picked, _) = keys(&Request {
+        include_permanent: true,
+        ..Request::default()
+    });
+    assert_eq!(picked, ["d6", "d5", "perm", "daco", "d1", "daco-rej"]);
+
+    // --key takes exactly the records named, even permanent or expired ones.
+    let (picked, _) = keys(&Request {
+        keys: vec!["daco".into(), "old".into()],
+        ..Request::default()
+    });
+    assert_eq!(picked, ["daco", "old"]);
+    assert!(
+        retry_job::select(
+            &sync,
+            &job,
+            &Request {
+                keys: vec!["ok".into()],
+                ..Request::default()
+            },
+            now
+        )
+        .is_err()
+    );
+    assert!(
+        retry_job::select(
+            &sync,
+            &job,
+            &Request {
+                keys: vec!["nope".into()],
+                ..Request::default()
+            },
+            now
+        )
+        .is_err()
+    );
+
+    // A resolved record is no longer retried.
+    sync.resolve("d5", "ana@example.com", "fixed by hand in the CRM")
+        .unwrap();
+    let (picked, _) = keys(&Request::default());
+    assert_eq!(picked, ["d6", "d1"]);
+    let d5 = sync.get("d5").unwrap().unwrap();
+    assert_eq!(
+        (d5.status, d5.resolution.unwrap().by.as_str()),
+        (Status::Resolved, "ana@example.com")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
+    // The destination is down for the first run: every request fails.
+    let faults = Faults {
+        error_burst: Some(ErrorBurst {
+            every: 0,
+            length: 1,
+            status: 500,
+        }),
+        ..Faults::default()
+    };
+    let down = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        faults,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = down.addr().port();
+    let sync = "settings = { path = \"/v1/records\" }\nbatch_size = 20\nconcurrency = 1\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n";
+    let setup = common::setup(&contacts(40), "builtin:rest", &down.base_url(), sync);
+    let (first, _) = common::run(&setup).await;
+    assert_eq!(
+        (
+            first.summary.rejected,
+            first.summary.delivered,
+            first.summary.requests
+        ),
+        (40, 0, 4)
+    );
+    let entry = Ledger::open(&setup.config.state_dir)
+        .unwrap()
+        .sync("s")
+        .unwrap()
+        .get("c0003")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            entry.status,
+            entry.attempts,
+            entry.failure.unwrap().code.as_str()
+        ),
+        (Status::Rejected, 2, "INTERNAL")
+    );
+    down.shutdown().await;
+    // ...and is back, at the same address.
+    let dest = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        port,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+
+    // The source file is gone: the retry job needs only the ledger.
+    std::fs::write(setup.dir.path().join("data.jsonl"), "").unwrap();
+    let host = Host::new(&setup.config).unwrap();
+    let report = host
+        .retry(&setup.config, "s", &Request::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(report.selection.selected, 40);
+    let run = report.run.unwrap().summary;
+    assert_eq!(
+        (run.outcome, run.read, run.delivered, run.requests),
+        (Outcome::Completed, 40, 40, 2)
+    );
+    assert_eq!(dest.stored().len(), 40);
+    let entry = host
+        .ledger()
+        .sync("s")
+        .unwrap()
+        .get("c0003")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (entry.status, entry.attempts, entry.failure),
+        (Status::Delivered, 3, None)
+    );
+
+    // Nothing is left to retry.
+    let again = host
+        .retry(&setup.config, "s", &Request::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!((again.selection.selected, again.run.is_none()), (0, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_and_repeated_keys_are_reported_and_the_run_goes_on() {
+    let dest = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let setup = common::setup(
+        &contacts(5),
+        "builtin:rest",
+        &dest.base_url(),
+        SYNC.replace(", results_pointer = \"/results\", id_field = \"id\"", "")
+            .as_str(),
+    );
+    let text = [
+        r#"{"id": "a", "v": 1}"#,
+        r#"{"v": "no key"}"#,
+        r#"{"id": "b", "v": 1}"#,
+        r#"not json"#,
+        r#"{"id": "a", "v": 2}"#,
+        r#"{"id": "c", "v": 1}"#,
+        r#"{"id": "a", "v": 3}"#,
+    ]
+    .join("\n");
+    std::fs::write(setup.dir.path().join("data.jsonl"), text).unwrap();
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (
+            s.outcome,
+            s.read,
+            s.invalid_rows,
+            s.duplicate_keys,
+            s.delivered,
+            s.pending
+        ),
+        (Outcome::Completed, 5, 2, 2, 3, 0)
+    );
+    let lines: Vec<(u64, bool)> = report
+        .invalid_rows
+        .iter()
+        .map(|r| (r.line, r.reason.contains("last row wins")))
+        .collect();
+    assert_eq!(lines, [(1, true), (2, false), (4, false), (5, true)]);
+    assert_eq!(
+        dest.stored_record("a").unwrap()["v"],
+        json!(3),
+        "the last row of a repeated key wins"
+    );
+    assert_eq!(fates.keys(is_delivered), ["a", "b", "c"]);
+}
+
+#[test]
+fn foreign_corrupt_and_future_ledgers_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ledger")).unwrap();
+    std::fs::write(dir.path().join("ledger/notes.txt"), "my files").unwrap();
+    let err = Ledger::open(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("is not a Sluice ledger"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ledger/notes.txt")).unwrap(),
+        "my files"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path().join("ledger")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", "99")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Ledger::open(dir.path()).err().unwrap().to_string();
+    assert!(
+        err.contains("schema version 99") && err.contains("left untouched"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::open(dir.path()).unwrap());
+    for entry in std::fs::read_dir(dir.path().join("ledger")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::write(&path, vec![0xA5; 4096]).unwrap();
+        }
+    }
+    let err = Ledger::open(dir.path())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("ledger"),
+        "a corrupt ledger must be refused with a message: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_ledger_is_refused() {
+    let dest = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let setup = common::setup(
+        &contacts(5),
+        "builtin:rest",
+        &dest.base_url(),
+        "settings = { path = \"/v1/records\" }\n",
+    );
+    let held = Ledger::open(&setup.config.state_dir).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(setup.dir.path().join("sluice.toml"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another sluice process"),
+        "{stderr}"
+    );
+    assert_eq!(dest.stats().requests, 0);
+    drop(held);
+}
