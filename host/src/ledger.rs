@@ -129,7 +129,13 @@ impl Ledger {
         }
         std::fs::create_dir_all(&path)
             .with_context(|| format!("creating the ledger directory `{}`", path.display()))?;
-        let db = sled::Config::new().path(&path).open().map_err(|err| {
+        // sled caches up to 1 GiB by default; a ledger of millions of records needs far
+        // less to stay fast, and the run's memory should stay flat.
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|err| {
             let text = err.to_string();
             if text.contains("lock") || text.contains("WouldBlock") || text.contains("temporarily unavailable") {
                 anyhow::anyhow!(

@@ -172,3 +172,165 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
     // after the stop than what was in flight.
     assert_eq!(dest.stored().len() as u64, delivered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_commands_show_and_fix_what_failed() {
+    let dest = rest::start(RestConfig {
+        mode: RestMode::PerRecord,
+        rules: sluice_sim::validation::Rules {
+            emails: vec!["email".into()],
+            ..Default::default()
+        },
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = "{\"id\": \"good\", \"email\": \"a@example.com\"}\n{\"id\": \"bad\", \"email\": \"nope\"}\n";
+    std::fs::write(dir.path().join("s.jsonl"), data).unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = \"{}\"\n[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"{}\"\nsettings = {{ path = \"/v1/records\", results_pointer = \"/results\" }}\n",
+            crate::common::cache_dir().display(),
+            dest.base_url()
+        ),
+    )
+    .unwrap();
+    let sluice = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    sluice(&["run", "--json"]);
+
+    let list: Vec<serde_json::Value> = sluice(&["ledger", "list", "--sync", "s", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (
+            list[0]["key"].as_str(),
+            list[0]["status"].as_str(),
+            list[0]["code"].as_str()
+        ),
+        (Some("bad"), Some("rejected"), Some("INVALID_EMAIL_ADDRESS"))
+    );
+    assert_eq!(list[0]["fields"], json!(["email"]));
+    assert_eq!(list[0]["attempts"], 1);
+    assert_eq!(
+        (list[1]["key"].as_str(), list[1]["status"].as_str()),
+        (Some("good"), Some("delivered"))
+    );
+
+    let csv = sluice(&[
+        "ledger", "list", "--sync", "s", "--status", "rejected", "--csv",
+    ]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "key,status,code,message,fields,attempts,first_failure,last_attempt"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("bad,rejected,INVALID_EMAIL_ADDRESS,")
+    );
+    assert_eq!(lines.next(), None);
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&sluice(&["ledger", "stats", "--sync", "s", "--json"])).unwrap();
+    assert_eq!(
+        stats["by_status"],
+        json!({"delivered": 1, "rejected": 1, "pending": 0, "permanent": 0, "resolved": 0})
+    );
+    assert_eq!(
+        stats["by_code"],
+        json!([{"status": "rejected", "code": "INVALID_EMAIL_ADDRESS", "records": 1}])
+    );
+
+    let show: serde_json::Value =
+        serde_json::from_str(&sluice(&["ledger", "show", "--sync", "s", "bad"])).unwrap();
+    assert_eq!(
+        show["payload"].as_str(),
+        Some("{\"id\": \"bad\", \"email\": \"nope\"}")
+    );
+
+    let resolved: serde_json::Value = serde_json::from_str(&sluice(&[
+        "ledger",
+        "resolve",
+        "--sync",
+        "s",
+        "--key",
+        "bad",
+        "--by",
+        "ana",
+        "--why",
+        "fixed in the CRM",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (
+            resolved["status"].as_str(),
+            resolved["resolution"]["by"].as_str()
+        ),
+        (Some("resolved"), Some("ana"))
+    );
+    // A resolved record is not sent again while its data is unchanged.
+    let run: serde_json::Value = serde_json::from_str(sluice(&["run", "--json"]).trim()).unwrap();
+    assert_eq!(
+        (run["unchanged"].as_u64(), run["requests"].as_u64()),
+        (Some(2), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.jsonl"), "").unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = { jsonl = \"s.jsonl\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\nsettings = { path = \"/x\" }\n[sync.retry_job]\nschedule = [\"03:15\"]\n",
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("serve stops promptly")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("next scheduled work") && log.contains("03:15:00"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
