@@ -15,6 +15,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::builtin;
+use crate::inspector::InspectorConfig;
 use crate::sandbox::SandboxLimits;
 
 /// A loaded, checked config.
@@ -27,6 +28,7 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub connectors: BTreeMap<String, ConnectorSpec>,
     pub syncs: Vec<SyncSpec>,
+    pub inspector: InspectorConfig,
 }
 
 /// Where a connector's component comes from.
@@ -75,6 +77,9 @@ pub struct SyncSpec {
     pub retry_job: RetryJob,
     /// UTC times of day at which `sluice serve` runs this sync; empty: never by itself.
     pub schedule: Vec<TimeOfDay>,
+    /// Header and JSON field names whose values the inspector replaces with `[redacted]`
+    /// (authorization and cookie headers always are).
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +389,24 @@ fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
         },
         connectors,
         syncs,
+        inspector: {
+            let defaults = InspectorConfig::default();
+            let i = raw.inspector.unwrap_or_default();
+            let config = InspectorConfig {
+                enabled: i.enabled.unwrap_or(defaults.enabled),
+                max_requests: i.max_requests.unwrap_or(defaults.max_requests),
+                max_age: i.max_age.map_or(defaults.max_age, |d| d.0),
+                max_body: i
+                    .max_body
+                    .map_or(defaults.max_body, |b| b.0.as_u64() as usize),
+            };
+            if config.max_requests == 0 {
+                bail!(
+                    "inspector.max_requests: must be at least 1 (use `enabled = false` to turn it off)"
+                );
+            }
+            config
+        },
     })
 }
 
@@ -548,6 +571,7 @@ fn resolve_sync(
         mode,
         retry_job,
         schedule,
+        redact: s.redact.unwrap_or_default(),
     })
 }
 
@@ -658,6 +682,16 @@ mod raw {
         pub connectors: BTreeMap<String, Connector>,
         #[serde(default, rename = "sync")]
         pub syncs: Vec<Sync>,
+        pub inspector: Option<Inspector>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Inspector {
+        pub enabled: Option<bool>,
+        pub max_requests: Option<usize>,
+        pub max_age: Option<HumanDuration>,
+        pub max_body: Option<Size>,
     }
 
     fn default_state_dir() -> PathBuf {
@@ -691,6 +725,7 @@ mod raw {
         pub retry: Option<Retry>,
         pub rate_limit: Option<RateLimit>,
         pub mode: Option<String>,
+        pub redact: Option<Vec<String>>,
         pub schedule: Option<Vec<String>>,
         pub retry_job: Option<RetryJob>,
     }

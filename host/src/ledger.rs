@@ -188,6 +188,11 @@ impl Ledger {
         })
     }
 
+    /// Another tree in the same database (the inspector's, the run history's).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Makes every settled fate durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush().context("flushing the ledger to disk")?;

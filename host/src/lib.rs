@@ -10,6 +10,8 @@ pub mod builtin;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod history;
+pub mod inspector;
 pub mod ledger;
 pub mod report;
 pub mod retry_job;

@@ -20,6 +20,18 @@ use sluice::retry_job::Request;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Log format on stderr; filter with RUST_LOG (for example `RUST_LOG=sluice=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -62,10 +74,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Runs the retry job, and syncs with a schedule, at their times (UTC) until SIGTERM.
+    /// Runs the retry job, and syncs with a schedule, at their times (UTC) until SIGTERM,
+    /// exporting Prometheus metrics.
     Serve {
         #[arg(long, short)]
         config: PathBuf,
+        /// Where Prometheus scrapes `/metrics`.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_addr: std::net::SocketAddr,
+        /// Run every sync once at start, before waiting for the schedule.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Shows the requests of recent runs and what the destination answered, newest first.
+    Inspect {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: String,
+        /// Only this run.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only responses with this HTTP status (0: no response).
+        #[arg(long)]
+        status: Option<u16>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists past runs with their summaries, newest first.
+    Runs {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Shows and fixes what the ledger holds.
     Ledger {
@@ -137,7 +184,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } => "info",
         _ => "warn",
     };
-    init_logging(default_log);
+    init_logging(default_log, cli.log_format);
     // The demo sets its own (simulated) credentials in the environment, which must happen
     // before any other thread exists.
     if let Command::Demo { .. } = cli.command {
@@ -150,7 +197,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, cli.quiet)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -159,11 +206,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> Result<ExitCode> {
+async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
     match command {
         Command::Run { config, sync, json } => {
-            commands::run::run(&config, sync.as_deref(), json).await
+            let progress = commands::progress::Mode::detect(quiet);
+            commands::run::run(&config, sync.as_deref(), json, progress).await
         }
+        Command::Inspect {
+            config,
+            sync,
+            run,
+            status,
+            limit,
+            json,
+        } => commands::inspect::inspect(
+            &config,
+            commands::inspect::InspectArgs {
+                sync: &sync,
+                run: run.as_deref(),
+                status,
+                limit,
+                json,
+            },
+        ),
+        Command::Runs {
+            config,
+            sync,
+            limit,
+            json,
+        } => commands::inspect::runs(&config, sync.as_deref(), limit, json),
         Command::Retry {
             config,
             sync,
@@ -183,7 +254,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             };
             commands::retry::run(&config, &sync, request, json).await
         }
-        Command::Serve { config } => commands::serve::run(&config).await,
+        Command::Serve {
+            config,
+            metrics_addr,
+            now,
+        } => commands::serve::run(&config, metrics_addr, now).await,
         Command::Ledger { command } => match command {
             LedgerCommand::List {
                 config,
@@ -220,11 +295,18 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use tracing::Instrument;
 
 use crate::builtin;
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
 use crate::engine::{self, Input, RunControl, RunReport};
+use crate::history::History;
+use crate::inspector::Inspector;
 use crate::ledger::{Ledger, LedgerSink, SyncLedger};
 use crate::retry_job::{self, SelectionCounts};
 use crate::sandbox::{Connector, Runtime};
@@ -20,6 +23,7 @@ pub struct Host {
     http: reqwest::Client,
     loaded: Mutex<HashMap<String, Arc<Connector>>>,
     ledger: Arc<Ledger>,
+    ledger_gauges: bool,
 }
 
 /// A retry pass: what it picked from the ledger, and how its run went.
@@ -43,11 +47,33 @@ impl Host {
             http,
             loaded: Mutex::new(HashMap::new()),
             ledger: Arc::new(ledger),
+            ledger_gauges: false,
         })
+    }
+
+    /// After each run, export the ledger's record counts by status as metrics (a full
+    /// scan of the sync's ledger: only worth it when something scrapes them).
+    pub fn export_ledger_gauges(&mut self, on: bool) {
+        self.ledger_gauges = on;
     }
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The request inspector of the sync named `name`.
+    pub fn inspector(&self, config: &Config, name: &str) -> Result<Inspector> {
+        let sync = config.sync(name)?;
+        Ok(Inspector::new(
+            self.ledger.tree(&format!("inspector:{name}"))?,
+            config.inspector.clone(),
+            &sync.redact,
+        ))
+    }
+
+    /// Every run's summary.
+    pub fn history(&self) -> Result<History> {
+        Ok(History::new(self.ledger.tree("runs")?))
     }
 
     /// The connector `spec` describes, compiled and linked once per process.
@@ -129,8 +155,27 @@ impl Host {
         let spec = &config.connectors[&sync.connector];
         let connector = self.connector(spec).await?;
         control.sinks.push(LedgerSink::new(ledger));
-        let report =
-            engine::run_sync(connector, spec, sync, self.http.clone(), input, control).await?;
+        if control.inspector.is_none() {
+            control.inspector = Some(Arc::new(self.inspector(config, name)?));
+        }
+        // Every log line of the run carries the sync and the run id.
+        let span = tracing::info_span!("run", sync = %name, run = %control.run_id);
+        let report = engine::run_sync(connector, spec, sync, self.http.clone(), input, control)
+            .instrument(span)
+            .await?;
+        self.history()?.record(&report.summary)?;
+        let outcome = serde_json::to_value(report.summary.outcome)?;
+        metrics::counter!("sluice_runs_total", "sync" => name.to_string(), "outcome" => outcome.as_str().unwrap_or("").to_string()).increment(1);
+        if self.ledger_gauges {
+            let mut by_status = std::collections::BTreeMap::new();
+            for item in self.ledger.sync(name)?.iter() {
+                *by_status.entry(item?.1.status).or_insert(0u64) += 1;
+            }
+            for status in crate::ledger::Status::ALL {
+                let n = by_status.get(&status).copied().unwrap_or(0);
+                metrics::gauge!("sluice_ledger_records", "sync" => name.to_string(), "status" => status.name()).set(n as f64);
+            }
+        }
         // Every fate is on disk before the run reports.
         let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || ledger.flush())

@@ -1,6 +1,8 @@
 //! The implementations of the `sluice` subcommands.
 
+pub mod inspect;
 pub mod ledger;
+pub mod progress;
 pub mod retry;
 pub mod run;
 pub mod serve;

@@ -21,6 +21,7 @@ pub async fn run(path: &Path, sync: &str, request: Request, json: bool) -> Resul
         stop: super::stop_on_signals(),
         grace: super::GRACE,
         sinks: vec![failures.clone()],
+        ..RunControl::default()
     };
     let report = host.retry(&config, sync, &request, control).await?;
     let c = &report.selection;

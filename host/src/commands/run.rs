@@ -7,10 +7,15 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 
 use sluice::config::Config;
-use sluice::engine::{FailureList, Outcome, RunControl};
+use sluice::engine::{Counters, FailureList, Outcome, RunControl};
 use sluice::sync::Host;
 
-pub async fn run(path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
+pub async fn run(
+    path: &Path,
+    only: Option<&str>,
+    json: bool,
+    progress: super::progress::Mode,
+) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let names: Vec<String> = match only {
         Some(name) => vec![config.sync(name)?.name.clone()],
@@ -27,12 +32,19 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode
             break;
         }
         let failures = Arc::new(FailureList::new(10_000));
+        let sync = config.sync(&name)?;
+        let counters = Arc::new(Counters::new(&name, &sync.connector));
         let control = RunControl {
             stop: stop.clone(),
             grace: super::GRACE,
             sinks: vec![failures.clone()],
+            counters: Some(counters.clone()),
+            ..RunControl::default()
         };
-        let report = host.run(&config, &name, control).await?;
+        let shown = super::progress::show(&name, counters, progress);
+        let report = host.run(&config, &name, control).await;
+        drop(shown);
+        let report = report?;
         if json {
             println!("{}", serde_json::to_string(&report.summary)?);
         } else {

@@ -5,7 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tokio_util::sync::CancellationToken;
 
 use sluice::config::Config;
 use sluice::engine::RunControl;
@@ -19,11 +23,30 @@ enum Job {
     Retry(String),
 }
 
-pub async fn run(path: &Path) -> Result<ExitCode> {
+pub async fn run(path: &Path, metrics_addr: SocketAddr, now: bool) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let host = Host::new(&config)?;
+    let mut host = Host::new(&config)?;
+    PrometheusBuilder::new()
+        .with_http_listener(metrics_addr)
+        .set_buckets_for_metric(
+            Matcher::Full("sluice_request_duration_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )?
+        .install()
+        .with_context(|| format!("serving metrics on {metrics_addr}"))?;
+    host.export_ledger_gauges(true);
     let stop = super::stop_on_signals();
-    tracing::info!(config = %path.display(), "serving: scheduled syncs and retry passes");
+    tracing::info!(config = %path.display(), metrics = %metrics_addr, "serving: scheduled syncs and retry passes");
+    if now {
+        for sync in &config.syncs {
+            if stop.is_cancelled() {
+                break;
+            }
+            run_job(&host, &config, &Job::Sync(sync.name.clone()), &stop).await?;
+        }
+    }
     loop {
         let now = SystemTime::now();
         let next = config
@@ -50,14 +73,20 @@ pub async fn run(path: &Path) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        let control = RunControl {
-            stop: stop.clone(),
-            grace: super::GRACE,
-            sinks: Vec::new(),
-        };
-        // A failing pass is logged; the schedule goes on.
-        match &job {
-            Job::Sync(name) => match host.run(&config, name, control).await {
+        run_job(&host, &config, &job, &stop).await?;
+    }
+}
+
+/// Runs one scheduled job. A failing run is logged; the schedule goes on.
+async fn run_job(host: &Host, config: &Config, job: &Job, stop: &CancellationToken) -> Result<()> {
+    let control = RunControl {
+        stop: stop.clone(),
+        grace: super::GRACE,
+        ..RunControl::default()
+    };
+    {
+        match job {
+            Job::Sync(name) => match host.run(config, name, control).await {
                 Ok(report) => {
                     tracing::info!(summary = %serde_json::to_string(&report.summary)?, "sync run done")
                 }
@@ -77,4 +106,5 @@ pub async fn run(path: &Path) -> Result<ExitCode> {
             },
         }
     }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use anyhow::Result;
 
 use super::batcher::Batcher;
-use super::outcome::Counters;
+use super::outcome::Count;
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
 use crate::ledger::{Decision, SyncLedger};
@@ -36,8 +36,8 @@ pub(super) fn read(
     tx: tokio::sync::mpsc::Sender<Vec<Record>>,
 ) -> Result<Vec<InvalidRow>> {
     let mut skipped = Vec::new();
-    let mut report = |line: u64, reason: String, counter: &std::sync::atomic::AtomicU64| {
-        Counters::add(counter, 1);
+    let mut report = |line: u64, reason: String, count: Count| {
+        shared.counters.add(count, 1);
         tracing::info!(sync = %shared.spec.name, line, "skipping source row: {reason}");
         if skipped.len() < MAX_INVALID_ROWS_KEPT {
             skipped.push(InvalidRow { line, reason });
@@ -56,7 +56,7 @@ pub(super) fn read(
                 if shared.stop.is_cancelled() {
                     return Ok(skipped);
                 }
-                Counters::add(&shared.counters.read, 1);
+                shared.counters.add(Count::Read, 1);
                 if !emit(record) {
                     return Ok(skipped);
                 }
@@ -71,12 +71,12 @@ pub(super) fn read(
                 }
                 let (line, record) = match row? {
                     Row::Invalid { line, reason } => {
-                        report(line, reason, &shared.counters.invalid_rows);
+                        report(line, reason, Count::InvalidRows);
                         continue;
                     }
                     Row::Record { line, record } => (line, record),
                 };
-                Counters::add(&shared.counters.read, 1);
+                shared.counters.add(Count::Read, 1);
                 let hash = key_hash(&record.key);
                 if let Some(&total) = repeated.get(&hash) {
                     let seen = seen_of_repeated.entry(hash).or_default();
@@ -86,7 +86,7 @@ pub(super) fn read(
                             "key `{}` appears again later in the source; the last row wins",
                             record.key
                         );
-                        report(line, reason, &shared.counters.duplicates);
+                        report(line, reason, Count::Duplicates);
                         continue;
                     }
                 }
@@ -94,11 +94,11 @@ pub(super) fn read(
                     match ledger.decide(&record, send_all)? {
                         Decision::Send => {}
                         Decision::Unchanged => {
-                            Counters::add(&shared.counters.unchanged, 1);
+                            shared.counters.add(Count::Unchanged, 1);
                             continue;
                         }
                         Decision::Held => {
-                            Counters::add(&shared.counters.held, 1);
+                            shared.counters.add(Count::Held, 1);
                             continue;
                         }
                     }

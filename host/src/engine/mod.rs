@@ -17,24 +17,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use input::Input;
-pub use outcome::{FailureList, Fate, RecordFailure, Settled, Sink};
+pub use outcome::{Count, Counters, FailureList, Fate, RecordFailure, Settled, Sink};
 
 use self::batcher::Batcher;
 use self::gate::Gate;
-use self::outcome::Counters;
 use self::worker::{Stop, Worker};
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
-use crate::sandbox::{Connector, ConnectorInstance, GuestError};
+use crate::inspector::{Exchange, Inspector};
+use crate::sandbox::{Connector, ConnectorInstance, GuestError, HttpRequest, HttpResponse};
 use crate::source::Record;
 use crate::transport::Transport;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every record read was settled (rejected records included).
@@ -46,9 +47,13 @@ pub enum Outcome {
 }
 
 /// What a run did, for people (`sluice run`) and machines (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub sync: String,
+    /// Unique per run; the inspector's entries carry it.
+    pub run_id: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
     pub outcome: Outcome,
     /// Why the run failed, when it did.
     pub error: Option<String>,
@@ -105,6 +110,12 @@ pub struct RunControl {
     pub grace: Duration,
     /// Receives every record's fate.
     pub sinks: Vec<Arc<dyn Sink>>,
+    /// Names this run in the summary, the inspector and the logs.
+    pub run_id: String,
+    /// Records every request and response.
+    pub inspector: Option<Arc<Inspector>>,
+    /// The run's live counters, for progress displays; a fresh set when `None`.
+    pub counters: Option<Arc<Counters>>,
 }
 
 impl Default for RunControl {
@@ -113,8 +124,16 @@ impl Default for RunControl {
             stop: CancellationToken::new(),
             grace: Duration::from_secs(10),
             sinks: Vec::new(),
+            run_id: new_run_id(),
+            inspector: None,
+            counters: None,
         }
     }
+}
+
+/// A run id: the start time in milliseconds and a random suffix, readable and sortable.
+pub fn new_run_id() -> String {
+    format!("{}-{:04x}", crate::ledger::now_ms(), rand::random::<u16>())
 }
 
 /// What every worker of one run shares.
@@ -124,8 +143,10 @@ struct Shared {
     transport: Transport,
     credentials: Credentials,
     gate: Gate,
-    counters: Counters,
+    counters: Arc<Counters>,
     sinks: Vec<Arc<dyn Sink>>,
+    run_id: String,
+    inspector: Option<Arc<Inspector>>,
     /// Stop taking new work: a fatal verdict, or the operator.
     stop: CancellationToken,
     /// Abandon requests in flight: the grace period after a stop is over.
@@ -139,13 +160,13 @@ impl Shared {
             return;
         }
         for s in &settled {
-            let counter = match s.fate {
-                Fate::Delivered(_) => &self.counters.delivered,
-                Fate::Rejected(_) => &self.counters.rejected,
-                Fate::Permanent(_) => &self.counters.permanent,
+            let count = match s.fate {
+                Fate::Delivered(_) => Count::Delivered,
+                Fate::Rejected(_) => Count::Rejected,
+                Fate::Permanent(_) => Count::Permanent,
                 Fate::Pending(_) => continue,
             };
-            Counters::add(counter, 1);
+            self.counters.add(count, 1);
         }
         for sink in &self.sinks {
             if let Err(err) = sink.settle(&settled) {
@@ -155,6 +176,65 @@ impl Shared {
                 first.get_or_insert_with(|| format!("{err:#}"));
                 self.stop.cancel();
             }
+        }
+    }
+
+    /// The inspector's record of a request about to leave, if the inspector is on.
+    fn exchange(
+        &self,
+        request: &HttpRequest,
+        auth_header: Option<&str>,
+        attempt: u32,
+        batch: usize,
+    ) -> Option<Exchange> {
+        let inspector = self.inspector.as_ref().filter(|i| i.enabled())?;
+        let redactor = inspector.redactor();
+        let mut headers = request.headers.clone();
+        if let Some(name) = auth_header {
+            headers.push((name.to_string(), String::new()));
+        }
+        Some(Exchange {
+            at_ms: crate::ledger::now_ms(),
+            sync: self.spec.name.clone(),
+            run: self.run_id.clone(),
+            attempt,
+            batch_size: batch,
+            method: request.method.clone(),
+            url: self
+                .transport
+                .resolve(&request.url)
+                .map_or_else(|_| request.url.clone(), |u| u.to_string()),
+            request_headers: redactor.headers(&headers),
+            request_body: redactor.body(&request.body, inspector.max_body()),
+            status: 0,
+            response_headers: Vec::new(),
+            response_body: String::new(),
+            duration_ms: 0,
+            verdict: String::new(),
+        })
+    }
+
+    /// Completes and stores an exchange. The inspector only observes: a failure to write
+    /// it is logged, never fatal to the run.
+    fn inspect(
+        &self,
+        exchange: Option<&mut Exchange>,
+        response: Option<&HttpResponse>,
+        verdict: String,
+    ) {
+        let (Some(exchange), Some(inspector)) = (exchange, &self.inspector) else {
+            return;
+        };
+        let redactor = inspector.redactor();
+        exchange.duration_ms = crate::ledger::now_ms().saturating_sub(exchange.at_ms);
+        if let Some(response) = response {
+            exchange.status = response.status;
+            exchange.response_headers = redactor.headers(&response.headers);
+            exchange.response_body = redactor.body(&response.body, inspector.max_body());
+        }
+        exchange.verdict = verdict;
+        if let Err(err) = inspector.record(exchange) {
+            tracing::warn!("could not record a request in the inspector: {err:#}");
         }
     }
 
@@ -181,6 +261,7 @@ pub async fn run_sync(
     control: RunControl,
 ) -> Result<RunReport> {
     let started = Instant::now();
+    let started_at_ms = crate::ledger::now_ms();
 
     // Configure one instance first: bad settings stop the sync before anything is read.
     let first = configure(connector.clone(), sync).await?;
@@ -212,8 +293,13 @@ pub async fn run_sync(
         transport,
         credentials,
         gate: Gate::new(sync.rate_limit),
-        counters: Counters::default(),
+        counters: control
+            .counters
+            .clone()
+            .unwrap_or_else(|| Arc::new(Counters::new(&sync.name, connector.name()))),
         sinks: control.sinks.clone(),
+        run_id: control.run_id.clone(),
+        inspector: control.inspector.clone(),
         stop: control.stop.child_token(),
         abort: CancellationToken::new(),
         sink_error: Mutex::new(None),
@@ -234,7 +320,11 @@ pub async fn run_sync(
         let spec = sync.source.clone();
         let shared = shared.clone();
         let batcher = Batcher::new(batch_records, limits.max_batch_bytes);
-        tokio::task::spawn_blocking(move || input::read(input, &spec, batcher, &shared, tx))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            input::read(input, &spec, batcher, &shared, tx)
+        })
     };
 
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -244,27 +334,30 @@ pub async fn run_sync(
         let (shared, rx, connector) = (shared.clone(), rx.clone(), connector.clone());
         let instance = first.take();
         let spec = sync.clone();
-        workers.spawn(async move {
-            let instance = match instance {
-                Some(instance) => instance,
-                None => {
-                    configure(connector, &spec)
-                        .await
-                        .map_err(|e| Stop::Fatal(format!("{e:#}")))?
-                        .0
+        workers.spawn(
+            async move {
+                let instance = match instance {
+                    Some(instance) => instance,
+                    None => {
+                        configure(connector, &spec)
+                            .await
+                            .map_err(|e| Stop::Fatal(format!("{e:#}")))?
+                            .0
+                    }
+                };
+                let mut worker = Worker::new(shared.clone(), instance, u64::from(i));
+                loop {
+                    let batch = rx.lock().await.recv().await;
+                    let Some(batch) = batch else { return Ok(()) };
+                    if shared.stop.is_cancelled() {
+                        shared.leave_pending(batch, None);
+                        continue;
+                    }
+                    worker.deliver(batch).await?;
                 }
-            };
-            let mut worker = Worker::new(shared.clone(), instance, u64::from(i));
-            loop {
-                let batch = rx.lock().await.recv().await;
-                let Some(batch) = batch else { return Ok(()) };
-                if shared.stop.is_cancelled() {
-                    shared.leave_pending(batch, None);
-                    continue;
-                }
-                worker.deliver(batch).await?;
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
     }
 
     let mut failure: Option<String> = None;
@@ -295,11 +388,11 @@ pub async fn run_sync(
     abort_after_grace.abort();
 
     let c = &shared.counters;
-    let read = Counters::get(&c.read);
+    let read = c.get(Count::Read);
     let (delivered, rejected, permanent) = (
-        Counters::get(&c.delivered),
-        Counters::get(&c.rejected),
-        Counters::get(&c.permanent),
+        c.get(Count::Delivered),
+        c.get(Count::Rejected),
+        c.get(Count::Permanent),
     );
     let error = failure
         .or(read_error)
@@ -313,32 +406,35 @@ pub async fn run_sync(
     };
     let summary = RunSummary {
         sync: sync.name.clone(),
+        run_id: control.run_id.clone(),
+        started_at_ms,
+        ended_at_ms: crate::ledger::now_ms(),
         outcome,
         error,
         read,
-        invalid_rows: Counters::get(&c.invalid_rows),
-        duplicate_keys: Counters::get(&c.duplicates),
-        unchanged: Counters::get(&c.unchanged),
-        held: Counters::get(&c.held),
+        invalid_rows: c.get(Count::InvalidRows),
+        duplicate_keys: c.get(Count::Duplicates),
+        unchanged: c.get(Count::Unchanged),
+        held: c.get(Count::Held),
         delivered,
         rejected,
         permanent,
         pending: read.saturating_sub(
-            Counters::get(&c.duplicates)
-                + Counters::get(&c.unchanged)
-                + Counters::get(&c.held)
+            c.get(Count::Duplicates)
+                + c.get(Count::Unchanged)
+                + c.get(Count::Held)
                 + delivered
                 + rejected
                 + permanent,
         ),
-        requests: Counters::get(&c.requests),
-        retries: Counters::get(&c.retries),
-        rate_limit_waits: Counters::get(&c.rate_limit_waits),
-        rate_limit_wait_ms: Counters::get(&c.rate_limit_wait_ms),
-        bisections: Counters::get(&c.bisections),
-        transient_failures: Counters::get(&c.transient_failures),
-        auth_renewals: Counters::get(&c.auth_renewals),
-        connector_ms: Counters::get(&c.connector_us) / 1000,
+        requests: c.get(Count::Requests),
+        retries: c.get(Count::Retries),
+        rate_limit_waits: c.get(Count::RateLimitWaits),
+        rate_limit_wait_ms: c.get(Count::RateLimitWaitMs),
+        bisections: c.get(Count::Bisections),
+        transient_failures: c.get(Count::TransientFailures),
+        auth_renewals: c.get(Count::AuthRenewals),
+        connector_ms: c.get(Count::ConnectorUs) / 1000,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     Ok(RunReport {

@@ -9,7 +9,7 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
 use super::Shared;
-use super::outcome::{Counters, Fate, RecordFailure, Settled};
+use super::outcome::{Count, Fate, RecordFailure, Settled};
 use crate::sandbox::{
     ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict, Wait,
 };
@@ -87,7 +87,9 @@ impl Worker {
             .instance
             .take()
             .expect("instance is returned after every call");
+        let span = tracing::Span::current();
         let (instance, result, spent) = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let started = std::time::Instant::now();
             let result = f(&mut instance);
             (instance, result, started.elapsed())
@@ -95,7 +97,9 @@ impl Worker {
         .await
         .expect("a connector call panicked in the host");
         self.instance = Some(instance);
-        Counters::add(&self.shared.counters.connector_us, spent.as_micros() as u64);
+        self.shared
+            .counters
+            .add(Count::ConnectorUs, spent.as_micros() as u64);
         result
     }
 
@@ -183,31 +187,49 @@ impl Worker {
             }
         }
         let (auth, generation) = shared.credentials.current().await;
+        let mut exchange = shared.exchange(
+            &request,
+            auth.as_ref().map(|a| a.name.as_str()),
+            job.attempt,
+            job.records.len(),
+        );
+        shared.counters.request_started();
+        let sent_at = std::time::Instant::now();
         let sent = tokio::select! {
             sent = shared.transport.send(&request, auth.as_ref()) => sent,
             // Past the grace period of a stop, in-flight requests are abandoned: their
             // records stay pending, as nothing confirmed them.
             _ = shared.abort.cancelled() => {
+                shared.counters.request_finished(0, sent_at.elapsed(), true);
                 shared.leave_pending(job.records, Some(RecordFailure::new("ABANDONED", "the run stopped while the request was in flight")));
                 return Ok(());
             }
         };
-        if !matches!(sent, Err(SendError::Refused(_))) {
-            Counters::add(&shared.counters.requests, 1);
-        }
+        shared.counters.request_finished(
+            sent.as_ref().map_or(0, |r| r.response.status),
+            sent_at.elapsed(),
+            !matches!(sent, Err(SendError::Refused(_))),
+        );
         let received = match sent {
             Ok(received) => received,
             Err(SendError::Refused(why)) => {
                 let message = format!("connector `{}`: {why}", shared.connector_name);
+                shared.inspect(exchange.as_mut(), None, "refused by the host".into());
                 shared.leave_pending(job.records, None);
                 return Err(Stop::Fatal(message));
             }
             Err(SendError::Failed { code, message }) => {
-                Counters::add(&shared.counters.transient_failures, 1);
+                shared.counters.add(Count::TransientFailures, 1);
+                shared.inspect(
+                    exchange.as_mut(),
+                    None,
+                    format!("transient({code}): {message}"),
+                );
                 self.retry_later(job, RecordFailure::new(&code, message), stack);
                 return Ok(());
             }
         };
+        let response_seen = exchange.as_ref().map(|_| received.response.clone());
 
         let keys: Vec<String> = job.records.iter().map(|r| r.key.clone()).collect();
         let response = received.response;
@@ -216,6 +238,9 @@ impl Worker {
             .await
             .map_err(Stop::Guest)?;
 
+        if let Some(response) = &response_seen {
+            shared.inspect(exchange.as_mut(), Some(response), label(&verdict));
+        }
         if !matches!(verdict, Verdict::AuthExpired(_)) {
             shared.credentials.accepted(generation);
         }
@@ -234,11 +259,16 @@ impl Worker {
             Verdict::RateLimited(wait) => {
                 let until = self.wait_until(wait, received.at, job.rate_limit_hits + 1);
                 let wait = until.saturating_duration_since(Instant::now());
-                Counters::add(&shared.counters.rate_limit_waits, 1);
-                Counters::add(&shared.counters.rate_limit_wait_ms, wait.as_millis() as u64);
+                shared.counters.add(Count::RateLimitWaits, 1);
+                shared
+                    .counters
+                    .add(Count::RateLimitWaitMs, wait.as_millis() as u64);
                 // The pause holds for every worker even when this batch gives up: the
                 // destination said when it will take requests again.
                 shared.gate.pause_until(until);
+                shared
+                    .counters
+                    .paused_until(crate::ledger::now_ms() + wait.as_millis() as u64);
                 job.rate_limit_waited += wait;
                 job.rate_limit_hits += 1;
                 if job.rate_limit_waited > shared.spec.retry.max_rate_limit_wait {
@@ -264,7 +294,7 @@ impl Worker {
                 }
             }
             Verdict::Transient(failure) => {
-                Counters::add(&shared.counters.transient_failures, 1);
+                shared.counters.add(Count::TransientFailures, 1);
                 self.retry_later(job, failure.into(), stack);
             }
             Verdict::AuthExpired(failure) => {
@@ -281,7 +311,7 @@ impl Worker {
                 match shared.credentials.renew(generation).await {
                     Ok(renewed) => {
                         if renewed {
-                            Counters::add(&shared.counters.auth_renewals, 1);
+                            shared.counters.add(Count::AuthRenewals, 1);
                             tracing::info!(sync = %shared.spec.name, "credentials expired; renewed them");
                         }
                         job.renewed = true;
@@ -358,7 +388,9 @@ impl Worker {
 
     fn schedule_retry(&mut self, mut job: Job, stack: &mut Vec<Job>) {
         let delay = self.shared.spec.retry.backoff(job.attempt, &mut self.rng);
-        Counters::add(&self.shared.counters.retries, job.records.len() as u64);
+        self.shared
+            .counters
+            .add(Count::Retries, job.records.len() as u64);
         job.attempt += 1;
         job.not_before = Some(Instant::now() + delay);
         stack.push(job);
@@ -375,7 +407,7 @@ impl Worker {
             self.shared.settle(settled);
             return;
         }
-        Counters::add(&self.shared.counters.bisections, 1);
+        self.shared.counters.add(Count::Bisections, 1);
         let mut first = Job::new(job.records, job.attempt);
         let mut second = Job::new(
             first.records.split_off(first.records.len() / 2),
@@ -408,6 +440,33 @@ impl Worker {
             }
             None => Instant::now() + self.shared.spec.retry.backoff_ceiling(hits),
         }
+    }
+}
+
+/// A verdict in a few words, for the inspector.
+fn label(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::PerRecord(outcomes) => {
+            let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+            for o in outcomes {
+                let name = match o {
+                    RecordOutcome::Delivered(_) => "delivered",
+                    RecordOutcome::Rejected(_) => "rejected",
+                    RecordOutcome::Retry(_) => "retry",
+                    RecordOutcome::Permanent(_) => "permanent",
+                };
+                *counts.entry(name).or_default() += 1;
+            }
+            let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!("per-record({})", parts.join(", "))
+        }
+        Verdict::BatchRejected(f) => format!("batch-rejected({})", f.code),
+        Verdict::RateLimited(None) => "rate-limited".to_string(),
+        Verdict::RateLimited(Some(Wait::AfterMs(ms))) => format!("rate-limited(wait {ms}ms)"),
+        Verdict::RateLimited(Some(Wait::UntilUnixMs(at))) => format!("rate-limited(until {at})"),
+        Verdict::Transient(f) => format!("transient({})", f.code),
+        Verdict::AuthExpired(f) => format!("auth-expired({})", f.code),
+        Verdict::Fatal(f) => format!("fatal({})", f.code),
     }
 }
 

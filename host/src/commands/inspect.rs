@@ -1,0 +1,117 @@
+//! `sluice inspect` and `sluice runs`: what runs sent and what destinations answered.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use sluice::config::Config;
+use sluice::history::History;
+use sluice::inspector::Inspector;
+use sluice::ledger::Ledger;
+
+fn time(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub struct InspectArgs<'a> {
+    pub sync: &'a str,
+    pub run: Option<&'a str>,
+    pub status: Option<u16>,
+    pub limit: usize,
+    pub json: bool,
+}
+
+pub fn inspect(path: &Path, args: InspectArgs<'_>) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let sync = config.sync(args.sync)?;
+    let ledger = Ledger::open(&config.state_dir)?;
+    let inspector = Inspector::new(
+        ledger.tree(&format!("inspector:{}", args.sync))?,
+        config.inspector.clone(),
+        &sync.redact,
+    );
+    let exchanges = inspector.list(args.limit, |e| {
+        args.run.is_none_or(|r| r == e.run) && args.status.is_none_or(|s| s == e.status)
+    })?;
+    for e in exchanges {
+        if args.json {
+            println!("{}", serde_json::to_string(&e)?);
+            continue;
+        }
+        let status = if e.status == 0 {
+            "---".to_string()
+        } else {
+            e.status.to_string()
+        };
+        println!(
+            "{} run {} attempt {} · {} {} · {status} in {}ms · {} records · {}",
+            time(e.at_ms),
+            e.run,
+            e.attempt,
+            e.method,
+            e.url,
+            e.duration_ms,
+            e.batch_size,
+            e.verdict
+        );
+        for (name, value) in &e.request_headers {
+            println!("  > {name}: {value}");
+        }
+        println!("  > {}", e.request_body);
+        for (name, value) in &e.response_headers {
+            println!("  < {name}: {value}");
+        }
+        println!("  < {}\n", e.response_body);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn runs(path: &Path, sync: Option<&str>, limit: usize, json: bool) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    if let Some(name) = sync {
+        config.sync(name)?;
+    }
+    let ledger = Ledger::open(&config.state_dir)?;
+    let history = History::new(ledger.tree("runs")?);
+    let runs = history.list(sync, limit)?;
+    if !json {
+        println!(
+            "{:<20} {:<18} {:<24} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "run",
+            "sync",
+            "started",
+            "outcome",
+            "read",
+            "delivered",
+            "rejected",
+            "permanent",
+            "pending",
+            "requests"
+        );
+    }
+    for r in runs {
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "{:<20} {:<18} {:<24} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                r.run_id,
+                r.sync,
+                time(r.started_at_ms),
+                serde_json::to_value(r.outcome)?.as_str().unwrap_or(""),
+                r.read,
+                r.delivered,
+                r.rejected,
+                r.permanent,
+                r.pending,
+                r.requests
+            );
+            if let Some(error) = &r.error {
+                println!("  error: {error}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

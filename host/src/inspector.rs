@@ -1,0 +1,286 @@
+//! The request inspector: every request of a run and what the destination answered, with
+//! secrets redacted before anything is written, kept in the state directory for a while.
+//!
+//! An operator answers "what did we send, what did it say, why was this refused" from
+//! here without reading code. Entries are keyed by time, so pruning by age and by count
+//! walks from the oldest.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+/// What replaces a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// Headers that always carry secrets.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+/// Retention and redaction settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectorConfig {
+    pub enabled: bool,
+    /// Most entries kept per sync.
+    pub max_requests: usize,
+    /// Entries older than this are pruned.
+    pub max_age: Duration,
+    /// Request and response bodies are cut to this many bytes each.
+    pub max_body: usize,
+}
+
+impl Default for InspectorConfig {
+    fn default() -> Self {
+        InspectorConfig {
+            enabled: true,
+            max_requests: 10_000,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_body: 8 * 1024,
+        }
+    }
+}
+
+/// One request and its response (or why there was none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub at_ms: u64,
+    pub sync: String,
+    pub run: String,
+    /// The send number of these records in this run (1 for the first).
+    pub attempt: u32,
+    pub batch_size: usize,
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: String,
+    /// 0 when no response came (timeout, connection error).
+    pub status: u16,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: String,
+    pub duration_ms: u64,
+    /// What the connector (or the transport) made of it, e.g. `per-record`,
+    /// `rate-limited`, `transient(TIMEOUT)`.
+    pub verdict: String,
+}
+
+/// Redacts secrets from an exchange; kept separate so that redaction is one function with
+/// its own tests.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Lower-case header names and JSON field names named by the operator.
+    names: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(names: &[String]) -> Self {
+        Redactor {
+            names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    pub fn headers(&self, headers: &[(String, String)]) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let lower = name.to_ascii_lowercase();
+                if SECRET_HEADERS.contains(&lower.as_str()) || self.names.contains(&lower) {
+                    (name.clone(), REDACTED.to_string())
+                } else {
+                    (name.clone(), value.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// The body as text with every named JSON field's value replaced, cut to `max` bytes.
+    /// Redaction happens on the whole body, before cutting, so that a cut never exposes
+    /// half a secret.
+    pub fn body(&self, body: &[u8], max: usize) -> String {
+        let text = String::from_utf8_lossy(body);
+        let redacted = if self.names.is_empty() {
+            text.into_owned()
+        } else {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(mut value) => {
+                    self.json(&mut value);
+                    value.to_string()
+                }
+                // Not JSON: a body the inspector cannot redact field by field is not kept.
+                Err(_) if !text.trim().is_empty() => {
+                    format!("{REDACTED}: not JSON, so named fields could not be redacted")
+                }
+                Err(_) => String::new(),
+            }
+        };
+        cut(redacted, max)
+    }
+
+    fn json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    if self.names.contains(&key.to_ascii_lowercase()) {
+                        *item = serde_json::Value::String(REDACTED.to_string());
+                    } else {
+                        self.json(item);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| self.json(item)),
+            _ => {}
+        }
+    }
+}
+
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = text.len();
+        text.truncate(end);
+        text.push_str(&format!("… [{total} bytes, cut]"));
+    }
+    text
+}
+
+/// The inspector of one sync, writing into the ledger's database.
+pub struct Inspector {
+    tree: sled::Tree,
+    config: InspectorConfig,
+    redactor: Redactor,
+    seq: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Inspector {
+    pub fn new(tree: sled::Tree, config: InspectorConfig, redact: &[String]) -> Self {
+        Inspector {
+            tree,
+            config,
+            redactor: Redactor::new(redact),
+            seq: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.config.max_body
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Stores an exchange (already redacted by the caller through `redactor`), pruning
+    /// old entries now and then.
+    pub fn record(&self, exchange: &Exchange) -> Result<()> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
+        self.tree.insert(key, serde_json::to_vec(exchange)?)?;
+        if self.written.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
+            self.prune(exchange.at_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Removes entries beyond `max_requests` and older than `max_age` (relative to
+    /// `now_ms`: the clock is given, so tests need no waiting).
+    pub fn prune(&self, now_ms: u64) -> Result<usize> {
+        let oldest_kept = now_ms.saturating_sub(self.config.max_age.as_millis() as u64);
+        let excess = self.tree.len().saturating_sub(self.config.max_requests);
+        let mut removed = 0;
+        for item in self.tree.iter() {
+            let (key, _) = item?;
+            let at_ms = u64::from_be_bytes(key[..8].try_into().unwrap_or_default());
+            if removed < excess || at_ms < oldest_kept {
+                self.tree.remove(key)?;
+                removed += 1;
+            } else {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Entries, newest first, that pass `filter`, at most `limit`.
+    pub fn list(&self, limit: usize, filter: impl Fn(&Exchange) -> bool) -> Result<Vec<Exchange>> {
+        let mut out = Vec::new();
+        for item in self.tree.iter().rev() {
+            let (_, value) = item?;
+            let exchange: Exchange = serde_json::from_slice(&value)?;
+            if filter(&exchange) {
+                out.push(exchange);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Time first (big-endian, so keys sort by time), then a sequence number for requests in
+/// the same millisecond.
+fn entry_key(at_ms: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&at_ms.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_nested_fields_are_redacted() {
+        let r = Redactor::new(&["SSN".into(), "X-Tenant-Key".into()]);
+        let headers = r.headers(&[
+            ("Authorization".into(), "Bearer s3cret".into()),
+            ("x-tenant-key".into(), "k".into()),
+            ("content-type".into(), "application/json".into()),
+        ]);
+        assert_eq!(headers[0].1, REDACTED);
+        assert_eq!(headers[1].1, REDACTED);
+        assert_eq!(headers[2].1, "application/json");
+        let body = r.body(
+            br#"[{"id": 1, "ssn": "123-45-6789", "nested": {"SSN": "x", "ok": [{"ssn": 5}]}}]"#,
+            10_000,
+        );
+        assert!(
+            !body.contains("123-45") && !body.contains("\"x\"") && !body.contains(":5"),
+            "{body}"
+        );
+        assert_eq!(body.matches(REDACTED).count(), 3);
+        assert!(r.body(b"ssn=123", 100).starts_with(REDACTED));
+    }
+
+    #[test]
+    fn bodies_are_cut_after_redaction() {
+        let r = Redactor::new(&["secret".into()]);
+        let long = format!(
+            r#"{{"pad": "{}", "secret": "tail-secret"}}"#,
+            "p".repeat(100)
+        );
+        let body = r.body(long.as_bytes(), 40);
+        assert!(body.contains("cut") && !body.contains("tail-secret"));
+        assert_eq!(
+            Redactor::new(&[]).body("é".repeat(10).as_bytes(), 3),
+            "é… [20 bytes, cut]"
+        );
+    }
+}
