@@ -8,6 +8,7 @@ mod config;
 mod crash;
 mod engine;
 mod ledger;
+mod observe;
 mod rest;
 mod salesforce;
 mod sandbox;

@@ -33,7 +33,7 @@ pub fn show(sync: &str, counters: Arc<Counters>, mode: Mode) -> Option<ProgressG
     let every = match mode {
         Mode::Quiet => return None,
         Mode::Live => Duration::from_millis(200),
-        Mode::Lines => Duration::from_secs(5),
+        Mode::Lines => Duration::from_secs(2),
     };
     let bar = (mode == Mode::Live).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
