@@ -289,6 +289,15 @@ settings = {{ path = "/v1/records" }}
         error.starts_with("connector `bad` trapped in `classify`"),
         "{error}"
     );
+    // Every record the failed run read is in the ledger as pending, none as delivered.
+    let ledger = host.ledger().sync("traps").unwrap();
+    let statuses: Vec<_> = ledger.iter().map(|e| e.unwrap().1.status).collect();
+    assert_eq!(statuses.len(), 50);
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == sluice::ledger::Status::Pending)
+    );
 
     let loops = host
         .run(&config, "loops", RunControl::default())

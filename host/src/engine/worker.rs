@@ -111,7 +111,13 @@ impl Worker {
                 (batch, r)
             })
             .await;
-        let prechecked = prechecked.map_err(Stop::Guest)?;
+        let prechecked = match prechecked {
+            Ok(prechecked) => prechecked,
+            Err(err) => {
+                self.shared.leave_pending(batch, None);
+                return Err(Stop::Guest(err));
+            }
+        };
         let mut to_send = Vec::with_capacity(batch.len());
         let mut settled = Vec::new();
         for (record, outcome) in batch.into_iter().zip(prechecked) {
@@ -136,7 +142,13 @@ impl Worker {
                 self.shared.leave_pending(job.records, None);
                 continue;
             }
-            self.send(job, &mut stack).await?;
+            if let Err(stop) = self.send(job, &mut stack).await {
+                // The run stops: what this worker still held stays pending.
+                for job in stack.drain(..) {
+                    self.shared.leave_pending(job.records, None);
+                }
+                return Err(stop);
+            }
         }
         Ok(())
     }
@@ -170,7 +182,14 @@ impl Worker {
             })
             .await;
         job.records = records;
-        let request: HttpRequest = match built.map_err(Stop::Guest)? {
+        let built = match built {
+            Ok(built) => built,
+            Err(err) => {
+                shared.leave_pending(job.records, None);
+                return Err(Stop::Guest(err));
+            }
+        };
+        let request: HttpRequest = match built {
             Ok(request) => request,
             // The connector cannot express the batch: isolate the record at fault.
             Err(failure) => {
@@ -233,10 +252,13 @@ impl Worker {
 
         let keys: Vec<String> = job.records.iter().map(|r| r.key.clone()).collect();
         let response = received.response;
-        let verdict = self
-            .call(move |i| i.classify(&keys, &response))
-            .await
-            .map_err(Stop::Guest)?;
+        let verdict = match self.call(move |i| i.classify(&keys, &response)).await {
+            Ok(verdict) => verdict,
+            Err(err) => {
+                shared.leave_pending(job.records, None);
+                return Err(Stop::Guest(err));
+            }
+        };
 
         if let Some(response) = &response_seen {
             shared.inspect(exchange.as_mut(), Some(response), label(&verdict));
