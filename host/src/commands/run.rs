@@ -44,7 +44,16 @@ pub async fn run(
         let shown = super::progress::show(&name, counters, progress);
         let report = host.run(&config, &name, control).await;
         drop(shown);
-        let report = report?;
+        // A sync that cannot start (bad settings, missing credentials) is reported; the
+        // other syncs still run.
+        let report = match report {
+            Ok(report) => report,
+            Err(err) => {
+                eprintln!("error: sync `{name}`: {err:#}");
+                code = ExitCode::FAILURE;
+                continue;
+            }
+        };
         if json {
             println!("{}", serde_json::to_string(&report.summary)?);
         } else {
