@@ -10,7 +10,7 @@
 # Needs python3 (with venv and pip) and node with npm. The tools are installed once under
 # $SLUICE_POLYGLOT_CACHE (default ~/.cache/sluice-polyglot): componentize-py at the version
 # python-hubspot/requirements.txt pins, in a virtual environment, and componentize-js at
-# the versions js-couchdb/package-lock.json pins, with `npm ci`. A component whose inputs
+# the versions js-couchdb/package-lock.json pins. A component whose inputs
 # (sources, WIT, pins) have not changed since it was last built is not built again, so a
 # second run takes a moment.
 set -euo pipefail
@@ -69,6 +69,8 @@ if [ ! -f "$venv/.complete" ]; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py/requirements.txt"
     touch "$venv/.complete"
+    # Environments of earlier pins are no longer used.
+    find "$cache" -maxdepth 1 -name 'componentize-py-*' ! -path "$venv" -exec rm -rf {} +
 fi
 build_python() {
     # The app's folder only: nothing from the build's own environment goes in.
@@ -86,8 +88,18 @@ if [ ! -f "$tools/.complete" ]; then
     rm -rf "$tools"
     mkdir -p "$tools"
     cp "$js/package.json" "$js/package-lock.json" "$tools/"
-    (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+    # `npm install` against the lock, not `npm ci`: the lock cannot list the native
+    # packages of other platforms that a partial registry mirror lacks, and `npm ci`
+    # refuses such a lock. Every package the lock lists is installed at its version.
+    (cd "$tools" && npm install --no-audit --no-fund --loglevel=error)
+    pinned="$(cd "$js" && node -p 'require("./package.json").devDependencies["@bytecodealliance/componentize-js"]')"
+    installed="$(cd "$tools" && node -p 'require("./node_modules/@bytecodealliance/componentize-js/package.json").version')"
+    if [ "$installed" != "$pinned" ]; then
+        echo "build.sh: installed componentize-js $installed, but js-couchdb/package.json pins $pinned" >&2
+        exit 1
+    fi
     touch "$tools/.complete"
+    find "$cache" -maxdepth 1 -name 'componentize-js-*' ! -path "$tools" -exec rm -rf {} +
 fi
 # build.mjs imports componentize-js, so it runs from beside the installed node_modules.
 cp "$js/build.mjs" "$tools/build.mjs"

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod builtin;
 pub mod config;
+pub mod conformance;
 pub mod demo;
 pub mod engine;
 pub mod history;

@@ -119,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Tools for connector authors.
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Runs a real sync of example accounts through the bundled Salesforce connector into
     /// a simulated Salesforce that fails in realistic ways. Needs no set-up.
     Demo {
@@ -126,6 +131,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Checks that a component implements the destination-connector world and keeps the
+    /// contract on canned responses; exits 0 only when it is conformant.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// A setting for `configure`, as KEY=VALUE (repeatable).
+        #[arg(long = "settings", short = 's')]
+        settings: Vec<String>,
+        /// A host absolute request URLs may name (repeatable), as in `allowed_hosts`.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
+        /// Memory limit per instance, in bytes or with a unit (64MiB).
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<u64>,
+        /// Time limit per call (1s, 250ms).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        call_timeout: Option<std::time::Duration>,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("`{text}` is not a size; expected for example 64MiB"))
 }
 
 #[derive(Subcommand)]
@@ -290,6 +323,21 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 by,
                 why,
             } => commands::ledger::resolve(&config, &sync, &key, &by, &why),
+        },
+        Command::Connector { command } => match command {
+            ConnectorCommand::Check {
+                file,
+                settings,
+                allowed_hosts,
+                memory_limit,
+                call_timeout,
+            } => commands::connector::check(commands::connector::CheckArgs {
+                file: &file,
+                settings: &settings,
+                allowed_hosts,
+                memory_limit,
+                call_timeout,
+            }),
         },
         Command::Demo { json } => sluice::demo::run(json).await,
     }

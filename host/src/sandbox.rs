@@ -16,4 +16,4 @@ pub use bindings::{
     Verdict, Wait,
 };
 pub use instance::{ConnectorInstance, GuestError, GuestErrorKind};
-pub use runtime::{Connector, Runtime, SandboxLimits};
+pub use runtime::{Connector, Runtime, SUPPORTED_VERSIONS, SandboxLimits, WorldError};

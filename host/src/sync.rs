@@ -164,8 +164,21 @@ impl Host {
             .instrument(span)
             .await?;
         self.history()?.record(&report.summary)?;
+        // Every fate, and the run's history, is on disk before the run reports.
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.flush())
+            .await
+            .context("flushing the ledger crashed")??;
+        self.export_metrics(name, &report)?;
+        Ok(report)
+    }
+
+    /// The run's outcome, and (when asked for) the ledger's records by status.
+    fn export_metrics(&self, name: &str, report: &RunReport) -> Result<()> {
         let outcome = serde_json::to_value(report.summary.outcome)?;
-        metrics::counter!("sluice_runs_total", "sync" => name.to_string(), "outcome" => outcome.as_str().unwrap_or("").to_string()).increment(1);
+        let outcome = outcome.as_str().unwrap_or_default().to_string();
+        metrics::counter!("sluice_runs_total", "sync" => name.to_string(), "outcome" => outcome)
+            .increment(1);
         if self.ledger_gauges {
             let mut by_status = std::collections::BTreeMap::new();
             for item in self.ledger.sync(name)?.iter() {
@@ -173,14 +186,10 @@ impl Host {
             }
             for status in crate::ledger::Status::ALL {
                 let n = by_status.get(&status).copied().unwrap_or(0);
-                metrics::gauge!("sluice_ledger_records", "sync" => name.to_string(), "status" => status.name()).set(n as f64);
+                metrics::gauge!("sluice_ledger_records", "sync" => name.to_string(), "status" => status.name())
+                    .set(n as f64);
             }
         }
-        // Every fate is on disk before the run reports.
-        let ledger = self.ledger.clone();
-        tokio::task::spawn_blocking(move || ledger.flush())
-            .await
-            .context("flushing the ledger crashed")??;
-        Ok(report)
+        Ok(())
     }
 }

@@ -131,7 +131,7 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
-    let faults = Faults {
+    let limited = || Faults {
         rate_limit: Some(RateLimit {
             requests: 1,
             window: Duration::from_millis(1000),
@@ -140,26 +140,46 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
         }),
         ..Faults::default()
     };
-    let dest = accept_all(faults).await;
+    let dest = accept_all(limited()).await;
     let setup = common::setup(
         &contacts(30),
         "builtin:rest",
         &dest.base_url(),
         &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n"),
     );
+    let started = std::time::Instant::now();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    // Batch 1 fits the window; batch 2 is told to wait about a second, more than its
-    // budget, so it stays pending; batch 3 waits out the pause and goes in the next window.
+    // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
+    // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
+    // pending too, without a request, and the run does not stall.
     assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 20, 10)
+        (s.outcome, s.delivered, s.pending, s.requests),
+        (Outcome::Completed, 10, 20, 2)
     );
     assert_eq!(s.rate_limit_waits, 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the run waited: {:?}",
+        started.elapsed()
+    );
     let pending = fates.keys(is_pending);
-    assert_eq!(pending.len(), 10);
+    assert_eq!(pending.len(), 20);
     assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
-    assert_eq!(dest.stored().len(), 20);
+    assert_eq!(dest.stored().len(), 10);
+
+    // With room to wait, the same destination takes everything.
+    let dest = accept_all(limited()).await;
+    let setup = common::setup(
+        &contacts(30),
+        "builtin:rest",
+        &dest.base_url(),
+        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n"),
+    );
+    let (report, _) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!((s.delivered, s.pending), (30, 0));
+    assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     assert!(s.rate_limit_wait_ms >= 500);
 }
 

@@ -5,10 +5,12 @@ mod common;
 
 mod cli;
 mod config;
+mod conformance;
 mod crash;
 mod engine;
 mod ledger;
 mod observe;
+mod polyglot;
 mod rest;
 mod salesforce;
 mod sandbox;

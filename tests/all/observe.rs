@@ -295,8 +295,18 @@ async fn summary_history_and_metrics_agree_with_the_destination() {
             }
         }
     }
-    serve.start_kill().unwrap();
-    serve.wait().await.unwrap();
+    let pid = serve.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        serve.wait().await.unwrap().success(),
+        "serve stops cleanly on SIGTERM"
+    );
     assert!(
         metrics.contains("sluice_runs_total"),
         "no run finished: {metrics}"

@@ -1,5 +1,6 @@
 //! The implementations of the `sluice` subcommands.
 
+pub mod connector;
 pub mod inspect;
 pub mod ledger;
 pub mod progress;

@@ -375,7 +375,15 @@ pub async fn run_sync(
         failure.get_or_insert(message);
         shared.stop.cancel();
     }
-    // With every worker gone, close the queue so that a reader blocked on it returns.
+    // With every worker gone, close the queue so that a reader blocked on it returns, and
+    // report what was still queued as pending.
+    {
+        let mut rx = rx.lock().await;
+        rx.close();
+        while let Ok(batch) = rx.try_recv() {
+            shared.leave_pending(batch, None);
+        }
+    }
     drop(rx);
     let (read_error, invalid_rows) = match reader.await {
         Ok(Ok(invalid)) => (None, invalid),

@@ -198,6 +198,26 @@ impl Worker {
             }
         };
 
+        // A pause longer than this batch may still wait would only stall the run: the
+        // batch stays pending for a later run instead.
+        let budget = shared
+            .spec
+            .retry
+            .max_rate_limit_wait
+            .saturating_sub(job.rate_limit_waited);
+        if let Some(until) = shared.gate.pause_remaining()
+            && until.saturating_duration_since(Instant::now()) > budget
+        {
+            let failure = RecordFailure::new(
+                "RATE_LIMITED",
+                format!(
+                    "the destination asked to wait longer than max_rate_limit_wait ({})",
+                    humantime::format_duration(shared.spec.retry.max_rate_limit_wait)
+                ),
+            );
+            shared.leave_pending(job.records, Some(failure));
+            return Ok(());
+        }
         tokio::select! {
             _ = shared.gate.admit() => {}
             _ = shared.stop.cancelled() => {

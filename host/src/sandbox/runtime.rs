@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
@@ -82,15 +82,50 @@ impl Runtime {
     /// Compiles (or loads from the cache) and links the component `wasm`, naming it
     /// `name` in every error and log line.
     pub fn load(&self, name: &str, wasm: &[u8], limits: SandboxLimits) -> Result<Connector> {
-        let component = self
-            .cache
-            .load(&self.engine, wasm)
-            .with_context(|| format!("connector `{name}` is not a valid WebAssembly component"))?;
-        check_world(&self.engine, &component)
+        let component = self.compile(name, wasm)?;
+        self.world_version(&component)
             .with_context(|| format!("connector `{name}` cannot be loaded"))?;
+        self.link(name, &component, limits)
+    }
+
+    /// The compiled form of `wasm`, from the cache when it holds one.
+    pub(crate) fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {
+        self.cache
+            .load(&self.engine, wasm)
+            .with_context(|| format!("connector `{name}` is not a valid WebAssembly component"))
+    }
+
+    /// Which version of `sluice:connector/destination` the component exports, read before
+    /// instantiation so that an unsupported one is refused with a message an author can
+    /// act on.
+    pub(crate) fn world_version(&self, component: &Component) -> Result<String, WorldError> {
+        const PREFIX: &str = "sluice:connector/destination@";
+        let ty = component.component_type();
+        let exported: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let Some(found) = exported.iter().find_map(|name| name.strip_prefix(PREFIX)) else {
+            return Err(WorldError::NotExported { exports: exported });
+        };
+        if !SUPPORTED_VERSIONS.contains(&found) {
+            return Err(WorldError::Unsupported {
+                found: found.to_string(),
+            });
+        }
+        Ok(found.to_string())
+    }
+
+    /// Links a compiled component against the sandbox's imports.
+    pub(crate) fn link(
+        &self,
+        name: &str,
+        component: &Component,
+        limits: SandboxLimits,
+    ) -> Result<Connector> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!("connector `{name}` imports something the sandbox does not provide")
@@ -109,34 +144,38 @@ impl Runtime {
     }
 }
 
-/// Reads which version of `sluice:connector/destination` the component exports, so that
-/// an unsupported one is refused with a message an author can act on.
-fn check_world(engine: &Engine, component: &Component) -> Result<()> {
-    const PREFIX: &str = "sluice:connector/destination@";
-    let ty = component.component_type();
-    let exported: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let Some(found) = exported.iter().find_map(|name| name.strip_prefix(PREFIX)) else {
-        bail!(
-            "it does not export `sluice:connector/destination` (its exports: {}); build it \
-             against the `destination-connector` world in wit/",
-            if exported.is_empty() {
-                "none".to_string()
-            } else {
-                exported.join(", ")
-            }
-        );
-    };
-    if !SUPPORTED_VERSIONS.contains(&found) {
-        bail!(
-            "it was built against sluice:connector@{found}, and this Sluice supports {}",
-            SUPPORTED_VERSIONS.join(", ")
-        );
-    }
-    Ok(())
+/// Why a component's exports are not a world this host loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorldError {
+    /// No `sluice:connector/destination` export at all; these are its exports.
+    NotExported { exports: Vec<String> },
+    /// Built against a version of the package this host does not support.
+    Unsupported { found: String },
 }
+
+impl std::fmt::Display for WorldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorldError::NotExported { exports } => write!(
+                f,
+                "it does not export `sluice:connector/destination` (its exports: {}); build it \
+                 against the `destination-connector` world in wit/",
+                if exports.is_empty() {
+                    "none".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+            WorldError::Unsupported { found } => write!(
+                f,
+                "it was built against sluice:connector@{found}, and this Sluice supports {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WorldError {}
 
 /// A compiled, linked connector. Cheap to instantiate: one instance per worker.
 pub struct Connector {

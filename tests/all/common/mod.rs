@@ -114,6 +114,17 @@ pub fn setup(
     base_url: &str,
     sync_toml: &str,
 ) -> Setup {
+    setup_keyed(records, "id", component, base_url, sync_toml)
+}
+
+/// [`setup`], with the records' key in the field `key` rather than `id`.
+pub fn setup_keyed(
+    records: &[serde_json::Value],
+    key: &str,
+    component: &str,
+    base_url: &str,
+    sync_toml: &str,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.jsonl");
     let mut text = String::new();
@@ -124,7 +135,7 @@ pub fn setup(
     std::fs::write(&data, text).unwrap();
     let port = base_url.rsplit(':').next().unwrap();
     let config = format!(
-        "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"id\" }}\nbase_url = \"{base_url}\"\n{sync_toml}\n",
+        "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"{key}\" }}\nbase_url = \"{base_url}\"\n{sync_toml}\n",
         cache = cache_dir().display(),
     );
     let path = dir.path().join("sluice.toml");

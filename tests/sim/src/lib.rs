@@ -8,14 +8,18 @@
 //!
 //! - [`salesforce`]: a Salesforce-like sObject Collections upsert by external id.
 //! - [`rest`]: a generic REST batch endpoint with three response styles.
+//! - [`hubspot`]: a HubSpot-like batch upsert by id property, answered out of order.
+//! - [`couchdb`]: a CouchDB-like `_bulk_docs` with per-document answers.
 //!
 //! Both share [`faults`], [`validation`] and authentication ([`AuthConfig`]), and are
 //! inspected through a [`SimHandle`].
 
 mod auth;
 mod common;
+pub mod couchdb;
 pub mod faults;
 mod handle;
+pub mod hubspot;
 mod keys;
 pub mod rest;
 pub mod salesforce;

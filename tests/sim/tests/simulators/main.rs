@@ -1,7 +1,9 @@
 //! The simulators over real loopback HTTP, driven by a plain client.
 
 mod auth;
+mod couchdb;
 mod faults;
+mod hubspot;
 mod rest;
 mod salesforce;
 mod support;

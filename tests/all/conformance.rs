@@ -1,0 +1,315 @@
+//! The conformance check (`sluice connector check`): every bundled connector and both
+//! example connectors in other languages pass it; broken components fail it, each
+//! violation reported by name.
+
+use std::time::Duration;
+
+use sluice::conformance::{self, Options, Report, Status, Violation};
+use sluice::sandbox::SandboxLimits;
+
+use crate::common;
+
+fn options() -> Options {
+    Options {
+        cache_dir: Some(common::cache_dir()),
+        limits: SandboxLimits {
+            memory: 64 * 1024 * 1024,
+            call_timeout: Duration::from_secs(1),
+        },
+        ..Options::default()
+    }
+}
+
+fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn check(wasm: &[u8], pairs: &[(&str, &str)]) -> Report {
+    conformance::check_with(wasm, &settings(pairs), &options())
+}
+
+fn assert_conformant(name: &str, report: &Report) {
+    assert!(report.conformant(), "{name} is not conformant:\n{report}");
+    assert_eq!(report.version.as_deref(), Some("0.1.0"));
+    // Every canned response was classified.
+    let classified = report
+        .steps
+        .iter()
+        .filter(|s| s.name.starts_with("classify: ") && s.status != Status::Skipped)
+        .count();
+    assert_eq!(classified, 11, "{report}");
+}
+
+/// The one step of `report` named `name`.
+fn step<'a>(report: &'a Report, name: &str) -> &'a conformance::Step {
+    report
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}:\n{report}"))
+}
+
+#[test]
+fn the_bundled_connectors_are_conformant() {
+    let salesforce = check(
+        &common::guest("salesforce"),
+        &[
+            ("object", "Account"),
+            ("external_id_field", "External_Id__c"),
+        ],
+    );
+    assert_conformant("salesforce", &salesforce);
+    assert_eq!(salesforce.limits, Some((200, 6_000_000)));
+    assert_eq!(salesforce.warnings(), 0, "{salesforce}");
+    assert!(
+        step(&salesforce, "classify: 429 with Retry-After: 30")
+            .detail
+            .starts_with("rate-limited(after 30000 ms)"),
+        "{salesforce}"
+    );
+    let text = salesforce.to_string();
+    assert!(
+        text.contains("conformant: implements sluice:connector/destination@0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("PATCH https://destination.example/services/data/v60.0/composite/sobjects/Account/External_Id__c"), "{text}");
+
+    let rest = check(
+        &common::guest("rest"),
+        &[
+            ("path", "/v1/records"),
+            ("results_pointer", "/results"),
+            ("id_field", "id"),
+        ],
+    );
+    assert_conformant("rest", &rest);
+    assert_eq!(rest.warnings(), 0, "{rest}");
+    assert_eq!(
+        step(&rest, "classify: 200 with an object of per-record results").detail,
+        "per-record[delivered(check1@example.com), delivered(check2@example.com), delivered(check3@example.com)]"
+    );
+    assert_eq!(
+        step(&rest, "classify: 200 with a body of 10 MiB")
+            .detail
+            .split(" (in")
+            .next(),
+        Some("transient(MALFORMED_RESPONSE)")
+    );
+}
+
+#[test]
+fn the_python_and_javascript_examples_are_conformant() {
+    let python = std::fs::read(crate::polyglot::component("python-hubspot")).unwrap();
+    let report = check(&python, &[]);
+    assert_conformant("python-hubspot", &report);
+    assert_eq!(report.warnings(), 0, "{report}");
+    let js = std::fs::read(crate::polyglot::component("js-couchdb")).unwrap();
+    let report = check(&js, &[("db", "crm")]);
+    assert_conformant("js-couchdb", &report);
+    assert_eq!(report.warnings(), 0, "{report}");
+}
+
+#[test]
+fn settings_that_are_refused_are_reported() {
+    let report = check(&common::guest("salesforce"), &[("object", "Account")]);
+    assert!(!report.conformant());
+    assert_eq!(report.violations(), [Violation::ConfigureRefused]);
+    let text = report.to_string();
+    assert!(
+        text.contains("external_id_field") && text.contains("configure-refused"),
+        "{text}"
+    );
+    assert!(text.contains("--settings"), "{text}");
+}
+
+/// The hostile test component, misbehaving as `mode` says in `phase`.
+fn hostile(mode: &str, phase: &str) -> Report {
+    let options = Options {
+        limits: SandboxLimits {
+            memory: 16 * 1024 * 1024,
+            call_timeout: Duration::from_millis(200),
+        },
+        ..options()
+    };
+    conformance::check_with(
+        &common::guest("test_hostile"),
+        &settings(&[("mode", mode), ("phase", phase)]),
+        &options,
+    )
+}
+
+#[test]
+fn each_broken_behaviour_is_reported_by_name() {
+    for (mode, phase, violation, step_name) in [
+        ("loop", "build-request", Violation::Timeout, "build-request"),
+        ("loop", "classify", Violation::Timeout, "classify: 401"),
+        (
+            "memory-bomb",
+            "precheck",
+            Violation::MemoryLimit,
+            "precheck",
+        ),
+        ("trap", "classify", Violation::Trap, "classify: 500"),
+        ("trap", "configure", Violation::Trap, "configure"),
+        (
+            "forbidden-host",
+            "build-request",
+            Violation::ForbiddenHost,
+            "build-request",
+        ),
+        (
+            "wrong-length",
+            "build-request",
+            Violation::WrongLength,
+            "precheck",
+        ),
+    ] {
+        let report = hostile(mode, phase);
+        let text = report.to_string();
+        assert!(!report.conformant(), "{mode}/{phase}:\n{text}");
+        assert_eq!(report.violations(), [violation], "{mode}/{phase}:\n{text}");
+        assert_eq!(
+            step(&report, step_name).status,
+            Status::Violation(violation),
+            "{mode}/{phase}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("NOT conformant: {}", violation.name())),
+            "{text}"
+        );
+        assert!(text.contains(violation.advice()), "{text}");
+    }
+    // A connector that misbehaves in one call is checked on in the next, with a fresh
+    // instance: a trap in classify is reported for every response.
+    let report = hostile("trap", "classify");
+    let traps = report
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Violation(Violation::Trap))
+        .count();
+    assert_eq!(traps, 11, "{report}");
+    // A wrong length in precheck and in classify are both reported.
+    let report = hostile("wrong-length", "build-request");
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.name.starts_with("classify: 200")
+                && s.status == Status::Violation(Violation::WrongLength)),
+        "{report}"
+    );
+    // Behaving, it is conformant, with warnings: it reads no status but 2xx.
+    let report = hostile("ok", "build-request");
+    assert!(report.conformant(), "{report}");
+    assert_eq!(
+        step(&report, "configure (an unknown setting)").status,
+        Status::Ok
+    );
+    assert_eq!(
+        step(&report, "classify: 401").status,
+        Status::Warning,
+        "{report}"
+    );
+}
+
+/// `wasm` with every occurrence of `from` replaced by `to` (of the same length).
+fn patched(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = wasm.to_vec();
+    let mut found = 0;
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            found += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(
+        found > 0,
+        "{:?} is not in the component",
+        String::from_utf8_lossy(from)
+    );
+    out
+}
+
+#[test]
+fn components_that_cannot_load_are_reported_by_name() {
+    let ok = common::guest("test_hostile");
+    let ok_settings: &[(&str, &str)] = &[("mode", "ok")];
+    let cases = [
+        (
+            b"this is not WebAssembly".to_vec(),
+            Violation::NotAComponent,
+            "load",
+        ),
+        // Built against a version of the world this host does not know.
+        (
+            patched(
+                &ok,
+                "sluice:connector/destination@0.1.0",
+                "sluice:connector/destination@9.9.9",
+            ),
+            Violation::WorldVersion,
+            "world",
+        ),
+        // Exports something else.
+        (
+            patched(
+                &ok,
+                "sluice:connector/destination@",
+                "sluice:connector/destinatiox@",
+            ),
+            Violation::World,
+            "world",
+        ),
+        // Imports an interface the sandbox does not provide.
+        (
+            patched(
+                &ok,
+                "sluice:connector/host@0.1.0",
+                "sluice:connector/hosx@0.1.0",
+            ),
+            Violation::Imports,
+            "imports",
+        ),
+    ];
+    for (wasm, violation, step_name) in cases {
+        let report = check(&wasm, ok_settings);
+        let text = report.to_string();
+        assert_eq!(report.violations(), [violation], "{text}");
+        assert_eq!(
+            step(&report, step_name).status,
+            Status::Violation(violation),
+            "{text}"
+        );
+    }
+    let report = check(
+        &patched(
+            &ok,
+            "sluice:connector/destination@0.1.0",
+            "sluice:connector/destination@9.9.9",
+        ),
+        ok_settings,
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("built against sluice:connector@9.9.9, and this Sluice supports 0.1.0"),
+        "{report}"
+    );
+    // A request URL that is neither a path nor an http(s) URL is a malformed request.
+    let report = check(&patched(&ok, "/hostile", "ftp://hx"), ok_settings);
+    assert_eq!(
+        report.violations(),
+        [Violation::MalformedRequest],
+        "{report}"
+    );
+    assert!(report.to_string().contains("ftp://hx"), "{report}");
+}
