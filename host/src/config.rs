@@ -658,7 +658,7 @@ fn setting_string(value: &toml::Value) -> Result<String, String> {
 }
 
 /// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`.
-fn default_cache_dir() -> Option<PathBuf> {
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }

@@ -35,7 +35,7 @@ pub fn check(args: CheckArgs<'_>) -> Result<ExitCode> {
             memory: args.memory_limit.map_or(defaults.memory, |m| m as usize),
             call_timeout: args.call_timeout.unwrap_or(defaults.call_timeout),
         },
-        cache_dir: None,
+        cache_dir: sluice::config::default_cache_dir(),
         name: args
             .file
             .file_name()
