@@ -32,17 +32,6 @@ const BASE_URL: &str = "https://destination.example";
 /// When the canned responses say they were received: 2023-11-14T22:13:20Z.
 const RECEIVED_AT_MS: u64 = 1_700_000_000_000;
 
-/// Headers the host owns: a connector's values for them are dropped.
-const HOST_OWNED: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-];
-
 /// A broken rule of the contract, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Violation {
@@ -697,7 +686,7 @@ fn build_request(
                 format!("the value of header `{name}` is not a valid header value"),
             );
         }
-        if HOST_OWNED.contains(&header.as_str()) {
+        if crate::transport::HOST_OWNED.contains(&header.as_str()) {
             dropped.push(header.as_str().to_string());
         }
     }

@@ -28,7 +28,7 @@ pub struct Received {
 }
 
 /// Headers a connector may not set: the host owns credentials and framing.
-const HOST_OWNED: &[&str] = &[
+pub(crate) const HOST_OWNED: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",

@@ -195,7 +195,7 @@ fn every_response_is_classified() {
             403,
             &[("retry-after", "7")],
             r#"[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]"#,
-            "rate-limited(after 7000ms)",
+            "rate-limited(after 7000 ms)",
         ),
         (
             403,
@@ -207,9 +207,9 @@ fn every_response_is_classified() {
             429,
             &[("retry-after", "Tue, 14 Nov 2023 22:13:30 GMT")],
             "",
-            "rate-limited(until 1700000010000)",
+            "rate-limited(until 1700000010000 ms since the epoch)",
         ),
-        (429, &[], "", "rate-limited(none)"),
+        (429, &[], "", "rate-limited(no wait given)"),
         (
             500,
             &[],

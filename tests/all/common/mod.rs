@@ -157,9 +157,7 @@ pub async fn run(setup: &Setup) -> (RunReport, Arc<Fates>) {
     (report, fates)
 }
 
-use sluice::sandbox::{
-    ConnectorInstance, HttpResponse, RecordOutcome, SandboxLimits, Verdict, Wait,
-};
+use sluice::sandbox::{ConnectorInstance, HttpResponse, SandboxLimits};
 
 /// A bundled connector's instance, configured with `settings`.
 pub fn configured(name: &str, settings: &[(&str, &str)]) -> ConnectorInstance {
@@ -190,35 +188,8 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpRespon
     }
 }
 
-/// A verdict in a short, readable form for assertions.
-pub fn show(verdict: &Verdict) -> String {
-    let wait = |w: &Option<Wait>| match w {
-        None => "none".to_string(),
-        Some(Wait::AfterMs(ms)) => format!("after {ms}ms"),
-        Some(Wait::UntilUnixMs(at)) => format!("until {at}"),
-    };
-    match verdict {
-        Verdict::PerRecord(outcomes) => format!(
-            "per-record[{}]",
-            outcomes
-                .iter()
-                .map(|o| match o {
-                    RecordOutcome::Delivered(id) =>
-                        format!("delivered({})", id.as_deref().unwrap_or("-")),
-                    RecordOutcome::Rejected(f) => format!("rejected({})", f.code),
-                    RecordOutcome::Retry(f) => format!("retry({})", f.code),
-                    RecordOutcome::Permanent(f) => format!("permanent({})", f.code),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Verdict::BatchRejected(f) => format!("batch-rejected({})", f.code),
-        Verdict::RateLimited(w) => format!("rate-limited({})", wait(w)),
-        Verdict::Transient(f) => format!("transient({})", f.code),
-        Verdict::AuthExpired(f) => format!("auth-expired({})", f.code),
-        Verdict::Fatal(f) => format!("fatal({})", f.code),
-    }
-}
+/// A verdict in a short, readable form for assertions (the checker's own).
+pub use sluice::conformance::show;
 
 /// `n` valid accounts with keys `A0000..`.
 pub fn accounts(n: usize) -> Vec<serde_json::Value> {
