@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::builtin;
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
-use crate::engine::{self, Input, RunControl, RunReport};
+use crate::engine::{self, Input, RunControl, RunReport, RunSummary};
 use crate::history::History;
 use crate::inspector::Inspector;
 use crate::ledger::{Ledger, LedgerSink, SyncLedger};
@@ -160,9 +160,21 @@ impl Host {
         }
         // Every log line of the run carries the sync and the run id.
         let span = tracing::info_span!("run", sync = %name, run = %control.run_id);
-        let report = engine::run_sync(connector, spec, sync, self.http.clone(), input, control)
-            .instrument(span)
-            .await?;
+        let (run_id, started_at_ms) = (control.run_id.clone(), crate::ledger::now_ms());
+        let report =
+            match engine::run_sync(connector, spec, sync, self.http.clone(), input, control)
+                .instrument(span)
+                .await
+            {
+                Ok(report) => report,
+                Err(err) => {
+                    let summary =
+                        RunSummary::not_started(name, &run_id, started_at_ms, format!("{err:#}"));
+                    self.history()?.record(&summary)?;
+                    self.ledger.flush()?;
+                    return Err(err);
+                }
+            };
         self.history()?.record(&report.summary)?;
         // Every fate, and the run's history, is on disk before the run reports.
         let ledger = self.ledger.clone();

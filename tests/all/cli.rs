@@ -334,3 +334,68 @@ async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
     );
     assert!(log.contains("stopped"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
+    let dest = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dest.base_url(),
+        &[("first", 10), ("second", 10)],
+        "batch_size = 50",
+    );
+    // The first sync names a setting the REST connector does not know.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "settings = { path = \"/v1/records\" }",
+        "settings = { path = \"/v1/records\", colour = \"blue\" }",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sync `first`")
+            && stderr.contains("refused the settings")
+            && stderr.contains("colour"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let summaries: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(
+        (
+            summaries[0]["sync"].as_str(),
+            summaries[0]["delivered"].as_u64()
+        ),
+        (Some("second"), Some(10))
+    );
+
+    let runs = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["runs", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let history: Vec<serde_json::Value> = String::from_utf8(runs.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(history.len(), 2);
+    let failed = history.iter().find(|r| r["sync"] == "first").unwrap();
+    assert_eq!(failed["outcome"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("colour"));
+}

@@ -35,10 +35,11 @@ use crate::source::Record;
 use crate::transport::Transport;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every record read was settled (rejected records included).
+    #[default]
     Completed,
     /// Stopped by a fatal verdict or a connector failure; unsettled records are pending.
     Failed,
@@ -47,7 +48,7 @@ pub enum Outcome {
 }
 
 /// What a run did, for people (`sluice run`) and machines (`--json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunSummary {
     pub sync: String,
     /// Unique per run; the inspector's entries carry it.
@@ -84,6 +85,22 @@ pub struct RunSummary {
     /// workers.
     pub connector_ms: u64,
     pub elapsed_ms: u64,
+}
+
+impl RunSummary {
+    /// The summary of a run that could not start (bad settings, missing credentials), so
+    /// that the run history shows it too.
+    pub fn not_started(sync: &str, run_id: &str, started_at_ms: u64, error: String) -> Self {
+        RunSummary {
+            sync: sync.to_string(),
+            run_id: run_id.to_string(),
+            started_at_ms,
+            ended_at_ms: crate::ledger::now_ms(),
+            outcome: Outcome::Failed,
+            error: Some(error),
+            ..RunSummary::default()
+        }
+    }
 }
 
 /// A source row that was skipped.
