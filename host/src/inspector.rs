@@ -102,10 +102,11 @@ impl Redactor {
     /// Redaction happens on the whole body, before cutting, so that a cut never exposes
     /// half a secret.
     pub fn body(&self, body: &[u8], max: usize) -> String {
+        if self.names.is_empty() {
+            return cut_bytes(body, max);
+        }
         let text = String::from_utf8_lossy(body);
-        let redacted = if self.names.is_empty() {
-            text.into_owned()
-        } else {
+        let redacted = {
             match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(mut value) => {
                     self.json(&mut value);
@@ -136,6 +137,23 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// The first `max` bytes of `body` as text, without copying the rest.
+fn cut_bytes(body: &[u8], max: usize) -> String {
+    if body.len() <= max {
+        return String::from_utf8_lossy(body).into_owned();
+    }
+    let prefix = &body[..max];
+    let text = match std::str::from_utf8(prefix) {
+        Ok(text) => text.to_string(),
+        // Cut inside a character: end before it.
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(&prefix[..e.valid_up_to()]).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(prefix).into_owned(),
+    };
+    format!("{text}… [{} bytes, cut]", body.len())
 }
 
 fn cut(mut text: String, max: usize) -> String {
@@ -191,7 +209,11 @@ impl Inspector {
         }
         let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
         self.tree.insert(key, serde_json::to_vec(exchange)?)?;
-        if self.written.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
+        if self
+            .written
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(64)
+        {
             self.prune(exchange.at_ms)?;
         }
         Ok(())

@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::value::RawValue;
 
 use crate::config::{SourceFormat, SourceSpec};
 
@@ -54,24 +53,16 @@ fn jsonl(file: File, key: String, path: &Path) -> impl Iterator<Item = Result<Ro
 }
 
 fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
-    // Borrowed raw values: only the key field is decoded, the rest stays as written.
-    let raw: Result<std::collections::HashMap<&str, &RawValue>, _> = serde_json::from_str(text);
-    let key_value = match raw {
-        Ok(map) => match map.get(key) {
-            Some(value) => serde_json::from_str::<serde_json::Value>(value.get()).ok(),
-            None => None,
-        },
-        Err(_) => {
-            // Escaped field names need the slow path; anything else is not a JSON object.
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
-                Ok(map) => map.get(key).cloned(),
-                Err(err) => {
-                    return Row::Invalid {
-                        line,
-                        reason: format!("not a JSON object: {err}"),
-                    };
-                }
-            }
+    let key_value = match serde::de::DeserializeSeed::deserialize(
+        KeyField(key),
+        &mut serde_json::Deserializer::from_str(text),
+    ) {
+        Ok(value) => value,
+        Err(err) => {
+            return Row::Invalid {
+                line,
+                reason: format!("not a JSON object: {err}"),
+            };
         }
     };
     match key_value.as_ref().and_then(key_string) {
@@ -91,6 +82,61 @@ fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
                 }
             },
         },
+    }
+}
+
+/// Reads one field of a JSON object and skips the rest without building it: the reader
+/// needs only the key, and parsing whole records would cost more than sending them.
+struct KeyField<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyField<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyField<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(FieldName(name)) = map.next_key::<FieldName<'de>>()? {
+            if name == self.0 {
+                // A repeated field: the last one wins, as in most JSON readers.
+                found = Some(map.next_value::<serde_json::Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A field name, borrowed from the line unless it has escapes.
+struct FieldName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 

@@ -176,14 +176,23 @@ impl Shared {
         if settled.is_empty() {
             return;
         }
+        let (mut delivered, mut rejected, mut permanent) = (0, 0, 0);
         for s in &settled {
-            let count = match s.fate {
-                Fate::Delivered(_) => Count::Delivered,
-                Fate::Rejected(_) => Count::Rejected,
-                Fate::Permanent(_) => Count::Permanent,
-                Fate::Pending(_) => continue,
-            };
-            self.counters.add(count, 1);
+            match s.fate {
+                Fate::Delivered(_) => delivered += 1,
+                Fate::Rejected(_) => rejected += 1,
+                Fate::Permanent(_) => permanent += 1,
+                Fate::Pending(_) => {}
+            }
+        }
+        for (count, n) in [
+            (Count::Delivered, delivered),
+            (Count::Rejected, rejected),
+            (Count::Permanent, permanent),
+        ] {
+            if n > 0 {
+                self.counters.add(count, n);
+            }
         }
         for sink in &self.sinks {
             if let Err(err) = sink.settle(&settled) {
@@ -411,6 +420,20 @@ pub async fn run_sync(
         ),
     };
     abort_after_grace.abort();
+    // Every fate reaches its sinks (the ledger's writer drains) before the run reports.
+    let sinks = shared.sinks.clone();
+    let finished = tokio::task::spawn_blocking(move || {
+        sinks.iter().map(|sink| sink.finish()).find_map(Result::err)
+    })
+    .await
+    .context("finishing the run's sinks crashed")?;
+    if let Some(err) = finished {
+        shared
+            .sink_error
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| format!("{err:#}"));
+    }
 
     let c = &shared.counters;
     let read = c.get(Count::Read);
