@@ -7,7 +7,7 @@
 //! delivered is simply sent again: at-least-once.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -279,23 +279,17 @@ impl SyncLedger {
         Ok(entry)
     }
 
-    /// Records the fates of one verdict, in one batch.
+    /// Records the fates of one verdict, in one sled batch. A key settled twice in the
+    /// batch builds on its own earlier entry.
     pub fn record(&self, settled: &[Settled], at_ms: u64) -> Result<()> {
-        let merged: Vec<(Settled, u64)> = settled.iter().map(|s| (s.clone(), at_ms)).collect();
-        self.record_merged(&merged)
-    }
-
-    /// Records many fates, each with its time, in one sled batch. A key settled twice in
-    /// the batch builds on its own earlier entry.
-    fn record_merged(&self, settled: &[(Settled, u64)]) -> Result<()> {
         let mut entries: std::collections::HashMap<&str, Entry> = std::collections::HashMap::new();
-        for (s, at_ms) in settled {
+        for s in settled {
             let key = s.record.key.as_str();
             let previous = match entries.remove(key) {
                 Some(entry) => Some(entry),
                 None => self.get(key)?,
             };
-            entries.insert(key, next_entry(previous, s, *at_ms));
+            entries.insert(key, next_entry(previous, s, at_ms));
         }
         let mut batch = sled::Batch::default();
         for (key, entry) in &entries {
@@ -376,116 +370,22 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Entry> {
         .with_context(|| format!("the ledger entry of `{key}` is unreadable (corrupt ledger?)"))
 }
 
-/// The engine's sink into the ledger. Workers hand their verdicts to a writer thread,
-/// which merges whatever has queued up into one sled batch: the ledger's writes never
-/// block the workers' HTTP, and large batches amortize sled's cost per write.
+/// The engine's sink into the ledger: each verdict's fates are written as one sled batch,
+/// on the worker that settled them (sled takes concurrent writers; a single writer thread
+/// merging batches measured slower and let its queue grow under load).
 pub struct LedgerSink {
-    queue: Mutex<Option<std::sync::mpsc::Sender<Message>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    error: Arc<Mutex<Option<String>>>,
+    ledger: SyncLedger,
 }
-
-enum Message {
-    Settled(Vec<Settled>, u64),
-    /// Answered once everything queued before it is written.
-    Flush(std::sync::mpsc::Sender<()>),
-}
-
-/// Most records merged into one sled batch.
-const MAX_MERGED: usize = 20_000;
 
 impl LedgerSink {
     pub fn new(ledger: SyncLedger) -> Arc<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Message>();
-        let error = Arc::new(Mutex::new(None::<String>));
-        let writer = {
-            let error = error.clone();
-            std::thread::Builder::new()
-                .name("sluice-ledger".into())
-                .spawn(move || write_loop(&ledger, &rx, &error))
-                .expect("starting the ledger writer")
-        };
-        Arc::new(LedgerSink {
-            queue: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            error,
-        })
-    }
-
-    fn failed(&self) -> Option<String> {
-        self.error.lock().unwrap().clone()
-    }
-}
-
-fn write_loop(
-    ledger: &SyncLedger,
-    rx: &std::sync::mpsc::Receiver<Message>,
-    error: &Mutex<Option<String>>,
-) {
-    let mut pending: Vec<(Settled, u64)> = Vec::new();
-    let mut acks = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Settled(settled, at_ms) => {
-                    pending.extend(settled.into_iter().map(|s| (s, at_ms)))
-                }
-                Message::Flush(ack) => acks.push(ack),
-            }
-            if pending.len() < MAX_MERGED {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !pending.is_empty()
-            && let Err(err) = ledger.record_merged(&pending)
-        {
-            error
-                .lock()
-                .unwrap()
-                .get_or_insert_with(|| format!("writing the ledger: {err:#}"));
-        }
-        pending.clear();
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
+        Arc::new(LedgerSink { ledger })
     }
 }
 
 impl Sink for LedgerSink {
     fn settle(&self, settled: &[Settled]) -> Result<()> {
-        if let Some(err) = self.failed() {
-            bail!("{err}");
-        }
-        if let Some(queue) = &*self.queue.lock().unwrap() {
-            queue
-                .send(Message::Settled(settled.to_vec(), now_ms()))
-                .map_err(|_| anyhow::anyhow!("the ledger writer stopped"))?;
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<()> {
-        // The first call drains the writer and stops it; later calls only report.
-        if let Some(queue) = self.queue.lock().unwrap().take() {
-            let (ack, done) = std::sync::mpsc::channel();
-            if queue.send(Message::Flush(ack)).is_ok() {
-                let _ = done.recv();
-            }
-        }
-        if let Some(writer) = self.writer.lock().unwrap().take() {
-            let _ = writer.join();
-        }
-        match self.failed() {
-            Some(err) => bail!("{err}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for LedgerSink {
-    fn drop(&mut self) {
-        let _ = self.finish();
+        self.ledger.record(settled, now_ms())
     }
 }
 

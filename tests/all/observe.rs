@@ -77,6 +77,11 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 60, "");
+    // One request at a time, so that the order of requests is the destination's order.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("concurrency = 2", "concurrency = 1");
+    std::fs::write(&config, text).unwrap();
     let run = sluice(&["run", "--json"], &config).await;
     // The token expires after four requests and renewing it (re-reading the same value)
     // cannot help: the run fails, with records pending.

@@ -420,21 +420,6 @@ pub async fn run_sync(
         ),
     };
     abort_after_grace.abort();
-    // Every fate reaches its sinks (the ledger's writer drains) before the run reports.
-    let sinks = shared.sinks.clone();
-    let finished = tokio::task::spawn_blocking(move || {
-        sinks.iter().map(|sink| sink.finish()).find_map(Result::err)
-    })
-    .await
-    .context("finishing the run's sinks crashed")?;
-    if let Some(err) = finished {
-        shared
-            .sink_error
-            .lock()
-            .unwrap()
-            .get_or_insert_with(|| format!("{err:#}"));
-    }
-
     let c = &shared.counters;
     let read = c.get(Count::Read);
     let (delivered, rejected, permanent) = (

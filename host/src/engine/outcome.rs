@@ -62,12 +62,6 @@ pub struct Settled {
 /// Called from several workers at once, with the records of one verdict at a time.
 pub trait Sink: Send + Sync {
     fn settle(&self, settled: &[Settled]) -> anyhow::Result<()>;
-
-    /// Called once at the end of a run: everything settled must be recorded when this
-    /// returns (a sink that writes in the background waits for its writer here).
-    fn finish(&self) -> anyhow::Result<()> {
-        Ok(())
-    }
 }
 
 /// Keeps the failed records of a run in memory, up to a cap, for the end-of-run report.
