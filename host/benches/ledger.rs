@@ -1,0 +1,898 @@
+//! The ledger at scale, and the retry job against a rate-limited destination. Results and
+//! how to read them: BENCHMARKS.md.
+//!
+//!     cargo bench -p sluice --bench ledger -- [--records N] [--failed M] [--rate R]
+//!
+//! Part 1, the ledger: N records (default 1,000,000) go through Sluice twice with the same
+//! state directory. The first run sends them all; the second, with nothing changed, must
+//! skip them all (`unchanged` = N, no request). For both: wall time, records/s, peak RSS
+//! and CPU time of the `sluice` process, and the ledger's size on disk after each.
+//!
+//! Part 2, a retry pass: M records (default 50,000) are rejected by a destination that
+//! fails every request, so that they sit in a fresh ledger with their payloads. Then
+//! `sluice retry` sends them to a destination that serves at most R requests (default 20)
+//! per one-second window and answers 429 with `Retry-After` beyond that. The pass time is
+//! compared with the ideal, requests needed / R. Two variants: the destination's limit
+//! alone, and the same with Sluice's proactive limit set to R per second.
+//!
+//! The simulated destination runs in a child process (this binary, `--serve MODE`) and
+//! Sluice is the real release binary, also a child, so that `wait4` gives each one's CPU
+//! time and peak memory exactly, and what the simulator stores never counts against Sluice.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use sluice_sim::Faults;
+use sluice_sim::faults::{ErrorBurst, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::rest::{self, RestConfig, RestMode};
+
+const BATCH: usize = 200;
+const CONCURRENCY: usize = 8;
+const PATH: &str = "/v1/records";
+const SYNC: &str = "bench";
+/// Records of the warm-up run, which compiles the connector into the on-disk cache.
+const WARM_UP_RECORDS: usize = 2_000;
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--serve") => serve(args.get(1).map(String::as_str).unwrap_or("accept")),
+        _ => bench(&args),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Options.
+
+struct Options {
+    records: usize,
+    failed: usize,
+    rate: u32,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        records: 1_000_000,
+        failed: 50_000,
+        rate: 20,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<usize> {
+            let value = args
+                .next()
+                .with_context(|| format!("{name} needs a value"))?;
+            value
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{name}: not a number: {value}"))
+        };
+        match arg.as_str() {
+            "--records" => options.records = number("--records")?,
+            "--failed" => options.failed = number("--failed")?,
+            "--rate" => options.rate = u32::try_from(number("--rate")?)?,
+            // `cargo bench` passes `--bench` to every bench target.
+            "--bench" => {}
+            other => {
+                bail!("unknown argument {other:?}; expected --records N, --failed M, --rate R")
+            }
+        }
+    }
+    ensure!(
+        options.records > 0 && options.failed > 0 && options.rate > 0,
+        "--records, --failed and --rate must be at least 1"
+    );
+    Ok(options)
+}
+
+// ---------------------------------------------------------------------------------------
+// The benchmark: the parent process.
+
+fn bench(args: &[String]) -> Result<()> {
+    let options = options(args)?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = dir.path();
+    println!(
+        "machine: {} cores, {:.1} GiB memory, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        total_memory_gib(),
+        load_average()
+    );
+
+    let data = dir.join("records.jsonl");
+    let bytes = write_records(&data, options.records)?;
+    let failed_data = dir.join("failed.jsonl");
+    write_records(&failed_data, options.failed)?;
+    let warm_up = dir.join("warm-up.jsonl");
+    write_records(&warm_up, WARM_UP_RECORDS.min(options.records))?;
+    println!(
+        "{} records, {:.0} bytes each on average ({:.1} MiB), batch {BATCH}, concurrency {CONCURRENCY}",
+        options.records,
+        bytes as f64 / options.records as f64,
+        bytes as f64 / MIB,
+    );
+
+    // The first run compiles the connector into the cache; keep that out of the measures.
+    let server = Server::start("accept")?;
+    let config = write_config(dir, "warm-up", &warm_up, "state-warm-up", &server, &[])?;
+    let warm = sluice(dir, &["run"], &config)?;
+    server.stop()?;
+    println!(
+        "warm-up: {} records in {:.2} s (connector compiled and cached)",
+        WARM_UP_RECORDS.min(options.records),
+        warm.wall.as_secs_f64()
+    );
+
+    ledger_part(dir, &data, options.records)?;
+    retry_part(dir, &failed_data, options.failed, options.rate)?;
+
+    // Other work on the machine skews every number: say how busy it was.
+    println!("\nload average at the end: {}", load_average());
+    Ok(())
+}
+
+/// Part 1: a first run, then a second with nothing changed, on the same ledger.
+fn ledger_part(dir: &Path, data: &Path, records: usize) -> Result<()> {
+    let n = records as u64;
+    println!("\n== Part 1: {records} records, a first run, then a second with nothing changed");
+    println!(
+        "{:<7} {:>8} {:>10} {:>7} {:>8} {:>9} {:>10} {:>9} {:>9} {:>8} {:>11}",
+        "run",
+        "wall s",
+        "records/s",
+        "CPU s",
+        "RSS MiB",
+        "delivered",
+        "unchanged",
+        "requests",
+        "server s",
+        "drain s",
+        "ledger MiB"
+    );
+
+    let mut ledger_sizes = Vec::new();
+    for (round, name) in ["first", "second"].into_iter().enumerate() {
+        let server = Server::start("accept")?;
+        let config = write_config(dir, "ledger", data, "state-ledger", &server, &[])?;
+        let run = sluice(dir, &["run"], &config)?;
+        let report = server.stop()?;
+        let summary: Summary = run.json()?;
+        ensure!(
+            summary.outcome == "completed" && summary.read == n,
+            "the {name} run did not complete: {}",
+            run.output
+        );
+        if round == 0 {
+            ensure!(
+                summary.delivered == n && report.records_stored == n,
+                "the first run must deliver every record: {} (server stored {})",
+                run.output,
+                report.records_stored
+            );
+        } else {
+            ensure!(
+                summary.unchanged == n && summary.requests == 0 && report.requests == 0,
+                "the second run must skip every record: {} (server saw {} requests)",
+                run.output,
+                report.requests
+            );
+        }
+        let size = disk_usage(&dir.join("state-ledger").join("ledger"))?;
+        // From the last response the destination sent to Sluice's exit: what Sluice still
+        // had to do (write the ledger, flush it) once every record was answered.
+        let drain = report.last_served_ms.map_or_else(
+            || "-".to_string(),
+            |last| {
+                let exit_ms = run.started_ms + run.wall.as_millis() as u64;
+                format!("{:.2}", exit_ms.saturating_sub(last) as f64 / 1e3)
+            },
+        );
+        println!(
+            "{name:<7} {:>8.2} {:>10.0} {:>7.2} {:>8.0} {:>9} {:>10} {:>9} {:>9.2} {drain:>8} {:>11.1}",
+            run.wall.as_secs_f64(),
+            n as f64 / run.wall.as_secs_f64(),
+            run.usage.cpu.as_secs_f64(),
+            run.usage.peak_rss as f64 / MIB,
+            summary.delivered,
+            summary.unchanged,
+            summary.requests,
+            report.usage.cpu.as_secs_f64(),
+            size.allocated as f64 / MIB,
+        );
+        println!(
+            "        sluice's own elapsed_ms: {:.2} s ({:.0} records/s); connector_ms {}",
+            summary.elapsed_ms as f64 / 1e3,
+            n as f64 * 1e3 / summary.elapsed_ms.max(1) as f64,
+            summary.connector_ms
+        );
+        ledger_sizes.push(size);
+    }
+    for (name, size) in ["first", "second"].iter().zip(&ledger_sizes) {
+        println!(
+            "ledger on disk after the {name} run: {:.1} MiB allocated, {:.1} MiB apparent, {} files \
+             ({:.0} bytes per record)",
+            size.allocated as f64 / MIB,
+            size.apparent as f64 / MIB,
+            size.files,
+            size.allocated as f64 / records as f64
+        );
+    }
+
+    // What the retry job's selection costs on this ledger when nothing failed: it reads
+    // every entry.
+    let server = Server::start("accept")?;
+    let config = write_config(dir, "ledger", data, "state-ledger", &server, &[])?;
+    let pass = sluice(dir, &["retry", "--sync", SYNC], &config)?;
+    server.stop()?;
+    let output: RetryOutput = pass.json()?;
+    ensure!(
+        output.selection.selected == 0 && output.run.is_none(),
+        "nothing should be selected: {}",
+        pass.output
+    );
+    println!(
+        "retry pass over this ledger with nothing to retry (selection only): {:.2} s, \
+         CPU {:.2} s, peak RSS {:.0} MiB",
+        pass.wall.as_secs_f64(),
+        pass.usage.cpu.as_secs_f64(),
+        pass.usage.peak_rss as f64 / MIB
+    );
+
+    // What the ledger holds, against what it takes on disk. Opening it last: sled may
+    // write while it opens.
+    let contents = ledger_contents(&dir.join("state-ledger").join("ledger"))?;
+    let logical: u64 = contents.iter().map(|t| t.keys + t.values).sum();
+    println!(
+        "ledger contents (keys + values), {:.1} MiB in all:",
+        logical as f64 / MIB
+    );
+    for tree in &contents {
+        println!(
+            "  {:<22} {:>8} entries {:>8.1} MiB ({:.0} bytes per entry)",
+            tree.name,
+            tree.entries,
+            (tree.keys + tree.values) as f64 / MIB,
+            (tree.keys + tree.values) as f64 / tree.entries.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+struct TreeContents {
+    name: String,
+    entries: u64,
+    keys: u64,
+    values: u64,
+}
+
+/// Every tree of the sled database at `path`: its entries and their bytes.
+fn ledger_contents(path: &Path) -> Result<Vec<TreeContents>> {
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()?;
+    let mut trees = Vec::new();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        let mut contents = TreeContents {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            entries: 0,
+            keys: 0,
+            values: 0,
+        };
+        for item in tree.iter() {
+            let (key, value) = item?;
+            contents.entries += 1;
+            contents.keys += key.len() as u64;
+            contents.values += value.len() as u64;
+        }
+        if contents.entries > 0 {
+            trees.push(contents);
+        }
+    }
+    Ok(trees)
+}
+
+/// Part 2: a retry pass of `failed` records against a destination limited to `rate`
+/// requests per second, with and without Sluice's own proactive limit.
+fn retry_part(dir: &Path, data: &Path, failed: usize, rate: u32) -> Result<()> {
+    let m = failed as u64;
+    let requests_needed = failed.div_ceil(BATCH) as u64;
+    let ideal = requests_needed as f64 / f64::from(rate);
+    println!(
+        "\n== Part 2: a retry pass of {failed} failed records, destination limited to {rate} \
+         requests per 1 s window (429, Retry-After in seconds)"
+    );
+    println!(
+        "requests needed: {requests_needed} (batch {BATCH}); ideal pass time {requests_needed} / \
+         {rate} = {ideal:.2} s"
+    );
+    // With fixed windows the last request can be served at the start of window
+    // ceil(n/R) - 1, counted from the first request's window: a little under n/R.
+    println!(
+        "fixed-window floor for the span (first request to last served, if the first lands \
+         at a window's start): {} s",
+        requests_needed.div_ceil(u64::from(rate)) - 1
+    );
+
+    let variants: [(&str, &str, Option<u32>); 2] = [
+        ("destination's limit only", "retry-dest", None),
+        ("+ proactive rate_limit", "retry-proactive", Some(rate)),
+    ];
+    let mut rows = Vec::new();
+    for (label, name, proactive) in variants {
+        let state = format!("state-{name}");
+        // The records fail: every request gets a 500, and one attempt is allowed.
+        let server = Server::start("fail")?;
+        let extra = ["[sync.retry]", "max_attempts = 1"];
+        let config = write_config(dir, name, data, &state, &server, &extra)?;
+        let first = sluice(dir, &["run"], &config)?;
+        let report = server.stop()?;
+        let summary: Summary = first.json()?;
+        ensure!(
+            summary.rejected == m && report.server_errors == report.requests,
+            "every record should be rejected: {} (server: {} requests, {} errors)",
+            first.output,
+            report.requests,
+            report.server_errors
+        );
+
+        // The pass, against a fresh destination with a rate limit.
+        let server = Server::start(&format!("limit:{rate}"))?;
+        let limit = proactive.map(|r| format!("rate_limit = {{ requests = {r}, per = \"1s\" }}"));
+        let extra: Vec<&str> = limit.iter().map(String::as_str).collect();
+        let config = write_config(dir, name, data, &state, &server, &extra)?;
+        let pass = sluice(dir, &["retry", "--sync", SYNC], &config)?;
+        let report = server.stop()?;
+        let output: RetryOutput = pass.json()?;
+        let run = output
+            .run
+            .with_context(|| format!("the retry pass sent nothing: {}", pass.output))?;
+        ensure!(
+            output.selection.selected == m
+                && run.outcome == "completed"
+                && run.delivered == m
+                && report.records_stored == m,
+            "the retry pass must deliver every record: {} (server stored {})",
+            pass.output,
+            report.records_stored
+        );
+        rows.push((label, pass, run, report));
+    }
+
+    println!(
+        "{:<25} {:>7} {:>7} {:>7} {:>7} {:>9} {:>5} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6}",
+        "variant",
+        "wall s",
+        "/ideal",
+        "run s",
+        "/ideal",
+        "requests",
+        "429s",
+        "waits",
+        "wait s",
+        "start",
+        "span",
+        "CPU s",
+        "RSS"
+    );
+    for (label, pass, run, report) in &rows {
+        let wall = pass.wall.as_secs_f64();
+        let run_s = run.elapsed_ms as f64 / 1e3;
+        // From Sluice's start to the first request the destination saw, and from there
+        // to the last request it served.
+        let start = report
+            .first_arrival_ms
+            .map(|first| (first as f64 - pass.started_ms as f64) / 1e3);
+        let span = report
+            .first_arrival_ms
+            .zip(report.last_served_ms)
+            .map(|(first, last)| (last - first) as f64 / 1e3);
+        let seconds = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{label:<25} {wall:>7.2} {:>7.2} {run_s:>7.2} {:>7.2} {:>9} {:>5} {:>6} {:>7.1} {:>6} {:>6} {:>6.2} {:>6.0}",
+            wall / ideal,
+            run_s / ideal,
+            report.requests,
+            report.rate_limited,
+            run.rate_limit_waits,
+            run.rate_limit_wait_ms as f64 / 1e3,
+            seconds(start),
+            seconds(span),
+            pass.usage.cpu.as_secs_f64(),
+            pass.usage.peak_rss as f64 / MIB,
+        );
+    }
+    println!(
+        "(wall: the `sluice retry` process; run: its summary's elapsed_ms; requests and 429s: \
+         as the destination counted them; waits and wait s: Sluice's rate_limit_waits and \
+         rate_limit_wait_ms; start: from starting Sluice to the first request; span: first \
+         request to the last one served; RSS in MiB)"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Sluice: the release binary, as an operator runs it.
+
+/// `sluice run --json` prints one of these per sync; `sluice retry --json` nests it.
+#[derive(Deserialize)]
+struct Summary {
+    outcome: String,
+    read: u64,
+    unchanged: u64,
+    delivered: u64,
+    rejected: u64,
+    requests: u64,
+    rate_limit_waits: u64,
+    rate_limit_wait_ms: u64,
+    connector_ms: u64,
+    elapsed_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct RetryOutput {
+    selection: SelectionCounts,
+    run: Option<Summary>,
+}
+
+#[derive(Deserialize)]
+struct SelectionCounts {
+    selected: u64,
+}
+
+/// One `sluice` process, measured from outside.
+struct Exec {
+    output: String,
+    usage: Usage,
+    /// From starting the process to its exit.
+    wall: Duration,
+    /// When it was started, in milliseconds since the Unix epoch.
+    started_ms: u64,
+}
+
+impl Exec {
+    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
+        serde_json::from_str(self.output.trim())
+            .with_context(|| format!("sluice's output: {:?}", self.output))
+    }
+}
+
+/// Runs `sluice COMMAND --json --quiet --config CONFIG [ARGS]`; fails unless it exits 0.
+fn sluice(dir: &Path, command: &[&str], config: &Path) -> Result<Exec> {
+    // Its log goes to a file, shown when it fails.
+    let log = dir.join("sluice.log");
+    let started_ms = now_ms();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(command)
+        .args(["--json", "--quiet", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting sluice")?;
+    let mut output = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut output)?;
+    let usage = wait(child, "sluice").with_context(|| {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("sluice {command:?}: its output: {output}\nits log: {log}")
+    })?;
+    Ok(Exec {
+        output,
+        usage,
+        wall: started.elapsed(),
+        started_ms,
+    })
+}
+
+/// Writes `NAME.toml` for one sync of `data` into `server`; `extra` lines go at the end of
+/// the sync (a `rate_limit`, or a `[sync.retry]` table).
+fn write_config(
+    dir: &Path,
+    name: &str,
+    data: &Path,
+    state: &str,
+    server: &Server,
+    extra: &[&str],
+) -> Result<std::path::PathBuf> {
+    let path = dir.join(format!("{name}.toml"));
+    let mut text = format!(
+        r#"cache_dir = "cache"
+state_dir = "{state}"
+
+[connectors.rest]
+component = "builtin:rest"
+
+[[sync]]
+name = "{SYNC}"
+connector = "rest"
+source = {{ jsonl = "{}", key = "id" }}
+base_url = "{}"
+settings = {{ path = "{PATH}" }}
+batch_size = {BATCH}
+concurrency = {CONCURRENCY}
+"#,
+        data.display(),
+        server.base_url
+    );
+    for line in extra {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------
+// The simulated destination, in a child process.
+
+/// A simulated destination serving until its stdin closes.
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    base_url: String,
+}
+
+/// What the server says when it stops.
+#[derive(Serialize, Deserialize)]
+struct ServerReport {
+    requests: u64,
+    records_stored: u64,
+    rate_limited: u64,
+    server_errors: u64,
+    /// When the first request arrived, and the last one served with 2xx, in milliseconds
+    /// since the Unix epoch.
+    first_arrival_ms: Option<u64>,
+    last_served_ms: Option<u64>,
+}
+
+/// A stopped server: its report and what it used.
+struct Stopped {
+    report: ServerReport,
+    usage: Usage,
+}
+
+impl std::ops::Deref for Stopped {
+    type Target = ServerReport;
+    fn deref(&self) -> &ServerReport {
+        &self.report
+    }
+}
+
+impl Server {
+    /// `mode`: `accept`, `fail` (every request gets a 500) or `limit:R` (accept, at most R
+    /// requests per one-second window).
+    fn start(mode: &str) -> Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve", mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the simulated destination")?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let base_url = line.trim().to_string();
+        ensure!(
+            base_url.starts_with("http://"),
+            "the simulated destination did not start: {line:?}"
+        );
+        Ok(Server {
+            child,
+            stdin,
+            stdout,
+            base_url,
+        })
+    }
+
+    fn stop(self) -> Result<Stopped> {
+        let Server {
+            child,
+            stdin,
+            mut stdout,
+            ..
+        } = self;
+        drop(stdin);
+        let mut line = String::new();
+        stdout.read_to_string(&mut line)?;
+        let report = serde_json::from_str(line.trim())
+            .with_context(|| format!("the server's report: {line:?}"))?;
+        let usage = wait(child, "simulated destination")?;
+        Ok(Stopped { report, usage })
+    }
+}
+
+/// The child side of [`Server`].
+fn serve(mode: &str) -> Result<()> {
+    let mut faults = Faults::default();
+    match mode {
+        "accept" => {}
+        "fail" => {
+            faults.error_burst = Some(ErrorBurst {
+                every: 0,
+                length: u64::MAX,
+                status: 500,
+            })
+        }
+        _ => {
+            let rate = mode
+                .strip_prefix("limit:")
+                .and_then(|r| r.parse().ok())
+                .with_context(|| format!("unknown server mode {mode:?}"))?;
+            faults.rate_limit = Some(RateLimit {
+                requests: rate,
+                window: Duration::from_secs(1),
+                style: LimitStyle::TooManyRequests,
+                retry_after: RetryAfterStyle::Seconds,
+            });
+        }
+    }
+    // One worker thread per core, as `sluice` starts.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let sim = rest::start(RestConfig {
+            mode: RestMode::AcceptAll,
+            // The request log would otherwise keep a copy of every key.
+            record_keys: false,
+            path: PATH.to_string(),
+            faults,
+            ..Default::default()
+        })
+        .await?;
+        println!("{}", sim.base_url());
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        let stats = sim.stats();
+        let requests = sim.requests();
+        let unix_ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let report = ServerReport {
+            requests: stats.requests,
+            records_stored: stats.records_stored,
+            rate_limited: stats.rate_limited,
+            server_errors: stats.server_errors,
+            first_arrival_ms: requests.first().map(|r| unix_ms(r.arrived_at)),
+            last_served_ms: requests
+                .iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .map(|r| unix_ms(r.arrived_at))
+                .max(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring processes and directories.
+
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// User plus system CPU time.
+    cpu: Duration,
+    /// Peak resident set size, in bytes.
+    peak_rss: u64,
+}
+
+/// Waits for `child` and returns its resource usage; fails unless it exited with 0.
+fn wait(child: Child, what: &str) -> Result<Usage> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own child, not yet
+    // reaped (std reaps only in `wait`, never called on it).
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+    ensure!(
+        reaped == pid,
+        "wait4 on the {what}: {}",
+        std::io::Error::last_os_error()
+    );
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the {what} failed (wait status {status:#x})"
+    );
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(Usage {
+        cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
+        // Linux reports kilobytes.
+        peak_rss: rusage.ru_maxrss as u64 * 1024,
+    })
+}
+
+struct DiskUsage {
+    /// Blocks allocated, as `du` counts (sled's files may be sparse).
+    allocated: u64,
+    /// File lengths, as `du --apparent-size` counts.
+    apparent: u64,
+    files: u64,
+}
+
+fn disk_usage(path: &Path) -> Result<DiskUsage> {
+    use std::os::unix::fs::MetadataExt;
+    let mut usage = DiskUsage {
+        allocated: 0,
+        apparent: 0,
+        files: 0,
+    };
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir:?}"))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                usage.allocated += meta.blocks() * 512;
+                usage.apparent += meta.len();
+                usage.files += 1;
+            }
+        }
+    }
+    Ok(usage)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn total_memory_gib() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / (1024.0 * 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Data: deterministic records of about 300 bytes, keyed by `id`, the same shape as the
+// throughput bench's.
+
+/// SplitMix64: the same file on every machine and run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
+    "Radia", "Leslie", "Sophie", "Tim", "Hedy", "John",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
+    "Ritchie", "Perlman", "Lamport", "Wilson", "Lamarr", "Backus", "Wirth",
+];
+const COMPANY: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+];
+const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "SA", "BV"];
+const STREET: &[&str] = &[
+    "Main Street",
+    "High Street",
+    "Station Road",
+    "Church Lane",
+    "Park Avenue",
+    "Mill Road",
+    "King Street",
+    "Victoria Road",
+];
+const CITY: &[&str] = &[
+    "Springfield",
+    "Rivertown",
+    "Lakeside",
+    "Hillview",
+    "Fairfield",
+    "Greenville",
+    "Kingsport",
+    "Newbury",
+];
+const COUNTRY: &[&str] = &["US", "GB", "DE", "FR", "NL", "ES", "IT", "SE"];
+const NOTE: &[&str] = &[
+    "Prefers email; renewal due in Q3.",
+    "Met at the spring trade fair.",
+    "Key account: escalate tickets.",
+    "Billing address differs.",
+    "Asked for a reporting demo.",
+    "Trial extended by two weeks.",
+];
+
+fn record(i: usize, mix: &mut Mix) -> String {
+    let (first, last) = (mix.pick(FIRST), mix.pick(LAST));
+    let company = mix.pick(COMPANY);
+    format!(
+        concat!(
+            r#"{{"id":"cus-{:07}","name":"{} {}","email":"{}.{}{}@{}.example.com","#,
+            r#""company":"{} {}","phone":"+1-555-{:03}-{:04}","#,
+            r#""address":{{"street":"{} {}","city":"{}","postcode":"{:05}","country":"{}"}},"#,
+            r#""created_at":"2024-{:02}-{:02}T{:02}:{:02}:00Z","active":{},"#,
+            r#""notes":"{}"}}"#
+        ),
+        i,
+        first,
+        last,
+        first.to_lowercase(),
+        last.to_lowercase(),
+        mix.below(100),
+        company.to_lowercase(),
+        company,
+        mix.pick(SUFFIX),
+        mix.below(1000),
+        mix.below(10_000),
+        1 + mix.below(300),
+        mix.pick(STREET),
+        mix.pick(CITY),
+        mix.below(100_000),
+        mix.pick(COUNTRY),
+        1 + mix.below(12),
+        1 + mix.below(28),
+        mix.below(24),
+        mix.below(60),
+        mix.below(4) != 0,
+        mix.pick(NOTE),
+    )
+}
+
+/// Writes `count` records to `path`; returns their bytes, newlines left out.
+fn write_records(path: &Path, count: usize) -> Result<u64> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    let mut mix = Mix(0x5EED);
+    let mut bytes = 0u64;
+    for i in 0..count {
+        let line = record(i, &mut mix);
+        bytes += line.len() as u64;
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(bytes)
+}
