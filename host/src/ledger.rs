@@ -74,23 +74,32 @@ pub struct Resolution {
     pub at_ms: u64,
 }
 
-/// What the ledger knows of one record.
+/// What the ledger knows of one record. Absent fields are not written: a delivered
+/// record's entry stays small, which keeps the ledger compact and quick to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub status: Status,
     /// Sends across all runs.
     pub attempts: u32,
     /// When the current run of failures began (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RecordFailure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_id: Option<String>,
     /// Hash of the payload the destination last confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_hash: Option<String>,
     /// Hash of the payload last settled (what a permanent hold is about).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_hash: Option<String>,
     /// The payload of a record not delivered, for the retry job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Resolution>,
 }
 
