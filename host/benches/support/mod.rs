@@ -1,0 +1,188 @@
+//! What the benchmarks share: deterministic test records, and measuring a child process.
+//! Each bench includes it with `mod support;`.
+
+#![allow(dead_code)]
+
+use std::process::Child;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+
+pub const MIB: f64 = 1024.0 * 1024.0;
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn total_memory_gib() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / (1024.0 * 1024.0)
+}
+
+/// A small deterministic generator (SplitMix64): the same file on every machine and run.
+pub struct Mix(pub u64);
+
+impl Mix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
+    "Radia", "Leslie", "Sophie", "Tim", "Hedy", "John",
+];
+pub const LAST: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Lamport",
+    "Wilson",
+    "Berners-Lee",
+    "Lamarr",
+    "Backus",
+];
+pub const COMPANY: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+];
+pub const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "SA", "BV"];
+pub const STREET: &[&str] = &[
+    "Main Street",
+    "High Street",
+    "Station Road",
+    "Church Lane",
+    "Park Avenue",
+    "Mill Road",
+    "King Street",
+    "Victoria Road",
+];
+pub const CITY: &[&str] = &[
+    "Springfield",
+    "Rivertown",
+    "Lakeside",
+    "Hillview",
+    "Fairfield",
+    "Greenville",
+    "Kingsport",
+    "Newbury",
+];
+pub const COUNTRY: &[&str] = &["US", "GB", "DE", "FR", "NL", "ES", "IT", "SE"];
+pub const NOTE: &[&str] = &[
+    "Prefers email; renewal due in Q3.",
+    "Met at the spring trade fair.",
+    "Key account: escalate tickets.",
+    "Billing address differs.",
+    "Asked for a reporting demo.",
+    "Trial extended by two weeks.",
+];
+
+pub fn record(i: usize, mix: &mut Mix) -> String {
+    let (first, last) = (mix.pick(FIRST), mix.pick(LAST));
+    let company = mix.pick(COMPANY);
+    format!(
+        concat!(
+            r#"{{"id":"cus-{:07}","name":"{} {}","email":"{}.{}{}@{}.example.com","#,
+            r#""company":"{} {}","phone":"+1-555-{:03}-{:04}","#,
+            r#""address":{{"street":"{} {}","city":"{}","postcode":"{:05}","country":"{}"}},"#,
+            r#""created_at":"2024-{:02}-{:02}T{:02}:{:02}:00Z","active":{},"#,
+            r#""notes":"{}"}}"#
+        ),
+        i,
+        first,
+        last,
+        first.to_lowercase(),
+        last.to_lowercase(),
+        mix.below(100),
+        company.to_lowercase(),
+        company,
+        mix.pick(SUFFIX),
+        mix.below(1000),
+        mix.below(10_000),
+        1 + mix.below(300),
+        mix.pick(STREET),
+        mix.pick(CITY),
+        mix.below(100_000),
+        mix.pick(COUNTRY),
+        1 + mix.below(12),
+        1 + mix.below(28),
+        mix.below(24),
+        mix.below(60),
+        mix.below(4) != 0,
+        mix.pick(NOTE),
+    )
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    /// User plus system CPU time.
+    pub cpu: Duration,
+    /// Peak resident set size, in bytes.
+    pub peak_rss: u64,
+}
+
+/// Waits for `child` and returns its resource usage; fails unless it exited with 0.
+pub fn wait(child: Child, what: &str) -> Result<Usage> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own child, not yet
+    // waited for (std only reaps it in `wait`, which is never called on it).
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+    ensure!(
+        reaped == pid,
+        "wait4 on the {what}: {}",
+        std::io::Error::last_os_error()
+    );
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the {what} failed (wait status {status:#x})"
+    );
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(Usage {
+        cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
+        // Linux reports kilobytes.
+        peak_rss: rusage.ru_maxrss as u64 * 1024,
+    })
+}
