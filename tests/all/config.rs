@@ -40,9 +40,7 @@ per = "1s"
 fn error_of(text: &str) -> String {
     let (_dir, path) = folder();
     std::fs::write(&path, text).unwrap();
-    let err = Config::load(&path)
-        .err()
-        .expect("the config must be refused");
+    let err = Config::load(&path).expect_err("the config must be refused");
     let message = format!("{err:#}");
     assert!(
         message.contains(&path.display().to_string()),

@@ -615,6 +615,6 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         stored, delivered,
         "nothing is marked delivered that the destination did not store"
     );
-    assert!(fates.keys(is_pending).len() > 0);
+    assert!(!fates.keys(is_pending).is_empty());
     assert_eq!(fates.keys(is_rejected).len(), 0);
 }

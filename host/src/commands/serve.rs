@@ -92,18 +92,17 @@ async fn run_job(host: &Host, config: &Config, job: &Job, stop: &CancellationTok
                 }
                 Err(err) => tracing::error!(sync = %name, "sync run failed: {err:#}"),
             },
-            Job::Retry(name) => match host
-                .retry(&config, name, &Request::default(), control)
-                .await
-            {
-                Ok(report) => tracing::info!(
-                    sync = %name,
-                    selection = %serde_json::to_string(&report.selection)?,
-                    summary = %report.run.map(|r| serde_json::to_string(&r.summary).unwrap_or_default()).unwrap_or_default(),
-                    "retry pass done"
-                ),
-                Err(err) => tracing::error!(sync = %name, "retry pass failed: {err:#}"),
-            },
+            Job::Retry(name) => {
+                match host.retry(config, name, &Request::default(), control).await {
+                    Ok(report) => tracing::info!(
+                        sync = %name,
+                        selection = %serde_json::to_string(&report.selection)?,
+                        summary = %report.run.map(|r| serde_json::to_string(&r.summary).unwrap_or_default()).unwrap_or_default(),
+                        "retry pass done"
+                    ),
+                    Err(err) => tracing::error!(sync = %name, "retry pass failed: {err:#}"),
+                }
+            }
         }
     }
     Ok(())
