@@ -141,36 +141,6 @@ fn show_precheck(instance: &mut ConnectorInstance, batch: &[SourceRecord]) -> Ve
         .collect()
 }
 
-/// No request arrived while the destination had said to wait, but those already in flight
-/// when it said so (fewer than `concurrency`, arriving at once).
-fn assert_waits_honoured(dest: &SimHandle, concurrency: usize) {
-    let requests = dest.requests();
-    let announcements = dest.rate_limit_announcements();
-    assert!(
-        !announcements.is_empty(),
-        "the destination never rate limited"
-    );
-    for a in &announcements {
-        let early: Vec<_> = requests
-            .iter()
-            .filter(|r| r.arrived_at > a.sent_at && r.arrived_at < a.not_before)
-            .collect();
-        assert!(
-            early.len() < concurrency,
-            "{} requests arrived during a pause",
-            early.len()
-        );
-        for r in early {
-            let after = r.arrived_at.duration_since(a.sent_at).unwrap();
-            assert!(
-                after < Duration::from_millis(50),
-                "request {} came {after:?} into a pause",
-                r.seq
-            );
-        }
-    }
-}
-
 /// A recorded response and the verdict expected: status, headers, body, verdict.
 type Recorded<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, &'a str);
 
@@ -635,7 +605,7 @@ async fn python_hubspot_honours_retry_after() {
     assert!(limited > 0);
     assert_eq!(s.rate_limit_waits, limited);
     assert_eq!(s.retries, 0, "rate-limit waits use no attempts");
-    assert_waits_honoured(&dest, 2);
+    common::assert_waits_honoured(&dest, 2);
     // Five batches at two per second need two more windows.
     assert!(started.elapsed().unwrap() >= Duration::from_secs(2));
     assert_eq!(dest.stored().len(), 500);
@@ -1075,7 +1045,7 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
     assert!(stats.rate_limited > 0 && stats.server_errors > 0);
     assert_eq!(s.rate_limit_waits, stats.rate_limited);
     assert_eq!(s.transient_failures, stats.server_errors);
-    assert_waits_honoured(&dest, 2);
+    common::assert_waits_honoured(&dest, 2);
     assert_eq!(dest.stored().len(), 500);
 }
 

@@ -393,36 +393,6 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
     assert!(resent > 0);
 }
 
-/// No request arrives while the destination has said to wait, except those already in
-/// flight when it said so (at most one per other worker, arriving right away).
-fn assert_retry_after_honored(dest: &SimHandle, concurrency: usize) {
-    let requests = dest.requests();
-    let announcements = dest.rate_limit_announcements();
-    assert!(
-        !announcements.is_empty(),
-        "the destination never rate limited"
-    );
-    for a in &announcements {
-        let early: Vec<_> = requests
-            .iter()
-            .filter(|r| r.arrived_at > a.sent_at && r.arrived_at < a.not_before)
-            .collect();
-        assert!(
-            early.len() < concurrency,
-            "{} requests arrived during a pause",
-            early.len()
-        );
-        for r in early {
-            let after = r.arrived_at.duration_since(a.sent_at).unwrap();
-            assert!(
-                after < Duration::from_millis(50),
-                "request {} arrived {after:?} into a pause",
-                r.seq
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_every_worker_until_retry_after() {
     let faults = Faults {
@@ -456,7 +426,7 @@ async fn a_429_pauses_every_worker_until_retry_after() {
         "every 429 was seen and waited out"
     );
     assert_eq!(s.retries, 0, "rate-limit waits use no attempts");
-    assert_retry_after_honored(&dest, 3);
+    common::assert_waits_honoured(&dest, 3);
     // Six batches at two per second need at least two more windows.
     assert!(started.elapsed().unwrap() >= Duration::from_secs(2));
 }
@@ -487,7 +457,7 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
     );
     assert!(dest.requests().iter().any(|r| r.status == 403));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
-    assert_retry_after_honored(&dest, 3);
+    common::assert_waits_honoured(&dest, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

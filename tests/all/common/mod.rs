@@ -211,3 +211,33 @@ pub fn set_env(name: &str, value: &str) {
     // serialized by std's lock; nothing in these tests reads the environment from C.
     unsafe { std::env::set_var(name, value) }
 }
+
+/// No request arrives while the destination has said to wait, except those already in
+/// flight when it said so (at most one per other worker, arriving right away).
+pub fn assert_waits_honoured(dest: &sluice_sim::SimHandle, concurrency: usize) {
+    let requests = dest.requests();
+    let announcements = dest.rate_limit_announcements();
+    assert!(
+        !announcements.is_empty(),
+        "the destination never rate limited"
+    );
+    for a in &announcements {
+        let early: Vec<_> = requests
+            .iter()
+            .filter(|r| r.arrived_at > a.sent_at && r.arrived_at < a.not_before)
+            .collect();
+        assert!(
+            early.len() < concurrency,
+            "{} requests arrived during a pause",
+            early.len()
+        );
+        for r in early {
+            let after = r.arrived_at.duration_since(a.sent_at).unwrap();
+            assert!(
+                after < Duration::from_millis(50),
+                "request {} arrived {after:?} into a pause",
+                r.seq
+            );
+        }
+    }
+}
