@@ -24,11 +24,13 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use sluice_sim::Faults;
 use sluice_sim::faults::{ErrorBurst, LimitStyle, RateLimit, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig, RestMode};
+
+use clap::Parser;
 
 mod support;
 use support::{MIB, Mix, Usage, load_average, record, total_memory_gib, wait};
@@ -51,52 +53,29 @@ fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // Options.
 
+/// `cargo bench -p sluice --bench ledger -- [--records N] [--failed M] [--rate R]`
+#[derive(clap::Parser)]
 struct Options {
+    /// Records of the first and the unchanged run.
+    #[arg(long, default_value = "1000000", value_parser = support::count)]
     records: usize,
+    /// Failed records the retry pass sends.
+    #[arg(long, default_value = "50000", value_parser = support::count)]
     failed: usize,
+    /// Requests per second the destination serves.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
-}
-
-fn options(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        records: 1_000_000,
-        failed: 50_000,
-        rate: 20,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let value = args
-                .next()
-                .with_context(|| format!("{name} needs a value"))?;
-            value
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{name}: not a number: {value}"))
-        };
-        match arg.as_str() {
-            "--records" => options.records = number("--records")?,
-            "--failed" => options.failed = number("--failed")?,
-            "--rate" => options.rate = u32::try_from(number("--rate")?)?,
-            // `cargo bench` passes `--bench` to every bench target.
-            "--bench" => {}
-            other => {
-                bail!("unknown argument {other:?}; expected --records N, --failed M, --rate R")
-            }
-        }
-    }
-    ensure!(
-        options.records > 0 && options.failed > 0 && options.rate > 0,
-        "--records, --failed and --rate must be at least 1"
-    );
-    Ok(options)
+    /// `cargo bench` passes `--bench` to every bench target.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 // ---------------------------------------------------------------------------------------
 // The benchmark: the parent process.
 
 fn bench(args: &[String]) -> Result<()> {
-    let options = options(args)?;
+    let options =
+        Options::try_parse_from(std::iter::once("bench").chain(args.iter().map(String::as_str)))?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.path();
     println!(

@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use sluice::sandbox::{HttpResponse, Runtime, SandboxLimits, SourceRecord, Verdict};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 
+use clap::Parser;
+
 mod support;
 use support::{MIB, Mix, Usage, load_average, record, total_memory_gib, wait};
 
@@ -53,44 +55,23 @@ fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // The benchmark: the parent process.
 
+/// `cargo bench -p sluice --bench throughput -- [--records N] [--rounds R]`
+#[derive(clap::Parser)]
 struct Options {
+    /// Records of each run.
+    #[arg(long, default_value = "1000000", value_parser = support::count)]
     records: usize,
+    /// Rounds of raw client and Sluice, alternating.
+    #[arg(long, default_value = "3", value_parser = support::count)]
     rounds: usize,
-}
-
-fn options(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        records: 1_000_000,
-        rounds: 3,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let value = args
-                .next()
-                .with_context(|| format!("{name} needs a value"))?;
-            value
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{name}: not a number: {value}"))
-        };
-        match arg.as_str() {
-            "--records" => options.records = number("--records")?,
-            "--rounds" => options.rounds = number("--rounds")?,
-            // `cargo bench` passes `--bench` to every bench target.
-            "--bench" => {}
-            other => bail!("unknown argument {other:?}; expected --records N, --rounds R"),
-        }
-    }
-    ensure!(
-        options.records > 0 && options.rounds > 0,
-        "--records and --rounds must be at least 1"
-    );
-    Ok(options)
+    /// `cargo bench` passes `--bench` to every bench target.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let options = options(args)?;
+    let options =
+        Options::try_parse_from(std::iter::once("bench").chain(args.iter().map(String::as_str)))?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let data = dir.path().join("records.jsonl");
     let warm_up = dir.path().join("warm-up.jsonl");

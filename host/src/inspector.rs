@@ -119,7 +119,7 @@ impl Redactor {
                 Err(_) => String::new(),
             }
         };
-        cut(redacted, max)
+        cut_bytes(redacted.as_bytes(), max)
     }
 
     fn json(&self, value: &mut serde_json::Value) {
@@ -139,7 +139,8 @@ impl Redactor {
     }
 }
 
-/// The first `max` bytes of `body` as text, without copying the rest.
+/// The first `max` bytes of `body` as text (ending before a character cut in two),
+/// without copying the rest.
 fn cut_bytes(body: &[u8], max: usize) -> String {
     if body.len() <= max {
         return String::from_utf8_lossy(body).into_owned();
@@ -154,19 +155,6 @@ fn cut_bytes(body: &[u8], max: usize) -> String {
         Err(_) => String::from_utf8_lossy(prefix).into_owned(),
     };
     format!("{text}… [{} bytes, cut]", body.len())
-}
-
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let total = text.len();
-        text.truncate(end);
-        text.push_str(&format!("… [{total} bytes, cut]"));
-    }
-    text
 }
 
 /// The inspector of one sync, writing into the ledger's database.

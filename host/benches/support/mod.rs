@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 
+/// A count of at least 1, written `1000000` or `1_000_000`.
+pub fn count(text: &str) -> Result<usize, String> {
+    match text.replace('_', "").parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a count of at least 1")),
+    }
+}
+
 pub const MIB: f64 = 1024.0 * 1024.0;
 /// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> String {
