@@ -17,7 +17,13 @@ use crate::engine::{Fate, RecordFailure, Settled, Sink};
 use crate::source::Record;
 
 /// The layout of entries; a ledger of another version is refused, never reset.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 1 stored entries as JSON; version 2 stores them as postcard (binary), and
+/// still reads version 1 entries, so a version 1 ledger is upgraded in place on open.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Versions this Sluice opens.
+const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
+/// The first byte of a version 2 entry; a version 1 entry is a JSON object, `{`.
+const POSTCARD_TAG: u8 = 2;
 
 const META_TREE: &str = "meta";
 const SCHEMA_KEY: &str = "schema_version";
@@ -74,40 +80,75 @@ pub struct Resolution {
     pub at_ms: u64,
 }
 
-/// What the ledger knows of one record. Absent fields are not written: a delivered
-/// record's entry stays small, which keeps the ledger compact and quick to read.
+/// What the ledger knows of one record. Stored as postcard, which writes every field in
+/// order (an absent one is a single byte), so no field may be skipped when serializing;
+/// `default` lets version 1 (JSON) entries, which omitted absent fields, still be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub status: Status,
     /// Sends across all runs.
     pub attempts: u32,
     /// When the current run of failures began (milliseconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub first_failure_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_attempt_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub failure: Option<RecordFailure>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub destination_id: Option<String>,
     /// Hash of the payload the destination last confirmed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered_hash: Option<String>,
+    #[serde(default)]
+    pub delivered_hash: Option<PayloadHash>,
     /// Hash of the payload last settled (what a permanent hold is about).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload_hash: Option<String>,
+    #[serde(default)]
+    pub payload_hash: Option<PayloadHash>,
     /// The payload of a record not delivered, for the retry job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub payload: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resolution: Option<Resolution>,
 }
 
 /// A content hash of a payload, for change detection: 128 bits of XXH3, fast enough to
 /// hash every record of every run, and wide enough that two different payloads of one
-/// key never collide in practice.
-pub fn payload_hash(payload: &str) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(payload.as_bytes()))
+/// key never collide in practice. Binary in the ledger, hexadecimal in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadHash(pub u128);
+
+impl PayloadHash {
+    pub fn of(payload: &str) -> PayloadHash {
+        PayloadHash(xxhash_rust::xxh3::xxh3_128(payload.as_bytes()))
+    }
+}
+
+impl std::fmt::Display for PayloadHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for PayloadHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_u128(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            u128::from_str_radix(&text, 16)
+                .map(PayloadHash)
+                .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a payload hash")))
+        } else {
+            u128::deserialize(deserializer).map(PayloadHash)
+        }
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -174,12 +215,19 @@ impl Ledger {
             }
             Some(version) => {
                 let version = String::from_utf8_lossy(&version).to_string();
-                if version != SCHEMA_VERSION.to_string() {
+                if !READABLE_VERSIONS.contains(&version.as_str()) {
                     bail!(
                         "the ledger at `{}` has schema version {version}, and this Sluice reads \
-                         version {SCHEMA_VERSION}; it was left untouched",
-                        path.display()
+                         versions {}; it was left untouched",
+                        path.display(),
+                        READABLE_VERSIONS.join(" and ")
                     );
+                }
+                if version != SCHEMA_VERSION.to_string() {
+                    // Entries are rewritten as they settle; until then both layouts are
+                    // read. The new version keeps an older Sluice from misreading them.
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                    meta.flush()?;
                 }
             }
         }
@@ -238,13 +286,11 @@ impl SyncLedger {
         let Some(entry) = self.get(&record.key)? else {
             return Ok(Decision::Send);
         };
-        let hash = payload_hash(&record.payload);
+        let hash = Some(PayloadHash::of(&record.payload));
         Ok(match entry.status {
-            Status::Permanent if entry.payload_hash.as_deref() == Some(&hash) => Decision::Held,
+            Status::Permanent if entry.payload_hash == hash => Decision::Held,
             _ if send_all => Decision::Send,
-            Status::Delivered | Status::Resolved
-                if entry.delivered_hash.as_deref() == Some(&hash) =>
-            {
+            Status::Delivered | Status::Resolved if entry.delivered_hash == hash => {
                 Decision::Unchanged
             }
             _ => Decision::Send,
@@ -278,7 +324,7 @@ impl SyncLedger {
             bail!("record `{key}` is delivered: there is nothing to resolve");
         }
         entry.status = Status::Resolved;
-        entry.delivered_hash = entry.payload_hash.clone();
+        entry.delivered_hash = entry.payload_hash;
         entry.resolution = Some(Resolution {
             by: by.to_string(),
             why: why.to_string(),
@@ -291,11 +337,19 @@ impl SyncLedger {
     /// Records the fates of one verdict, in one sled batch. A key settled twice in the
     /// batch builds on its own earlier entry.
     pub fn record(&self, settled: &[Settled], at_ms: u64) -> Result<()> {
-        let mut entries: std::collections::HashMap<&str, Entry> = std::collections::HashMap::new();
+        self.write(settled, at_ms, false)
+    }
+
+    /// [`SyncLedger::record`]; `fresh` says the tree held nothing when this run began,
+    /// so there is no earlier entry to read.
+    fn write(&self, settled: &[Settled], at_ms: u64, fresh: bool) -> Result<()> {
+        let mut entries: std::collections::HashMap<&str, Entry> =
+            std::collections::HashMap::with_capacity(settled.len());
         for s in settled {
             let key = s.record.key.as_str();
             let previous = match entries.remove(key) {
                 Some(entry) => Some(entry),
+                None if fresh => None,
                 None => self.get(key)?,
             };
             entries.insert(key, next_entry(previous, s, at_ms));
@@ -311,7 +365,7 @@ impl SyncLedger {
 
 /// The entry after `settled`, given what the ledger held before.
 fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
-    let hash = payload_hash(&settled.record.payload);
+    let hash = PayloadHash::of(&settled.record.payload);
     let mut entry = previous.unwrap_or(Entry {
         status: Status::Pending,
         attempts: 0,
@@ -342,14 +396,14 @@ fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
             entry.failure = failure;
         }
         entry.payload = Some(settled.record.payload.clone());
-        entry.payload_hash = Some(hash.clone());
+        entry.payload_hash = Some(hash);
         entry.resolution = None;
     };
     match &settled.fate {
         Fate::Delivered(id) => {
             entry.status = Status::Delivered;
             entry.destination_id = id.clone().or(entry.destination_id.take());
-            entry.delivered_hash = Some(hash.clone());
+            entry.delivered_hash = Some(hash);
             entry.payload_hash = Some(hash);
             entry.failure = None;
             entry.first_failure_ms = None;
@@ -361,7 +415,7 @@ fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
         Fate::Pending(f) => {
             // Unconfirmed: a record delivered before keeps that status only if this run
             // tried to send the same data again.
-            if entry.status == Status::Delivered && entry.delivered_hash.as_deref() == Some(&hash) {
+            if entry.status == Status::Delivered && entry.delivered_hash == Some(hash) {
                 return entry;
             }
             failed(&mut entry, Status::Pending, f.clone());
@@ -371,12 +425,16 @@ fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
 }
 
 fn encode(entry: &Entry) -> Result<Vec<u8>> {
-    Ok(serde_json::to_vec(entry)?)
+    Ok(postcard::to_extend(entry, vec![POSTCARD_TAG])?)
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Entry> {
-    serde_json::from_slice(bytes)
-        .with_context(|| format!("the ledger entry of `{key}` is unreadable (corrupt ledger?)"))
+    let entry = match bytes.split_first() {
+        Some((&POSTCARD_TAG, rest)) => postcard::from_bytes(rest).map_err(anyhow::Error::new),
+        Some((b'{', _)) => serde_json::from_slice(bytes).map_err(anyhow::Error::new),
+        _ => Err(anyhow::anyhow!("unknown entry layout")),
+    };
+    entry.with_context(|| format!("the ledger entry of `{key}` is unreadable (corrupt ledger?)"))
 }
 
 /// The engine's sink into the ledger: each verdict's fates are written as one sled batch,
@@ -384,17 +442,23 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Entry> {
 /// merging batches measured slower and let its queue grow under load).
 pub struct LedgerSink {
     ledger: SyncLedger,
+    /// The tree was empty when the run began. Runs of one state directory never overlap
+    /// (sled locks it to one process, and `sluice serve` runs one job at a time) and a
+    /// run settles each key once, so no entry read back could exist: skip the read.
+    fresh: bool,
 }
 
 impl LedgerSink {
+    /// Made as the run begins, before any record settles.
     pub fn new(ledger: SyncLedger) -> Arc<Self> {
-        Arc::new(LedgerSink { ledger })
+        let fresh = ledger.is_empty();
+        Arc::new(LedgerSink { ledger, fresh })
     }
 }
 
 impl Sink for LedgerSink {
     fn settle(&self, settled: &[Settled]) -> Result<()> {
-        self.ledger.record(settled, now_ms())
+        self.ledger.write(settled, now_ms(), self.fresh)
     }
 }
 
@@ -452,7 +516,7 @@ mod tests {
             ),
             (Status::Delivered, None, None, None)
         );
-        assert_eq!(e.delivered_hash, Some(payload_hash("{\"x\":1}")));
+        assert_eq!(e.delivered_hash, Some(PayloadHash::of("{\"x\":1}")));
         assert_eq!(e.destination_id.as_deref(), Some("id1"));
         let e = next_entry(
             Some(e),

@@ -11,6 +11,12 @@ use clap::{Parser, Subcommand};
 use commands::ledger::Format;
 use sluice::retry_job::Request;
 
+/// mimalloc rather than glibc's malloc: the ledger's flusher thread and the workers
+/// allocate at once, and glibc's arena locks made a third of a run's CPU time futex
+/// waits (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",

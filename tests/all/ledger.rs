@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use sluice::config::RetryJob;
 use sluice::engine::{Fate, Outcome, RecordFailure, Settled};
-use sluice::ledger::{Ledger, Status};
+use sluice::ledger::{Decision, Ledger, PayloadHash, Status};
 use sluice::retry_job::{self, Request};
 use sluice::source::Record;
 use sluice::sync::Host;
@@ -481,6 +481,62 @@ async fn bad_rows_and_repeated_keys_are_reported_and_the_run_goes_on() {
         "the last row of a repeated key wins"
     );
     assert_eq!(fates.keys(is_delivered), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_version_1_ledger_is_read_and_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = r#"{"id": "a", "n": 1}"#;
+    {
+        // Version 1 wrote JSON entries and left absent fields out.
+        let db = sled::open(dir.path().join("ledger")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", "1")
+            .unwrap();
+        let tree = db.open_tree("sync:s").unwrap();
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(delivered.as_bytes()));
+        let a = json!({"status": "delivered", "attempts": 2, "last_attempt_ms": 5,
+            "delivered_hash": hash, "payload_hash": hash});
+        let b = json!({"status": "rejected", "attempts": 3, "first_failure_ms": 7,
+            "failure": {"code": "LOCK", "message": "m", "fields": ["Name"]},
+            "payload": "{\"id\": \"b\"}"});
+        tree.insert("a", serde_json::to_vec(&a).unwrap()).unwrap();
+        tree.insert("b", serde_json::to_vec(&b).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    let a = sync.get("a").unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.attempts, a.delivered_hash),
+        (Status::Delivered, 2, Some(PayloadHash::of(delivered)))
+    );
+    let unchanged = Record {
+        key: "a".into(),
+        payload: delivered.into(),
+    };
+    assert_eq!(sync.decide(&unchanged, false).unwrap(), Decision::Unchanged);
+    let b = sync.get("b").unwrap().unwrap();
+    assert_eq!(b.failure.unwrap().fields, ["Name"]);
+
+    // A version 1 entry settled again is rewritten in the new layout, building on it.
+    sync.record(&[settle("b", Fate::Delivered(Some("id-b".into())))], 9)
+        .unwrap();
+    let b = sync.get("b").unwrap().unwrap();
+    assert_eq!(
+        (b.status, b.attempts, b.destination_id.as_deref(), b.failure),
+        (Status::Delivered, 4, Some("id-b"), None)
+    );
+    drop((sync, ledger));
+    let db = sled::open(dir.path().join("ledger")).unwrap();
+    let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
+    assert_eq!(
+        version.as_deref(),
+        Some(&b"2"[..]),
+        "the ledger is marked upgraded"
+    );
 }
 
 #[test]
