@@ -5,7 +5,8 @@
 //! here without reading code. Entries are keyed by time, so pruning by age and by count
 //! walks from the oldest.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -164,16 +165,23 @@ pub struct Inspector {
     redactor: Redactor,
     seq: AtomicU64,
     written: AtomicU64,
+    /// Entries in the tree: sled counts by walking every entry, too slow to do on each
+    /// prune. Counted once when opened, then kept up to date.
+    entries: AtomicUsize,
+    /// One prune at a time, so two cannot both remove the same excess.
+    pruning: Mutex<()>,
 }
 
 impl Inspector {
     pub fn new(tree: sled::Tree, config: InspectorConfig, redact: &[String]) -> Self {
         Inspector {
-            tree,
             config,
             redactor: Redactor::new(redact),
             seq: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            entries: AtomicUsize::new(tree.len()),
+            pruning: Mutex::new(()),
+            tree,
         }
     }
 
@@ -197,6 +205,7 @@ impl Inspector {
         }
         let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
         self.tree.insert(key, serde_json::to_vec(exchange)?)?;
+        self.entries.fetch_add(1, Ordering::Relaxed);
         if self
             .written
             .fetch_add(1, Ordering::Relaxed)
@@ -210,14 +219,22 @@ impl Inspector {
     /// Removes entries beyond `max_requests` and older than `max_age` (relative to
     /// `now_ms`: the clock is given, so tests need no waiting).
     pub fn prune(&self, now_ms: u64) -> Result<usize> {
+        let Ok(_pruning) = self.pruning.try_lock() else {
+            return Ok(0);
+        };
         let oldest_kept = now_ms.saturating_sub(self.config.max_age.as_millis() as u64);
-        let excess = self.tree.len().saturating_sub(self.config.max_requests);
+        let excess = self
+            .entries
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.config.max_requests);
         let mut removed = 0;
         for item in self.tree.iter() {
             let (key, _) = item?;
             let at_ms = u64::from_be_bytes(key[..8].try_into().unwrap_or_default());
             if removed < excess || at_ms < oldest_kept {
-                self.tree.remove(key)?;
+                if self.tree.remove(key)?.is_some() {
+                    self.entries.fetch_sub(1, Ordering::Relaxed);
+                }
                 removed += 1;
             } else {
                 break;

@@ -43,20 +43,23 @@ fn jsonl(file: File, key: String, path: &Path) -> impl Iterator<Item = Result<Ro
                         .context(format!("reading source file `{path}` at line {line_no}"))));
                 }
             };
-            let text = line.trim();
-            if text.is_empty() {
+            if line.trim().is_empty() {
                 continue;
             }
-            return Some(Ok(jsonl_row(text, &key, line_no)));
+            return Some(Ok(jsonl_row(line, &key, line_no)));
         }
     })
 }
 
-fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
-    let key_value = match serde::de::DeserializeSeed::deserialize(
-        KeyField(key),
-        &mut serde_json::Deserializer::from_str(text),
-    ) {
+/// A row whose payload is exactly one JSON object: connectors may rely on that (see
+/// docs/connectors.md), so nothing may follow the object on its line. The line becomes
+/// the payload without a copy unless it has surrounding blanks to trim.
+fn jsonl_row(text: String, key: &str, line: u64) -> Row {
+    let trimmed = text.trim();
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let parsed = serde::de::DeserializeSeed::deserialize(KeyField(key), &mut de)
+        .and_then(|value| de.end().map(|()| value));
+    let key_value = match parsed {
         Ok(value) => value,
         Err(err) => {
             return Row::Invalid {
@@ -66,13 +69,17 @@ fn jsonl_row(text: &str, key: &str, line: u64) -> Row {
         }
     };
     match key_value.as_ref().and_then(key_string) {
-        Some(k) => Row::Record {
-            line,
-            record: Record {
-                key: k,
-                payload: text.to_string(),
-            },
-        },
+        Some(k) => {
+            let payload = if trimmed.len() == text.len() {
+                text
+            } else {
+                trimmed.to_string()
+            };
+            Row::Record {
+                line,
+                record: Record { key: k, payload },
+            }
+        }
         None => Row::Invalid {
             line,
             reason: match key_value {
@@ -214,10 +221,13 @@ fn csv(
 mod tests {
     use super::*;
 
+    fn row(text: &str, key: &str, line: u64) -> Row {
+        jsonl_row(text.to_string(), key, line)
+    }
+
     #[test]
     fn jsonl_rows() {
-        let Row::Record { record: r, .. } =
-            jsonl_row(r#"{"id": "a1", "x": [1, {"y": 2}]}"#, "id", 1)
+        let Row::Record { record: r, .. } = row(r#"{"id": "a1", "x": [1, {"y": 2}]}"#, "id", 1)
         else {
             panic!()
         };
@@ -225,28 +235,36 @@ mod tests {
             (r.key.as_str(), r.payload.as_str()),
             ("a1", r#"{"id": "a1", "x": [1, {"y": 2}]}"#)
         );
-        let Row::Record { record: r, .. } = jsonl_row(r#"{"id": 42}"#, "id", 1) else {
+        let Row::Record { record: r, .. } = row(r#"{"id": 42}"#, "id", 1) else {
             panic!()
         };
         assert_eq!(r.key, "42");
-        let Row::Record { record: r, .. } = jsonl_row(r#"{"i\u0064": "esc"}"#, "id", 1) else {
+        let Row::Record { record: r, .. } = row(r#"{"i\u0064": "esc"}"#, "id", 1) else {
             panic!()
         };
         assert_eq!(r.key, "esc");
         assert!(
-            matches!(jsonl_row(r#"{"name": "x"}"#, "id", 3), Row::Invalid { line: 3, reason } if reason.contains("missing"))
+            matches!(row(r#"{"name": "x"}"#, "id", 3), Row::Invalid { line: 3, reason } if reason.contains("missing"))
         );
+        assert!(matches!(row(r#"{"id": ""}"#, "id", 1), Row::Invalid { .. }));
         assert!(matches!(
-            jsonl_row(r#"{"id": ""}"#, "id", 1),
-            Row::Invalid { .. }
-        ));
-        assert!(matches!(
-            jsonl_row(r#"{"id": null}"#, "id", 1),
+            row(r#"{"id": null}"#, "id", 1),
             Row::Invalid { .. }
         ));
         assert!(
-            matches!(jsonl_row("[1,2]", "id", 1), Row::Invalid { reason, .. } if reason.contains("not a JSON object"))
+            matches!(row("[1,2]", "id", 1), Row::Invalid { reason, .. } if reason.contains("not a JSON object"))
         );
-        assert!(matches!(jsonl_row("{oops", "id", 1), Row::Invalid { .. }));
+        assert!(matches!(row("{oops", "id", 1), Row::Invalid { .. }));
+        // A payload is one JSON object and nothing else: connectors rely on it.
+        for text in [r#"{"id": 1} x"#, r#"{"id": 1}{"id": 2}"#, r#"{"id": 1},"#] {
+            assert!(
+                matches!(row(text, "id", 1), Row::Invalid { ref reason, .. } if reason.contains("trailing")),
+                "{text}"
+            );
+        }
+        let Row::Record { record: r, .. } = row(" \t{\"id\": \"t\"}  ", "id", 1) else {
+            panic!()
+        };
+        assert_eq!(r.payload, r#"{"id": "t"}"#);
     }
 }
