@@ -17,7 +17,8 @@
 //! Runs alternate, raw then Sluice, for each round; the medians are printed at the end.
 //! Last, the connector is timed alone (no server, no other thread busy) to give its CPU
 //! time per batch, which `connector_ms` cannot: that is wall time inside calls, and with
-//! eight workers on two cores it includes waiting for a core.
+//! eight workers on two cores it includes waiting for a core. The ledger is timed alone
+//! too, settling every record as delivered, since it is most of what Sluice adds.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -120,7 +121,8 @@ fn bench(args: &[String]) -> Result<()> {
         rounds.push((raw, sluice));
     }
     let alone = connector_alone(dir.path(), &data, options.records)?;
-    print_medians(&rounds, &alone);
+    let ledger = ledger_alone(dir.path(), &data)?;
+    print_medians(&rounds, &alone, &ledger);
     // Other work on the machine skews every number: say how busy it was.
     println!("load average at the end: {}", load_average());
     Ok(())
@@ -177,7 +179,7 @@ fn print_run(round: usize, client: &str, run: &Run) {
     );
 }
 
-fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost) {
+fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost, ledger: &LedgerCost) {
     let median = |f: &dyn Fn(&(Run, Run)) -> f64| {
         let mut values: Vec<f64> = rounds.iter().map(f).collect();
         values.sort_by(f64::total_cmp);
@@ -226,6 +228,17 @@ fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost) {
     println!(
         "  connector CPU (alone, per batch x requests) as a share of Sluice's CPU time: {:.1}%",
         median(&|(_, s)| per_batch * s.requests as f64 / s.usage.cpu.as_secs_f64()) * 100.0
+    );
+    println!(
+        "  ledger alone, {} records settled as delivered in batches of {BATCH} (one thread, \
+         sled's own threads included): {:.2} µs CPU per record, {:.1}% of Sluice's CPU time",
+        ledger.records,
+        ledger.cpu.as_secs_f64() * 1e6 / ledger.records as f64,
+        median(&|(_, s)| {
+            ledger.cpu.as_secs_f64() * s.records as f64
+                / ledger.records as f64
+                / s.usage.cpu.as_secs_f64()
+        }) * 100.0
     );
     println!(
         "  peak RSS: raw {:.0} MiB, sluice {:.0} MiB",
@@ -359,6 +372,68 @@ struct ConnectorCost {
     precheck: f64,
     build: f64,
     classify: f64,
+}
+
+struct LedgerCost {
+    records: usize,
+    cpu: Duration,
+}
+
+/// Settles the records of the data as delivered through the ledger code Sluice runs
+/// (`SyncLedger::record`: the next entry, postcard, one sled batch per verdict) into a
+/// fresh ledger, then flushes it. The CPU time counted is the whole process's (sled
+/// writes from threads of its own) less what reading the data took.
+fn ledger_alone(dir: &Path, data: &Path) -> Result<LedgerCost> {
+    let state = dir.join("ledger-alone");
+    let ledger = sluice::ledger::Ledger::open(&state)?;
+    let sync = ledger.sync("bench")?;
+    #[derive(Deserialize)]
+    struct Key {
+        id: String,
+    }
+    let mut lines = BufReader::new(std::fs::File::open(data)?).lines();
+    let (started, mut reading) = (process_cpu(), Duration::ZERO);
+    let mut records = 0;
+    loop {
+        let read_started = thread_cpu();
+        let mut batch = Vec::with_capacity(BATCH);
+        for line in lines.by_ref().take(BATCH) {
+            let payload = line?;
+            let key = serde_json::from_str::<Key>(&payload)?.id;
+            batch.push(sluice::engine::Settled {
+                record: SourceRecord { key, payload },
+                fate: sluice::engine::Fate::Delivered(None),
+                attempts: 1,
+            });
+        }
+        reading += thread_cpu() - read_started;
+        if batch.is_empty() {
+            break;
+        }
+        records += batch.len();
+        sync.record(&batch, sluice::ledger::now_ms())?;
+    }
+    ledger.flush()?;
+    let cpu = process_cpu()
+        .saturating_sub(started)
+        .saturating_sub(reading);
+    ensure!(
+        sync.len() == records,
+        "the ledger holds {} of {records} records",
+        sync.len()
+    );
+    drop((sync, ledger));
+    std::fs::remove_dir_all(&state)?;
+    Ok(LedgerCost { records, cpu })
+}
+
+/// CPU time of the whole process, every thread.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// CPU time of the calling thread.
