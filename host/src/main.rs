@@ -11,11 +11,11 @@ use clap::{Parser, Subcommand};
 use commands::ledger::Format;
 use sluice::retry_job::Request;
 
-/// mimalloc rather than glibc's malloc: the ledger's flusher thread and the workers
-/// allocate at once, and glibc's arena locks made a third of a run's CPU time futex
-/// waits (see BENCHMARKS.md).
+/// jemalloc rather than glibc's malloc: sled's flusher thread frees what the workers
+/// allocated, and glibc's arena locks turned a quarter of the ledger's CPU time into futex
+/// waits. mimalloc was as fast but kept up to 300 MiB at peak (see BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
