@@ -17,8 +17,9 @@ use crate::engine::{Fate, RecordFailure, Settled, Sink};
 use crate::source::Record;
 
 /// The layout of entries; a ledger of another version is refused, never reset.
-/// Version 1 stored entries as JSON; version 2 stores them as postcard (binary), and
-/// still reads version 1 entries, so a version 1 ledger is upgraded in place on open.
+/// Version 1 stored entries as JSON. Version 2 stores them as postcard (binary) and keeps
+/// an index of failed records per sync; it still reads version 1 entries, so a version 1
+/// ledger is upgraded in place on open (its index built once).
 pub const SCHEMA_VERSION: u32 = 2;
 /// Versions this Sluice opens.
 const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
@@ -26,6 +27,13 @@ const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
 const POSTCARD_TAG: u8 = 2;
 
 const META_TREE: &str = "meta";
+/// A sync's entries, by key.
+const SYNC_PREFIX: &str = "sync:";
+/// A sync's failed records (rejected, pending, permanent), by key, with no value: the
+/// retry job reads these instead of every entry. Written before a failure's entry and
+/// cleared after a success's, so after a crash it can only hold too much, and readers
+/// check each entry it names.
+const FAILED_PREFIX: &str = "failed:";
 const SCHEMA_KEY: &str = "schema_version";
 
 /// Where a record stands.
@@ -44,6 +52,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// Not delivered, and not handled by a person: what the retry job may pick.
+    pub fn is_failed(self) -> bool {
+        matches!(self, Status::Rejected | Status::Pending | Status::Permanent)
+    }
+
     pub const ALL: [Status; 5] = [
         Status::Pending,
         Status::Delivered,
@@ -203,7 +216,10 @@ impl Ledger {
         let meta = db.open_tree(META_TREE)?;
         match meta.get(SCHEMA_KEY)? {
             None => {
-                let has_syncs = db.tree_names().iter().any(|n| n.starts_with(b"sync:"));
+                let has_syncs = db
+                    .tree_names()
+                    .iter()
+                    .any(|n| n.starts_with(SYNC_PREFIX.as_bytes()));
                 if has_syncs {
                     bail!(
                         "the ledger at `{}` has records but no schema version: refusing to guess its layout",
@@ -225,7 +241,10 @@ impl Ledger {
                 }
                 if version != SCHEMA_VERSION.to_string() {
                     // Entries are rewritten as they settle; until then both layouts are
-                    // read. The new version keeps an older Sluice from misreading them.
+                    // read. The new version keeps an older Sluice from misreading them,
+                    // and is written last, so an upgrade cut short is done again.
+                    build_failed_indexes(&db)?;
+                    db.flush()?;
                     meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
                     meta.flush()?;
                 }
@@ -241,7 +260,8 @@ impl Ledger {
     /// The records of one sync.
     pub fn sync(&self, name: &str) -> Result<SyncLedger> {
         Ok(SyncLedger {
-            tree: self.db.open_tree(format!("sync:{name}"))?,
+            tree: self.db.open_tree(format!("{SYNC_PREFIX}{name}"))?,
+            failed: self.db.open_tree(format!("{FAILED_PREFIX}{name}"))?,
         })
     }
 
@@ -271,6 +291,8 @@ pub enum Decision {
 #[derive(Clone)]
 pub struct SyncLedger {
     tree: sled::Tree,
+    /// See [`FAILED_PREFIX`].
+    failed: sled::Tree,
 }
 
 impl SyncLedger {
@@ -307,6 +329,21 @@ impl SyncLedger {
         })
     }
 
+    /// Failed entries (rejected, pending or permanent), in key order, through the index:
+    /// proportional to the failures, not to the ledger.
+    pub fn failed(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
+        self.failed.iter().keys().filter_map(|key| {
+            let read = || -> Result<Option<(String, Entry)>> {
+                let key = String::from_utf8_lossy(&key?).into_owned();
+                Ok(self
+                    .get(&key)?
+                    .filter(|entry| entry.status.is_failed())
+                    .map(|entry| (key, entry)))
+            };
+            read().transpose()
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }
@@ -331,6 +368,7 @@ impl SyncLedger {
             at_ms: now_ms(),
         });
         self.tree.insert(key.as_bytes(), encode(&entry)?)?;
+        self.failed.remove(key.as_bytes())?;
         Ok(entry)
     }
 
@@ -345,6 +383,7 @@ impl SyncLedger {
     fn write(&self, settled: &[Settled], at_ms: u64, fresh: bool) -> Result<()> {
         let mut entries: std::collections::HashMap<&str, Entry> =
             std::collections::HashMap::with_capacity(settled.len());
+        let mut was_failed = std::collections::HashSet::new();
         for s in settled {
             let key = s.record.key.as_str();
             let previous = match entries.remove(key) {
@@ -352,13 +391,35 @@ impl SyncLedger {
                 None if fresh => None,
                 None => self.get(key)?,
             };
+            if previous.as_ref().is_some_and(|p| p.status.is_failed()) {
+                was_failed.insert(key);
+            }
             entries.insert(key, next_entry(previous, s, at_ms));
         }
-        let mut batch = sled::Batch::default();
+        let (mut batch, mut failed, mut recovered) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        let (mut any_failed, mut any_recovered) = (false, false);
         for (key, entry) in &entries {
             batch.insert(key.as_bytes(), encode(entry)?);
+            if entry.status.is_failed() {
+                failed.insert(key.as_bytes(), &[]);
+                any_failed = true;
+            } else if was_failed.contains(key) {
+                recovered.remove(key.as_bytes());
+                any_recovered = true;
+            }
+        }
+        // The index may hold too much, never too little (see FAILED_PREFIX).
+        if any_failed {
+            self.failed.apply_batch(failed)?;
         }
         self.tree.apply_batch(batch)?;
+        if any_recovered {
+            self.failed.apply_batch(recovered)?;
+        }
         Ok(())
     }
 }
@@ -422,6 +483,25 @@ fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
         }
     }
     entry
+}
+
+/// Indexes the failed records of every sync (an upgrade from version 1).
+fn build_failed_indexes(db: &sled::Db) -> Result<()> {
+    for name in db.tree_names() {
+        let Some(sync) = name.strip_prefix(SYNC_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let tree = db.open_tree(&name)?;
+        let failed = db.open_tree([FAILED_PREFIX.as_bytes(), sync].concat())?;
+        for item in tree.iter() {
+            let (key, value) = item?;
+            let entry = decode(&String::from_utf8_lossy(&key), &value)?;
+            if entry.status.is_failed() {
+                failed.insert(key, &[])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn encode(entry: &Entry) -> Result<Vec<u8>> {

@@ -62,7 +62,7 @@ pub fn select(
     let since = now_ms.saturating_sub(window.as_millis() as u64);
     let mut counts = SelectionCounts::default();
     let mut candidates: Vec<(u64, String, String)> = Vec::new();
-    for item in ledger.iter() {
+    for item in ledger.failed() {
         let (key, entry) = item?;
         let code = entry
             .failure

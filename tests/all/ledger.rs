@@ -505,6 +505,9 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
         tree.insert("b", serde_json::to_vec(&b).unwrap()).unwrap();
         db.flush().unwrap();
     }
+    let failed_keys = |sync: &sluice::ledger::SyncLedger| -> Vec<String> {
+        sync.failed().map(|item| item.unwrap().0).collect()
+    };
 
     let ledger = Ledger::open(dir.path()).unwrap();
     let sync = ledger.sync("s").unwrap();
@@ -520,6 +523,11 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
     assert_eq!(sync.decide(&unchanged, false).unwrap(), Decision::Unchanged);
     let b = sync.get("b").unwrap().unwrap();
     assert_eq!(b.failure.unwrap().fields, ["Name"]);
+    assert_eq!(
+        failed_keys(&sync),
+        ["b"],
+        "the upgrade indexes failed records"
+    );
 
     // A version 1 entry settled again is rewritten in the new layout, building on it.
     sync.record(&[settle("b", Fate::Delivered(Some("id-b".into())))], 9)
@@ -529,6 +537,7 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
         (b.status, b.attempts, b.destination_id.as_deref(), b.failure),
         (Status::Delivered, 4, Some("id-b"), None)
     );
+    assert!(failed_keys(&sync).is_empty());
     drop((sync, ledger));
     let db = sled::open(dir.path().join("ledger")).unwrap();
     let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
@@ -537,6 +546,82 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
         Some(&b"2"[..]),
         "the ledger is marked upgraded"
     );
+    assert!(
+        db.open_tree("failed:s").unwrap().is_empty(),
+        "a delivery clears the index"
+    );
+}
+
+/// The retry job reads failed records through an index; it follows every change of
+/// status, and an entry it names that is no longer failed (a crash between the two
+/// writes) is skipped.
+#[test]
+fn the_failed_index_follows_every_change_of_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    let failed_keys = |sync: &sluice::ledger::SyncLedger| -> Vec<String> {
+        sync.failed().map(|item| item.unwrap().0).collect()
+    };
+    let permanent = Fate::Permanent(RecordFailure::new("DACO-02", "m"));
+    sync.record(
+        &[
+            settle("d", Fate::Delivered(None)),
+            settle("r", rejected("LOCK")),
+            settle("p", permanent),
+            settle("n", Fate::Pending(None)),
+        ],
+        1,
+    )
+    .unwrap();
+    assert_eq!(failed_keys(&sync), ["n", "p", "r"]);
+
+    sync.record(
+        &[
+            settle("r", Fate::Delivered(None)),
+            settle("d", rejected("INVALID_EMAIL")),
+        ],
+        2,
+    )
+    .unwrap();
+    assert_eq!(failed_keys(&sync), ["d", "n", "p"]);
+    sync.resolve("p", "ops", "fixed by hand").unwrap();
+    assert_eq!(failed_keys(&sync), ["d", "n"]);
+    // Failed, then delivered, within one verdict.
+    sync.record(
+        &[
+            settle("n", rejected("LOCK")),
+            settle("n", Fate::Delivered(None)),
+        ],
+        3,
+    )
+    .unwrap();
+    assert_eq!(failed_keys(&sync), ["d"]);
+
+    // What a crash between the index and the entries would leave: an extra index entry.
+    drop((sync, ledger));
+    {
+        let db = sled::open(dir.path().join("ledger")).unwrap();
+        let index = db.open_tree("failed:s").unwrap();
+        assert_eq!(
+            index.len(),
+            1,
+            "resolved and delivered records leave the index"
+        );
+        index.insert("r", &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    assert_eq!(
+        failed_keys(&sync),
+        ["d"],
+        "a delivered record named by the index is skipped"
+    );
+    let selection =
+        retry_job::select(&sync, &RetryJob::default(), &Request::default(), 10).unwrap();
+    let keys: Vec<&str> = selection.records.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["d"]);
 }
 
 #[test]

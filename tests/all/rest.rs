@@ -90,7 +90,7 @@ fn settings_are_checked() {
 #[test]
 fn every_response_is_classified() {
     let mut plain = configured("rest", &[("path", "/v1/x")]);
-    let cases: &[(u16, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[common::ResponseCase] = &[
         (
             200,
             &[],

@@ -184,7 +184,7 @@ fn every_response_is_classified() {
         panic!("{}", show(&v));
     }
 
-    let cases: &[(u16, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[common::ResponseCase] = &[
         (
             401,
             &[],

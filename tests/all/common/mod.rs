@@ -191,6 +191,10 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpRespon
 /// A verdict in a short, readable form for assertions (the checker's own).
 pub use sluice::conformance::show;
 
+/// A canned response and what the connector must make of it: status, headers, body, and
+/// the verdict as `show` prints it.
+pub type ResponseCase<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
 /// `n` valid accounts with keys `A0000..`.
 pub fn accounts(n: usize) -> Vec<serde_json::Value> {
     (0..n)
