@@ -77,7 +77,12 @@ pub fn list(
             "key", "status", "code", "attempts", "first failure"
         );
     }
-    for item in records.iter() {
+    // Failed records are indexed: listing them reads the failures, not the whole ledger.
+    let entries: Box<dyn Iterator<Item = Result<(String, Entry)>>> = match status {
+        Some(s) if s.is_failed() => Box::new(records.failed()),
+        _ => Box::new(records.iter()),
+    };
+    for item in entries {
         let (key, e) = item?;
         if status.is_some_and(|s| s != e.status) {
             continue;
