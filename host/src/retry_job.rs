@@ -107,7 +107,9 @@ pub fn select(
 
 fn select_keys(ledger: &SyncLedger, keys: &[String]) -> Result<Selection> {
     let mut records = Vec::new();
-    for key in keys {
+    // A key named twice is sent once: a run never holds two records of one key.
+    let mut named = std::collections::HashSet::new();
+    for key in keys.iter().filter(|key| named.insert(key.as_str())) {
         let Some(entry) = ledger.get(key)? else {
             bail!("no record with key `{key}` in this sync's ledger");
         };

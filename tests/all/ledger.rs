@@ -298,9 +298,9 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
     });
     assert_eq!(picked, ["d6", "d5", "perm", "daco", "d1", "daco-rej"]);
 
-    // --key takes exactly the records named, even permanent or expired ones.
+    // --key takes exactly the records named, even permanent or expired ones, each once.
     let (picked, _) = keys(&Request {
-        keys: vec!["daco".into(), "old".into()],
+        keys: vec!["daco".into(), "old".into(), "daco".into()],
         ..Request::default()
     });
     assert_eq!(picked, ["daco", "old"]);
