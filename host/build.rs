@@ -18,13 +18,17 @@ fn main() {
     let connectors = root.join("connectors");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
+    // Paths relative to this package's root: cargo keeps them as they are, so a target
+    // directory shared by two checkouts checks each checkout's own files (absolute paths
+    // would keep pointing at whichever checkout built last).
     for watched in ["wit", "connectors/Cargo.toml", "connectors/Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        println!("cargo:rerun-if-changed=../{watched}");
     }
     for entry in std::fs::read_dir(&connectors).expect("reading connectors/") {
         let path = entry.unwrap().path();
         if path.join("Cargo.toml").exists() {
-            println!("cargo:rerun-if-changed={}", path.display());
+            let name = path.file_name().unwrap().to_string_lossy();
+            println!("cargo:rerun-if-changed=../connectors/{name}");
         }
     }
 

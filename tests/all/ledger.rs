@@ -483,6 +483,20 @@ async fn bad_rows_and_repeated_keys_are_reported_and_the_run_goes_on() {
     assert_eq!(fates.keys(is_delivered), ["a", "b", "c"]);
 }
 
+/// Opens a database that was just closed in this process. sled releases its file lock
+/// from a background thread a moment after the last handle is dropped, so the first tries
+/// may find it still locked.
+fn reopened<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(db) => return db,
+            Err(err) if std::time::Instant::now() > deadline => panic!("reopening: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 #[test]
 fn a_version_1_ledger_is_read_and_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -509,7 +523,7 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
         sync.failed().map(|item| item.unwrap().0).collect()
     };
 
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let ledger = reopened(|| Ledger::open(dir.path()));
     let sync = ledger.sync("s").unwrap();
     let a = sync.get("a").unwrap().unwrap();
     assert_eq!(
@@ -539,7 +553,7 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
     );
     assert!(failed_keys(&sync).is_empty());
     drop((sync, ledger));
-    let db = sled::open(dir.path().join("ledger")).unwrap();
+    let db = reopened(|| sled::open(dir.path().join("ledger")));
     let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
     assert_eq!(
         version.as_deref(),
@@ -601,7 +615,7 @@ fn the_failed_index_follows_every_change_of_status() {
     // What a crash between the index and the entries would leave: an extra index entry.
     drop((sync, ledger));
     {
-        let db = sled::open(dir.path().join("ledger")).unwrap();
+        let db = reopened(|| sled::open(dir.path().join("ledger")));
         let index = db.open_tree("failed:s").unwrap();
         assert_eq!(
             index.len(),
@@ -611,7 +625,7 @@ fn the_failed_index_follows_every_change_of_status() {
         index.insert("r", &[]).unwrap();
         db.flush().unwrap();
     }
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let ledger = reopened(|| Ledger::open(dir.path()));
     let sync = ledger.sync("s").unwrap();
     assert_eq!(
         failed_keys(&sync),
@@ -639,14 +653,20 @@ fn foreign_corrupt_and_future_ledgers_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     drop(Ledger::open(dir.path()).unwrap());
     {
-        let db = sled::open(dir.path().join("ledger")).unwrap();
+        let db = reopened(|| sled::open(dir.path().join("ledger")));
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", "99")
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Ledger::open(dir.path()).err().unwrap().to_string();
+    let err = reopened(|| match Ledger::open(dir.path()) {
+        Err(err) if err.to_string().contains("in use") => Err(err),
+        opened => Ok(opened),
+    })
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("schema version 99") && err.contains("left untouched"),
         "{err}"
