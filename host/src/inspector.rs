@@ -204,7 +204,7 @@ impl Inspector {
             return Ok(());
         }
         let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
-        self.tree.insert(key, serde_json::to_vec(exchange)?)?;
+        self.tree.insert(key, encode(exchange)?)?;
         self.entries.fetch_add(1, Ordering::Relaxed);
         if self
             .written
@@ -248,7 +248,7 @@ impl Inspector {
         let mut out = Vec::new();
         for item in self.tree.iter().rev() {
             let (_, value) = item?;
-            let exchange: Exchange = serde_json::from_slice(&value)?;
+            let exchange = decode(&value)?;
             if filter(&exchange) {
                 out.push(exchange);
                 if out.len() >= limit {
@@ -258,6 +258,28 @@ impl Inspector {
         }
         Ok(out)
     }
+}
+
+/// The first byte of an entry stored as LZ4-compressed JSON. Bodies are mostly JSON and
+/// shrink several times, and sled's cost grows with the bytes it writes; entries from
+/// before compression are plain JSON (`{`) and still read.
+const LZ4_TAG: u8 = 4;
+
+fn encode(exchange: &Exchange) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(exchange)?;
+    let mut bytes = Vec::with_capacity(json.len() / 2);
+    bytes.push(LZ4_TAG);
+    bytes.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+    Ok(bytes)
+}
+
+fn decode(bytes: &[u8]) -> Result<Exchange> {
+    Ok(match bytes.split_first() {
+        Some((&LZ4_TAG, compressed)) => {
+            serde_json::from_slice(&lz4_flex::decompress_size_prepended(compressed)?)?
+        }
+        _ => serde_json::from_slice(bytes)?,
+    })
 }
 
 /// Time first (big-endian, so keys sort by time), then a sequence number for requests in
@@ -294,6 +316,40 @@ mod tests {
         );
         assert_eq!(body.matches(REDACTED).count(), 3);
         assert!(r.body(b"ssn=123", 100).starts_with(REDACTED));
+    }
+
+    #[test]
+    fn entries_are_compressed_and_older_plain_ones_still_read() {
+        let body = format!(
+            "[{}]",
+            vec![r#"{"id":"c-1","email":"a@b.example"}"#; 200].join(",")
+        );
+        let exchange = Exchange {
+            at_ms: 7,
+            sync: "s".into(),
+            run: "r".into(),
+            attempt: 1,
+            batch_size: 200,
+            method: "POST".into(),
+            url: "http://127.0.0.1:1/v1/records".into(),
+            request_headers: vec![("content-type".into(), "application/json".into())],
+            request_body: body,
+            status: 200,
+            response_headers: vec![],
+            response_body: r#"{"accepted":200}"#.into(),
+            duration_ms: 3,
+            verdict: "per-record(200 delivered)".into(),
+        };
+        let stored = encode(&exchange).unwrap();
+        let plain = serde_json::to_vec(&exchange).unwrap();
+        assert!(
+            stored.len() * 4 < plain.len(),
+            "{} of {}",
+            stored.len(),
+            plain.len()
+        );
+        assert_eq!(decode(&stored).unwrap(), exchange);
+        assert_eq!(decode(&plain).unwrap(), exchange);
     }
 
     #[test]
