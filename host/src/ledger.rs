@@ -243,6 +243,10 @@ impl Ledger {
                     // Entries are rewritten as they settle; until then both layouts are
                     // read. The new version keeps an older Sluice from misreading them,
                     // and is written last, so an upgrade cut short is done again.
+                    tracing::info!(
+                        ledger = %path.display(),
+                        "upgrading the ledger from schema {version} to {SCHEMA_VERSION}"
+                    );
                     build_failed_indexes(&db)?;
                     db.flush()?;
                     meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
