@@ -19,21 +19,21 @@
 //! Sluice is the real release binary, also a child, so that `wait4` gives each one's CPU
 //! time and peak memory exactly, and what the simulator stores never counts against Sluice.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use sluice_sim::Faults;
 use sluice_sim::faults::{ErrorBurst, LimitStyle, RateLimit, RetryAfterStyle};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::{RestConfig, RestMode};
 
 use clap::Parser;
 
 mod support;
-use support::{MIB, Mix, Usage, load_average, record, total_memory_gib, wait};
+use support::{MIB, Mix, Server, Usage, load_average, record, total_memory_gib, wait};
 
 const BATCH: usize = 200;
 const CONCURRENCY: usize = 8;
@@ -99,10 +99,10 @@ fn bench(args: &[String]) -> Result<()> {
     );
 
     // The first run compiles the connector into the cache; keep that out of the measures.
-    let server = Server::start("accept")?;
+    let server = start_server("accept")?;
     let config = write_config(dir, "warm-up", &warm_up, "state-warm-up", &server, &[])?;
     let warm = sluice(dir, &["run"], &config)?;
-    server.stop()?;
+    server.stop::<ServerReport>()?;
     println!(
         "warm-up: {} records in {:.2} s (connector compiled and cached)",
         WARM_UP_RECORDS.min(options.records),
@@ -138,10 +138,10 @@ fn ledger_part(dir: &Path, data: &Path, records: usize) -> Result<()> {
 
     let mut ledger_sizes = Vec::new();
     for (round, name) in ["first", "second"].into_iter().enumerate() {
-        let server = Server::start("accept")?;
+        let server = start_server("accept")?;
         let config = write_config(dir, "ledger", data, "state-ledger", &server, &[])?;
         let run = sluice(dir, &["run"], &config)?;
-        let report = server.stop()?;
+        let report = server.stop::<ServerReport>()?;
         let summary: Summary = run.json()?;
         ensure!(
             summary.outcome == "completed" && summary.read == n,
@@ -206,10 +206,10 @@ fn ledger_part(dir: &Path, data: &Path, records: usize) -> Result<()> {
 
     // What the retry job's selection costs on this ledger when nothing failed: it reads
     // every entry.
-    let server = Server::start("accept")?;
+    let server = start_server("accept")?;
     let config = write_config(dir, "ledger", data, "state-ledger", &server, &[])?;
     let pass = sluice(dir, &["retry", "--sync", SYNC], &config)?;
-    server.stop()?;
+    server.stop::<ServerReport>()?;
     let output: RetryOutput = pass.json()?;
     ensure!(
         output.selection.selected == 0 && output.run.is_none(),
@@ -309,11 +309,11 @@ fn retry_part(dir: &Path, data: &Path, failed: usize, rate: u32) -> Result<()> {
     for (label, name, proactive) in variants {
         let state = format!("state-{name}");
         // The records fail: every request gets a 500, and one attempt is allowed.
-        let server = Server::start("fail")?;
+        let server = start_server("fail")?;
         let extra = ["[sync.retry]", "max_attempts = 1"];
         let config = write_config(dir, name, data, &state, &server, &extra)?;
         let first = sluice(dir, &["run"], &config)?;
-        let report = server.stop()?;
+        let report = server.stop::<ServerReport>()?;
         let summary: Summary = first.json()?;
         ensure!(
             summary.rejected == m && report.server_errors == report.requests,
@@ -324,12 +324,12 @@ fn retry_part(dir: &Path, data: &Path, failed: usize, rate: u32) -> Result<()> {
         );
 
         // The pass, against a fresh destination with a rate limit.
-        let server = Server::start(&format!("limit:{rate}"))?;
+        let server = start_server(&format!("limit:{rate}"))?;
         let limit = proactive.map(|r| format!("rate_limit = {{ requests = {r}, per = \"1s\" }}"));
         let extra: Vec<&str> = limit.iter().map(String::as_str).collect();
         let config = write_config(dir, name, data, &state, &server, &extra)?;
         let pass = sluice(dir, &["retry", "--sync", SYNC], &config)?;
-        let report = server.stop()?;
+        let report = server.stop::<ServerReport>()?;
         let output: RetryOutput = pass.json()?;
         let run = output
             .run
@@ -513,14 +513,6 @@ concurrency = {CONCURRENCY}
 // ---------------------------------------------------------------------------------------
 // The simulated destination, in a child process.
 
-/// A simulated destination serving until its stdin closes.
-struct Server {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    base_url: String,
-}
-
 /// What the server says when it stops.
 #[derive(Serialize, Deserialize)]
 struct ServerReport {
@@ -534,61 +526,10 @@ struct ServerReport {
     last_served_ms: Option<u64>,
 }
 
-/// A stopped server: its report and what it used.
-struct Stopped {
-    report: ServerReport,
-    usage: Usage,
-}
-
-impl std::ops::Deref for Stopped {
-    type Target = ServerReport;
-    fn deref(&self) -> &ServerReport {
-        &self.report
-    }
-}
-
-impl Server {
-    /// `mode`: `accept`, `fail` (every request gets a 500) or `limit:R` (accept, at most R
-    /// requests per one-second window).
-    fn start(mode: &str) -> Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--serve", mode])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the simulated destination")?;
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let base_url = line.trim().to_string();
-        ensure!(
-            base_url.starts_with("http://"),
-            "the simulated destination did not start: {line:?}"
-        );
-        Ok(Server {
-            child,
-            stdin,
-            stdout,
-            base_url,
-        })
-    }
-
-    fn stop(self) -> Result<Stopped> {
-        let Server {
-            child,
-            stdin,
-            mut stdout,
-            ..
-        } = self;
-        drop(stdin);
-        let mut line = String::new();
-        stdout.read_to_string(&mut line)?;
-        let report = serde_json::from_str(line.trim())
-            .with_context(|| format!("the server's report: {line:?}"))?;
-        let usage = wait(child, "simulated destination")?;
-        Ok(Stopped { report, usage })
-    }
+/// Starts the server in `mode`: `accept`, `fail` (every request gets a 500) or `limit:R`
+/// (accept, at most R requests per one-second window).
+fn start_server(mode: &str) -> Result<Server> {
+    Server::start(&["--serve", mode])
 }
 
 /// The child side of [`Server`].
@@ -616,29 +557,22 @@ fn serve(mode: &str) -> Result<()> {
             });
         }
     }
-    // One worker thread per core, as `sluice` starts.
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let sim = rest::start(RestConfig {
-            mode: RestMode::AcceptAll,
-            // The request log would otherwise keep a copy of every key.
-            record_keys: false,
-            path: PATH.to_string(),
-            faults,
-            ..Default::default()
-        })
-        .await?;
-        println!("{}", sim.base_url());
-        std::io::stdout().flush()?;
-        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-            .await??;
+    let config = RestConfig {
+        mode: RestMode::AcceptAll,
+        // The request log would otherwise keep a copy of every key.
+        record_keys: false,
+        path: PATH.to_string(),
+        faults,
+        ..Default::default()
+    };
+    support::serve(config, |sim| {
         let stats = sim.stats();
         let requests = sim.requests();
         let unix_ms = |t: SystemTime| {
             t.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64)
         };
-        let report = ServerReport {
+        ServerReport {
             requests: stats.requests,
             records_stored: stats.records_stored,
             rate_limited: stats.rate_limited,
@@ -649,9 +583,7 @@ fn serve(mode: &str) -> Result<()> {
                 .filter(|r| (200..300).contains(&r.status))
                 .map(|r| unix_ms(r.arrived_at))
                 .max(),
-        };
-        println!("{}", serde_json::to_string(&report)?);
-        Ok(())
+        }
     })
 }
 

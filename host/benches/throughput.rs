@@ -22,19 +22,19 @@
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sluice::sandbox::{HttpResponse, Runtime, SandboxLimits, SourceRecord, Verdict};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::{RestConfig, RestMode};
 
 use clap::Parser;
 
 mod support;
-use support::{MIB, Mix, Usage, load_average, record, total_memory_gib, wait};
+use support::{MIB, Mix, Server, Stopped, Usage, load_average, record, total_memory_gib, wait};
 
 const BATCH: usize = 200;
 const CONCURRENCY: usize = 8;
@@ -271,15 +271,7 @@ fn write_records(all: &Path, warm_up: &Path, count: usize) -> Result<u64> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Child processes, and what `wait4` says about them.
-
-/// A simulated destination in a child process, serving until its stdin closes.
-struct Server {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    base_url: String,
-}
+// The simulated destination, in a child process (see `support::Server`).
 
 /// What the server says when it stops.
 #[derive(Serialize, Deserialize)]
@@ -288,78 +280,36 @@ struct ServerReport {
     records_stored: u64,
 }
 
-impl Server {
-    fn start() -> Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("--serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the simulated destination")?;
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let base_url = line.trim().to_string();
-        ensure!(
-            base_url.starts_with("http://"),
-            "the simulated destination did not start: {line:?}"
-        );
-        Ok(Server {
-            child,
-            stdin,
-            stdout,
-            base_url,
-        })
-    }
+fn start_server() -> Result<Server> {
+    Server::start(&["--serve"])
+}
 
-    /// Stops the server; checks it stored exactly `records` records.
-    fn stop(self, records: usize) -> Result<Usage> {
-        let Server {
-            child,
-            stdin,
-            mut stdout,
-            ..
-        } = self;
-        drop(stdin);
-        let mut line = String::new();
-        stdout.read_to_string(&mut line)?;
-        let report: ServerReport = serde_json::from_str(line.trim())
-            .with_context(|| format!("the server's report: {line:?}"))?;
-        ensure!(
-            report.records_stored == records as u64,
-            "the server stored {} records, not {records}",
-            report.records_stored
-        );
-        wait(child, "simulated destination")
-    }
+/// Stops the server; checks it stored exactly `records` records.
+fn stop_server(server: Server, records: usize) -> Result<Usage> {
+    let stopped: Stopped<ServerReport> = server.stop()?;
+    ensure!(
+        stopped.records_stored == records as u64,
+        "the server stored {} records, not {records}",
+        stopped.records_stored
+    );
+    Ok(stopped.usage)
 }
 
 /// Runs the server: the child side of [`Server`].
 fn serve() -> Result<()> {
-    // A runtime like `sluice`'s and the raw client's: one worker thread per core.
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let sim = rest::start(RestConfig {
-            mode: RestMode::AcceptAll,
-            // The request log would otherwise keep a copy of every key.
-            record_keys: false,
-            path: PATH.to_string(),
-            ..Default::default()
-        })
-        .await?;
-        println!("{}", sim.base_url());
-        std::io::stdout().flush()?;
-        // Serve until the parent closes stdin.
-        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-            .await??;
+    let config = RestConfig {
+        mode: RestMode::AcceptAll,
+        // The request log would otherwise keep a copy of every key.
+        record_keys: false,
+        path: PATH.to_string(),
+        ..Default::default()
+    };
+    support::serve(config, |sim| {
         let stats = sim.stats();
-        let report = ServerReport {
+        ServerReport {
             requests: stats.requests,
             records_stored: stats.records_stored,
-        };
-        println!("{}", serde_json::to_string(&report)?);
-        Ok(())
+        }
     })
 }
 
@@ -529,7 +479,7 @@ struct Summary {
 }
 
 fn run_sluice(dir: &Path, data: &Path, records: usize) -> Result<Run> {
-    let server = Server::start()?;
+    let server = start_server()?;
     // A fresh ledger for every run: with the ledger of an earlier run, Sluice would rightly
     // skip every record it already delivered unchanged.
     let state = dir.join("state");
@@ -576,7 +526,7 @@ concurrency = {CONCURRENCY}
         format!("sluice's output: {output}\nits log: {log}")
     })?;
     let wall = started.elapsed();
-    let server_usage = server.stop(records)?;
+    let server_usage = stop_server(server, records)?;
 
     let summary: Summary = serde_json::from_str(output.trim())
         .with_context(|| format!("sluice's summary: {output:?}"))?;
@@ -608,7 +558,7 @@ struct RawReport {
 }
 
 fn run_raw(data: &Path, records: usize) -> Result<Run> {
-    let server = Server::start()?;
+    let server = start_server()?;
     let started = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--raw")
@@ -621,7 +571,7 @@ fn run_raw(data: &Path, records: usize) -> Result<Run> {
     child.stdout.take().unwrap().read_to_string(&mut output)?;
     let usage = wait(child, "raw client")?;
     let wall = started.elapsed();
-    let server_usage = server.stop(records)?;
+    let server_usage = stop_server(server, records)?;
 
     let report: RawReport = serde_json::from_str(output.trim())
         .with_context(|| format!("the raw client's report: {output:?}"))?;

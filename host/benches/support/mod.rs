@@ -1,12 +1,18 @@
-//! What the benchmarks share: deterministic test records, and measuring a child process.
-//! Each bench includes it with `mod support;`.
+//! What the benchmarks share: deterministic test records, the simulated destination in a
+//! child process, and measuring a child process. Each bench includes it with
+//! `mod support;`.
 
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_sim::SimHandle;
+use sluice_sim::rest::{self, RestConfig};
 
 /// A count of at least 1, written `1000000` or `1_000_000`.
 pub fn count(text: &str) -> Result<usize, String> {
@@ -192,5 +198,87 @@ pub fn wait(child: Child, what: &str) -> Result<Usage> {
         cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
         // Linux reports kilobytes.
         peak_rss: rusage.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// A simulated destination in a child process: this bench binary started with `args`,
+/// which prints its base URL, serves until its stdin closes, then prints one JSON report
+/// (see [`serve`]). A child of its own, so that what it stores counts against no client
+/// and `wait4` gives its CPU time.
+pub struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pub base_url: String,
+}
+
+/// A stopped server: its report, and what it used.
+pub struct Stopped<R> {
+    pub report: R,
+    pub usage: Usage,
+}
+
+impl<R> std::ops::Deref for Stopped<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.report
+    }
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the simulated destination")?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let base_url = line.trim().to_string();
+        ensure!(
+            base_url.starts_with("http://"),
+            "the simulated destination did not start: {line:?}"
+        );
+        Ok(Server {
+            child,
+            stdin,
+            stdout,
+            base_url,
+        })
+    }
+
+    /// Closes its stdin, reads its report and waits for it to exit.
+    pub fn stop<R: DeserializeOwned>(self) -> Result<Stopped<R>> {
+        let Server {
+            child,
+            stdin,
+            mut stdout,
+            ..
+        } = self;
+        drop(stdin);
+        let mut line = String::new();
+        stdout.read_to_string(&mut line)?;
+        let report = serde_json::from_str(line.trim())
+            .with_context(|| format!("the server's report: {line:?}"))?;
+        let usage = wait(child, "simulated destination")?;
+        Ok(Stopped { report, usage })
+    }
+}
+
+/// The child side of [`Server`]: serves `config` on a runtime like `sluice`'s (one worker
+/// thread per core) until stdin closes, then prints `report` of what it saw.
+pub fn serve<R: Serialize>(config: RestConfig, report: impl FnOnce(&SimHandle) -> R) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let sim = rest::start(config).await?;
+        println!("{}", sim.base_url());
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        println!("{}", serde_json::to_string(&report(&sim))?);
+        Ok(())
     })
 }
