@@ -7,6 +7,8 @@ use serde_json::json;
 use sluice_sim::faults::{Faults, Latency};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 
+use crate::common;
+
 fn contacts(prefix: &str, n: usize) -> String {
     (0..n)
         .map(|i| {
@@ -54,22 +56,7 @@ async fn run_json_prints_one_summary_per_sync() {
         &[("first", 120), ("second", 30)],
         "batch_size = 50",
     );
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&common::sluice_ok(&["run", "--json"], &config, &[]).await);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["sync"], "first");
     assert_eq!(lines[0]["outcome"], "completed");
@@ -105,13 +92,8 @@ async fn run_json_prints_one_summary_per_sync() {
     assert_eq!(dest.stored().len(), 150);
 
     // --sync runs just one.
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--sync", "second", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 1);
+    let output = common::sluice_ok(&["run", "--json", "--sync", "second"], &config, &[]).await;
+    assert_eq!(output.lines().count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,26 +180,10 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
         ),
     )
     .unwrap();
-    let sluice = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
-    sluice(&["run", "--json"]);
+    let sluice = async |args: &[&str]| common::sluice_ok(args, &config, &[]).await;
+    sluice(&["run", "--json"]).await;
 
-    let list: Vec<serde_json::Value> = sluice(&["ledger", "list", "--sync", "s", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let list = common::json_lines(&sluice(&["ledger", "list", "--sync", "s", "--json"]).await);
     assert_eq!(list.len(), 2);
     assert_eq!(
         (
@@ -236,7 +202,8 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
 
     let csv = sluice(&[
         "ledger", "list", "--sync", "s", "--status", "rejected", "--csv",
-    ]);
+    ])
+    .await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -251,7 +218,7 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
     assert_eq!(lines.next(), None);
 
     let stats: serde_json::Value =
-        serde_json::from_str(&sluice(&["ledger", "stats", "--sync", "s", "--json"])).unwrap();
+        serde_json::from_str(&sluice(&["ledger", "stats", "--sync", "s", "--json"]).await).unwrap();
     assert_eq!(
         stats["by_status"],
         json!({"delivered": 1, "rejected": 1, "pending": 0, "permanent": 0, "resolved": 0})
@@ -262,24 +229,27 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
     );
 
     let show: serde_json::Value =
-        serde_json::from_str(&sluice(&["ledger", "show", "--sync", "s", "bad"])).unwrap();
+        serde_json::from_str(&sluice(&["ledger", "show", "--sync", "s", "bad"]).await).unwrap();
     assert_eq!(
         show["payload"].as_str(),
         Some("{\"id\": \"bad\", \"email\": \"nope\"}")
     );
 
-    let resolved: serde_json::Value = serde_json::from_str(&sluice(&[
-        "ledger",
-        "resolve",
-        "--sync",
-        "s",
-        "--key",
-        "bad",
-        "--by",
-        "ana",
-        "--why",
-        "fixed in the CRM",
-    ]))
+    let resolved: serde_json::Value = serde_json::from_str(
+        &sluice(&[
+            "ledger",
+            "resolve",
+            "--sync",
+            "s",
+            "--key",
+            "bad",
+            "--by",
+            "ana",
+            "--why",
+            "fixed in the CRM",
+        ])
+        .await,
+    )
     .unwrap();
     assert_eq!(
         (
@@ -289,7 +259,8 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
         (Some("resolved"), Some("ana"))
     );
     // A resolved record is not sent again while its data is unchanged.
-    let run: serde_json::Value = serde_json::from_str(sluice(&["run", "--json"]).trim()).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_str(sluice(&["run", "--json"]).await.trim()).unwrap();
     assert_eq!(
         (run["unchanged"].as_u64(), run["requests"].as_u64()),
         (Some(2), Some(0))
@@ -357,11 +328,7 @@ async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let output = common::sluice(&["run", "--json"], &config, &[]).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -384,16 +351,7 @@ async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
         (Some("second"), Some(10))
     );
 
-    let runs = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["runs", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let history: Vec<serde_json::Value> = String::from_utf8(runs.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let history = common::json_lines(&common::sluice_ok(&["runs", "--json"], &config, &[]).await);
     assert_eq!(history.len(), 2);
     let failed = history.iter().find(|r| r["sync"] == "first").unwrap();
     assert_eq!(failed["outcome"], "failed");

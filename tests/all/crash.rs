@@ -9,6 +9,8 @@ use sluice_sim::faults::{Faults, Latency};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 
+use crate::common;
+
 const RECORDS: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,18 +93,8 @@ async fn sigkill_at_several_points_of_a_run_loses_nothing() {
     }
 
     // A last run to the end.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = common::sluice_ok(&["run", "--json"], &config, &[]).await;
+    let summary: serde_json::Value = serde_json::from_str(&output).unwrap();
     assert_eq!(summary["pending"], 0, "{summary}");
 
     let stored: BTreeSet<String> = dest.stored().into_keys().collect();

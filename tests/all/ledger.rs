@@ -705,12 +705,7 @@ async fn a_second_process_on_the_same_ledger_is_refused() {
         "settings = { path = \"/v1/records\" }\n",
     );
     let held = Ledger::open(&setup.config.state_dir).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(setup.dir.path().join("sluice.toml"))
-        .output()
-        .await
-        .unwrap();
+    let output = common::sluice(&["run"], &setup.dir.path().join("sluice.toml"), &[]).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -12,6 +12,8 @@ use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
 
+use crate::common;
+
 const SECRET: &str = "tok-5ecret-do-not-leak";
 
 fn config(
@@ -29,7 +31,7 @@ fn config(
         &path,
         format!(
             "state_dir = \"state\"\ncache_dir = \"{}\"\n[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = {{ jsonl = \"data.jsonl\", key = \"id\" }}\nbase_url = \"{}\"\nauth = {{ bearer_env = \"OBSERVE_TOKEN\" }}\nredact = [\"ssn\", \"X-Request-Id\"]\nsettings = {{ path = \"/v1/records\", results_pointer = \"/results\" }}\nbatch_size = 10\nconcurrency = 2\n{extra}\n[sync.retry]\ninitial_backoff = \"5ms\"\n",
-            crate::common::cache_dir().display(),
+            common::cache_dir().display(),
             dest.base_url()
         ),
     )
@@ -38,15 +40,12 @@ fn config(
 }
 
 async fn sluice(args: &[&str], config: &std::path::Path) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("OBSERVE_TOKEN", SECRET)
-        .env("RUST_LOG", "trace")
-        .output()
-        .await
-        .unwrap()
+    common::sluice(
+        args,
+        config,
+        &[("OBSERVE_TOKEN", SECRET), ("RUST_LOG", "trace")],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,17 +344,7 @@ async fn summary_history_and_metrics_agree_with_the_destination() {
     assert!(metrics.contains("connector=\"rest\""));
 
     // The run history says the same.
-    let runs = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["runs", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
-    let history: Vec<serde_json::Value> = String::from_utf8(runs.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let history = common::json_lines(&common::sluice_ok(&["runs", "--json"], &config, &[]).await);
     assert_eq!(history.len(), 1);
     let h = &history[0];
     assert_eq!(
@@ -392,13 +381,7 @@ async fn progress_goes_to_stderr_as_plain_lines_when_stdout_is_a_pipe() {
         .unwrap()
         .replace(", results_pointer = \"/results\"", "");
     std::fs::write(&config, text).unwrap();
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("OBSERVE_TOKEN", SECRET)
-        .output()
-        .await
-        .unwrap();
+    let run = common::sluice(&["run"], &config, &[("OBSERVE_TOKEN", SECRET)]).await;
     assert!(
         run.status.success(),
         "{}",
@@ -418,13 +401,7 @@ async fn progress_goes_to_stderr_as_plain_lines_when_stdout_is_a_pipe() {
         "no terminal escapes on a pipe"
     );
 
-    let quiet = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--quiet", "--config"])
-        .arg(&config)
-        .env("OBSERVE_TOKEN", SECRET)
-        .output()
-        .await
-        .unwrap();
+    let quiet = common::sluice(&["run", "--quiet"], &config, &[("OBSERVE_TOKEN", SECRET)]).await;
     assert!(quiet.status.success());
     assert!(String::from_utf8(quiet.stderr).unwrap().is_empty());
 }

@@ -1104,14 +1104,11 @@ async fn each_worker_instantiates_its_connector_once() {
         );
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--json", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "warn,sluice::connector=debug")
-            .env("NO_COLOR", "1")
-            .output()
-            .await
-            .unwrap();
+        let env = [
+            ("RUST_LOG", "warn,sluice::connector=debug"),
+            ("NO_COLOR", "1"),
+        ];
+        let output = common::sluice(&["run", "--json"], &path, &env).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{name}: {stderr}");
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
