@@ -33,12 +33,11 @@ use sluice_sim::rest::{RestConfig, RestMode};
 use clap::Parser;
 
 mod support;
-use support::{MIB, Mix, Server, Usage, load_average, record, total_memory_gib, wait};
+use support::{
+    BATCH, CONCURRENCY, MIB, Mix, PATH, SYNC, Server, Usage, load_average, record,
+    total_memory_gib, wait, write_config,
+};
 
-const BATCH: usize = 200;
-const CONCURRENCY: usize = 8;
-const PATH: &str = "/v1/records";
-const SYNC: &str = "bench";
 /// Records of the warm-up run, which compiles the connector into the on-disk cache.
 const WARM_UP_RECORDS: usize = 2_000;
 
@@ -470,44 +469,6 @@ fn sluice(dir: &Path, command: &[&str], config: &Path) -> Result<Exec> {
         wall: started.elapsed(),
         started_ms,
     })
-}
-
-/// Writes `NAME.toml` for one sync of `data` into `server`; `extra` lines go at the end of
-/// the sync (a `rate_limit`, or a `[sync.retry]` table).
-fn write_config(
-    dir: &Path,
-    name: &str,
-    data: &Path,
-    state: &str,
-    server: &Server,
-    extra: &[&str],
-) -> Result<std::path::PathBuf> {
-    let path = dir.join(format!("{name}.toml"));
-    let mut text = format!(
-        r#"cache_dir = "cache"
-state_dir = "{state}"
-
-[connectors.rest]
-component = "builtin:rest"
-
-[[sync]]
-name = "{SYNC}"
-connector = "rest"
-source = {{ jsonl = "{}", key = "id" }}
-base_url = "{}"
-settings = {{ path = "{PATH}" }}
-batch_size = {BATCH}
-concurrency = {CONCURRENCY}
-"#,
-        data.display(),
-        server.base_url
-    );
-    for line in extra {
-        text.push_str(line);
-        text.push('\n');
-    }
-    std::fs::write(&path, text)?;
-    Ok(path)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -34,11 +34,11 @@ use sluice_sim::rest::{RestConfig, RestMode};
 use clap::Parser;
 
 mod support;
-use support::{MIB, Mix, Server, Stopped, Usage, load_average, record, total_memory_gib, wait};
+use support::{
+    BATCH, CONCURRENCY, MIB, Mix, PATH, Server, Stopped, Usage, load_average, record,
+    total_memory_gib, wait, write_config,
+};
 
-const BATCH: usize = 200;
-const CONCURRENCY: usize = 8;
-const PATH: &str = "/v1/records";
 /// Records of the warm-up run, which compiles the connector into the on-disk cache.
 const WARM_UP_RECORDS: usize = 20_000;
 /// Batches the connector is timed on alone (see `connector_alone`).
@@ -486,29 +486,7 @@ fn run_sluice(dir: &Path, data: &Path, records: usize) -> Result<Run> {
     if state.exists() {
         std::fs::remove_dir_all(&state)?;
     }
-    let config = dir.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"cache_dir = "cache"
-state_dir = "state"
-
-[connectors.rest]
-component = "builtin:rest"
-
-[[sync]]
-name = "bench"
-connector = "rest"
-source = {{ jsonl = "{}", key = "id" }}
-base_url = "{}"
-settings = {{ path = "{PATH}" }}
-batch_size = {BATCH}
-concurrency = {CONCURRENCY}
-"#,
-            data.display(),
-            server.base_url
-        ),
-    )?;
+    let config = write_config(dir, "bench", data, "state", &server, &[])?;
     let started = Instant::now();
     // Its log and progress lines go to a file, shown when the run fails.
     let log = dir.join("sluice.log");

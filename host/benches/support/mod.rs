@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -13,6 +14,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_sim::SimHandle;
 use sluice_sim::rest::{self, RestConfig};
+
+/// What every bench run uses: Sluice's sync and the raw client alike.
+pub const BATCH: usize = 200;
+pub const CONCURRENCY: usize = 8;
+/// Where the simulated destination takes records.
+pub const PATH: &str = "/v1/records";
+/// The sync's name in the configs the benches write.
+pub const SYNC: &str = "bench";
 
 /// A count of at least 1, written `1000000` or `1_000_000`.
 pub fn count(text: &str) -> Result<usize, String> {
@@ -281,4 +290,43 @@ pub fn serve<R: Serialize>(config: RestConfig, report: impl FnOnce(&SimHandle) -
         println!("{}", serde_json::to_string(&report(&sim))?);
         Ok(())
     })
+}
+
+/// Writes `NAME.toml` for one sync, `SYNC`, of `data` into `server`, with the benches'
+/// batch size and concurrency and everything else at its defaults; `extra` lines go at the end of
+/// the sync (a `rate_limit`, or a `[sync.retry]` table).
+pub fn write_config(
+    dir: &Path,
+    name: &str,
+    data: &Path,
+    state: &str,
+    server: &Server,
+    extra: &[&str],
+) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.toml"));
+    let mut text = format!(
+        r#"cache_dir = "cache"
+state_dir = "{state}"
+
+[connectors.rest]
+component = "builtin:rest"
+
+[[sync]]
+name = "{SYNC}"
+connector = "rest"
+source = {{ jsonl = "{}", key = "id" }}
+base_url = "{}"
+settings = {{ path = "{PATH}" }}
+batch_size = {BATCH}
+concurrency = {CONCURRENCY}
+"#,
+        data.display(),
+        server.base_url
+    );
+    for line in extra {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
