@@ -141,9 +141,6 @@ fn show_precheck(instance: &mut ConnectorInstance, batch: &[SourceRecord]) -> Ve
         .collect()
 }
 
-/// A recorded response and the verdict expected: status, headers, body, verdict.
-type Recorded<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, &'a str);
-
 // ---------------------------------------------------------------------------------------
 // Python: a HubSpot-like batch upsert.
 
@@ -295,7 +292,7 @@ fn python_hubspot_classifies_recorded_responses() {
         ("bad email", strings(&["email"]))
     );
 
-    let cases: &[Recorded] = &[
+    let cases: &[common::ResponseCase] = &[
         (
             429,
             &[("retry-after", "7")],
@@ -394,13 +391,7 @@ fn python_hubspot_classifies_recorded_responses() {
             "per-record[retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT)]",
         ),
     ];
-    for (status, headers, body, expected) in cases {
-        assert_eq!(
-            classify(&mut hs, *status, headers, body),
-            *expected,
-            "{status} {headers:?} {body}"
-        );
-    }
+    common::assert_classified(&mut hs, &keys, cases);
     // A body of 10 MiB is no trap and no answer.
     let huge = format!("{{\"results\": \"{}\"}}", "x".repeat(10 << 20));
     assert_eq!(
@@ -794,7 +785,7 @@ fn js_couchdb_classifies_recorded_responses() {
         classify(&mut couch, 201, &[], &answers.to_string()),
         "per-record[delivered(1-aaa), retry(conflict), rejected(forbidden), rejected(unauthorized), retry(NO_RESULT)]"
     );
-    let cases: &[Recorded] = &[
+    let cases: &[common::ResponseCase] = &[
         (
             202,
             &[],
@@ -865,13 +856,7 @@ fn js_couchdb_classifies_recorded_responses() {
         (201, &[], "[1]", "transient(MALFORMED_RESPONSE)"),
         (201, &[], "\u{0}\u{1}", "transient(MALFORMED_RESPONSE)"),
     ];
-    for (status, headers, body, expected) in cases {
-        assert_eq!(
-            classify(&mut couch, *status, headers, body),
-            *expected,
-            "{status} {headers:?} {body}"
-        );
-    }
+    common::assert_classified(&mut couch, &keys, cases);
     let huge = format!("[\"{}\"]", "x".repeat(10 << 20));
     assert_eq!(
         classify(&mut couch, 201, &[], &huge),

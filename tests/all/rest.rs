@@ -142,12 +142,7 @@ fn every_response_is_classified() {
         (403, &[], "", "fatal(HTTP_403)"),
         (404, &[], "", "fatal(HTTP_404)"),
     ];
-    for (status, headers, body, expected) in cases {
-        let v = plain
-            .classify(&keys(3), &response(*status, headers, body))
-            .unwrap();
-        assert_eq!(show(&v), *expected, "status {status}, body {body}");
-    }
+    common::assert_classified(&mut plain, &keys(3), cases);
 
     let mut results = configured(
         "rest",

@@ -238,12 +238,7 @@ fn every_response_is_classified() {
             "transient(MALFORMED_RESPONSE)",
         ),
     ];
-    for (status, headers, body, expected) in cases {
-        let v = sf
-            .classify(&keys(2), &response(*status, headers, body))
-            .unwrap();
-        assert_eq!(show(&v), *expected, "status {status}, body {body}");
-    }
+    common::assert_classified(&mut sf, &keys(2), cases);
 }
 
 fn rules() -> Rules {

@@ -195,6 +195,20 @@ pub use sluice::conformance::show;
 /// the verdict as `show` prints it.
 pub type ResponseCase<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, &'a str);
 
+/// Classifies each canned response for a batch of `keys` and checks the verdict.
+pub fn assert_classified(
+    instance: &mut ConnectorInstance,
+    keys: &[String],
+    cases: &[ResponseCase],
+) {
+    for (status, headers, body, expected) in cases {
+        let verdict = instance
+            .classify(keys, &response(*status, headers, body))
+            .unwrap();
+        assert_eq!(show(&verdict), *expected, "{status} {headers:?} {body}");
+    }
+}
+
 /// `n` valid accounts with keys `A0000..`.
 pub fn accounts(n: usize) -> Vec<serde_json::Value> {
     (0..n)
