@@ -447,9 +447,7 @@ fn resolve_sync(
         path: relative(&source.1),
         key: s.source.key,
     };
-    if !source.path.is_file() {
-        bail!("source: file `{}` not found", source.path.display());
-    }
+    check_source_file(&source.path)?;
     if source.key.is_empty() {
         bail!("source.key: must name the field that holds each record's primary key");
     }
@@ -573,6 +571,25 @@ fn resolve_sync(
         schedule,
         redact: s.redact.unwrap_or_default(),
     })
+}
+
+/// The source must be a file that exists now; say what is wrong with the path otherwise.
+fn check_source_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_dir() => bail!(
+            "source: `{}` is a directory; give the JSONL or CSV file to read",
+            path.display()
+        ),
+        Ok(_) => bail!(
+            "source: `{}` is not a regular file; give the JSONL or CSV file to read",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            bail!("source: file `{}` not found", path.display())
+        }
+        Err(err) => bail!("source: cannot read `{}`: {err}", path.display()),
+    }
 }
 
 fn resolve_auth(a: raw::Auth) -> Result<AuthSpec> {

@@ -113,6 +113,7 @@ impl Host {
         let input = Input::Source {
             ledger: Some(ledger.clone()),
             send_all: sync.mode == SendMode::All,
+            spool_dir: config.state_dir.clone(),
         };
         self.run_input(config, name, ledger, input, control).await
     }

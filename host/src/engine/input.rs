@@ -1,18 +1,27 @@
 //! What a run reads: the sync's source, filtered through the ledger (skip what the
 //! destination already has, hold what waits for a person, let the last of a repeated key
 //! win), or records the retry job picked from the ledger.
+//!
+//! A source is read exactly once. The read spools every record to an unlinked file in the
+//! state directory and remembers a 128-bit hash of every key, reporting unusable rows as it
+//! goes; the send pass then streams the spool and skips all but the last row of a repeated
+//! key. Reading the source twice would let a file replaced between the passes lose records
+//! unreported, and some sources (a command's output) cannot be read twice at all.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use tokio_util::sync::CancellationToken;
 
 use super::batcher::Batcher;
 use super::outcome::Count;
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
 use crate::ledger::{Decision, SyncLedger};
-use crate::source::{self, Record, Row};
+use crate::source::spool::{SpoolReader, SpoolWriter};
+use crate::source::{self, Record, Row, RowReader};
 
 /// Where a run's records come from.
 pub enum Input {
@@ -21,13 +30,16 @@ pub enum Input {
     Source {
         ledger: Option<SyncLedger>,
         send_all: bool,
+        /// Where the run keeps what it read until it is sent (the sync's state
+        /// directory): an unlinked file, gone when the run ends.
+        spool_dir: PathBuf,
     },
     /// Records chosen by the retry job, sent as they are.
     Records(Vec<Record>),
 }
 
 /// Streams the input into batches on `tx`; runs on a blocking thread. Returns the rows
-/// it skipped as unusable.
+/// it skipped as unusable or repeated.
 pub(super) fn read(
     input: Input,
     spec: &SourceSpec,
@@ -35,12 +47,15 @@ pub(super) fn read(
     shared: &Shared,
     tx: tokio::sync::mpsc::Sender<Vec<Record>>,
 ) -> Result<Vec<InvalidRow>> {
-    let mut skipped = Vec::new();
-    let mut report = |line: u64, reason: String, count: Count| {
+    // Unusable rows are found by the read, repeated keys by the send pass: each list is in
+    // line order, and the report shows the first rows of both, merged.
+    let mut invalid = Vec::new();
+    let mut repeated = Vec::new();
+    let report = |kept: &mut Vec<InvalidRow>, line: u64, reason: String, count: Count| {
         shared.counters.add(count, 1);
         tracing::info!(sync = %shared.spec.name, line, "skipping source row: {reason}");
-        if skipped.len() < MAX_INVALID_ROWS_KEPT {
-            skipped.push(InvalidRow { line, reason });
+        if kept.len() < MAX_INVALID_ROWS_KEPT {
+            kept.push(InvalidRow { line, reason });
         }
     };
     let mut emit = |record: Record| -> bool {
@@ -50,93 +65,169 @@ pub(super) fn read(
         }
     };
 
-    match input {
+    let finished = match input {
         Input::Records(records) => {
+            let mut finished = true;
             for record in records {
                 if shared.stop.is_cancelled() {
-                    return Ok(skipped);
+                    finished = false;
+                    break;
                 }
                 shared.counters.add(Count::Read, 1);
                 if !emit(record) {
-                    return Ok(skipped);
+                    finished = false;
+                    break;
                 }
             }
+            finished
         }
-        Input::Source { ledger, send_all } => {
+        Input::Source {
+            ledger,
+            send_all,
+            spool_dir,
+        } => {
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
             let ledger = ledger.filter(|ledger| !ledger.is_empty());
-            let repeated = repeated_keys(spec)?;
-            let mut seen_of_repeated: HashMap<u64, u64> = HashMap::new();
-            for row in source::open(spec)? {
-                if shared.stop.is_cancelled() {
-                    return Ok(skipped);
-                }
-                let (line, record) = match row? {
-                    Row::Invalid { line, reason } => {
-                        report(line, reason, Count::InvalidRows);
-                        continue;
+            let rows = source::open(spec, &spool_dir)?;
+            let spooled = spool_source(rows, &spool_dir, &shared.stop, |line, reason| {
+                report(&mut invalid, line, reason, Count::InvalidRows);
+            })?;
+            match spooled {
+                None => false,
+                Some(mut spooled) => loop {
+                    if shared.stop.is_cancelled() {
+                        break false;
                     }
-                    Row::Record { line, record } => (line, record),
-                };
-                shared.counters.add(Count::Read, 1);
-                let hash = key_hash(&record.key);
-                if let Some(&total) = repeated.get(&hash) {
-                    let seen = seen_of_repeated.entry(hash).or_default();
-                    *seen += 1;
-                    if *seen < total {
+                    let Some((line, record)) = spooled.records.next()? else {
+                        break true;
+                    };
+                    shared.counters.add(Count::Read, 1);
+                    if !spooled.wins(&record.key, line) {
                         let reason = format!(
                             "key `{}` appears again later in the source; the last row wins",
                             record.key
                         );
-                        report(line, reason, Count::Duplicates);
+                        report(&mut repeated, line, reason, Count::Duplicates);
                         continue;
                     }
-                }
-                if let Some(ledger) = &ledger {
-                    match ledger.decide(&record, send_all)? {
-                        Decision::Send => {}
-                        Decision::Unchanged => {
-                            shared.counters.add(Count::Unchanged, 1);
-                            continue;
-                        }
-                        Decision::Held => {
-                            shared.counters.add(Count::Held, 1);
-                            continue;
+                    if let Some(ledger) = &ledger {
+                        match ledger.decide(&record, send_all)? {
+                            Decision::Send => {}
+                            Decision::Unchanged => {
+                                shared.counters.add(Count::Unchanged, 1);
+                                continue;
+                            }
+                            Decision::Held => {
+                                shared.counters.add(Count::Held, 1);
+                                continue;
+                            }
                         }
                     }
-                }
-                if !emit(record) {
-                    return Ok(skipped);
-                }
+                    if !emit(record) {
+                        break false;
+                    }
+                },
             }
         }
-    }
-    if let Some(batch) = batcher.finish() {
+    };
+    if finished && let Some(batch) = batcher.finish() {
         send(&tx, batch, shared);
     }
+    let mut skipped = invalid;
+    skipped.append(&mut repeated);
+    skipped.sort_by_key(|row| row.line);
+    skipped.truncate(MAX_INVALID_ROWS_KEPT);
     Ok(skipped)
 }
 
-/// Keys that occur more than once in the source, with how often. A first pass over the
-/// file keeps only a 64-bit hash per key, so a million keys cost a few megabytes.
-fn repeated_keys(spec: &SourceSpec) -> Result<HashMap<u64, u64>> {
-    let mut seen = HashSet::new();
-    let mut repeated: HashMap<u64, u64> = HashMap::new();
-    for row in source::open(spec)? {
-        if let Row::Record { record, .. } = row? {
-            let hash = key_hash(&record.key);
-            if !seen.insert(hash) {
-                *repeated.entry(hash).or_insert(1) += 1;
+/// A source read to its end: its records in the spool, and for each key that occurs more
+/// than once, the line of its last row.
+struct Spooled {
+    records: SpoolReader,
+    last_of_repeated: HashMap<KeyHash, u64, ByKeyHash>,
+}
+
+impl Spooled {
+    /// Whether the row of `key` at `line` is the one sent: the last row of its key.
+    fn wins(&self, key: &str, line: u64) -> bool {
+        self.last_of_repeated.is_empty()
+            || self
+                .last_of_repeated
+                .get(&KeyHash::of(key))
+                .is_none_or(|&last| last == line)
+    }
+}
+
+/// Reads every row of the source once: unusable rows go to `invalid` as they come,
+/// records to a spool in `dir`. `None` when the run was stopped meanwhile.
+fn spool_source(
+    mut rows: Box<dyn RowReader>,
+    dir: &Path,
+    stop: &CancellationToken,
+    mut invalid: impl FnMut(u64, String),
+) -> Result<Option<Spooled>> {
+    let mut spool = SpoolWriter::new(dir)?;
+    // 16 bytes a key: a million keys cost about 40 MB at the peak, payloads nothing.
+    let mut seen: HashSet<KeyHash, ByKeyHash> = HashSet::default();
+    let mut last_of_repeated: HashMap<KeyHash, u64, ByKeyHash> = HashMap::default();
+    while let Some(row) = rows.next_row()? {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        match row {
+            Row::Invalid { line, reason } => invalid(line, reason),
+            Row::Record { line, key, payload } => {
+                let hash = KeyHash::of(key);
+                if !seen.insert(hash) {
+                    last_of_repeated.insert(hash, line);
+                }
+                spool.push(line, key, payload)?;
             }
         }
     }
-    Ok(repeated)
+    Ok(Some(Spooled {
+        records: spool.finish()?,
+        last_of_repeated,
+    }))
 }
 
-fn key_hash(key: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
+/// A key's XXH3-128: no two distinct keys of a source share one in practice (a billion
+/// keys collide with a chance near 10^-21), and it costs the same for any key length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct KeyHash(u64, u64);
+
+impl KeyHash {
+    fn of(key: &str) -> Self {
+        let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+        KeyHash(hash as u64, (hash >> 64) as u64)
+    }
+}
+
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already uniformly spread: half of it places the entry, equality checks all.
+        state.write_u64(self.0);
+    }
+}
+
+/// Hashes a `KeyHash` by taking it as it is.
+type ByKeyHash = BuildHasherDefault<AsIs>;
+
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// False when no worker will take the batch any more; its records stay pending.
@@ -147,5 +238,121 @@ fn send(tx: &tokio::sync::mpsc::Sender<Vec<Record>>, batch: Vec<Record>, shared:
             shared.leave_pending(batch, None);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceFormat;
+
+    /// The records sent, by line, and the rows skipped, after reading `spec`'s source once.
+    fn winners(rows: Box<dyn RowReader>, dir: &Path) -> (Vec<(u64, String, String)>, Vec<u64>) {
+        let mut invalid = Vec::new();
+        let mut spooled = spool_source(rows, dir, &CancellationToken::new(), |line, _| {
+            invalid.push(line)
+        })
+        .unwrap()
+        .unwrap();
+        let mut sent = Vec::new();
+        while let Some((line, record)) = spooled.records.next().unwrap() {
+            if spooled.wins(&record.key, line) {
+                sent.push((line, record.key, record.payload));
+            }
+        }
+        (sent, invalid)
+    }
+
+    fn spec(path: &Path) -> SourceSpec {
+        SourceSpec {
+            format: SourceFormat::Jsonl,
+            path: path.to_path_buf(),
+            key: "id".into(),
+        }
+    }
+
+    #[test]
+    fn the_last_row_of_a_key_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        let text = "{\"id\": \"a\", \"v\": 1}\n{\"id\": \"b\"}\nnope\n{\"id\": \"a\", \"v\": 2}\n{\"id\": 1}\n{\"id\": 1.0}\n";
+        std::fs::write(&path, text).unwrap();
+        let (sent, invalid) = winners(source::open(&spec(&path), dir.path()).unwrap(), dir.path());
+        let keys: Vec<(u64, &str)> = sent.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(keys, [(2, "b"), (4, "a"), (5, "1"), (6, "1.0")]);
+        assert_eq!(sent[1].2, r#"{"id": "a", "v": 2}"#);
+        assert_eq!(invalid, [3]);
+    }
+
+    /// Rows of a reader that replaces its file with another once it has given one row.
+    struct ReplacedMidway {
+        rows: Box<dyn RowReader>,
+        replacement: Option<(PathBuf, PathBuf)>,
+    }
+
+    impl RowReader for ReplacedMidway {
+        fn next_row(&mut self) -> Result<Option<Row<'_>>> {
+            let row = self.rows.next_row()?;
+            if let Some((from, to)) = self.replacement.take() {
+                std::fs::rename(from, to).unwrap();
+            }
+            Ok(row)
+        }
+    }
+
+    /// A source replaced (renamed over) while the run reads it: every record of the file
+    /// that was opened is sent, with its own last-row-wins, and nothing of the other. The
+    /// old two passes opened the path twice, and applied one file's repeated keys to the
+    /// other's rows.
+    #[test]
+    fn a_source_replaced_during_the_run_is_read_as_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        let next = dir.path().join("next.jsonl");
+        // Larger than the reader's buffer: most of it is read after the rename.
+        let first: String = (0..20_000)
+            .map(|i| format!("{{\"id\": \"k{}\", \"v\": {i}}}\n", i % 15_000))
+            .collect();
+        std::fs::write(&path, &first).unwrap();
+        std::fs::write(
+            &next,
+            "{\"id\": \"k0\", \"v\": \"new\"}\n{\"id\": \"k0\"}\n",
+        )
+        .unwrap();
+        let rows = ReplacedMidway {
+            rows: source::open(&spec(&path), dir.path()).unwrap(),
+            replacement: Some((next.clone(), path.clone())),
+        };
+        let (sent, invalid) = winners(Box::new(rows), dir.path());
+        assert!(invalid.is_empty());
+        assert!(std::fs::read_to_string(&path).unwrap().contains("new"));
+        let expected: Vec<(u64, String, String)> = (0..20_000u64)
+            .filter(|i| *i >= 5000)
+            .map(|i| {
+                let key = format!("k{}", i % 15_000);
+                (
+                    i + 1,
+                    key.clone(),
+                    format!("{{\"id\": \"{key}\", \"v\": {i}}}"),
+                )
+            })
+            .collect();
+        assert_eq!(sent.len(), 15_000);
+        assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn a_stopped_read_spools_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(&path, "{\"id\": 1}\n{\"id\": 2}\n").unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let rows = source::open(&spec(&path), dir.path()).unwrap();
+        assert!(
+            spool_source(rows, dir.path(), &stop, |_, _| {})
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -1,0 +1,716 @@
+//! CSV (RFC 4180): a header row naming the columns, then one record per row, whose payload
+//! is a JSON object of strings by column name.
+//!
+//! A quoted field may span lines, so a quote that never closes shows only at the end of
+//! the input. Then the row where it opened is reported, and the lines after that row's
+//! first line are read again as rows of their own. They come from a replay buffer (memory,
+//! then an unlinked file), filled while the row was open: a source is read once.
+//!
+//! Re-reading stays linear. At every line end inside a row the parser is in the same state
+//! (inside a quoted field), so the lines that follow decide alone whether the field ever
+//! closes. Once one never did, none of the rows after it that is still open at its line
+//! end can close either: such a row is reported at once, and the replay is a single pass.
+//!
+//! The parser is csv-core, fed one line at a time (the csv crate reads on past an
+//! unclosed quote and cannot be told to go back).
+
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use csv_core::ReadRecordResult;
+use tempfile::SpooledTempFile;
+
+use super::lines::Lines;
+use super::{Row, RowReader, not_utf8};
+
+/// How much of an open row's later lines is kept in memory before they go to a file.
+const REPLAY_IN_MEMORY: usize = 1024 * 1024;
+/// A header row longer than this is refused (an unclosed quote in the header, most likely).
+const MAX_HEADER: usize = 1024 * 1024;
+
+pub(super) struct CsvRows {
+    lines: Lines,
+    path: String,
+    parser: Parser,
+    columns: Columns,
+    payload: String,
+    /// A quote has been found never to close: any later row still open at its line end is
+    /// reported at once (see the module's comment).
+    after_unclosed: bool,
+    /// A row that is open past its first line, waiting for its quote to close.
+    open_row: Option<OpenRow>,
+    scratch: PathBuf,
+}
+
+/// A row whose quoted field runs past its first line.
+struct OpenRow {
+    line: u64,
+    last_line: u64,
+    /// Its first line, as fed to the parser.
+    first: Vec<u8>,
+    /// The lines after it, as fed: re-parsed when the quote closes, read as rows of their
+    /// own when it does not.
+    rest: BufWriter<SpooledTempFile>,
+}
+
+impl CsvRows {
+    pub fn new(lines: Lines, key: &str, path: String, scratch: &Path) -> Result<Self> {
+        let mut rows = CsvRows {
+            lines,
+            path,
+            parser: Parser::new(),
+            columns: Columns::default(),
+            payload: String::new(),
+            after_unclosed: false,
+            open_row: None,
+            scratch: scratch.to_path_buf(),
+        };
+        let names = rows.header()?;
+        rows.columns = Columns::new(names, key)
+            .with_context(|| format!("the header row of source file `{}`", rows.path))?;
+        Ok(rows)
+    }
+
+    /// The column names, from the first row that is not blank.
+    fn header(&mut self) -> Result<Vec<String>> {
+        let path = self.path.clone();
+        let mut started = None;
+        loop {
+            let line = self
+                .lines
+                .next()
+                .with_context(|| format!("reading the header row of source file `{path}`"))?;
+            let Some(line) = line else {
+                match started {
+                    None => bail!(
+                        "source file `{path}` is empty: a CSV source starts with a header row"
+                    ),
+                    Some(at) => bail!(
+                        "the header row of source file `{path}` (line {at}) has an unclosed quote"
+                    ),
+                }
+            };
+            if started.is_none() && line.content.is_empty() {
+                continue;
+            }
+            started.get_or_insert(line.number);
+            if self
+                .parser
+                .feed_line(line.content, line.terminator, Keep::Fields)
+            {
+                break;
+            }
+            if self.parser.fields.len > MAX_HEADER {
+                bail!(
+                    "the header row of source file `{path}` (line {}) is longer than {MAX_HEADER} bytes: an unclosed quote?",
+                    started.unwrap_or(1)
+                );
+            }
+        }
+        let fields = &self.parser.fields;
+        (0..fields.count())
+            .map(|i| {
+                std::str::from_utf8(fields.get(i))
+                    .map(str::to_string)
+                    .map_err(|err| {
+                        anyhow::anyhow!(
+                            "the header row of source file `{path}`: {}",
+                            not_utf8(&format!("column {}", i + 1), err.valid_up_to())
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// At the end of the input: an open row never closed.
+    fn at_end(&mut self) -> Result<Option<Row<'_>>> {
+        let Some(open) = self.open_row.take() else {
+            return Ok(None);
+        };
+        self.parser.reset();
+        let rest = read_back(open.rest)?;
+        self.lines
+            .replay(Box::new(BufReader::new(rest)), open.line + 1);
+        self.after_unclosed = true;
+        Ok(Some(Row::Invalid {
+            line: open.line,
+            reason: UNCLOSED.to_string(),
+        }))
+    }
+
+    /// Parses an open row again, now that its quote closed, keeping its fields this time.
+    fn reparse(&mut self, open: OpenRow) -> Result<Row<'_>> {
+        self.parser.reset();
+        self.parser.fields.clear();
+        let mut closed = self.parser.feed(&open.first, Keep::Fields);
+        let mut rest = read_back(open.rest)?;
+        let mut buf = vec![0; 64 * 1024];
+        while !closed {
+            let n = rest
+                .read(&mut buf)
+                .context("reading back the lines of a quoted field")?;
+            if n == 0 {
+                break;
+            }
+            closed = self.parser.feed(&buf[..n], Keep::Fields);
+        }
+        debug_assert!(closed, "a row that closed once closes again");
+        Ok(record(
+            &self.parser.fields,
+            &self.columns,
+            &mut self.payload,
+            open.line,
+            open.last_line,
+        ))
+    }
+}
+
+/// The lines kept after an open row's first line, from their start.
+fn read_back(rest: BufWriter<SpooledTempFile>) -> Result<SpooledTempFile> {
+    let mut rest = rest
+        .into_inner()
+        .map_err(|err| err.into_error())
+        .context("keeping the lines of a quoted field that spans lines")?;
+    rest.seek(SeekFrom::Start(0))
+        .context("reading back the lines of a quoted field that spans lines")?;
+    Ok(rest)
+}
+
+const UNCLOSED: &str = "unclosed quote: a quoted field that starts on this row never ends; \
+     the lines after this one are read as rows of their own";
+
+impl RowReader for CsvRows {
+    fn next_row(&mut self) -> Result<Option<Row<'_>>> {
+        loop {
+            let at = self.lines.next_number();
+            let line = self
+                .lines
+                .next()
+                .with_context(|| format!("reading source file `{}` at line {at}", self.path))?;
+            let Some(line) = line else {
+                return self.at_end();
+            };
+            if let Some(open) = &mut self.open_row {
+                open.last_line = line.number;
+                let terminator = fed_terminator(line.terminator);
+                open.rest
+                    .write_all(line.content)
+                    .and_then(|()| open.rest.write_all(terminator))
+                    .with_context(|| {
+                        format!(
+                            "keeping the lines of an open quoted field in `{}`",
+                            self.scratch.display()
+                        )
+                    })?;
+                if self
+                    .parser
+                    .feed_line(line.content, line.terminator, Keep::Nothing)
+                {
+                    let open = self.open_row.take().expect("an open row");
+                    return self.reparse(open).map(Some);
+                }
+                continue;
+            }
+            if line.content.is_empty() {
+                continue;
+            }
+            self.parser.fields.clear();
+            if self
+                .parser
+                .feed_line(line.content, line.terminator, Keep::Fields)
+            {
+                return Ok(Some(record(
+                    &self.parser.fields,
+                    &self.columns,
+                    &mut self.payload,
+                    line.number,
+                    line.number,
+                )));
+            }
+            // The row goes on past its line: it is inside a quoted field.
+            if self.after_unclosed {
+                self.parser.reset();
+                return Ok(Some(Row::Invalid {
+                    line: line.number,
+                    reason: UNCLOSED.to_string(),
+                }));
+            }
+            let mut first = Vec::with_capacity(line.content.len() + 2);
+            first.extend_from_slice(line.content);
+            first.extend_from_slice(fed_terminator(line.terminator));
+            let replay = SpooledTempFile::new_in(REPLAY_IN_MEMORY, &self.scratch);
+            self.open_row = Some(OpenRow {
+                line: line.number,
+                last_line: line.number,
+                first,
+                rest: BufWriter::new(replay),
+            });
+        }
+    }
+}
+
+/// A last line without a terminator is fed one, so that the parser says whether the row
+/// ended (a quote that is still open takes it in instead).
+fn fed_terminator(terminator: &[u8]) -> &[u8] {
+    if terminator.is_empty() {
+        b"\n"
+    } else {
+        terminator
+    }
+}
+
+/// The row that ended on `last_line`, as a record or the reason it cannot be one.
+fn record<'a>(
+    fields: &'a Fields,
+    columns: &Columns,
+    payload: &'a mut String,
+    line: u64,
+    last_line: u64,
+) -> Row<'a> {
+    let invalid = |reason: String| Row::Invalid { line, reason };
+    let count = fields.count();
+    if count != columns.names.len() {
+        let span = if last_line > line {
+            format!(" (a quoted field runs from line {line} to line {last_line})")
+        } else {
+            String::new()
+        };
+        return invalid(format!(
+            "the row has {count} fields, the header has {}{span}",
+            columns.names.len()
+        ));
+    }
+    let text = match fields.text() {
+        Ok(text) => text,
+        Err((column, at)) => {
+            let what = format!("column `{}`", columns.names[column]);
+            return invalid(not_utf8(&what, at));
+        }
+    };
+    let field = |i: usize| &text[fields.start(i)..fields.ends[i]];
+    let key = field(columns.key).trim();
+    if key.is_empty() {
+        return invalid(format!(
+            "the key column `{}` is empty",
+            columns.names[columns.key]
+        ));
+    }
+    payload.clear();
+    payload.push('{');
+    for (i, (name, column)) in columns.payload.iter().enumerate() {
+        if i > 0 {
+            payload.push(',');
+        }
+        payload.push_str(name);
+        json_string(payload, field(*column));
+    }
+    payload.push('}');
+    Row::Record { line, key, payload }
+}
+
+/// The header, checked, and how a row becomes a payload.
+#[derive(Default)]
+struct Columns {
+    names: Vec<String>,
+    key: usize,
+    /// Each payload field: its name as JSON followed by `:`, and its column; in the order
+    /// of a `serde_json::Map`, so that payloads are the bytes they always were (a changed
+    /// payload would be sent again).
+    payload: Vec<(String, usize)>,
+}
+
+impl Columns {
+    fn new(names: Vec<String>, key: &str) -> Result<Self> {
+        let mut order = serde_json::Map::new();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(earlier) = order.insert(name.clone(), i.into()) {
+                bail!(
+                    "column `{name}` appears twice (columns {} and {}): a row would lose one of its values",
+                    earlier.as_u64().unwrap_or_default() + 1,
+                    i + 1
+                );
+            }
+        }
+        let key = names.iter().position(|h| h == key).with_context(|| {
+            format!(
+                "no column `{key}` for the key (columns: {})",
+                names.join(", ")
+            )
+        })?;
+        let payload = order
+            .iter()
+            .map(|(name, column)| {
+                let mut prefix = String::new();
+                json_string(&mut prefix, name);
+                prefix.push(':');
+                (prefix, column.as_u64().unwrap_or_default() as usize)
+            })
+            .collect();
+        Ok(Columns {
+            names,
+            key,
+            payload,
+        })
+    }
+}
+
+/// Appends `value` as a JSON string, escaped as serde_json escapes it.
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[start..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
+        } else {
+            out.push_str(escaped);
+        }
+        start = i + 1;
+    }
+    out.push_str(&value[start..]);
+    out.push('"');
+}
+
+/// What to keep of the bytes fed to the parser.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    Fields,
+    /// Only where the row ends matters: the fields are parsed again if it closes.
+    Nothing,
+}
+
+/// csv-core with the csv crate's defaults (comma, double quote, `""` inside quotes, CR,
+/// LF or CRLF ending a row) and the fields of the current row.
+pub(super) struct Parser {
+    core: csv_core::Reader,
+    fields: Fields,
+}
+
+impl Parser {
+    pub(super) fn new() -> Self {
+        let mut parser = Parser {
+            core: csv_core::Reader::new(),
+            fields: Fields::default(),
+        };
+        parser.reset();
+        parser
+    }
+
+    /// Back to the start of a row. csv-core drops a byte-order mark from the first bytes
+    /// it reads after a reset; the lines have dropped the source's already, so a blank
+    /// line is fed first and a field that starts with U+FEFF keeps it.
+    fn reset(&mut self) {
+        self.core.reset();
+        self.feed(b"\n", Keep::Nothing);
+    }
+
+    /// Feeds one line; true when the row ended with it.
+    pub(super) fn feed_line(&mut self, content: &[u8], terminator: &[u8], keep: Keep) -> bool {
+        // The content holds no line end, so the row can only end at the terminator.
+        let ended = self.feed(content, keep);
+        ended || self.feed(fed_terminator(terminator), keep)
+    }
+
+    /// Feeds bytes; true when a row ended in them (anything after its end is dropped: the
+    /// `\n` of a CRLF, which the parser skips anyway).
+    fn feed(&mut self, mut input: &[u8], keep: Keep) -> bool {
+        let mut out = [0u8; 256];
+        let mut ends = [0usize; 16];
+        // csv-core reads empty input as the end of the source: never give it any.
+        while !input.is_empty() {
+            let (result, read) = match keep {
+                Keep::Fields => self.fields.read(&mut self.core, input),
+                Keep::Nothing => {
+                    let (result, read, _, _) = self.core.read_record(input, &mut out, &mut ends);
+                    (result, read)
+                }
+            };
+            input = &input[read..];
+            match result {
+                ReadRecordResult::Record => return true,
+                ReadRecordResult::InputEmpty | ReadRecordResult::End => return false,
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+            }
+        }
+        false
+    }
+}
+
+/// The fields of a row: their bytes one after the other, and where each ends.
+#[derive(Default)]
+struct Fields {
+    bytes: Vec<u8>,
+    len: usize,
+    ends: Vec<usize>,
+    count: usize,
+}
+
+impl Fields {
+    fn clear(&mut self) {
+        self.len = 0;
+        self.count = 0;
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[self.start(i)..self.ends[i]]
+    }
+
+    /// The fields as one text, or the first field that is not UTF-8 and where in it.
+    fn text(&self) -> Result<&str, (usize, usize)> {
+        let bytes = &self.bytes[..self.len];
+        let bad = |at: usize| {
+            let column = self.ends[..self.count].partition_point(|&end| end <= at);
+            (column, at - self.start(column))
+        };
+        let text = std::str::from_utf8(bytes).map_err(|err| bad(err.valid_up_to()))?;
+        // Valid as a whole, but a character may straddle two fields.
+        match self.ends[..self.count]
+            .iter()
+            .position(|&end| !text.is_char_boundary(end))
+        {
+            Some(column) => {
+                // Where the character cut short starts, inside this field.
+                let mut at = self.ends[column];
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                Err((column, at - self.start(column)))
+            }
+            None => Ok(text),
+        }
+    }
+
+    fn read(&mut self, core: &mut csv_core::Reader, input: &[u8]) -> (ReadRecordResult, usize) {
+        if self.len == self.bytes.len() {
+            self.bytes.resize((self.bytes.len() * 2).max(1024), 0);
+        }
+        if self.count == self.ends.len() {
+            self.ends.resize((self.ends.len() * 2).max(32), 0);
+        }
+        let (result, read, written, ended) = core.read_record(
+            input,
+            &mut self.bytes[self.len..],
+            &mut self.ends[self.count..],
+        );
+        self.len += written;
+        // csv-core counts field ends from the start of the row.
+        self.count += ended;
+        (result, read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SourceFormat;
+    use super::super::tests::{Owned, rows, try_rows};
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(key: &str, payload: &str) -> Owned {
+        Owned::Record(key.into(), payload.into())
+    }
+
+    fn csv(input: &str) -> Vec<(u64, Owned)> {
+        rows(SourceFormat::Csv, input.as_bytes())
+    }
+
+    fn keys(rows: &[(u64, Owned)]) -> Vec<(u64, Option<&str>)> {
+        rows.iter().map(|(line, row)| (*line, row.key())).collect()
+    }
+
+    #[test]
+    fn rows_become_objects_of_strings() {
+        assert_eq!(
+            csv("id,name\r\na1,\"Acme, \"\"Inc\"\"\"\r\n\r\n a2 ,\n"),
+            [
+                (2, record("a1", r#"{"id":"a1","name":"Acme, \"Inc\""}"#)),
+                (4, record("a2", r#"{"id":" a2 ","name":""}"#)),
+            ]
+        );
+    }
+
+    /// The reported bug: an unclosed quote took every row after it into one field.
+    #[test]
+    fn an_unclosed_quote_is_reported_and_the_rows_after_it_are_read() {
+        let rows = csv("id,name\nr1,a\nr2,b\nr3,\"broken\nr4,d\nr5,e\nr6,f\n");
+        assert_eq!(
+            keys(&rows),
+            [
+                (2, Some("r1")),
+                (3, Some("r2")),
+                (4, None),
+                (5, Some("r4")),
+                (6, Some("r5")),
+                (7, Some("r6"))
+            ]
+        );
+        assert!(rows[2].1.reason().unwrap().starts_with("unclosed quote"));
+        assert_eq!(rows[5].1, record("r6", r#"{"id":"r6","name":"f"}"#));
+        // On the last line, without a line end.
+        assert_eq!(
+            keys(&csv("id,name\nr1,a\nr2,\"b")),
+            [(2, Some("r1")), (3, None)]
+        );
+        // A second one among the lines read again: it stays open in both readings.
+        let rows = csv("id,n\n\"a\nb,1\n\"x\"y,\"z\nd,2\n");
+        assert_eq!(
+            keys(&rows),
+            [(2, None), (3, Some("b")), (4, None), (5, Some("d"))]
+        );
+        assert!(rows[2].1.reason().unwrap().starts_with("unclosed quote"));
+        // A later quote closes an earlier one, as RFC 4180 reads it: one row from line 2
+        // to line 4, with the wrong number of fields, and the rows after it.
+        let rows = csv("id,n\n\"a\nb,1\nc,\"x\nd,2\n\"e\n");
+        assert_eq!(keys(&rows), [(2, None), (5, Some("d")), (6, None)]);
+        assert!(
+            rows[0]
+                .1
+                .reason()
+                .unwrap()
+                .contains("runs from line 2 to line 4")
+        );
+    }
+
+    #[test]
+    fn a_quoted_field_may_span_lines() {
+        let rows = csv("id,note\nn1,\"two\r\nlines, \"\"quoted\"\"\"\nn2,x\nn3,\"a\n\nb\"");
+        assert_eq!(
+            rows,
+            [
+                (
+                    2,
+                    record("n1", r#"{"id":"n1","note":"two\r\nlines, \"quoted\""}"#)
+                ),
+                (4, record("n2", r#"{"id":"n2","note":"x"}"#)),
+                (5, record("n3", r#"{"id":"n3","note":"a\n\nb"}"#)),
+            ]
+        );
+        // The wrong number of fields, over several lines, says where the field runs.
+        let rows = csv("id,note\nn1,\"a\nb\",extra\nn2,x\n");
+        assert!(
+            rows[0]
+                .1
+                .reason()
+                .unwrap()
+                .contains("from line 2 to line 3"),
+            "{rows:?}"
+        );
+        assert_eq!(rows[1], (4, record("n2", r#"{"id":"n2","note":"x"}"#)));
+    }
+
+    #[test]
+    fn bad_bytes_a_bom_and_bad_rows() {
+        let found = rows(
+            SourceFormat::Csv,
+            b"\xEF\xBB\xBFid,name\nr1,\xff\nr2,\xc3\xa9\n,x\nr3\nr4,\xef\xbb\xbfz\rr5,y",
+        );
+        assert_eq!(
+            found,
+            [
+                (
+                    2,
+                    Owned::Invalid("not UTF-8: column `name` has an invalid byte at byte 0".into())
+                ),
+                (3, record("r2", r#"{"id":"r2","name":"é"}"#)),
+                (4, Owned::Invalid("the key column `id` is empty".into())),
+                (
+                    5,
+                    Owned::Invalid("the row has 1 fields, the header has 2".into())
+                ),
+                (6, record("r4", "{\"id\":\"r4\",\"name\":\"\u{feff}z\"}")),
+                (7, record("r5", r#"{"id":"r5","name":"y"}"#)),
+            ]
+        );
+        // A character split by a comma is two bad fields, not one good one.
+        let found = try_rows(SourceFormat::Csv, "a", b"a,b\n\xc3,\xa9\n").unwrap();
+        assert_eq!(
+            found[0].1.reason(),
+            Some("not UTF-8: column `a` has an invalid byte at byte 0")
+        );
+    }
+
+    #[test]
+    fn a_header_that_cannot_name_columns_stops_the_source() {
+        for (input, expected) in [
+            ("", "is empty"),
+            ("\n\n", "is empty"),
+            ("name,other\nx,y\n", "no column `id`"),
+            ("id,x,x\n", "column `x` appears twice (columns 2 and 3)"),
+            ("id,\"x\n1,2\n", "(line 1) has an unclosed quote"),
+        ] {
+            let err = try_rows(SourceFormat::Csv, "id", input.as_bytes()).err();
+            let err = format!("{:#}", err.expect(input));
+            assert!(err.contains(expected), "{input:?}: {err}");
+        }
+        let err = try_rows(SourceFormat::Csv, "id", b"id,\xff\n")
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("column 2 has an invalid byte"));
+    }
+
+    /// Payloads are the bytes the csv crate and a `serde_json::Map` made before: a payload
+    /// that changed would be sent again by every sync in mode "changed".
+    fn old_payload(names: &[String], values: &[String]) -> String {
+        let object: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(values)
+            .map(|(h, v)| (h.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        serde_json::Value::Object(object).to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn payloads_are_what_serde_json_wrote(
+            names in proptest::collection::hash_set("\\PC{0,6}", 1..5),
+            values in proptest::collection::vec(any::<String>(), 5),
+        ) {
+            let names: Vec<String> = std::iter::once("id".to_string())
+                .chain(names.into_iter().filter(|n| n != "id"))
+                .collect();
+            let values: Vec<String> = std::iter::once("k".to_string())
+                .chain(values)
+                .take(names.len())
+                .collect();
+            let columns = Columns::new(names.clone(), "id").unwrap();
+            let mut fields = Fields::default();
+            let mut joined = Vec::new();
+            for value in &values {
+                joined.extend_from_slice(value.as_bytes());
+                fields.ends.push(joined.len());
+            }
+            fields.len = joined.len();
+            fields.count = values.len();
+            fields.bytes = joined;
+            let mut payload = String::new();
+            let row = super::record(&fields, &columns, &mut payload, 1, 1);
+            let Row::Record { payload, .. } = row else { panic!("{row:?}") };
+            prop_assert_eq!(payload, old_payload(&names, &values));
+        }
+    }
+}
