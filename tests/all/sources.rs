@@ -1,0 +1,229 @@
+//! Bad source rows as an operator meets them: each is reported with its line and skipped,
+//! the rows after it are sent, and the source's file is read once.
+
+use serde_json::{Value, json};
+use sluice::config::Config;
+use sluice::engine::Outcome;
+use sluice_sim::SimHandle;
+use sluice_sim::rest::{self, RestConfig, RestMode};
+
+use crate::common::{self, Setup, is_delivered};
+
+const SYNC: &str = "settings = { path = \"/v1/records\" }\nbatch_size = 2\nconcurrency = 1\n";
+
+async fn accept_all() -> SimHandle {
+    rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A sync `s` whose source is `data` in `format` ("jsonl" or "csv"), keyed by `id`.
+fn setup(dest: &SimHandle, format: &str, data: &[u8]) -> Setup {
+    let mut setup = common::setup(&[], "builtin:rest", &dest.base_url(), SYNC);
+    let file = format!("data.{format}");
+    std::fs::write(setup.dir.path().join(&file), data).unwrap();
+    let path = setup.dir.path().join("sluice.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("jsonl = \"data.jsonl\"", &format!("{format} = \"{file}\""));
+    std::fs::write(&path, text).unwrap();
+    setup.config = Config::load(&path).unwrap();
+    setup
+}
+
+/// The records the destination holds, by key.
+fn stored(dest: &SimHandle) -> Vec<(String, Value)> {
+    dest.stored().into_iter().collect()
+}
+
+/// The reported bug: a row with an unclosed quote took the four rows after it into one
+/// field (`read 2, delivered 2, invalid 0` for six rows). Now that row is reported on its
+/// line and the others are delivered as they are, through the `sluice` binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclosed_csv_quote_costs_only_its_row() {
+    let dest = accept_all().await;
+    let setup = setup(
+        &dest,
+        "csv",
+        b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n",
+    );
+    let out = common::sluice_ok(
+        &["run", "--json"],
+        &setup.dir.path().join("sluice.toml"),
+        &[],
+    )
+    .await;
+    let summary = &common::json_lines(&out)[0];
+    assert_eq!(
+        (
+            &summary["outcome"],
+            &summary["read"],
+            &summary["delivered"],
+            &summary["invalid_rows"]
+        ),
+        (&json!("completed"), &json!(5), &json!(5), &json!(1)),
+        "{out}"
+    );
+    assert_eq!(
+        stored(&dest),
+        [
+            ("r1".into(), json!({"id": "r1", "name": "Ann\r\nLee"})),
+            ("r2".into(), json!({"id": "r2", "name": "Bo, Jr."})),
+            ("r4".into(), json!({"id": "r4", "name": "Di"})),
+            ("r5".into(), json!({"id": "r5", "name": "Ed"})),
+            ("r6".into(), json!({"id": "r6", "name": "Fay"})),
+        ]
+    );
+    // The report names the row and why.
+    let again = common::sluice_ok(
+        &["run", "--sync", "s"],
+        &setup.dir.path().join("sluice.toml"),
+        &[],
+    )
+    .await;
+    assert!(
+        again.contains("skipped source line 5: unclosed quote"),
+        "{again}"
+    );
+}
+
+/// One byte that is not UTF-8 failed the whole sync, every run; now its row is reported
+/// with where the byte is, and the rest are delivered. JSONL and CSV alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_is_not_utf8_is_skipped_and_reported() {
+    for (format, data, line, reason) in [
+        (
+            "jsonl",
+            &b"{\"id\": \"a\"}\n{\"id\": \"b\", \"name\": \"\xe9\"}\n{\"id\": \"c\"}\n"[..],
+            2,
+            "not UTF-8: the line has an invalid byte at byte 21",
+        ),
+        (
+            "csv",
+            &b"id,name\na,x\nb,\xe9\nc,y\n"[..],
+            3,
+            "not UTF-8: column `name` has an invalid byte at byte 0",
+        ),
+    ] {
+        let dest = accept_all().await;
+        let setup = setup(&dest, format, data);
+        let (report, fates) = common::run(&setup).await;
+        let s = &report.summary;
+        assert_eq!(
+            (s.outcome, s.read, s.delivered, s.invalid_rows),
+            (Outcome::Completed, 2, 2, 1),
+            "{format}: {:?}",
+            s.error
+        );
+        assert_eq!(fates.keys(is_delivered), ["a", "c"], "{format}");
+        let skipped: Vec<(u64, &str)> = report
+            .invalid_rows
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(skipped, [(line, reason)], "{format}");
+    }
+}
+
+/// A file saved with a byte-order mark lost its first row ("not a JSON object").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_order_mark_is_ignored() {
+    for (format, data) in [
+        (
+            "jsonl",
+            &b"\xEF\xBB\xBF{\"id\": \"a\", \"n\": 1}\n{\"id\": \"b\", \"n\": 2}\n"[..],
+        ),
+        ("csv", &b"\xEF\xBB\xBFid,n\na,1\nb,2\n"[..]),
+    ] {
+        let dest = accept_all().await;
+        let setup = setup(&dest, format, data);
+        let (report, _) = common::run(&setup).await;
+        let s = &report.summary;
+        assert_eq!(
+            (s.read, s.delivered, s.invalid_rows),
+            (2, 2, 0),
+            "{format}: {:?}",
+            report.invalid_rows
+        );
+        let keys: Vec<String> = stored(&dest).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b"], "{format}");
+    }
+}
+
+/// Keys went through f64: these two became one key, and one record was never sent
+/// ("repeated key"). A numeric key is now its text as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_keys_keep_every_digit() {
+    let dest = accept_all().await;
+    let setup = setup(
+        &dest,
+        "jsonl",
+        b"{\"id\": 12345678901234567890123, \"v\": 1}\n{\"id\": 12345678901234567890124, \"v\": 2}\n{\"id\": 1.50}\n{\"id\": 1.5}\n",
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.read, s.duplicate_keys, s.delivered),
+        (4, 0, 4),
+        "{:?}",
+        report.invalid_rows
+    );
+    assert_eq!(
+        fates.keys(is_delivered),
+        [
+            "1.5",
+            "1.50",
+            "12345678901234567890123",
+            "12345678901234567890124"
+        ]
+    );
+    let sent: usize = dest
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/records")
+        .map(|r| r.keys.len())
+        .sum();
+    assert_eq!(sent, 4);
+    // The ledger keeps them apart too: a second run finds all four unchanged.
+    let (again, _) = common::run(&setup).await;
+    assert_eq!((again.summary.unchanged, again.summary.delivered), (4, 0));
+}
+
+/// A directory given as the source was "not found".
+#[test]
+fn a_directory_as_the_source_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        "[connectors.c]\ncomponent = \"builtin:rest\"\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = { jsonl = \"data\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let message = format!("{:#}", Config::load(&path).err().unwrap());
+    assert!(
+        message.contains("source: `")
+            && message.contains("data` is a directory; give the JSONL or CSV file to read"),
+        "{message}"
+    );
+}
+
+/// A source gone by the time the run opens it: the run fails, naming the file and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_be_opened_names_the_file_and_the_reason() {
+    let dest = accept_all().await;
+    let setup = setup(&dest, "jsonl", b"{\"id\": \"a\"}\n");
+    std::fs::remove_file(setup.dir.path().join("data.jsonl")).unwrap();
+    let (report, _) = common::run(&setup).await;
+    let s = &report.summary;
+    let error = s.error.clone().unwrap_or_default();
+    assert_eq!((s.outcome, s.read), (Outcome::Failed, 0));
+    assert!(
+        error.contains("cannot open source file `")
+            && error.contains("data.jsonl`: No such file or directory"),
+        "{error}"
+    );
+}
