@@ -621,6 +621,47 @@ mod tests {
         assert_eq!(rows[1], (4, record("n2", r#"{"id":"n2","note":"x"}"#)));
     }
 
+    /// Past what an open row keeps in memory, its lines go to a file: both a field that
+    /// closes and one that never does come back right from there.
+    #[test]
+    fn long_open_rows_go_through_a_file() {
+        let many: String = (0..REPLAY_IN_MEMORY / 8)
+            .map(|i| format!("r{i},x\n"))
+            .collect();
+        let closed = format!("id,n\nbig,\"{many}\"\nlast,y\n");
+        let found = csv(&closed);
+        assert_eq!(
+            found,
+            [
+                (
+                    2,
+                    record("big", &format!("{{\"id\":\"big\",\"n\":{:?}}}", many))
+                ),
+                (
+                    REPLAY_IN_MEMORY as u64 / 8 + 3,
+                    record("last", r#"{"id":"last","n":"y"}"#)
+                ),
+            ]
+        );
+        let unclosed = format!("id,n\nbig,\"open\n{many}");
+        let found = csv(&unclosed);
+        assert_eq!(found.len(), REPLAY_IN_MEMORY / 8 + 1);
+        assert_eq!(
+            found[0].1.reason().map(|r| &r[..14]),
+            Some("unclosed quote")
+        );
+        assert_eq!(
+            found.last().unwrap(),
+            &(
+                REPLAY_IN_MEMORY as u64 / 8 + 2,
+                record(
+                    &format!("r{}", REPLAY_IN_MEMORY / 8 - 1),
+                    &format!("{{\"id\":\"r{}\",\"n\":\"x\"}}", REPLAY_IN_MEMORY / 8 - 1)
+                )
+            )
+        );
+    }
+
     #[test]
     fn bad_bytes_a_bom_and_bad_rows() {
         let found = rows(
