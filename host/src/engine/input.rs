@@ -98,7 +98,7 @@ pub(super) fn read(
                     if shared.stop.is_cancelled() {
                         break false;
                     }
-                    let Some((line, record)) = spooled.records.next()? else {
+                    let Some((line, record)) = spooled.records.next_record()? else {
                         break true;
                     };
                     shared.counters.add(Count::Read, 1);
@@ -167,7 +167,8 @@ fn spool_source(
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<Spooled>> {
     let mut spool = SpoolWriter::new(dir)?;
-    // 16 bytes a key: a million keys cost about 40 MB at the peak, payloads nothing.
+    // 17 bytes a key in the table: a million keys take about 36 MB (54 while the table
+    // grows), payloads nothing.
     let mut seen: HashSet<KeyHash, ByKeyHash> = HashSet::default();
     let mut last_of_repeated: HashMap<KeyHash, u64, ByKeyHash> = HashMap::default();
     while let Some(row) = rows.next_row()? {
@@ -255,7 +256,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let mut sent = Vec::new();
-        while let Some((line, record)) = spooled.records.next().unwrap() {
+        while let Some((line, record)) = spooled.records.next_record().unwrap() {
             if spooled.wins(&record.key, line) {
                 sent.push((line, record.key, record.payload));
             }

@@ -86,7 +86,7 @@ pub struct SpoolReader {
 
 impl SpoolReader {
     /// The next record and its line.
-    pub fn next(&mut self) -> Result<Option<(u64, Record)>> {
+    pub fn next_record(&mut self) -> Result<Option<(u64, Record)>> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let mut reader = spool.finish().unwrap();
         let mut out = Vec::new();
-        while let Some((line, record)) = reader.next().unwrap() {
+        while let Some((line, record)) = reader.next_record().unwrap() {
             out.push((line, record.key, record.payload));
         }
         assert_eq!(
