@@ -2,6 +2,7 @@
 
 mod commands;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use commands::ledger::Format;
 use sluice::output::{Output, warn};
+use sluice::report::printable;
 use sluice::retry_job::Request;
 
 /// jemalloc rather than glibc's malloc: sled's flusher thread frees what the workers
@@ -240,7 +242,18 @@ enum LedgerCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout; clap ignores a failure to write them, so a pipe or
+        // file gets them through `Output` like any other command's output (a terminal gets
+        // clap's colours).
+        Err(err) if !err.use_stderr() && !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            let mut out = Output::stdout();
+            let _ = write!(out, "{}", err.render());
+            return finished(out, ExitCode::SUCCESS);
+        }
+        Err(err) => err.exit(),
+    };
     let default_log = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",
@@ -261,20 +274,25 @@ fn main() -> ExitCode {
     // Every command prints through `out`: a reader that closes the pipe ends the output
     // quietly, and any other write failure ends the command with an error, never a panic.
     let mut out = Output::stdout();
-    let result = runtime.block_on(dispatch(cli.command, cli.quiet, &mut out));
-    let written = out.finish();
-    let mut code = match result {
+    let code = match runtime.block_on(dispatch(cli.command, cli.quiet, &mut out)) {
         Ok(code) => code,
+        Err(err) => {
+            warn(format_args!("error: {}", printable(&format!("{err:#}"))));
+            ExitCode::FAILURE
+        }
+    };
+    finished(out, code)
+}
+
+/// `code`, unless what was printed could not all be written.
+fn finished(out: Output, code: ExitCode) -> ExitCode {
+    match out.finish() {
+        Ok(()) => code,
         Err(err) => {
             warn(format_args!("error: {err:#}"));
             ExitCode::FAILURE
         }
-    };
-    if let Err(err) = written {
-        warn(format_args!("error: {err:#}"));
-        code = ExitCode::FAILURE;
     }
-    code
 }
 
 async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<ExitCode> {

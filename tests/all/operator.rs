@@ -269,6 +269,14 @@ async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_s
         "{stderr}"
     );
     assert_eq!(dest.stats().requests, 0);
+
+    let output = common::sluice(&["retry", "--sync", "s", "--window", "1000y"], &config, &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--window: `1000y` is out of range: expected between 1m and 3650d"),
+        "{stderr}"
+    );
 }
 
 /// Two syncs of `n` records each into an accepting destination.
@@ -289,7 +297,8 @@ async fn two_syncs(n: usize) -> (SimHandle, tempfile::TempDir, PathBuf) {
 }
 
 /// What the read-only commands print, as arguments.
-const READERS: [&[&str]; 7] = [
+const READERS: [&[&str]; 8] = [
+    &["ledger", "list", "--help"],
     &["ledger", "list", "--sync", "first"],
     &["ledger", "list", "--sync", "first", "--csv"],
     &["ledger", "list", "--sync", "first", "--json"],

@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use sluice::config::Config;
 use sluice::engine::{Counters, FailureList, Outcome, RunControl};
 use sluice::output::{Output, warn};
+use sluice::report::printable;
 use sluice::sync::Host;
 
 /// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
@@ -56,7 +57,8 @@ pub async fn run(
         let report = match report {
             Ok(report) => report,
             Err(err) => {
-                warn(format_args!("error: sync `{name}`: {err:#}"));
+                let err = format!("{err:#}");
+                warn(format_args!("error: sync `{name}`: {}", printable(&err)));
                 code = ExitCode::FAILURE;
                 continue;
             }
