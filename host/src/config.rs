@@ -419,6 +419,14 @@ fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
             }
             None => {
                 let file = relative(Path::new(&c.component));
+                if file.is_dir() {
+                    bail!(
+                        "connectors.{name}.component: `{}` is a directory (resolved to `{}`); \
+                         expected a .wasm component file or `builtin:NAME`",
+                        c.component,
+                        file.display()
+                    );
+                }
                 if !file.is_file() {
                     bail!(
                         "connectors.{name}.component: file `{}` not found (resolved to `{}`); \
