@@ -184,6 +184,28 @@ pub enum AuthSpec {
     },
 }
 
+impl AuthSpec {
+    /// The environment variables holding the credentials, each with the key that names
+    /// it, so that a missing one is found before any sync runs.
+    pub fn env_vars(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            AuthSpec::None => Vec::new(),
+            AuthSpec::Bearer { env } => vec![("auth.bearer_env", env)],
+            AuthSpec::Header { env, .. } => vec![("auth.value_env", env)],
+            AuthSpec::OAuth2 {
+                client_id_env,
+                client_secret_env,
+                refresh_token_env,
+                ..
+            } => vec![
+                ("auth.oauth2.client_id_env", client_id_env),
+                ("auth.oauth2.client_secret_env", client_secret_env),
+                ("auth.oauth2.refresh_token_env", refresh_token_env),
+            ],
+        }
+    }
+}
+
 /// In-run retry policy: exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -206,6 +228,81 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_rate_limit_wait: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+/// The durations a key accepts: wide enough for any real use, narrow enough that no
+/// arithmetic on them (deadlines, backoff, rate-limit periods, windows) can overflow. A
+/// value outside is refused at config time, naming the key and the range, rather than
+/// panicking in the middle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const fn range(min: Duration, max: Duration) -> DurationRange {
+    DurationRange { min, max }
+}
+
+/// `connectors.*.call_timeout`: one call into a connector is computation on one batch.
+pub const CALL_TIMEOUT_RANGE: DurationRange = range(Duration::from_millis(1), secs(10 * 60));
+/// `request_timeout`: one HTTP request.
+pub const REQUEST_TIMEOUT_RANGE: DurationRange = range(Duration::from_millis(1), secs(3600));
+/// `retry.initial_backoff` and `retry.max_backoff`: one wait between two sends in a run.
+pub const BACKOFF_RANGE: DurationRange = range(Duration::ZERO, secs(3600));
+/// `retry.max_rate_limit_wait`: what one batch may spend waiting on rate limits in a run.
+pub const RATE_LIMIT_WAIT_RANGE: DurationRange = range(Duration::ZERO, secs(24 * 3600));
+/// `rate_limit.per`: from per-millisecond limits to daily quotas.
+pub const RATE_LIMIT_PER_RANGE: DurationRange = range(Duration::from_millis(1), secs(24 * 3600));
+/// `retry_job.window` (and `sluice retry --window`): how far back failures are retried.
+pub const RETRY_WINDOW_RANGE: DurationRange = range(secs(60), secs(3650 * 24 * 3600));
+/// `inspector.max_age`: how long requests are kept.
+pub const INSPECTOR_AGE_RANGE: DurationRange = range(secs(60), secs(365 * 24 * 3600));
+
+impl DurationRange {
+    /// `value` if within the range; else an error naming `key`, what was written and the
+    /// range.
+    pub fn check(self, key: &str, value: Duration, written: &str) -> Result<Duration> {
+        if value < self.min || value > self.max {
+            bail!("{key}: `{written}` is out of range: expected {self}");
+        }
+        Ok(value)
+    }
+}
+
+impl fmt::Display for DurationRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "between {} and {}",
+            short_duration(self.min),
+            short_duration(self.max)
+        )
+    }
+}
+
+/// A duration in the largest unit that writes it exactly: `0s`, `1ms`, `10m`, `3650d`.
+fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    if ms == 0 {
+        "0s".to_string()
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -322,6 +419,14 @@ fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
             }
             None => {
                 let file = relative(Path::new(&c.component));
+                if file.is_dir() {
+                    bail!(
+                        "connectors.{name}.component: `{}` is a directory (resolved to `{}`); \
+                         expected a .wasm component file or `builtin:NAME`",
+                        c.component,
+                        file.display()
+                    );
+                }
                 if !file.is_file() {
                     bail!(
                         "connectors.{name}.component: file `{}` not found (resolved to `{}`); \
@@ -344,13 +449,16 @@ fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
             memory: c
                 .memory_limit
                 .map_or(defaults.memory, |m| m.0.as_u64() as usize),
-            call_timeout: c.call_timeout.map_or(defaults.call_timeout, |d| d.0),
+            call_timeout: match &c.call_timeout {
+                None => defaults.call_timeout,
+                Some(d) => d.within(
+                    &format!("connectors.{name}.call_timeout"),
+                    CALL_TIMEOUT_RANGE,
+                )?,
+            },
         };
         if limits.memory < 1024 * 1024 {
             bail!("connectors.{name}.memory_limit: at least 1MiB is needed to run a component");
-        }
-        if limits.call_timeout.is_zero() {
-            bail!("connectors.{name}.call_timeout: must be more than zero");
         }
         connectors.insert(
             name.clone(),
@@ -395,7 +503,10 @@ fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
             let config = InspectorConfig {
                 enabled: i.enabled.unwrap_or(defaults.enabled),
                 max_requests: i.max_requests.unwrap_or(defaults.max_requests),
-                max_age: i.max_age.map_or(defaults.max_age, |d| d.0),
+                max_age: match &i.max_age {
+                    None => defaults.max_age,
+                    Some(d) => d.within("inspector.max_age", INSPECTOR_AGE_RANGE)?,
+                },
                 max_body: i
                     .max_body
                     .map_or(defaults.max_body, |b| b.0.as_u64() as usize),
@@ -485,21 +596,41 @@ fn resolve_sync(
 
     let defaults = RetryPolicy::default();
     let r = s.retry.unwrap_or_default();
+    let duration = |key: &str,
+                    value: &Option<raw::HumanDuration>,
+                    default: Duration,
+                    range: DurationRange| match value {
+        None => Ok(default),
+        Some(d) => d.within(key, range),
+    };
     let retry = RetryPolicy {
         max_attempts: r.max_attempts.unwrap_or(defaults.max_attempts),
-        initial_backoff: r.initial_backoff.map_or(defaults.initial_backoff, |d| d.0),
-        max_backoff: r.max_backoff.map_or(defaults.max_backoff, |d| d.0),
+        initial_backoff: duration(
+            "retry.initial_backoff",
+            &r.initial_backoff,
+            defaults.initial_backoff,
+            BACKOFF_RANGE,
+        )?,
+        max_backoff: duration(
+            "retry.max_backoff",
+            &r.max_backoff,
+            defaults.max_backoff,
+            BACKOFF_RANGE,
+        )?,
         multiplier: r.multiplier.unwrap_or(defaults.multiplier),
-        max_rate_limit_wait: r
-            .max_rate_limit_wait
-            .map_or(defaults.max_rate_limit_wait, |d| d.0),
+        max_rate_limit_wait: duration(
+            "retry.max_rate_limit_wait",
+            &r.max_rate_limit_wait,
+            defaults.max_rate_limit_wait,
+            RATE_LIMIT_WAIT_RANGE,
+        )?,
     };
     if retry.max_attempts == 0 {
         bail!("retry.max_attempts: must be at least 1 (the first send counts)");
     }
-    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+    if !(1.0..=100.0).contains(&retry.multiplier) {
         bail!(
-            "retry.multiplier: must be a number of at least 1.0, got {}",
+            "retry.multiplier: `{}` is out of range: expected between 1.0 and 100",
             retry.multiplier
         );
     }
@@ -510,12 +641,12 @@ fn resolve_sync(
     let rate_limit = match s.rate_limit {
         None => None,
         Some(r) => {
-            if r.requests == 0 || r.per.0.is_zero() {
-                bail!("rate_limit: `requests` and `per` must both be more than zero");
+            if r.requests == 0 {
+                bail!("rate_limit.requests: must be at least 1");
             }
             Some(RateLimit {
                 requests: r.requests,
-                per: r.per.0,
+                per: r.per.within("rate_limit.per", RATE_LIMIT_PER_RANGE)?,
             })
         }
     };
@@ -538,7 +669,12 @@ fn resolve_sync(
                 Some(list) => times("retry_job.schedule", &list)?,
                 None => defaults.schedule,
             },
-            window: j.window.map_or(defaults.window, |d| d.0),
+            window: duration(
+                "retry_job.window",
+                &j.window,
+                defaults.window,
+                RETRY_WINDOW_RANGE,
+            )?,
             max_records: j.max_records.unwrap_or(defaults.max_records),
             non_retryable: j.non_retryable.unwrap_or(defaults.non_retryable),
         },
@@ -546,10 +682,12 @@ fn resolve_sync(
     if retry_job.max_records == 0 {
         bail!("retry_job.max_records: must be at least 1");
     }
-    let request_timeout = s.request_timeout.map_or(Duration::from_secs(30), |d| d.0);
-    if request_timeout.is_zero() {
-        bail!("request_timeout: must be more than zero");
-    }
+    let request_timeout = duration(
+        "request_timeout",
+        &s.request_timeout,
+        Duration::from_secs(30),
+        REQUEST_TIMEOUT_RANGE,
+    )?;
 
     Ok(SyncSpec {
         name: s.name,
@@ -799,13 +937,21 @@ mod raw {
         pub per: HumanDuration,
     }
 
-    /// A duration written as text: `"500ms"`, `"1s"`, `"15m"`, `"7d"`.
-    pub struct HumanDuration(pub Duration);
+    /// A duration written as text: `"500ms"`, `"1s"`, `"15m"`, `"7d"`, and the text, for
+    /// messages.
+    pub struct HumanDuration(pub Duration, pub String);
+
+    impl HumanDuration {
+        /// The duration, if `range` holds it; else an error naming `key`.
+        pub fn within(&self, key: &str, range: DurationRange) -> anyhow::Result<Duration> {
+            range.check(key, self.0, &self.1)
+        }
+    }
 
     impl<'de> Deserialize<'de> for HumanDuration {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let text = String::deserialize(d)?;
-            humantime::parse_duration(&text).map(HumanDuration).map_err(|err| {
+            humantime::parse_duration(&text).map(|d| HumanDuration(d, text.clone())).map_err(|err| {
                 serde::de::Error::custom(format!(
                     "`{text}` is not a duration ({err}); expected for example \"500ms\", \"1s\", \"15m\""
                 ))

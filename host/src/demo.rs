@@ -115,7 +115,8 @@ max_backoff = "1s"
     )
 }
 
-pub async fn run(json: bool) -> Result<ExitCode> {
+pub async fn run(json: bool, out: &mut crate::output::Output) -> Result<ExitCode> {
+    use std::io::Write;
     let sim = salesforce::start(destination())
         .await
         .context("starting the simulated Salesforce")?;
@@ -129,15 +130,20 @@ pub async fn run(json: bool) -> Result<ExitCode> {
     let config = Config::load(&config_path)?;
 
     if !json {
-        println!(
+        writeln!(
+            out,
             "Syncing {} example accounts through builtin:salesforce into a simulated Salesforce at {}",
             ACCOUNTS.lines().count(),
             sim.base_url()
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "(it throttles at 12 requests/s, locks 3% of rows, expires sessions every 20 requests,"
-        );
-        println!(" fails in 503 bursts, and validates names, emails, revenue and parent ids)\n");
+        )?;
+        writeln!(
+            out,
+            " fails in 503 bursts, and validates names, emails, revenue and parent ids)\n"
+        )?;
     }
 
     let host = Host::new(&config)?;
@@ -152,14 +158,15 @@ pub async fn run(json: bool) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&dir);
 
     if json {
-        println!("{}", serde_json::to_string(&report.summary)?);
+        writeln!(out, "{}", serde_json::to_string(&report.summary)?)?;
     } else {
-        print!("{}", crate::report::render(&report, &failures.take()));
-        println!(
+        write!(out, "{}", crate::report::render(&report, &failures.take()))?;
+        writeln!(
+            out,
             "\nThe destination saw {} requests ({} rate limited, {} session expiries, {} server errors)",
             stats.requests, stats.rate_limited, stats.session_expired, stats.server_errors
-        );
-        println!("and holds {stored} accounts.");
+        )?;
+        writeln!(out, "and holds {stored} accounts.")?;
     }
     sim.shutdown().await;
 
@@ -178,9 +185,10 @@ pub async fn run(json: bool) -> Result<ExitCode> {
         );
     }
     if !json {
-        println!(
+        writeln!(
+            out,
             "Every delivered account is at the destination; every other one is accounted for above."
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

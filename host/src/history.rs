@@ -1,23 +1,34 @@
 //! Run history: every run's summary, kept in the state directory, for `sluice runs`.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 
 use crate::engine::RunSummary;
+use crate::ledger::{Ledger, storage_error};
 
 /// Every run of every sync of one state directory, oldest first.
 pub struct History {
     tree: sled::Tree,
+    /// The ledger it is kept in, for messages.
+    path: PathBuf,
 }
 
 impl History {
-    pub fn new(tree: sled::Tree) -> Self {
-        History { tree }
+    /// The history kept in `ledger`.
+    pub fn open(ledger: &Ledger) -> Result<Self> {
+        Ok(History {
+            tree: ledger.tree("runs")?,
+            path: ledger.path().to_path_buf(),
+        })
     }
 
     pub fn record(&self, summary: &RunSummary) -> Result<()> {
         let mut key = summary.started_at_ms.to_be_bytes().to_vec();
         key.extend_from_slice(summary.run_id.as_bytes());
-        self.tree.insert(key, serde_json::to_vec(summary)?)?;
+        self.tree
+            .insert(key, serde_json::to_vec(summary)?)
+            .map_err(|err| storage_error(&self.path, "recording the run's summary", err))?;
         Ok(())
     }
 
@@ -25,7 +36,8 @@ impl History {
     pub fn list(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
         let mut out = Vec::new();
         for item in self.tree.iter().rev() {
-            let (_, value) = item?;
+            let (_, value) =
+                item.map_err(|err| storage_error(&self.path, "reading the run history", err))?;
             let summary: RunSummary = serde_json::from_slice(&value)?;
             if sync.is_none_or(|s| s == summary.sync) {
                 out.push(summary);

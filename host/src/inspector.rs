@@ -170,6 +170,8 @@ pub struct Inspector {
     entries: AtomicUsize,
     /// One prune at a time, so two cannot both remove the same excess.
     pruning: Mutex<()>,
+    /// The ledger it writes into, named in storage errors (see [`Inspector::at`]).
+    ledger_path: Option<std::path::PathBuf>,
 }
 
 impl Inspector {
@@ -182,6 +184,20 @@ impl Inspector {
             entries: AtomicUsize::new(tree.len()),
             pruning: Mutex::new(()),
             tree,
+            ledger_path: None,
+        }
+    }
+
+    /// Names the ledger at `path` in storage errors (a full disk, a damaged ledger).
+    pub fn at(mut self, path: &std::path::Path) -> Self {
+        self.ledger_path = Some(path.to_path_buf());
+        self
+    }
+
+    fn storage_error(&self, err: sled::Error) -> anyhow::Error {
+        match &self.ledger_path {
+            Some(path) => crate::ledger::storage_error(path, "recording a request", err),
+            None => err.into(),
         }
     }
 
@@ -204,7 +220,9 @@ impl Inspector {
             return Ok(());
         }
         let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
-        self.tree.insert(key, encode(exchange)?)?;
+        self.tree
+            .insert(key, encode(exchange)?)
+            .map_err(|err| self.storage_error(err))?;
         self.entries.fetch_add(1, Ordering::Relaxed);
         if self
             .written
@@ -229,10 +247,15 @@ impl Inspector {
             .saturating_sub(self.config.max_requests);
         let mut removed = 0;
         for item in self.tree.iter() {
-            let (key, _) = item?;
+            let (key, _) = item.map_err(|err| self.storage_error(err))?;
             let at_ms = u64::from_be_bytes(key[..8].try_into().unwrap_or_default());
             if removed < excess || at_ms < oldest_kept {
-                if self.tree.remove(key)?.is_some() {
+                if self
+                    .tree
+                    .remove(key)
+                    .map_err(|err| self.storage_error(err))?
+                    .is_some()
+                {
                     self.entries.fetch_sub(1, Ordering::Relaxed);
                 }
                 removed += 1;

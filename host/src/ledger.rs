@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Fate, RecordFailure, Settled, Sink};
@@ -173,7 +173,100 @@ pub fn now_ms() -> u64 {
 /// The ledger of one state directory. Only one process may hold it open.
 pub struct Ledger {
     db: sled::Db,
-    path: PathBuf,
+    path: Arc<Path>,
+    /// Which files it was when opened; see [`Ledger::check_in_place`].
+    identity: Identity,
+}
+
+/// A failure of the ledger's storage said so that an operator can act on it: which
+/// ledger, what was being done, and for a full disk, that it is full. sled's own text for
+/// an I/O error is the error's debug form (`IO error: Os { code: 28, .. }`), with no path.
+pub fn storage_error(path: &Path, doing: &str, err: sled::Error) -> anyhow::Error {
+    match err {
+        sled::Error::Io(io) if crate::output::is_disk_full(&io) => anyhow!(
+            "{doing}: the disk holding the ledger at `{}` is full (no space left on device); \
+             free some space and run again (records whose fate was not written are sent again)",
+            path.display()
+        ),
+        sled::Error::Io(io) => anyhow!("{doing}: the ledger at `{}`: {io}", path.display()),
+        sled::Error::Corruption { .. } => damaged(path, &sled_clause(&err)),
+        other => anyhow!(
+            "{doing}: the ledger at `{}`: {}",
+            path.display(),
+            sled_clause(&other)
+        ),
+    }
+}
+
+/// A damaged ledger: what is wrong in a short clause, and what the operator can do.
+fn damaged(path: &Path, what: &str) -> anyhow::Error {
+    anyhow!(
+        "the ledger at `{0}` is damaged ({what}): move it away (for example to \
+         `{0}.damaged`) and run again; a new ledger is started and the next run sends every \
+         record again",
+        path.display()
+    )
+}
+
+/// What sled said, in one short clause.
+fn sled_clause(err: &sled::Error) -> String {
+    let text = match err {
+        sled::Error::Corruption { at: Some(at), .. } => {
+            format!("sled found corrupted data at {at:?}")
+        }
+        sled::Error::Corruption { at: None, .. } => "sled found corrupted data".to_string(),
+        sled::Error::Io(io) => io.to_string(),
+        sled::Error::Unsupported(what) => format!("sled: {what}"),
+        sled::Error::ReportableBug(what) => format!("sled: {what}"),
+        sled::Error::CollectionNotFound(_) => "sled: a tree is missing".to_string(),
+        #[allow(unreachable_patterns)]
+        other => format!("sled: {other}"),
+    };
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+/// `.at(path, doing)`: a sled result with its error said by [`storage_error`].
+trait Storage<T> {
+    fn at(self, path: &Path, doing: &str) -> Result<T>;
+}
+
+impl<T> Storage<T> for sled::Result<T> {
+    fn at(self, path: &Path, doing: &str) -> Result<T> {
+        self.map_err(|err| storage_error(path, doing, err))
+    }
+}
+
+/// The identity (device and inode) of the ledger's folder and database file. sled keeps
+/// writing into files that were removed while it held them open, so a ledger whose state
+/// directory was removed during a run flushes without error and keeps nothing; comparing
+/// identities tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity(Vec<Option<(u64, u64)>>);
+
+impl Identity {
+    fn of(path: &Path) -> Identity {
+        Identity(
+            [path.to_path_buf(), path.join("db")]
+                .iter()
+                .map(|p| file_id(p))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
 }
 
 impl Ledger {
@@ -199,22 +292,25 @@ impl Ledger {
             .cache_capacity(64 * 1024 * 1024)
             .open()
             .map_err(|err| {
-            let text = err.to_string();
-            if text.contains("lock") || text.contains("WouldBlock") || text.contains("temporarily unavailable") {
-                anyhow::anyhow!(
-                    "the ledger at `{}` is in use by another sluice process; only one process \
+                let text = err.to_string();
+                if text.contains("lock")
+                    || text.contains("WouldBlock")
+                    || text.contains("temporarily unavailable")
+                {
+                    anyhow::anyhow!(
+                        "the ledger at `{}` is in use by another sluice process; only one process \
                      may use a state_dir at a time",
-                    path.display()
-                )
-            } else {
-                anyhow::anyhow!(
-                    "cannot open the ledger at `{}`: {text} (is it corrupt, or not a Sluice ledger?)",
-                    path.display()
-                )
-            }
-        })?;
-        let meta = db.open_tree(META_TREE)?;
-        match meta.get(SCHEMA_KEY)? {
+                        path.display()
+                    )
+                } else if let sled::Error::Io(_) = err {
+                    storage_error(&path, "opening the ledger", err)
+                } else {
+                    damaged(&path, &sled_clause(&err))
+                }
+            })?;
+        let opening = "opening the ledger";
+        let meta = db.open_tree(META_TREE).at(&path, opening)?;
+        match meta.get(SCHEMA_KEY).at(&path, opening)? {
             None => {
                 let has_syncs = db
                     .tree_names()
@@ -226,8 +322,9 @@ impl Ledger {
                         path.display()
                     );
                 }
-                meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
-                meta.flush()?;
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())
+                    .at(&path, opening)?;
+                meta.flush().at(&path, opening)?;
             }
             Some(version) => {
                 let version = String::from_utf8_lossy(&version).to_string();
@@ -247,14 +344,20 @@ impl Ledger {
                         ledger = %path.display(),
                         "upgrading the ledger from schema {version} to {SCHEMA_VERSION}"
                     );
-                    build_failed_indexes(&db)?;
-                    db.flush()?;
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
-                    meta.flush()?;
+                    build_failed_indexes(&db, &path)?;
+                    db.flush().at(&path, opening)?;
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())
+                        .at(&path, opening)?;
+                    meta.flush().at(&path, opening)?;
                 }
             }
         }
-        Ok(Ledger { db, path })
+        let identity = Identity::of(&path);
+        Ok(Ledger {
+            db,
+            path: path.into(),
+            identity,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -263,22 +366,58 @@ impl Ledger {
 
     /// The records of one sync.
     pub fn sync(&self, name: &str) -> Result<SyncLedger> {
+        let doing = "opening the records of a sync";
         Ok(SyncLedger {
-            tree: self.db.open_tree(format!("{SYNC_PREFIX}{name}"))?,
-            failed: self.db.open_tree(format!("{FAILED_PREFIX}{name}"))?,
+            tree: self
+                .db
+                .open_tree(format!("{SYNC_PREFIX}{name}"))
+                .at(&self.path, doing)?,
+            failed: self
+                .db
+                .open_tree(format!("{FAILED_PREFIX}{name}"))
+                .at(&self.path, doing)?,
+            path: self.path.clone(),
         })
     }
 
     /// Another tree in the same database (the inspector's, the run history's).
     pub fn tree(&self, name: &str) -> Result<sled::Tree> {
-        Ok(self.db.open_tree(name)?)
+        self.db.open_tree(name).at(&self.path, "opening the ledger")
     }
 
     /// Makes every settled fate durable.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().context("flushing the ledger to disk")?;
+        self.db
+            .flush()
+            .at(&self.path, "writing the ledger to disk")?;
         Ok(())
     }
+
+    /// Fails when the ledger's folder or database file is no longer the one opened: the
+    /// state directory was removed (or replaced) while this process held it, and whatever
+    /// was written since went into removed files. Checked as a run begins and before it
+    /// reports, so that such a run fails instead of reporting `completed` with nothing
+    /// on disk.
+    pub fn check_in_place(&self) -> Result<(), LedgerGone> {
+        if Identity::of(&self.path) == self.identity {
+            Ok(())
+        } else {
+            Err(LedgerGone {
+                path: self.path.to_path_buf(),
+            })
+        }
+    }
+}
+
+/// The ledger's files were removed or replaced while this process held them open.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the state directory of the ledger at `{}` was removed during the run: nothing of this \
+     run was recorded (the next run sends its records again)",
+    path.display()
+)]
+pub struct LedgerGone {
+    pub path: PathBuf,
 }
 
 /// What a run does with a record read from the source.
@@ -297,13 +436,15 @@ pub struct SyncLedger {
     tree: sled::Tree,
     /// See [`FAILED_PREFIX`].
     failed: sled::Tree,
+    /// The ledger's folder, for messages.
+    path: Arc<Path>,
 }
 
 impl SyncLedger {
     pub fn get(&self, key: &str) -> Result<Option<Entry>> {
-        match self.tree.get(key.as_bytes())? {
+        match self.tree.get(key.as_bytes()).at(&self.path, "reading")? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(decode(key, &bytes)?)),
+            Some(bytes) => Ok(Some(decode(&self.path, key, &bytes)?)),
         }
     }
 
@@ -326,9 +467,9 @@ impl SyncLedger {
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
         self.tree.iter().map(|item| {
-            let (key, value) = item?;
+            let (key, value) = item.at(&self.path, "reading")?;
             let key = String::from_utf8_lossy(&key).into_owned();
-            let entry = decode(&key, &value)?;
+            let entry = decode(&self.path, &key, &value)?;
             Ok((key, entry))
         })
     }
@@ -338,7 +479,7 @@ impl SyncLedger {
     pub fn failed(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
         self.failed.iter().keys().filter_map(|key| {
             let read = || -> Result<Option<(String, Entry)>> {
-                let key = String::from_utf8_lossy(&key?).into_owned();
+                let key = String::from_utf8_lossy(&key.at(&self.path, "reading")?).into_owned();
                 Ok(self
                     .get(&key)?
                     .filter(|entry| entry.status.is_failed())
@@ -356,8 +497,15 @@ impl SyncLedger {
         self.tree.is_empty()
     }
 
-    /// A person marks `key` handled without sending it.
+    /// A person marks `key` handled without sending it. Who and why are kept with the
+    /// record, so neither may be blank.
     pub fn resolve(&self, key: &str, by: &str, why: &str) -> Result<Entry> {
+        if by.trim().is_empty() {
+            bail!("resolving `{key}`: say who resolved it (`--by`); it is blank");
+        }
+        if why.trim().is_empty() {
+            bail!("resolving `{key}`: say why it needs no sending (`--why`); it is blank");
+        }
         let mut entry = self
             .get(key)?
             .with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
@@ -371,8 +519,11 @@ impl SyncLedger {
             why: why.to_string(),
             at_ms: now_ms(),
         });
-        self.tree.insert(key.as_bytes(), encode(&entry)?)?;
-        self.failed.remove(key.as_bytes())?;
+        let doing = "resolving a record";
+        self.tree
+            .insert(key.as_bytes(), encode(&entry)?)
+            .at(&self.path, doing)?;
+        self.failed.remove(key.as_bytes()).at(&self.path, doing)?;
         Ok(entry)
     }
 
@@ -417,12 +568,13 @@ impl SyncLedger {
             }
         }
         // The index may hold too much, never too little (see FAILED_PREFIX).
+        let doing = "recording the fates of records";
         if any_failed {
-            self.failed.apply_batch(failed)?;
+            self.failed.apply_batch(failed).at(&self.path, doing)?;
         }
-        self.tree.apply_batch(batch)?;
+        self.tree.apply_batch(batch).at(&self.path, doing)?;
         if any_recovered {
-            self.failed.apply_batch(recovered)?;
+            self.failed.apply_batch(recovered).at(&self.path, doing)?;
         }
         Ok(())
     }
@@ -490,18 +642,21 @@ fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
 }
 
 /// Indexes the failed records of every sync (an upgrade from version 1).
-fn build_failed_indexes(db: &sled::Db) -> Result<()> {
+fn build_failed_indexes(db: &sled::Db, path: &Path) -> Result<()> {
+    let doing = "upgrading the ledger";
     for name in db.tree_names() {
         let Some(sync) = name.strip_prefix(SYNC_PREFIX.as_bytes()) else {
             continue;
         };
-        let tree = db.open_tree(&name)?;
-        let failed = db.open_tree([FAILED_PREFIX.as_bytes(), sync].concat())?;
+        let tree = db.open_tree(&name).at(path, doing)?;
+        let failed = db
+            .open_tree([FAILED_PREFIX.as_bytes(), sync].concat())
+            .at(path, doing)?;
         for item in tree.iter() {
-            let (key, value) = item?;
-            let entry = decode(&String::from_utf8_lossy(&key), &value)?;
+            let (key, value) = item.at(path, doing)?;
+            let entry = decode(path, &String::from_utf8_lossy(&key), &value)?;
             if entry.status.is_failed() {
-                failed.insert(key, &[])?;
+                failed.insert(key, &[]).at(path, doing)?;
             }
         }
     }
@@ -512,13 +667,21 @@ fn encode(entry: &Entry) -> Result<Vec<u8>> {
     Ok(postcard::to_extend(entry, vec![POSTCARD_TAG])?)
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<Entry> {
+fn decode(path: &Path, key: &str, bytes: &[u8]) -> Result<Entry> {
     let entry = match bytes.split_first() {
-        Some((&POSTCARD_TAG, rest)) => postcard::from_bytes(rest).map_err(anyhow::Error::new),
-        Some((b'{', _)) => serde_json::from_slice(bytes).map_err(anyhow::Error::new),
-        _ => Err(anyhow::anyhow!("unknown entry layout")),
+        Some((&POSTCARD_TAG, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((b'{', _)) => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        _ => Err("unknown entry layout".to_string()),
     };
-    entry.with_context(|| format!("the ledger entry of `{key}` is unreadable (corrupt ledger?)"))
+    entry.map_err(|err| {
+        damaged(
+            path,
+            &format!(
+                "the entry of `{}` is unreadable: {err}",
+                crate::report::printable(key)
+            ),
+        )
+    })
 }
 
 /// The engine's sink into the ledger: each verdict's fates are written as one sled batch,
@@ -615,6 +778,46 @@ mod tests {
             e.last_attempt_ms,
             Some(300),
             "a precheck settles without sending"
+        );
+    }
+
+    #[test]
+    fn storage_errors_name_the_ledger_and_say_when_the_disk_is_full() {
+        let path = Path::new("/var/lib/sluice/ledger");
+        let full = storage_error(
+            path,
+            "writing the ledger to disk",
+            sled::Error::Io(std::io::Error::from_raw_os_error(28)),
+        )
+        .to_string();
+        assert_eq!(
+            full,
+            "writing the ledger to disk: the disk holding the ledger at `/var/lib/sluice/ledger` \
+             is full (no space left on device); free some space and run again (records whose \
+             fate was not written are sent again)"
+        );
+        let denied = storage_error(
+            path,
+            "reading",
+            sled::Error::Io(std::io::ErrorKind::PermissionDenied.into()),
+        )
+        .to_string();
+        assert_eq!(
+            denied,
+            "reading: the ledger at `/var/lib/sluice/ledger`: permission denied"
+        );
+        let corrupt = storage_error(
+            path,
+            "reading",
+            sled::Error::Corruption { at: None, bt: () },
+        )
+        .to_string();
+        assert!(
+            corrupt.starts_with(
+                "the ledger at `/var/lib/sluice/ledger` is damaged (sled found corrupted data): \
+                 move it away"
+            ),
+            "{corrupt}"
         );
     }
 

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod history;
 pub mod inspector;
 pub mod ledger;
+pub mod output;
 pub mod report;
 pub mod retry_job;
 pub mod sandbox;

@@ -2,6 +2,7 @@
 
 mod commands;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::ledger::Format;
+use sluice::output::{Output, warn};
+use sluice::report::printable;
 use sluice::retry_job::Request;
 
 /// jemalloc rather than glibc's malloc: sled's flusher thread frees what the workers
@@ -60,9 +63,9 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         sync: String,
-        /// Only records whose failures began within this window [default: the sync's
-        /// retry_job.window, 7d].
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Only records whose failures began within this window, from 1m to 3650d
+        /// [default: the sync's retry_job.window, 7d].
+        #[arg(long, value_parser = parse_window)]
         window: Option<std::time::Duration>,
         /// At most this many records, oldest failure first [default: the sync's
         /// retry_job.max_records, 50000].
@@ -155,10 +158,28 @@ enum ConnectorCommand {
         /// Memory limit per instance, in bytes or with a unit (64MiB).
         #[arg(long, value_parser = parse_size)]
         memory_limit: Option<u64>,
-        /// Time limit per call (1s, 250ms).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Time limit per call (1s, 250ms), from 1ms to 10m.
+        #[arg(long, value_parser = parse_call_timeout)]
         call_timeout: Option<std::time::Duration>,
     },
+}
+
+/// `--call-timeout`: a duration within the range `call_timeout` accepts.
+fn parse_call_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let limit = humantime::parse_duration(text)
+        .map_err(|err| format!("`{text}` is not a duration ({err}); expected for example 1s"))?;
+    sluice::config::CALL_TIMEOUT_RANGE
+        .check("--call-timeout", limit, text)
+        .map_err(|err| err.to_string())
+}
+
+/// `--window`: a duration within the range `retry_job.window` accepts.
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    let window = humantime::parse_duration(text)
+        .map_err(|err| format!("`{text}` is not a duration ({err}); expected for example 7d"))?;
+    sluice::config::RETRY_WINDOW_RANGE
+        .check("--window", window, text)
+        .map_err(|err| err.to_string())
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -182,6 +203,9 @@ enum LedgerCommand {
         code: Option<String>,
         #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// Print CSV. A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+        /// return is prefixed with `'`, so that a spreadsheet shows it as text rather than
+        /// running it as a formula (CSV injection).
         #[arg(long)]
         csv: bool,
     },
@@ -218,7 +242,18 @@ enum LedgerCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout; clap ignores a failure to write them, so a pipe or
+        // file gets them through `Output` like any other command's output (a terminal gets
+        // clap's colours).
+        Err(err) if !err.use_stderr() && !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            let mut out = Output::stdout();
+            let _ = write!(out, "{}", err.render());
+            return finished(out, ExitCode::SUCCESS);
+        }
+        Err(err) => err.exit(),
+    };
     let default_log = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",
@@ -232,24 +267,39 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            warn(format_args!("error: cannot start the async runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, cli.quiet)) {
+    // Every command prints through `out`: a reader that closes the pipe ends the output
+    // quietly, and any other write failure ends the command with an error, never a panic.
+    let mut out = Output::stdout();
+    let code = match runtime.block_on(dispatch(cli.command, cli.quiet, &mut out)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            warn(format_args!("error: {}", printable(&format!("{err:#}"))));
+            ExitCode::FAILURE
+        }
+    };
+    finished(out, code)
+}
+
+/// `code`, unless what was printed could not all be written.
+fn finished(out: Output, code: ExitCode) -> ExitCode {
+    match out.finish() {
+        Ok(()) => code,
+        Err(err) => {
+            warn(format_args!("error: {err:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
+async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<ExitCode> {
     match command {
         Command::Run { config, sync, json } => {
             let progress = commands::progress::Mode::detect(quiet);
-            commands::run::run(&config, sync.as_deref(), json, progress).await
+            commands::run::run(&config, sync.as_deref(), json, progress, out).await
         }
         Command::Inspect {
             config,
@@ -267,13 +317,14 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 limit,
                 json,
             },
+            out,
         ),
         Command::Runs {
             config,
             sync,
             limit,
             json,
-        } => commands::inspect::runs(&config, sync.as_deref(), limit, json),
+        } => commands::inspect::runs(&config, sync.as_deref(), limit, json, out),
         Command::Retry {
             config,
             sync,
@@ -291,7 +342,7 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 keys,
                 include_permanent,
             };
-            commands::retry::run(&config, &sync, request, json).await
+            commands::retry::run(&config, &sync, request, json, out).await
         }
         Command::Serve {
             config,
@@ -314,13 +365,20 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 } else {
                     Format::Table
                 };
-                commands::ledger::list(&config, &sync, status.as_deref(), code.as_deref(), format)
+                commands::ledger::list(
+                    &config,
+                    &sync,
+                    status.as_deref(),
+                    code.as_deref(),
+                    format,
+                    out,
+                )
             }
             LedgerCommand::Show { config, sync, key } => {
-                commands::ledger::show(&config, &sync, &key)
+                commands::ledger::show(&config, &sync, &key, out)
             }
             LedgerCommand::Stats { config, sync, json } => {
-                commands::ledger::stats(&config, &sync, json)
+                commands::ledger::stats(&config, &sync, json, out)
             }
             LedgerCommand::Resolve {
                 config,
@@ -328,7 +386,7 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 key,
                 by,
                 why,
-            } => commands::ledger::resolve(&config, &sync, &key, &by, &why),
+            } => commands::ledger::resolve(&config, &sync, (&key, &by, &why), out),
         },
         Command::Connector { command } => match command {
             ConnectorCommand::Check {
@@ -337,21 +395,28 @@ async fn dispatch(command: Command, quiet: bool) -> Result<ExitCode> {
                 allowed_hosts,
                 memory_limit,
                 call_timeout,
-            } => commands::connector::check(commands::connector::CheckArgs {
-                file: &file,
-                settings: &settings,
-                allowed_hosts,
-                memory_limit,
-                call_timeout,
-            }),
+            } => commands::connector::check(
+                commands::connector::CheckArgs {
+                    file: &file,
+                    settings: &settings,
+                    allowed_hosts,
+                    memory_limit,
+                    call_timeout,
+                },
+                out,
+            ),
         },
-        Command::Demo { json } => sluice::demo::run(json).await,
+        Command::Demo { json } => sluice::demo::run(json, out).await,
     }
 }
 
 fn init_logging(default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // sled's own log lines (a damaged file's checksum, its guess at an old version) only
+    // repeat, less clearly, what its errors say, and every one of those reaches the
+    // operator as an error naming the ledger; `RUST_LOG=sled=warn` shows them.
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sled=off")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

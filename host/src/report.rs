@@ -1,5 +1,6 @@
 //! The end-of-run report for people; `--json` prints the summary itself.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -24,7 +25,7 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
         s.elapsed_ms as f64 / 1000.0
     );
     if let Some(error) = &s.error {
-        let _ = writeln!(out, "  error: {error}");
+        let _ = writeln!(out, "  error: {}", printable(error));
     }
     let rows = [
         ("read", s.read),
@@ -57,7 +58,7 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
     if !by_code.is_empty() {
         let _ = writeln!(out, "  failures by code:");
         for ((status, code), n) in &by_code {
-            let _ = writeln!(out, "    {status:<10}{code:<36}{n:>6}");
+            let _ = writeln!(out, "    {status:<10}{:<36}{n:>6}", printable(code));
         }
         let _ = writeln!(out, "  examples:");
         for f in failures.iter().take(EXAMPLES) {
@@ -65,18 +66,25 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
                 let fields = if failure.fields.is_empty() {
                     String::new()
                 } else {
-                    format!(" [{}]", failure.fields.join(", "))
+                    format!(" [{}]", printable(&failure.fields.join(", ")))
                 };
                 let _ = writeln!(
                     out,
                     "    {} {status}: {}{fields}: {}",
-                    f.record.key, failure.code, failure.message
+                    printable(&f.record.key),
+                    printable(&failure.code),
+                    printable(&failure.message)
                 );
             }
         }
     }
     for row in report.invalid_rows.iter().take(EXAMPLES) {
-        let _ = writeln!(out, "  skipped source line {}: {}", row.line, row.reason);
+        let _ = writeln!(
+            out,
+            "  skipped source line {}: {}",
+            row.line,
+            printable(&row.reason)
+        );
     }
     out
 }
@@ -87,5 +95,71 @@ fn status_and_failure(fate: &Fate) -> Option<(&'static str, &crate::engine::Reco
         Fate::Rejected(f) => Some(("rejected", f)),
         Fate::Permanent(f) => Some(("permanent", f)),
         Fate::Pending(f) => f.as_ref().map(|f| ("pending", f)),
+    }
+}
+
+/// Whether `c` must not reach a terminal as itself: control characters (C0, DEL and C1,
+/// which move the cursor, rewrite the screen or start escape sequences) and the
+/// bidirectional overrides and isolates (which reorder what is shown).
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` as it may be shown to a person: every character [`unsafe_to_show`] written as
+/// an escape (`\n`, `\t`, `\u{1b}`), so that a key, code or message from a source or a
+/// destination cannot rewrite the operator's terminal or disguise itself. Other text,
+/// backslashes included, is shown as it is.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_to_show) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_to_show(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// JSON text as it may be shown: serde_json escapes C0 controls but writes DEL, C1
+/// controls and bidirectional marks as themselves; these can only occur inside strings,
+/// so writing them as `\uXXXX` escapes keeps the same value.
+pub fn printable_json(json: String) -> String {
+    // ASCII controls are escaped already inside strings, and are layout outside them.
+    let escape = |c: char| c > '\u{7e}' && unsafe_to_show(c);
+    if !json.chars().any(escape) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if escape(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_people_and_kept_in_json() {
+        assert_eq!(printable("plain \\ text"), "plain \\ text");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\nc\u{7f}\u{9b}\u{202e}d"),
+            "a\\u{1b}[2Jb\\nc\\u{7f}\\u{9b}\\u{202e}d"
+        );
+        let value = serde_json::json!({"key": "x\u{1b}\u{7f}\u{9b}\u{202e}y"});
+        let shown = printable_json(value.to_string());
+        assert!(!shown.chars().any(unsafe_to_show), "{shown}");
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, value);
     }
 }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::builtin;
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
-use crate::engine::{self, Input, RunControl, RunReport, RunSummary};
+use crate::engine::{self, Input, Outcome, RunControl, RunReport, RunSummary};
 use crate::history::History;
 use crate::inspector::Inspector;
 use crate::ledger::{Ledger, LedgerSink, SyncLedger};
@@ -68,12 +68,13 @@ impl Host {
             self.ledger.tree(&format!("inspector:{name}"))?,
             config.inspector.clone(),
             &sync.redact,
-        ))
+        )
+        .at(self.ledger.path()))
     }
 
     /// Every run's summary.
     pub fn history(&self) -> Result<History> {
-        Ok(History::new(self.ledger.tree("runs")?))
+        History::open(&self.ledger)
     }
 
     /// The connector `spec` describes, compiled and linked once per process.
@@ -97,7 +98,8 @@ impl Host {
         // Compiling is CPU work that may take a while: keep it off the async executor.
         let connector = tokio::task::spawn_blocking(move || runtime.load(&name, &wasm, limits))
             .await
-            .context("loading the connector crashed")??;
+            .context("loading the connector crashed")?
+            .with_context(|| format!("component `{}`", spec.component))?;
         let connector = Arc::new(connector);
         self.loaded
             .lock()
@@ -154,6 +156,15 @@ impl Host {
     ) -> Result<RunReport> {
         let sync = config.sync(name)?;
         let spec = &config.connectors[&sync.connector];
+        // A ledger removed since this process opened it would take every fate and keep
+        // none: refuse to start (`sluice serve` runs for days).
+        self.ledger.check_in_place().map_err(|gone| {
+            anyhow::anyhow!(
+                "the state directory of the ledger at `{}` was removed while sluice was \
+                 running: restart it to start a new ledger",
+                gone.path.display()
+            )
+        })?;
         let connector = self.connector(spec).await?;
         control.sinks.push(LedgerSink::new(ledger));
         if control.inspector.is_none() {
@@ -162,7 +173,7 @@ impl Host {
         // Every log line of the run carries the sync and the run id.
         let span = tracing::info_span!("run", sync = %name, run = %control.run_id);
         let (run_id, started_at_ms) = (control.run_id.clone(), crate::ledger::now_ms());
-        let report =
+        let mut report =
             match engine::run_sync(connector, spec, sync, self.http.clone(), input, control)
                 .instrument(span)
                 .await
@@ -176,14 +187,28 @@ impl Host {
                     return Err(err);
                 }
             };
-        self.history()?.record(&report.summary)?;
-        // Every fate, and the run's history, is on disk before the run reports.
+        // Every fate, and the run's history, is on disk before the run reports...
+        let stored = self.store(&report.summary).await;
+        // ...unless the ledger's files were removed meanwhile: sled wrote into removed
+        // files (without error, or failing for the missing folder), and the run must not
+        // report what nothing remembers.
+        if let Err(gone) = self.ledger.check_in_place() {
+            report.summary.outcome = Outcome::Failed;
+            report.summary.error = Some(gone.to_string());
+        } else {
+            stored?;
+        }
+        self.export_metrics(name, &report)?;
+        Ok(report)
+    }
+
+    /// Records a run's summary in the history and flushes the ledger.
+    async fn store(&self, summary: &RunSummary) -> Result<()> {
+        self.history()?.record(summary)?;
         let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || ledger.flush())
             .await
-            .context("flushing the ledger crashed")??;
-        self.export_metrics(name, &report)?;
-        Ok(report)
+            .context("flushing the ledger crashed")?
     }
 
     /// The run's outcome, and (when asked for) the ledger's records by status.

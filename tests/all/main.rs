@@ -10,6 +10,7 @@ mod crash;
 mod engine;
 mod ledger;
 mod observe;
+mod operator;
 mod polyglot;
 mod rest;
 mod salesforce;

@@ -1,6 +1,7 @@
 //! `sluice connector check`: tells a connector author whether a component keeps the
 //! contract, before an operator ever loads it.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use sluice::conformance::{self, Options};
+use sluice::output::Output;
 use sluice::sandbox::SandboxLimits;
 
 pub struct CheckArgs<'a> {
@@ -18,7 +20,7 @@ pub struct CheckArgs<'a> {
     pub call_timeout: Option<Duration>,
 }
 
-pub fn check(args: CheckArgs<'_>) -> Result<ExitCode> {
+pub fn check(args: CheckArgs<'_>, out: &mut Output) -> Result<ExitCode> {
     let wasm = std::fs::read(args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))?;
     let mut settings = Vec::new();
@@ -42,7 +44,7 @@ pub fn check(args: CheckArgs<'_>) -> Result<ExitCode> {
             .map_or_else(|| "connector".into(), |n| n.to_string_lossy().into_owned()),
     };
     let report = conformance::check_with(&wasm, &settings, &options);
-    print!("{report}");
+    write!(out, "{report}")?;
     Ok(if report.conformant() {
         ExitCode::SUCCESS
     } else {

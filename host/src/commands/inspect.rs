@@ -1,5 +1,6 @@
 //! `sluice inspect` and `sluice runs`: what runs sent and what destinations answered.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use sluice::config::Config;
 use sluice::history::History;
 use sluice::inspector::Inspector;
 use sluice::ledger::Ledger;
+use sluice::output::Output;
+use sluice::report::{printable, printable_json};
 
 fn time(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
@@ -23,7 +26,7 @@ pub struct InspectArgs<'a> {
     pub json: bool,
 }
 
-pub fn inspect(path: &Path, args: InspectArgs<'_>) -> Result<ExitCode> {
+pub fn inspect(path: &Path, args: InspectArgs<'_>, out: &mut Output) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let sync = config.sync(args.sync)?;
     let ledger = Ledger::open(&config.state_dir)?;
@@ -31,13 +34,17 @@ pub fn inspect(path: &Path, args: InspectArgs<'_>) -> Result<ExitCode> {
         ledger.tree(&format!("inspector:{}", args.sync))?,
         config.inspector.clone(),
         &sync.redact,
-    );
+    )
+    .at(ledger.path());
     let exchanges = inspector.list(args.limit, |e| {
         args.run.is_none_or(|r| r == e.run) && args.status.is_none_or(|s| s == e.status)
     })?;
     for e in exchanges {
+        if !out.is_open() {
+            break;
+        }
         if args.json {
-            println!("{}", serde_json::to_string(&e)?);
+            writeln!(out, "{}", printable_json(serde_json::to_string(&e)?))?;
             continue;
         }
         let status = if e.status == 0 {
@@ -45,39 +52,47 @@ pub fn inspect(path: &Path, args: InspectArgs<'_>) -> Result<ExitCode> {
         } else {
             e.status.to_string()
         };
-        println!(
+        writeln!(
+            out,
             "{} run {} attempt {} · {} {} · {status} in {}ms · {} records · {}",
             time(e.at_ms),
-            e.run,
+            printable(&e.run),
             e.attempt,
-            e.method,
-            e.url,
+            printable(&e.method),
+            printable(&e.url),
             e.duration_ms,
             e.batch_size,
-            e.verdict
-        );
+            printable(&e.verdict)
+        )?;
         for (name, value) in &e.request_headers {
-            println!("  > {name}: {value}");
+            writeln!(out, "  > {}: {}", printable(name), printable(value))?;
         }
-        println!("  > {}", e.request_body);
+        writeln!(out, "  > {}", printable(&e.request_body))?;
         for (name, value) in &e.response_headers {
-            println!("  < {name}: {value}");
+            writeln!(out, "  < {}: {}", printable(name), printable(value))?;
         }
-        println!("  < {}\n", e.response_body);
+        writeln!(out, "  < {}\n", printable(&e.response_body))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn runs(path: &Path, sync: Option<&str>, limit: usize, json: bool) -> Result<ExitCode> {
+pub fn runs(
+    path: &Path,
+    sync: Option<&str>,
+    limit: usize,
+    json: bool,
+    out: &mut Output,
+) -> Result<ExitCode> {
     let config = Config::load(path)?;
     if let Some(name) = sync {
         config.sync(name)?;
     }
     let ledger = Ledger::open(&config.state_dir)?;
-    let history = History::new(ledger.tree("runs")?);
+    let history = History::open(&ledger)?;
     let runs = history.list(sync, limit)?;
     if !json {
-        println!(
+        writeln!(
+            out,
             "{:<20} {:<18} {:<24} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
             "run",
             "sync",
@@ -89,15 +104,19 @@ pub fn runs(path: &Path, sync: Option<&str>, limit: usize, json: bool) -> Result
             "permanent",
             "pending",
             "requests"
-        );
+        )?;
     }
     for r in runs {
+        if !out.is_open() {
+            break;
+        }
         if json {
-            println!("{}", serde_json::to_string(&r)?);
+            writeln!(out, "{}", printable_json(serde_json::to_string(&r)?))?;
         } else {
-            println!(
+            writeln!(
+                out,
                 "{:<20} {:<18} {:<24} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-                r.run_id,
+                printable(&r.run_id),
                 r.sync,
                 time(r.started_at_ms),
                 serde_json::to_value(r.outcome)?.as_str().unwrap_or(""),
@@ -107,9 +126,9 @@ pub fn runs(path: &Path, sync: Option<&str>, limit: usize, json: bool) -> Result
                 r.permanent,
                 r.pending,
                 r.requests
-            );
+            )?;
             if let Some(error) = &r.error {
-                println!("  error: {error}");
+                writeln!(out, "  error: {}", printable(error))?;
             }
         }
     }

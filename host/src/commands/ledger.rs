@@ -1,6 +1,8 @@
 //! `sluice ledger`: a person's view of every record's fate, and manual intervention.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,6 +11,8 @@ use serde_json::json;
 
 use sluice::config::Config;
 use sluice::ledger::{Entry, Ledger, Status, SyncLedger};
+use sluice::output::Output;
+use sluice::report::{printable, printable_json};
 
 /// How `list` prints.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,6 +28,17 @@ fn open(path: &Path, sync: &str) -> Result<(Ledger, SyncLedger)> {
     let ledger = Ledger::open(&config.state_dir)?;
     let records = ledger.sync(sync)?;
     Ok((ledger, records))
+}
+
+/// A CSV cell that a spreadsheet will not run: a cell starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return is a formula (or becomes one) when opened, so it gets a
+/// leading `'`, as OWASP recommends against CSV injection. The `--csv` help says so.
+fn csv_cell(text: &str) -> Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 fn time(ms: Option<u64>) -> String {
@@ -55,88 +70,125 @@ pub fn list(
     status: Option<&str>,
     code: Option<&str>,
     format: Format,
+    out: &mut Output,
 ) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
     let status = status.map(Status::parse).transpose()?;
-    let mut csv = (format == Format::Csv).then(|| csv::Writer::from_writer(std::io::stdout()));
-    if let Some(w) = &mut csv {
-        w.write_record([
-            "key",
-            "status",
-            "code",
-            "message",
-            "fields",
-            "attempts",
-            "first_failure",
-            "last_attempt",
-        ])?;
-    }
-    if format == Format::Table {
-        println!(
-            "{:<24} {:<10} {:<34} {:>8}  {:<20}  message",
-            "key", "status", "code", "attempts", "first failure"
-        );
-    }
     // Failed records are indexed: listing them reads the failures, not the whole ledger.
     let entries: Box<dyn Iterator<Item = Result<(String, Entry)>>> = match status {
         Some(s) if s.is_failed() => Box::new(records.failed()),
         _ => Box::new(records.iter()),
     };
-    for item in entries {
-        let (key, e) = item?;
-        if status.is_some_and(|s| s != e.status) {
-            continue;
+    let selected = entries.filter(|item| {
+        item.as_ref().map_or(true, |(_, e)| {
+            let c = e.failure.as_ref().map_or("", |f| f.code.as_str());
+            status.is_none_or(|s| s == e.status) && code.is_none_or(|want| want == c)
+        })
+    });
+    match format {
+        Format::Json => {
+            for item in selected {
+                // A reader that went away wants no more rows.
+                if !out.is_open() {
+                    break;
+                }
+                let (key, e) = item?;
+                writeln!(out, "{}", printable_json(entry_json(&key, &e).to_string()))?;
+            }
         }
-        let c = e.failure.as_ref().map(|f| f.code.as_str()).unwrap_or("");
-        if code.is_some_and(|want| want != c) {
-            continue;
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record([
+                "key",
+                "status",
+                "code",
+                "message",
+                "fields",
+                "attempts",
+                "first_failure",
+                "last_attempt",
+            ])?;
+            for item in selected {
+                if !w.get_ref().is_open() {
+                    break;
+                }
+                let (key, e) = item?;
+                let (code, message, fields) = failure(&e);
+                let (attempts, first, last) = (
+                    e.attempts.to_string(),
+                    time(e.first_failure_ms),
+                    time(e.last_attempt_ms),
+                );
+                let cells = [
+                    key.as_str(),
+                    e.status.name(),
+                    code,
+                    message,
+                    &fields,
+                    &attempts,
+                    &first,
+                    &last,
+                ]
+                .map(csv_cell);
+                w.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
+            }
+            w.flush()?;
         }
-        let message = e.failure.as_ref().map(|f| f.message.as_str()).unwrap_or("");
-        let fields = e
-            .failure
-            .as_ref()
-            .map(|f| f.fields.join(","))
-            .unwrap_or_default();
-        match format {
-            Format::Json => println!("{}", entry_json(&key, &e)),
-            Format::Csv => csv.as_mut().unwrap().write_record([
-                key.as_str(),
-                e.status.name(),
-                c,
-                message,
-                &fields,
-                &e.attempts.to_string(),
-                &time(e.first_failure_ms),
-                &time(e.last_attempt_ms),
-            ])?,
-            Format::Table => println!(
-                "{key:<24} {:<10} {c:<34} {:>8}  {:<20}  {message}",
-                e.status.name(),
-                e.attempts,
-                time(e.first_failure_ms)
-            ),
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<24} {:<10} {:<34} {:>8}  {:<20}  message",
+                "key", "status", "code", "attempts", "first failure"
+            )?;
+            for item in selected {
+                if !out.is_open() {
+                    break;
+                }
+                let (key, e) = item?;
+                let (code, message, _) = failure(&e);
+                writeln!(
+                    out,
+                    "{:<24} {:<10} {:<34} {:>8}  {:<20}  {}",
+                    printable(&key),
+                    e.status.name(),
+                    printable(code),
+                    e.attempts,
+                    time(e.first_failure_ms),
+                    printable(message)
+                )?;
+            }
         }
-    }
-    if let Some(mut w) = csv {
-        w.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn show(path: &Path, sync: &str, key: &str) -> Result<ExitCode> {
+/// An entry's failure code, message and fields (joined with commas); empty when it has
+/// none.
+fn failure(e: &Entry) -> (&str, &str, String) {
+    match &e.failure {
+        Some(f) => (f.code.as_str(), f.message.as_str(), f.fields.join(",")),
+        None => ("", "", String::new()),
+    }
+}
+
+pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
     match records.get(key)? {
         Some(e) => {
             let mut value = entry_json(key, &e);
             value["payload"] = json!(e.payload);
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            writeln!(
+                out,
+                "{}",
+                printable_json(serde_json::to_string_pretty(&value)?)
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         None => anyhow::bail!("no record with key `{key}` in the ledger of sync `{sync}`"),
     }
 }
 
-pub fn stats(path: &Path, sync: &str, json: bool) -> Result<ExitCode> {
+pub fn stats(path: &Path, sync: &str, json: bool, out: &mut Output) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
     let mut by_status: BTreeMap<&str, u64> = Status::ALL.iter().map(|s| (s.name(), 0)).collect();
     let mut by_code: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -156,29 +208,37 @@ pub fn stats(path: &Path, sync: &str, json: bool) -> Result<ExitCode> {
             .iter()
             .map(|((status, code), n)| json!({"status": status, "code": code, "records": n}))
             .collect();
-        println!(
-            "{}",
-            json!({"sync": sync, "by_status": by_status, "by_code": codes})
-        );
+        let value = json!({"sync": sync, "by_status": by_status, "by_code": codes});
+        writeln!(out, "{}", printable_json(value.to_string()))?;
     } else {
-        println!("ledger of sync `{sync}`");
+        writeln!(out, "ledger of sync `{sync}`")?;
         for (status, n) in &by_status {
-            println!("  {status:<12}{n:>10}");
+            writeln!(out, "  {status:<12}{n:>10}")?;
         }
         if !by_code.is_empty() {
-            println!("  by code:");
+            writeln!(out, "  by code:")?;
             for ((status, code), n) in &by_code {
-                println!("    {status:<10}{code:<36}{n:>8}");
+                writeln!(out, "    {status:<10}{:<36}{n:>8}", printable(code))?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn resolve(path: &Path, sync: &str, key: &str, by: &str, why: &str) -> Result<ExitCode> {
+pub fn resolve(
+    path: &Path,
+    sync: &str,
+    resolution: (&str, &str, &str),
+    out: &mut Output,
+) -> Result<ExitCode> {
+    let (key, by, why) = resolution;
     let (ledger, records) = open(path, sync)?;
     let entry = records.resolve(key, by, why)?;
     ledger.flush()?;
-    println!("{}", entry_json(key, &entry));
+    writeln!(
+        out,
+        "{}",
+        printable_json(entry_json(key, &entry).to_string())
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,10 @@ pub mod serve;
 
 use std::time::Duration;
 
+use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
+
+use sluice::config::Config;
 
 /// How long requests in flight may finish after Ctrl-C or SIGTERM.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -35,7 +38,9 @@ pub fn stop_on_signals() -> CancellationToken {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("stopping: finishing requests in flight (Ctrl-C again to quit at once)");
+            sluice::output::warn(format_args!(
+                "stopping: finishing requests in flight (Ctrl-C again to quit at once)"
+            ));
             token.cancel();
             tokio::select! {
                 _ = int.recv() => {}
@@ -51,4 +56,31 @@ pub fn stop_on_signals() -> CancellationToken {
         std::process::exit(130);
     });
     stop
+}
+
+/// Refuses to start when a credential of a sync about to run is missing: every unset or
+/// empty variable of every one of `syncs` is named at once, before any sync runs, instead
+/// of one sync failing at a time part-way through a command.
+pub fn check_credentials<'a>(
+    config: &Config,
+    syncs: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    let mut missing = Vec::new();
+    for name in syncs {
+        for (key, var) in config.sync(name)?.auth.env_vars() {
+            let problem = match std::env::var(var) {
+                Ok(value) if !value.is_empty() => continue,
+                Ok(_) => "is empty",
+                Err(std::env::VarError::NotPresent) => "is not set",
+                Err(std::env::VarError::NotUnicode(_)) => "is not valid UTF-8",
+            };
+            missing.push(format!(
+                "sync `{name}`: environment variable `{var}` ({key}) {problem}"
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{}; nothing was run", missing.join("; "));
+    }
+    Ok(())
 }

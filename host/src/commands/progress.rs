@@ -58,7 +58,7 @@ pub fn show(sync: &str, counters: Arc<Counters>, mode: Mode) -> Option<ProgressG
                     bar.set_message(line);
                     bar.tick();
                 }
-                None => eprintln!("{sync}: {line}"),
+                None => sluice::output::warn(format_args!("{sync}: {line}")),
             }
         }
     });

@@ -1,5 +1,6 @@
 //! `sluice retry`: one pass of the retry job, by hand.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,12 +10,20 @@ use serde_json::json;
 
 use sluice::config::Config;
 use sluice::engine::{FailureList, Outcome, RunControl};
+use sluice::output::Output;
 use sluice::retry_job::Request;
 use sluice::sync::Host;
 
-pub async fn run(path: &Path, sync: &str, request: Request, json: bool) -> Result<ExitCode> {
+pub async fn run(
+    path: &Path,
+    sync: &str,
+    request: Request,
+    json: bool,
+    out: &mut Output,
+) -> Result<ExitCode> {
     let config = Config::load(path)?;
     config.sync(sync)?;
+    super::check_credentials(&config, [sync])?;
     let host = Host::new(&config)?;
     let failures = Arc::new(FailureList::new(10_000));
     let control = RunControl {
@@ -30,15 +39,16 @@ pub async fn run(path: &Path, sync: &str, request: Request, json: bool) -> Resul
         if let Some(run) = &report.run {
             value["run"] = serde_json::to_value(&run.summary)?;
         }
-        println!("{value}");
+        writeln!(out, "{value}")?;
     } else {
-        println!(
+        writeln!(
+            out,
             "retry pass of `{sync}`: {} selected, {} left for the next pass (limit), {} expired \
              (failed before the window), {} waiting for a person (non-retryable codes)",
             c.selected, c.over_limit, c.expired, c.non_retryable
-        );
+        )?;
         if let Some(run) = &report.run {
-            print!("{}", sluice::report::render(run, &failures.take()));
+            write!(out, "{}", sluice::report::render(run, &failures.take()))?;
         }
     }
     Ok(match report.run.map(|r| r.summary.outcome) {

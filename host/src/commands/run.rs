@@ -1,5 +1,6 @@
 //! `sluice run`: each sync of a config once.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,13 +9,19 @@ use anyhow::{Result, bail};
 
 use sluice::config::Config;
 use sluice::engine::{Counters, FailureList, Outcome, RunControl};
+use sluice::output::{Output, warn};
+use sluice::report::printable;
 use sluice::sync::Host;
 
+/// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
+/// goes away (`sluice run | head -1`) the remaining syncs still run and are recorded:
+/// what a run does never depends on whether someone reads its report.
 pub async fn run(
     path: &Path,
     only: Option<&str>,
     json: bool,
     progress: super::progress::Mode,
+    out: &mut Output,
 ) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let names: Vec<String> = match only {
@@ -24,6 +31,7 @@ pub async fn run(
     if names.is_empty() {
         bail!("config file `{}` defines no [[sync]]", path.display());
     }
+    super::check_credentials(&config, names.iter().map(String::as_str))?;
     let host = Host::new(&config)?;
     let stop = super::stop_on_signals();
     let mut code = ExitCode::SUCCESS;
@@ -49,16 +57,18 @@ pub async fn run(
         let report = match report {
             Ok(report) => report,
             Err(err) => {
-                eprintln!("error: sync `{name}`: {err:#}");
+                let err = format!("{err:#}");
+                warn(format_args!("error: sync `{name}`: {}", printable(&err)));
                 code = ExitCode::FAILURE;
                 continue;
             }
         };
         if json {
-            println!("{}", serde_json::to_string(&report.summary)?);
+            writeln!(out, "{}", serde_json::to_string(&report.summary)?)?;
         } else {
-            print!("{}", sluice::report::render(&report, &failures.take()));
+            write!(out, "{}", sluice::report::render(&report, &failures.take()))?;
         }
+        out.push();
         match report.summary.outcome {
             Outcome::Completed => {}
             Outcome::Failed => code = ExitCode::FAILURE,

@@ -25,6 +25,7 @@ enum Job {
 
 pub async fn run(path: &Path, metrics_addr: SocketAddr, now: bool) -> Result<ExitCode> {
     let config = Config::load(path)?;
+    super::check_credentials(&config, config.syncs.iter().map(|s| s.name.as_str()))?;
     let mut host = Host::new(&config)?;
     PrometheusBuilder::new()
         .with_http_listener(metrics_addr)
@@ -61,7 +62,9 @@ pub async fn run(path: &Path, metrics_addr: SocketAddr, now: bool) -> Result<Exi
             .flatten()
             .min_by_key(|(t, _)| *t);
         let Some((at, job)) = next else {
-            eprintln!("nothing is scheduled: no sync has `schedule` or `retry_job.schedule`");
+            sluice::output::warn(format_args!(
+                "nothing is scheduled: no sync has `schedule` or `retry_job.schedule`"
+            ));
             return Ok(ExitCode::FAILURE);
         };
         let wait = at.duration_since(SystemTime::now()).unwrap_or_default();

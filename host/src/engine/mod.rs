@@ -305,7 +305,7 @@ pub async fn run_sync(
 
     let credentials = Credentials::new(sync.auth.clone(), http.clone())
         .await
-        .with_context(|| format!("sync `{}`: cannot authenticate", sync.name))?;
+        .context("cannot authenticate")?;
     let transport = Transport::new(
         http,
         sync.base_url.clone(),

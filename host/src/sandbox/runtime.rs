@@ -88,11 +88,21 @@ impl Runtime {
         self.link(name, &component, limits)
     }
 
-    /// The compiled form of `wasm`, from the cache when it holds one.
+    /// The compiled form of `wasm`, from the cache when it holds one. A file that is not
+    /// a component at all is told in one line from its first bytes; a component Wasmtime
+    /// refuses keeps Wasmtime's reason, on one line.
     pub(crate) fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {
-        self.cache
-            .load(&self.engine, wasm)
-            .with_context(|| format!("connector `{name}` is not a valid WebAssembly component"))
+        if let Some(kind) = not_a_component(wasm) {
+            return Err(anyhow::Error::new(kind)).with_context(|| {
+                format!("connector `{name}` is not a valid WebAssembly component")
+            });
+        }
+        self.cache.load(&self.engine, wasm).map_err(|err| {
+            anyhow::anyhow!(
+                "connector `{name}` is not a valid WebAssembly component: {}",
+                one_line(&format!("{err:#}"))
+            )
+        })
     }
 
     /// Which version of `sluice:connector/destination` the component exports, read before
@@ -142,6 +152,83 @@ impl Runtime {
             limits,
         })
     }
+}
+
+/// A file given as a component that is something else, told from its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAComponent(pub String);
+
+/// The WebAssembly binary magic, `\0asm`.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// `None` for what may be a component (Wasmtime decides); otherwise what the file is.
+pub fn not_a_component(bytes: &[u8]) -> Option<NotAComponent> {
+    let what = |text: &str| Some(NotAComponent(text.to_string()));
+    if let Some(header) = bytes.strip_prefix(WASM_MAGIC) {
+        // Then a 16-bit version and a 16-bit layer: layer 0 is a core module, layer 1 a
+        // component.
+        return match header.get(..4) {
+            Some([_, _, 0, 0]) => what(
+                "it is a core WebAssembly module; make it a component (build for the \
+                 wasm32-wasip2 target, or `wasm-tools component new`)",
+            ),
+            _ => None,
+        };
+    }
+    let starts = |prefix: &[u8]| bytes.starts_with(prefix);
+    if bytes.is_empty() {
+        return what("the file is empty");
+    }
+    if starts(b"\x7fELF") {
+        return what("the file is an ELF executable or library (a native program)");
+    }
+    if starts(b"MZ") {
+        return what("the file is a Windows executable");
+    }
+    if [
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ]
+    .iter()
+    .any(|magic| starts(&magic[..]))
+    {
+        return what("the file is a Mach-O executable (a native program)");
+    }
+    if starts(b"PK\x03\x04") || starts(b"\x1f\x8b") {
+        return what("the file is a compressed archive; unpack the .wasm from it");
+    }
+    let head = &bytes[..bytes.len().min(512)];
+    // Text, unless a byte is not UTF-8 (a character cut at the end of `head` is fine).
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => Some(text),
+        Err(err) if err.error_len().is_none() => {
+            std::str::from_utf8(&head[..err.valid_up_to()]).ok()
+        }
+        Err(_) => None,
+    };
+    match text {
+        Some(text) if !text.contains('\0') => {
+            let start = text.trim_start();
+            if start.starts_with("(module") || start.starts_with("(component") {
+                what(
+                    "the file is WebAssembly text (WAT); compile it to a binary component \
+                     (`wasm-tools parse`)",
+                )
+            } else {
+                what("the file is text")
+            }
+        }
+        _ => what("the file does not start with the WebAssembly magic bytes (`\\0asm`)"),
+    }
+}
+
+/// An error's text on one line: parser errors list bytes one per line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Why a component's exports are not a world this host loads.
@@ -228,4 +315,30 @@ impl Connector {
 pub(super) fn ticks(limit: Duration) -> u64 {
     // One tick more: the epoch may advance right after the deadline is set.
     limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_file_is_when_it_is_not_a_component() {
+        let said = |bytes: &[u8]| not_a_component(bytes).map(|k| k.to_string());
+        assert_eq!(said(b"\0asm\x0d\0\x01\0"), None, "a component");
+        assert_eq!(said(b"\0asm\x0e\0\x01\0"), None, "Wasmtime decides");
+        let cases: [(&[u8], &str); 7] = [
+            (b"\0asm\x01\0\0\0", "core WebAssembly module"),
+            (b"\x7fELF\x02\x01\x01\0\0", "ELF executable"),
+            (b"hello, world\n", "is text"),
+            (b"  (component (core module))", "WebAssembly text (WAT)"),
+            (b"", "is empty"),
+            (b"\x1f\x8b\x08\0", "compressed archive"),
+            (b"\x00\x01\x02\x03\xff", "magic bytes"),
+        ];
+        for (bytes, expected) in cases {
+            let text = said(bytes).unwrap();
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains('\n'));
+        }
+    }
 }
