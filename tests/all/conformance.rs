@@ -130,7 +130,9 @@ fn hostile(mode: &str, phase: &str) -> Report {
     let options = Options {
         limits: SandboxLimits {
             memory: 16 * 1024 * 1024,
-            call_timeout: Duration::from_millis(200),
+            // Long enough that a well-behaved call never reaches it on a loaded machine
+            // (200 ms did, under parallel builds); the looping cases wait it out.
+            call_timeout: Duration::from_secs(1),
         },
         ..options()
     };
