@@ -265,6 +265,75 @@ async fn a_record_too_large_for_the_connector_memory_is_isolated_and_the_run_goe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_sent_first_and_alone_is_judged_after_the_next_batch() {
+    let dest = rest::start(RestConfig {
+        mode: RestMode::AcceptAll,
+        faults: Faults::default(),
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap();
+    // Batches of one: the poison record fails before the connector has worked for any
+    // other record, so only the next batch can show that the record is at fault.
+    let mut records =
+        vec![json!({"id": "poison", "email": "p@example.com", "notes": "x".repeat(3 << 20)})];
+    records.extend(contacts(20));
+    let setup = poison_setup(
+        &records,
+        &dest.base_url(),
+        "settings = { path = \"/v1/records\" }\nbatch_size = 1\nconcurrency = 1\n",
+    );
+    let (report, fates) = common::run(&setup).await;
+    let s = &report.summary;
+    assert_eq!(
+        (s.outcome, s.delivered, s.rejected, s.pending),
+        (Outcome::Completed, 20, 1, 0),
+        "{:?}",
+        s.error
+    );
+    assert_eq!(fates.codes()["poison"], "CONNECTOR_LIMIT");
+    assert_eq!(dest.stored().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_fails_on_every_record_stops_the_run_without_rejecting_any() {
+    let dest = rest::start(RestConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("hostile.wasm");
+    std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
+    for (batch_size, concurrency) in [(1, 1), (10, 1), (10, 3)] {
+        let setup = common::setup(
+            &contacts(60),
+            &hostile.display().to_string(),
+            &dest.base_url(),
+            &format!(
+                "settings = {{ mode = \"memory-bomb\", phase = \"build-request\" }}\nbatch_size = {batch_size}\nconcurrency = {concurrency}\n"
+            ),
+        );
+        let (report, fates) = common::run(&setup).await;
+        let s = &report.summary;
+        assert_eq!(
+            (s.outcome, s.delivered, s.rejected, s.requests),
+            (Outcome::Failed, 0, 0, 0),
+            "batches of {batch_size}, {concurrency} workers"
+        );
+        assert_eq!(s.pending, s.read);
+        let error = s.error.as_deref().unwrap();
+        assert!(
+            error.contains("exceeded its memory limit") && error.contains("`build-request`"),
+            "{error}"
+        );
+        assert!(fates.all().values().all(|(f, _)| is_pending(f)));
+        // Two records alone are enough to tell: a few bisections, not one per record.
+        assert!(
+            s.bisections <= 2 * 4 * concurrency as u64,
+            "{} bisections",
+            s.bisections
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector() {
     let dest = rest::start(RestConfig {
         mode: RestMode::AcceptAll,

@@ -388,7 +388,9 @@ pub async fn run_sync(
                 let mut worker = Worker::new(shared.clone(), connector, instance, u64::from(i));
                 loop {
                     let batch = rx.lock().await.recv().await;
-                    let Some(batch) = batch else { return Ok(()) };
+                    let Some(batch) = batch else {
+                        return worker.finish();
+                    };
                     if shared.stop.is_cancelled() {
                         shared.leave_pending(batch, None);
                         continue;

@@ -2,9 +2,9 @@
 //! build-request) that fails on the connector's memory or time limit is bisected like a
 //! refused batch; a single record that alone makes the call fail is rejected with
 //! `CONNECTOR_LIMIT`, but only once the connector has shown in this run that it can do
-//! that call at all. Until then one such record is set aside to be judged after the rest
-//! of its batch, and a second means the connector fails on everything: the run stops, as
-//! for any other trap.
+//! that call at all. Until then one such record is set aside, to be judged once its
+//! worker has done another batch (or has no more), and a second means the connector fails
+//! on everything: the run stops, as for any other trap.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -24,8 +24,8 @@ pub struct LimitFailures {
 pub enum Judgement {
     /// The connector does this call for other records: this one is at fault.
     Reject(RecordFailure),
-    /// Nothing proves the connector works yet: judge the record after the rest of its
-    /// batch.
+    /// Nothing proves the connector works yet: judge the record later
+    /// ([`LimitFailures::at_fault`]).
     SetAside,
     /// The connector fails this call whatever the record: stop the run.
     Stop,
@@ -56,19 +56,23 @@ impl LimitFailures {
         }
     }
 
-    /// One record alone made `err.call` fail on a limit; `set_aside` when it was already
-    /// set aside once.
-    pub fn judge(&self, err: &GuestError, set_aside: bool) -> Judgement {
-        if self
-            .flag(err.call)
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-        {
-            Judgement::Reject(connector_limit(err))
-        } else if !set_aside && self.set_aside.fetch_add(1, Ordering::Relaxed) == 0 {
+    /// One record alone made `err.call` fail on a limit.
+    pub fn judge(&self, err: &GuestError) -> Judgement {
+        if let Some(failure) = self.at_fault(err) {
+            Judgement::Reject(failure)
+        } else if self.set_aside.fetch_add(1, Ordering::Relaxed) == 0 {
             Judgement::SetAside
         } else {
             Judgement::Stop
         }
+    }
+
+    /// The failure of a record that alone made `err.call` fail on a limit, once that call
+    /// has worked for another batch; `None` while nothing proves the connector can do it.
+    pub fn at_fault(&self, err: &GuestError) -> Option<RecordFailure> {
+        self.flag(err.call)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+            .then(|| connector_limit(err))
     }
 
     fn flag(&self, call: &str) -> Option<&AtomicBool> {
@@ -98,17 +102,16 @@ mod tests {
     fn a_record_is_rejected_only_once_the_call_has_worked() {
         let l = LimitFailures::default();
         let err = limit("build-request");
-        assert_eq!(l.judge(&err, false), Judgement::SetAside);
+        assert_eq!(l.judge(&err), Judgement::SetAside);
+        assert_eq!(l.at_fault(&err), None);
         // Another record failing alone before anything worked: the connector is broken.
-        assert_eq!(l.judge(&err, false), Judgement::Stop);
-        assert_eq!(l.judge(&err, true), Judgement::Stop);
+        assert_eq!(l.judge(&err), Judgement::Stop);
         // Precheck working proves nothing about build-request.
         l.worked("precheck");
-        assert_eq!(l.judge(&err, true), Judgement::Stop);
+        assert_eq!(l.at_fault(&err), None);
         l.worked("build-request");
-        let Judgement::Reject(failure) = l.judge(&err, true) else {
-            panic!("not rejected")
-        };
+        let failure = l.at_fault(&err).unwrap();
+        assert_eq!(l.judge(&err), Judgement::Reject(failure.clone()));
         assert_eq!(failure.code, "CONNECTOR_LIMIT");
         assert!(
             failure

@@ -33,9 +33,6 @@ struct Job {
     paused_until: Option<Instant>,
     /// Why the last send of these records failed, kept if the run stops before the next.
     last_failure: Option<RecordFailure>,
-    /// This single record alone made a connector call fail on a limit before the
-    /// connector had shown it can do that call: judged after the rest of the batch.
-    set_aside: Option<GuestError>,
     /// The credentials were renewed for this job: another refusal stops the run.
     renewed: bool,
     /// This is the first half of a bisected batch, and its sibling lies right below it on
@@ -58,7 +55,6 @@ impl Job {
             rate_limit_hits: 0,
             paused_until: None,
             last_failure: None,
-            set_aside: None,
             renewed: false,
             first_half: false,
             parent_refusal: None,
@@ -76,6 +72,16 @@ pub enum Stop {
     Fatal(String),
 }
 
+/// A record that alone made a connector call fail on a limit before the connector had
+/// shown it can do that call: judged once the worker has done another batch.
+struct SetAside {
+    records: Vec<Record>,
+    err: GuestError,
+    attempts: u32,
+    /// Set aside during an earlier batch than the one being delivered.
+    earlier: bool,
+}
+
 pub struct Worker {
     shared: Arc<Shared>,
     /// Makes a fresh instance when a call failed on a limit: a failed instance is never
@@ -83,6 +89,7 @@ pub struct Worker {
     connector: Arc<Connector>,
     instance: Option<ConnectorInstance>,
     rng: SmallRng,
+    set_aside: Option<SetAside>,
 }
 
 impl Worker {
@@ -97,6 +104,7 @@ impl Worker {
             connector,
             instance: Some(instance),
             rng: SmallRng::seed_from_u64(seed),
+            set_aside: None,
         }
     }
 
@@ -138,6 +146,44 @@ impl Worker {
 
     /// Delivers one batch from the source.
     pub async fn deliver(&mut self, batch: Vec<Record>) -> Result<(), Stop> {
+        if let Some(set_aside) = &mut self.set_aside {
+            set_aside.earlier = true;
+        }
+        if let Err(stop) = self.deliver_batch(batch).await {
+            if let Some(set_aside) = self.set_aside.take() {
+                self.shared.leave_pending(set_aside.records, None);
+            }
+            return Err(stop);
+        }
+        self.judge_set_aside(false)
+    }
+
+    /// The worker takes no more batches: a record still set aside is judged now.
+    pub fn finish(&mut self) -> Result<(), Stop> {
+        self.judge_set_aside(true)
+    }
+
+    /// Rejects the record set aside once the call it failed has worked for another batch;
+    /// stops the run when it still has not after another batch (or none is left).
+    fn judge_set_aside(&mut self, last: bool) -> Result<(), Stop> {
+        let Some(set_aside) = self.set_aside.take() else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        if shared.stop.is_cancelled() {
+            shared.leave_pending(set_aside.records, None);
+        } else if let Some(failure) = shared.limits.at_fault(&set_aside.err) {
+            shared.settle(rejected(set_aside.records, &failure, set_aside.attempts));
+        } else if last || set_aside.earlier {
+            shared.leave_pending(set_aside.records, None);
+            return Err(Stop::Guest(set_aside.err));
+        } else {
+            self.set_aside = Some(set_aside);
+        }
+        Ok(())
+    }
+
+    async fn deliver_batch(&mut self, batch: Vec<Record>) -> Result<(), Stop> {
         let batch = self.settle_too_large(batch);
         let to_send = self.precheck(batch).await?;
 
@@ -192,32 +238,20 @@ impl Worker {
     /// record at fault.
     async fn precheck(&mut self, batch: Vec<Record>) -> Result<Vec<Record>, Stop> {
         let shared = self.shared.clone();
-        let mut parts: Vec<(Vec<Record>, Option<GuestError>)> = vec![(batch, None)];
+        let mut parts: Vec<Vec<Record>> = vec![batch];
         let mut to_send = Vec::new();
         // Stops the run: every record not yet settled stays pending.
-        let stop = |part: Vec<Record>,
-                    parts: Vec<(Vec<Record>, Option<GuestError>)>,
-                    to_send: Vec<Record>,
-                    stop: Stop| {
+        let stop = |part: Vec<Record>, parts: Vec<Vec<Record>>, to_send: Vec<Record>, stop| {
             shared.leave_pending(part, None);
-            for (part, _) in parts {
+            for part in parts {
                 shared.leave_pending(part, None);
             }
             shared.leave_pending(to_send, None);
             Err(stop)
         };
-        while let Some((part, set_aside)) = parts.pop() {
+        while let Some(part) = parts.pop() {
             if part.is_empty() {
                 continue;
-            }
-            if let Some(err) = set_aside {
-                match shared.limits.judge(&err, true) {
-                    Judgement::Reject(failure) => {
-                        shared.settle(rejected(part, &failure, 0));
-                        continue;
-                    }
-                    _ => return stop(part, parts, to_send, Stop::Guest(err)),
-                }
             }
             let (part, prechecked) = self
                 .call(move |i| {
@@ -256,13 +290,13 @@ impl Worker {
                 shared.counters.add(Count::Bisections, 1);
                 let mut first = part;
                 let second = first.split_off(first.len() / 2);
-                parts.push((second, None));
-                parts.push((first, None));
+                parts.push(second);
+                parts.push(first);
                 continue;
             }
-            match shared.limits.judge(&err, false) {
+            match shared.limits.judge(&err) {
                 Judgement::Reject(failure) => shared.settle(rejected(part, &failure, 0)),
-                Judgement::SetAside => parts.insert(0, (part, Some(err))),
+                Judgement::SetAside => self.set_aside(part, err, 0),
                 Judgement::Stop => return stop(part, parts, to_send, Stop::Guest(err)),
             }
         }
@@ -279,19 +313,6 @@ impl Worker {
             // Sending it whole would only be refused again: split it right away.
             self.bisect(job, failure, stack);
             return Ok(());
-        }
-        if let Some(err) = job.set_aside.take() {
-            return match shared.limits.judge(&err, true) {
-                Judgement::Reject(failure) => {
-                    let attempts = job.attempt.saturating_sub(1);
-                    shared.settle(rejected(job.records, &failure, attempts));
-                    Ok(())
-                }
-                _ => {
-                    shared.leave_pending(job.records, None);
-                    Err(Stop::Guest(err))
-                }
-            };
         }
         if let Some(at) = job.not_before {
             tokio::select! {
@@ -611,7 +632,7 @@ impl Worker {
     /// record at fault, with a fresh instance.
     async fn build_failed_on_limit(
         &mut self,
-        mut job: Job,
+        job: Job,
         err: GuestError,
         stack: &mut Vec<Job>,
     ) -> Result<(), Stop> {
@@ -628,15 +649,14 @@ impl Worker {
             self.bisect(job, connector_limit(&err), stack);
             return Ok(());
         }
-        match shared.limits.judge(&err, false) {
+        let attempts = job.attempt.saturating_sub(1);
+        match shared.limits.judge(&err) {
             Judgement::Reject(failure) => {
-                let attempts = job.attempt.saturating_sub(1);
                 shared.settle(rejected(job.records, &failure, attempts));
                 Ok(())
             }
             Judgement::SetAside => {
-                job.set_aside = Some(err);
-                stack.insert(0, job);
+                self.set_aside(job.records, err, attempts);
                 Ok(())
             }
             Judgement::Stop => {
@@ -644,6 +664,21 @@ impl Worker {
                 Err(Stop::Guest(err))
             }
         }
+    }
+
+    fn set_aside(&mut self, records: Vec<Record>, err: GuestError, attempts: u32) {
+        tracing::info!(
+            "a record alone made the connector fail before the call had worked for any \
+             other; judging it after the next batch"
+        );
+        // At most one record is set aside in a run (`LimitFailures::judge`).
+        debug_assert!(self.set_aside.is_none());
+        self.set_aside = Some(SetAside {
+            records,
+            err,
+            attempts,
+            earlier: false,
+        });
     }
 
     fn schedule_retry(&mut self, mut job: Job, stack: &mut Vec<Job>) {
