@@ -16,3 +16,4 @@ mod rest;
 mod salesforce;
 mod sandbox;
 mod sources;
+mod storms;

@@ -11,6 +11,9 @@ mod batcher;
 mod gate;
 mod input;
 mod outcome;
+mod poison;
+mod rate_limit;
+mod reach;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ pub use outcome::{Count, Counters, FailureList, Fate, RecordFailure, Settled, Si
 
 use self::batcher::Batcher;
 use self::gate::Gate;
+use self::poison::LimitFailures;
+use self::reach::Reach;
 use self::worker::{Stop, Worker};
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
@@ -160,6 +165,12 @@ struct Shared {
     transport: Transport,
     credentials: Credentials,
     gate: Gate,
+    /// The connector's `max-batch-bytes`: a record larger than this alone is rejected.
+    max_batch_bytes: u64,
+    /// Which connector calls have worked, to tell a poison record from a broken connector.
+    limits: LimitFailures,
+    /// Whether the destination has answered, and sends that got no response.
+    reach: Reach,
     counters: Arc<Counters>,
     sinks: Vec<Arc<dyn Sink>>,
     run_id: String,
@@ -319,6 +330,9 @@ pub async fn run_sync(
         transport,
         credentials,
         gate: Gate::new(sync.rate_limit),
+        max_batch_bytes: limits.max_batch_bytes,
+        limits: LimitFailures::default(),
+        reach: Reach::default(),
         counters: control
             .counters
             .clone()
@@ -365,16 +379,18 @@ pub async fn run_sync(
                 let instance = match instance {
                     Some(instance) => instance,
                     None => {
-                        configure(connector, &spec)
+                        configure(connector.clone(), &spec)
                             .await
                             .map_err(|e| Stop::Fatal(format!("{e:#}")))?
                             .0
                     }
                 };
-                let mut worker = Worker::new(shared.clone(), instance, u64::from(i));
+                let mut worker = Worker::new(shared.clone(), connector, instance, u64::from(i));
                 loop {
                     let batch = rx.lock().await.recv().await;
-                    let Some(batch) = batch else { return Ok(()) };
+                    let Some(batch) = batch else {
+                        return worker.finish();
+                    };
                     if shared.stop.is_cancelled() {
                         shared.leave_pending(batch, None);
                         continue;
@@ -429,7 +445,14 @@ pub async fn run_sync(
     );
     let error = failure
         .or(read_error)
-        .or_else(|| shared.sink_error.lock().unwrap().take());
+        .or_else(|| shared.sink_error.lock().unwrap().take())
+        .or_else(|| {
+            // A run that delivered nothing while its sends went unanswered has failed, even
+            // though no verdict stopped it; an operator's stop is reported as such.
+            (!control.stop.is_cancelled())
+                .then(|| shared.reach.error(delivered, sync.retry.max_attempts))
+                .flatten()
+        });
     let outcome = if error.is_some() {
         Outcome::Failed
     } else if control.stop.is_cancelled() {

@@ -2,7 +2,7 @@
 //! every verdict until each record of the batch is settled or the run stops.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -10,8 +10,11 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::outcome::{Count, Fate, RecordFailure, Settled};
+use super::poison::{Judgement, connector_limit, is_limit};
+use super::rate_limit::{self, deadline, millis};
 use crate::sandbox::{
-    ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict, Wait,
+    Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict,
+    Wait,
 };
 use crate::source::Record;
 use crate::transport::SendError;
@@ -25,6 +28,11 @@ struct Job {
     not_before: Option<Instant>,
     rate_limit_waited: Duration,
     rate_limit_hits: u32,
+    /// The end of the rate-limit pause this job's own answer set (already counted in
+    /// `rate_limit_waited`).
+    paused_until: Option<Instant>,
+    /// Why the last send of these records failed, kept if the run stops before the next.
+    last_failure: Option<RecordFailure>,
     /// The credentials were renewed for this job: another refusal stops the run.
     renewed: bool,
     /// This is the first half of a bisected batch, and its sibling lies right below it on
@@ -45,6 +53,8 @@ impl Job {
             not_before: None,
             rate_limit_waited: Duration::ZERO,
             rate_limit_hits: 0,
+            paused_until: None,
+            last_failure: None,
             renewed: false,
             first_half: false,
             parent_refusal: None,
@@ -62,19 +72,50 @@ pub enum Stop {
     Fatal(String),
 }
 
+/// A record that alone made a connector call fail on a limit before the connector had
+/// shown it can do that call: judged once the worker has done another batch.
+struct SetAside {
+    records: Vec<Record>,
+    err: GuestError,
+    attempts: u32,
+    /// Set aside during an earlier batch than the one being delivered.
+    earlier: bool,
+}
+
 pub struct Worker {
     shared: Arc<Shared>,
+    /// Makes a fresh instance when a call failed on a limit: a failed instance is never
+    /// called again.
+    connector: Arc<Connector>,
     instance: Option<ConnectorInstance>,
     rng: SmallRng,
+    set_aside: Option<SetAside>,
 }
 
 impl Worker {
-    pub fn new(shared: Arc<Shared>, instance: ConnectorInstance, seed: u64) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        connector: Arc<Connector>,
+        instance: ConnectorInstance,
+        seed: u64,
+    ) -> Self {
         Worker {
             shared,
+            connector,
             instance: Some(instance),
             rng: SmallRng::seed_from_u64(seed),
+            set_aside: None,
         }
+    }
+
+    /// Replaces the instance after a failed call with a fresh, configured one.
+    async fn replace_instance(&mut self) -> Result<(), Stop> {
+        self.instance = None;
+        let (instance, _) = super::configure(self.connector.clone(), &self.shared.spec)
+            .await
+            .map_err(|e| Stop::Fatal(format!("{e:#}")))?;
+        self.instance = Some(instance);
+        Ok(())
     }
 
     /// Runs a connector call on a blocking thread: calls are synchronous and may run up
@@ -105,33 +146,46 @@ impl Worker {
 
     /// Delivers one batch from the source.
     pub async fn deliver(&mut self, batch: Vec<Record>) -> Result<(), Stop> {
-        let (batch, prechecked) = self
-            .call(move |i| {
-                let r = i.precheck(&batch);
-                (batch, r)
-            })
-            .await;
-        let prechecked = match prechecked {
-            Ok(prechecked) => prechecked,
-            Err(err) => {
-                self.shared.leave_pending(batch, None);
-                return Err(Stop::Guest(err));
-            }
-        };
-        let mut to_send = Vec::with_capacity(batch.len());
-        let mut settled = Vec::new();
-        for (record, outcome) in batch.into_iter().zip(prechecked) {
-            match outcome {
-                None => to_send.push(record),
-                Some(PrecheckOutcome::Rejected(f)) => {
-                    settled.push(settle(record, Fate::Rejected(f.into()), 0))
-                }
-                Some(PrecheckOutcome::Permanent(f)) => {
-                    settled.push(settle(record, Fate::Permanent(f.into()), 0))
-                }
-            }
+        if let Some(set_aside) = &mut self.set_aside {
+            set_aside.earlier = true;
         }
-        self.shared.settle(settled);
+        if let Err(stop) = self.deliver_batch(batch).await {
+            if let Some(set_aside) = self.set_aside.take() {
+                self.shared.leave_pending(set_aside.records, None);
+            }
+            return Err(stop);
+        }
+        self.judge_set_aside(false)
+    }
+
+    /// The worker takes no more batches: a record still set aside is judged now.
+    pub fn finish(&mut self) -> Result<(), Stop> {
+        self.judge_set_aside(true)
+    }
+
+    /// Rejects the record set aside once the call it failed has worked for another batch;
+    /// stops the run when it still has not after another batch (or none is left).
+    fn judge_set_aside(&mut self, last: bool) -> Result<(), Stop> {
+        let Some(set_aside) = self.set_aside.take() else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        if shared.stop.is_cancelled() {
+            shared.leave_pending(set_aside.records, None);
+        } else if let Some(failure) = shared.limits.at_fault(&set_aside.err) {
+            shared.settle(rejected(set_aside.records, &failure, set_aside.attempts));
+        } else if last || set_aside.earlier {
+            shared.leave_pending(set_aside.records, None);
+            return Err(Stop::Guest(set_aside.err));
+        } else {
+            self.set_aside = Some(set_aside);
+        }
+        Ok(())
+    }
+
+    async fn deliver_batch(&mut self, batch: Vec<Record>) -> Result<(), Stop> {
+        let batch = self.settle_too_large(batch);
+        let to_send = self.precheck(batch).await?;
 
         let mut stack = vec![Job::new(to_send, 1)];
         while let Some(job) = stack.pop() {
@@ -139,18 +193,114 @@ impl Worker {
                 continue;
             }
             if self.shared.stop.is_cancelled() {
-                self.shared.leave_pending(job.records, None);
+                abandon(&self.shared, job);
                 continue;
             }
             if let Err(stop) = self.send(job, &mut stack).await {
                 // The run stops: what this worker still held stays pending.
                 for job in stack.drain(..) {
-                    self.shared.leave_pending(job.records, None);
+                    abandon(&self.shared, job);
                 }
                 return Err(stop);
             }
         }
         Ok(())
+    }
+
+    /// Rejects records larger than the connector takes in a batch: no batch can carry
+    /// them, and the connector is not asked to try.
+    fn settle_too_large(&self, batch: Vec<Record>) -> Vec<Record> {
+        let max = self.shared.max_batch_bytes;
+        let (fit, too_large): (Vec<Record>, Vec<Record>) = batch
+            .into_iter()
+            .partition(|r| r.payload.len() as u64 <= max);
+        let settled = too_large
+            .into_iter()
+            .map(|record| {
+                let failure = RecordFailure::new(
+                    "RECORD_TOO_LARGE",
+                    format!(
+                        "the record is {} bytes, more than connector `{}` takes in one batch \
+                         (max-batch-bytes {max})",
+                        record.payload.len(),
+                        self.shared.connector_name
+                    ),
+                );
+                settle(record, Fate::Rejected(failure), 0)
+            })
+            .collect();
+        self.shared.settle(settled);
+        fit
+    }
+
+    /// Prechecks a batch, settling what the connector settles without a request; returns
+    /// the records to send. A precheck that fails on a limit is bisected to find the
+    /// record at fault.
+    async fn precheck(&mut self, batch: Vec<Record>) -> Result<Vec<Record>, Stop> {
+        let shared = self.shared.clone();
+        let mut parts: Vec<Vec<Record>> = vec![batch];
+        let mut to_send = Vec::new();
+        // Stops the run: every record not yet settled stays pending.
+        let stop = |part: Vec<Record>, parts: Vec<Vec<Record>>, to_send: Vec<Record>, stop| {
+            shared.leave_pending(part, None);
+            for part in parts {
+                shared.leave_pending(part, None);
+            }
+            shared.leave_pending(to_send, None);
+            Err(stop)
+        };
+        while let Some(part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let (part, prechecked) = self
+                .call(move |i| {
+                    let r = i.precheck(&part);
+                    (part, r)
+                })
+                .await;
+            let err = match prechecked {
+                Ok(prechecked) => {
+                    shared.limits.worked("precheck");
+                    let mut settled = Vec::new();
+                    for (record, outcome) in part.into_iter().zip(prechecked) {
+                        match outcome {
+                            None => to_send.push(record),
+                            Some(PrecheckOutcome::Rejected(f)) => {
+                                settled.push(settle(record, Fate::Rejected(f.into()), 0))
+                            }
+                            Some(PrecheckOutcome::Permanent(f)) => {
+                                settled.push(settle(record, Fate::Permanent(f.into()), 0))
+                            }
+                        }
+                    }
+                    shared.settle(settled);
+                    continue;
+                }
+                Err(err) => err,
+            };
+            if !is_limit(&err) {
+                return stop(part, parts, to_send, Stop::Guest(err));
+            }
+            tracing::warn!(records = part.len(), "{err}; isolating the record at fault");
+            if let Err(replaced) = self.replace_instance().await {
+                return stop(part, parts, to_send, replaced);
+            }
+            if part.len() > 1 {
+                shared.counters.add(Count::Bisections, 1);
+                let mut first = part;
+                let second = first.split_off(first.len() / 2);
+                parts.push(second);
+                parts.push(first);
+                continue;
+            }
+            match shared.limits.judge(&err) {
+                Judgement::Reject(failure) => shared.settle(rejected(part, &failure, 0)),
+                Judgement::SetAside => self.set_aside(part, err, 0),
+                Judgement::Stop => return stop(part, parts, to_send, Stop::Guest(err)),
+            }
+        }
+        Ok(to_send)
     }
 
     /// One request for `job`; follow-up work goes on `stack`.
@@ -168,7 +318,7 @@ impl Worker {
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
                 _ = shared.stop.cancelled() => {
-                    shared.leave_pending(job.records, None);
+                    abandon(&shared, job);
                     return Ok(());
                 }
             }
@@ -183,7 +333,11 @@ impl Worker {
             .await;
         job.records = records;
         let built = match built {
-            Ok(built) => built,
+            Ok(built) => {
+                shared.limits.worked("build-request");
+                built
+            }
+            Err(err) if is_limit(&err) => return self.build_failed_on_limit(job, err, stack).await,
             Err(err) => {
                 shared.leave_pending(job.records, None);
                 return Err(Stop::Guest(err));
@@ -205,8 +359,13 @@ impl Worker {
             .retry
             .max_rate_limit_wait
             .saturating_sub(job.rate_limit_waited);
+        // This job's own pause is already counted in its budget: only a pause beyond it
+        // (another job's) is weighed against what is left.
+        let counted = job
+            .paused_until
+            .map_or_else(Instant::now, |p| p.max(Instant::now()));
         if let Some(until) = shared.gate.pause_remaining()
-            && until.saturating_duration_since(Instant::now()) > budget
+            && until.saturating_duration_since(counted) > budget
         {
             let failure = RecordFailure::new(
                 "RATE_LIMITED",
@@ -221,7 +380,7 @@ impl Worker {
         tokio::select! {
             _ = shared.gate.admit() => {}
             _ = shared.stop.cancelled() => {
-                shared.leave_pending(job.records, None);
+                abandon(&shared, job);
                 return Ok(());
             }
         }
@@ -264,11 +423,13 @@ impl Worker {
                     None,
                     format!("transient({code}): {message}"),
                 );
-                self.retry_later(job, RecordFailure::new(&code, message), stack);
+                self.unanswered(job, RecordFailure::new(&code, message), stack);
                 return Ok(());
             }
         };
+        shared.reach.answered();
         let response_seen = exchange.as_ref().map(|_| received.response.clone());
+        let received_at_ms = received.response.received_at_ms;
 
         let keys: Vec<String> = job.records.iter().map(|r| r.key.clone()).collect();
         let response = received.response;
@@ -299,38 +460,47 @@ impl Worker {
             }
             Verdict::BatchRejected(failure) => self.bisect(job, failure.into(), stack),
             Verdict::RateLimited(wait) => {
-                let until = self.wait_until(wait, received.at, job.rate_limit_hits + 1);
-                let wait = until.saturating_duration_since(Instant::now());
+                let retry = &shared.spec.retry;
+                job.rate_limit_hits = job.rate_limit_hits.saturating_add(1);
+                let step = rate_limit::step(
+                    retry,
+                    wait.as_ref(),
+                    received_at_ms,
+                    job.rate_limit_hits,
+                    job.rate_limit_waited,
+                );
+                let until = deadline(Instant::from_std(received.at), step.wait);
                 shared.counters.add(Count::RateLimitWaits, 1);
-                shared
-                    .counters
-                    .add(Count::RateLimitWaitMs, wait.as_millis() as u64);
                 // The pause holds for every worker even when this batch gives up: the
                 // destination said when it will take requests again.
                 shared.gate.pause_until(until);
-                shared
-                    .counters
-                    .paused_until(crate::ledger::now_ms() + wait.as_millis() as u64);
-                job.rate_limit_waited += wait;
-                job.rate_limit_hits += 1;
-                if job.rate_limit_waited > shared.spec.retry.max_rate_limit_wait {
+                shared.counters.paused_until(
+                    crate::ledger::now_ms()
+                        .saturating_add(millis(until.saturating_duration_since(Instant::now()))),
+                );
+                if step.give_up {
                     let failure = RecordFailure::new(
                         "RATE_LIMITED",
                         format!(
-                            "gave up after {} of rate-limit waits (max_rate_limit_wait is {})",
-                            humantime::format_duration(Duration::from_millis(
-                                job.rate_limit_waited.as_millis() as u64
-                            )),
-                            humantime::format_duration(shared.spec.retry.max_rate_limit_wait)
+                            "gave up after {} rate-limited answers asking for {} of waits in \
+                             all (max_rate_limit_wait is {})",
+                            job.rate_limit_hits,
+                            show_wait(step.waited),
+                            humantime::format_duration(retry.max_rate_limit_wait)
                         ),
                     );
                     shared.leave_pending(job.records, Some(failure));
                 } else {
+                    shared
+                        .counters
+                        .add(Count::RateLimitWaitMs, millis(step.wait));
                     tracing::info!(
                         sync = %shared.spec.name,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = millis(step.wait),
                         "destination is rate limiting; pausing every request to it"
                     );
+                    job.rate_limit_waited = step.waited;
+                    job.paused_until = Some(until);
                     job.renewed = false;
                     stack.push(job);
                 }
@@ -428,13 +598,96 @@ impl Worker {
         }
     }
 
+    /// A send that got no response: like a transient failure, but its records are not
+    /// refused by anyone, so when attempts run out they stay pending with the failure. A
+    /// destination that has not answered once in the run gets no new batches.
+    fn unanswered(&mut self, job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
+        let shared = self.shared.clone();
+        shared.reach.unanswered(&failure);
+        if job.attempt < shared.spec.retry.max_attempts {
+            tracing::debug!(code = %failure.code, attempt = job.attempt, "no response; retrying after backoff");
+            let mut next = Job::new(job.records, job.attempt);
+            next.last_failure = Some(failure);
+            self.schedule_retry(next, stack);
+            return;
+        }
+        let settled = job
+            .records
+            .into_iter()
+            .map(|r| settle(r, Fate::Pending(Some(failure.clone())), job.attempt))
+            .collect();
+        shared.settle(settled);
+        if shared.reach.attempts_used_up() && !shared.stop.is_cancelled() {
+            tracing::error!(
+                sync = %shared.spec.name,
+                "the destination has not answered once ({}: {}); taking no new batches",
+                failure.code,
+                failure.message
+            );
+            shared.stop.cancel();
+        }
+    }
+
+    /// `build-request` failed on the connector's memory or time limit: bisect to find the
+    /// record at fault, with a fresh instance.
+    async fn build_failed_on_limit(
+        &mut self,
+        job: Job,
+        err: GuestError,
+        stack: &mut Vec<Job>,
+    ) -> Result<(), Stop> {
+        let shared = self.shared.clone();
+        tracing::warn!(
+            records = job.records.len(),
+            "{err}; isolating the record at fault"
+        );
+        if let Err(stop) = self.replace_instance().await {
+            abandon(&shared, job);
+            return Err(stop);
+        }
+        if job.records.len() > 1 {
+            self.bisect(job, connector_limit(&err), stack);
+            return Ok(());
+        }
+        let attempts = job.attempt.saturating_sub(1);
+        match shared.limits.judge(&err) {
+            Judgement::Reject(failure) => {
+                shared.settle(rejected(job.records, &failure, attempts));
+                Ok(())
+            }
+            Judgement::SetAside => {
+                self.set_aside(job.records, err, attempts);
+                Ok(())
+            }
+            Judgement::Stop => {
+                abandon(&shared, job);
+                Err(Stop::Guest(err))
+            }
+        }
+    }
+
+    fn set_aside(&mut self, records: Vec<Record>, err: GuestError, attempts: u32) {
+        tracing::info!(
+            "a record alone made the connector fail before the call had worked for any \
+             other; judging it after the next batch"
+        );
+        // At most one record is set aside in a run (`LimitFailures::judge`).
+        debug_assert!(self.set_aside.is_none());
+        self.set_aside = Some(SetAside {
+            records,
+            err,
+            attempts,
+            earlier: false,
+        });
+    }
+
     fn schedule_retry(&mut self, mut job: Job, stack: &mut Vec<Job>) {
         let delay = self.shared.spec.retry.backoff(job.attempt, &mut self.rng);
         self.shared
             .counters
             .add(Count::Retries, job.records.len() as u64);
         job.attempt += 1;
-        job.not_before = Some(Instant::now() + delay);
+        job.not_before = Some(deadline(Instant::now(), delay));
         stack.push(job);
     }
 
@@ -460,28 +713,6 @@ impl Worker {
         // The stack is last-in first-out: push the second half first.
         stack.push(second);
         stack.push(first);
-    }
-
-    /// When a rate-limited request may be sent again.
-    fn wait_until(
-        &mut self,
-        wait: Option<Wait>,
-        received: std::time::Instant,
-        hits: u32,
-    ) -> Instant {
-        let received = Instant::from_std(received);
-        match wait {
-            Some(Wait::AfterMs(ms)) => received + Duration::from_millis(ms),
-            Some(Wait::UntilUnixMs(at_ms)) => {
-                // Read the wall clock before the monotonic one: the gap can only make
-                // the wait longer, never end it before the destination's time.
-                let now_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                Instant::now() + Duration::from_millis(at_ms.saturating_sub(now_ms))
-            }
-            None => Instant::now() + self.shared.spec.retry.backoff_ceiling(hits),
-        }
     }
 }
 
@@ -517,5 +748,27 @@ fn settle(record: Record, fate: Fate, attempts: u32) -> Settled {
         record,
         fate,
         attempts,
+    }
+}
+
+fn rejected(records: Vec<Record>, failure: &RecordFailure, attempts: u32) -> Vec<Settled> {
+    records
+        .into_iter()
+        .map(|r| settle(r, Fate::Rejected(failure.clone()), attempts))
+        .collect()
+}
+
+/// Leaves a job's records pending as the run stops, with the failure of their last send.
+fn abandon(shared: &Shared, job: Job) {
+    shared.leave_pending(job.records, job.last_failure);
+}
+
+/// A total of waits for a message: a wait of centuries is no number worth printing.
+fn show_wait(d: Duration) -> String {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    if d > CENTURY {
+        "more than a century".to_string()
+    } else {
+        humantime::format_duration(Duration::from_millis(millis(d))).to_string()
     }
 }
