@@ -14,3 +14,4 @@ mod polyglot;
 mod rest;
 mod salesforce;
 mod sandbox;
+mod secrets;
