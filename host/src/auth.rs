@@ -1,5 +1,7 @@
 //! Credentials for a destination. Connectors never see them: the host adds them to each
 //! request, renews them when the destination says they expired, and never logs them.
+//! Every secret value is added to a [`Secrets`] set that the transport scrubs responses
+//! with, so that a destination echoing one cannot make it printed or stored.
 
 use anyhow::{Context, Result, anyhow, bail};
 use oauth2::basic::BasicClient;
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
 
 use crate::config::AuthSpec;
+use crate::secrets::{Secrets, display_url};
 
 /// The header that authenticates a request, marked sensitive so that no debug output of
 /// the HTTP stack shows it.
@@ -27,6 +30,9 @@ pub struct Credentials {
     /// The newest generation the destination accepted at least once, plus one (0: none).
     accepted: AtomicU64,
     http: reqwest::Client,
+    /// Every secret these credentials ever added to a request, for the transport to
+    /// scrub from responses.
+    secrets: Secrets,
 }
 
 struct State {
@@ -45,10 +51,17 @@ impl Credentials {
             }),
             accepted: AtomicU64::new(0),
             http,
+            secrets: Secrets::new(),
         };
         let header = credentials.fetch().await?;
         credentials.state.lock().await.header = header;
         Ok(credentials)
+    }
+
+    /// The secrets these credentials add, kept up to date on every renewal: whoever
+    /// handles what a destination sends back scrubs with it.
+    pub fn secrets(&self) -> Secrets {
+        self.secrets.clone()
     }
 
     /// The header to send now, and its generation.
@@ -80,68 +93,107 @@ impl Credentials {
         Ok(true)
     }
 
+    /// Reads or fetches the credentials, adding each secret to `secrets` before the
+    /// header that carries it can be sent.
     async fn fetch(&self) -> Result<Option<AuthHeader>> {
         match &self.spec {
             AuthSpec::None => Ok(None),
             AuthSpec::Bearer { env } => {
-                let token = read_env(env)?;
+                let value = format!("Bearer {}", read_env(env)?);
+                self.secrets.add_header_value(&value, env);
                 Ok(Some(AuthHeader {
                     name: AUTHORIZATION,
-                    value: sensitive(&format!("Bearer {token}"), env)?,
+                    value: sensitive(&value, env)?,
                 }))
             }
-            AuthSpec::Header { name, env } => Ok(Some(AuthHeader {
-                name: HeaderName::try_from(name.as_str())
-                    .with_context(|| format!("auth.header `{name}` is not a header name"))?,
-                value: sensitive(&read_env(env)?, env)?,
-            })),
+            AuthSpec::Header { name, env } => {
+                let value = read_env(env)?;
+                self.secrets.add_header_value(&value, env);
+                Ok(Some(AuthHeader {
+                    name: HeaderName::try_from(name.as_str())
+                        .with_context(|| format!("auth.header `{name}` is not a header name"))?,
+                    value: sensitive(&value, env)?,
+                }))
+            }
             AuthSpec::OAuth2 {
                 token_url,
                 client_id_env,
                 client_secret_env,
                 refresh_token_env,
             } => {
+                let client_secret = read_env(client_secret_env)?;
+                self.secrets.add(&client_secret, client_secret_env);
+                let refresh_token = read_env(refresh_token_env)?;
+                self.secrets.add(&refresh_token, refresh_token_env);
+                // Config allows a password or key in token_url, and an endpoint error may
+                // quote its URL: scrub them too.
+                if let Some(password) = token_url.password() {
+                    self.secrets.add(password, "auth.oauth2.token_url");
+                }
+                for (name, value) in token_url.query_pairs() {
+                    if crate::secrets::looks_like_secret(&name) {
+                        self.secrets.add(&value, "auth.oauth2.token_url");
+                    }
+                }
                 let client = BasicClient::new(ClientId::new(read_env(client_id_env)?))
-                    .set_client_secret(ClientSecret::new(read_env(client_secret_env)?))
+                    .set_client_secret(ClientSecret::new(client_secret))
                     .set_token_uri(TokenUrl::from_url(token_url.clone()))
                     // Client credentials in the form body, as Salesforce and most SaaS
                     // token endpoints accept (HTTP Basic is not universal).
                     .set_auth_type(AuthType::RequestBody);
                 let token = client
-                    .exchange_refresh_token(&RefreshToken::new(read_env(refresh_token_env)?))
+                    .exchange_refresh_token(&RefreshToken::new(refresh_token))
                     .request_async(&self.http)
                     .await
-                    // The error names the endpoint and what it said, never the secrets
-                    // sent to it.
+                    // The error names the endpoint and what it said, with every secret
+                    // scrubbed: an endpoint may quote what it was sent.
                     .map_err(|err| {
                         anyhow!(
-                            "OAuth2 token refresh at {token_url} failed: {}",
-                            describe(&err)
+                            "OAuth2 token refresh at {} failed: {}",
+                            display_url(token_url),
+                            self.secrets.scrubber().scrub_string(describe(&err))
                         )
                     })?;
+                let value = format!("Bearer {}", token.access_token().secret());
+                self.secrets
+                    .add_header_value(&value, "the OAuth2 access token");
                 Ok(Some(AuthHeader {
                     name: AUTHORIZATION,
-                    value: sensitive(
-                        &format!("Bearer {}", token.access_token().secret()),
-                        "the OAuth2 access token",
-                    )?,
+                    value: sensitive(&value, "the OAuth2 access token")?,
                 }))
             }
         }
     }
 }
 
+/// What went wrong at the token endpoint, for the operator. May quote what the endpoint
+/// said, so the caller scrubs it.
 fn describe<E: std::error::Error>(
     err: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
 ) -> String {
     match err {
-        oauth2::RequestTokenError::ServerResponse(response) => {
-            format!("the server answered `{}`", response.error())
-        }
-        oauth2::RequestTokenError::Request(err) => format!("request error: {err}"),
+        oauth2::RequestTokenError::ServerResponse(response) => match response.error_description() {
+            Some(description) => {
+                format!("the server answered `{}`: {description}", response.error())
+            }
+            None => format!("the server answered `{}`", response.error()),
+        },
+        oauth2::RequestTokenError::Request(err) => format!("request error: {}", chain(err)),
         oauth2::RequestTokenError::Parse(err, _) => format!("unreadable response: {err}"),
         oauth2::RequestTokenError::Other(what) => what.clone(),
     }
+}
+
+/// An error and its causes, one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn read_env(name: &str) -> Result<String> {

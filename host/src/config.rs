@@ -563,12 +563,37 @@ fn resolve_sync(
         bail!("source.key: must name the field that holds each record's primary key");
     }
 
-    let base_url = Url::parse(&s.base_url)
-        .map_err(|err| anyhow!("base_url: `{}` is not a URL: {err}", s.base_url))?;
+    // Errors about base_url never show its userinfo, query or fragment: that is where a
+    // credential would be.
+    let base_url = Url::parse(&s.base_url).map_err(|err| {
+        anyhow!(
+            "base_url: `{}` is not a URL: {err}",
+            crate::secrets::display_url_text(&s.base_url)
+        )
+    })?;
     if !matches!(base_url.scheme(), "http" | "https") || base_url.host_str().is_none() {
         bail!(
             "base_url: `{}` must be an http:// or https:// URL with a host",
-            s.base_url
+            crate::secrets::display_url(&base_url)
+        );
+    }
+    let credentials = crate::secrets::url_credentials(&base_url);
+    if !credentials.is_empty() {
+        bail!(
+            "base_url: `{}` carries {}: credentials never go in base_url, where every \
+             request's URL would store them in the inspector. Give them with `auth`, by \
+             environment variable name: `{{ bearer_env = \"VAR\" }}`, or \
+             `{{ header = \"X-Api-Key\", value_env = \"VAR\" }}` (for a user and password, \
+             `header = \"Authorization\"` with VAR holding `Basic <base64 of user:password>`)",
+            crate::secrets::display_url(&base_url),
+            credentials.join(" and ")
+        );
+    }
+    if base_url.fragment().is_some() {
+        bail!(
+            "base_url: `{}` has a fragment (`#...`), which is never sent to a server: \
+             remove it",
+            crate::secrets::display_url(&base_url)
         );
     }
 

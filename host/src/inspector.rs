@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-/// What replaces a secret.
-pub const REDACTED: &str = "[redacted]";
+/// What replaces a secret (the same everywhere).
+pub use crate::secrets::REDACTED;
 
 /// Headers that always carry secrets.
 const SECRET_HEADERS: &[&str] = &[
@@ -83,6 +83,45 @@ impl Redactor {
         Redactor {
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
         }
+    }
+
+    /// The URL to store: without userinfo or fragment, and with the value of every query parameter
+    /// that looks like a credential (`api_key`, `token`, `sig`, ...) or is named in
+    /// `redact` replaced. Config refuses credentials in base_url; this also covers a
+    /// connector's own path and absolute URLs.
+    pub fn url(&self, url: &str) -> String {
+        let Ok(mut parsed) = reqwest::Url::parse(url) else {
+            return crate::secrets::display_url_text(url);
+        };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+        }
+        // Never sent, and where an implicit OAuth flow puts a token.
+        parsed.set_fragment(None);
+        if let Some(query) = parsed.query() {
+            let mut changed = false;
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                    if !value.is_empty()
+                        && (crate::secrets::looks_like_secret(&decoded)
+                            || self.names.contains(&decoded.to_ascii_lowercase()))
+                    {
+                        changed = true;
+                        format!("{name}={REDACTED}")
+                    } else {
+                        pair.to_string()
+                    }
+                })
+                .collect();
+            if changed {
+                parsed.set_query(Some(&pairs.join("&")));
+            }
+        }
+        parsed.to_string()
     }
 
     pub fn headers(&self, headers: &[(String, String)]) -> Vec<(String, String)> {
@@ -339,6 +378,20 @@ mod tests {
         );
         assert_eq!(body.matches(REDACTED).count(), 3);
         assert!(r.body(b"ssn=123", 100).starts_with(REDACTED));
+    }
+
+    #[test]
+    fn stored_urls_carry_no_credentials() {
+        let r = Redactor::new(&["Tenant".into()]);
+        assert_eq!(
+            r.url("https://u:pw@h.example/v1/x?api_key=k1&API-KEY=k2&tenant=t&page=2&sig=s#f"),
+            "https://h.example/v1/x?api_key=[redacted]&API-KEY=[redacted]&tenant=[redacted]&page=2&sig=[redacted]"
+        );
+        assert_eq!(
+            r.url("https://h.example/v1/x?page=2&q=a%20b"),
+            "https://h.example/v1/x?page=2&q=a%20b"
+        );
+        assert_eq!(r.url("not a url?token=t"), "not a url…");
     }
 
     #[test]

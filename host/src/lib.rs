@@ -19,6 +19,7 @@ pub mod report;
 pub mod retry_job;
 pub mod sandbox;
 pub mod schedule;
+pub mod secrets;
 pub mod source;
 pub mod sync;
 pub mod transport;

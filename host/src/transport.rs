@@ -1,5 +1,10 @@
 //! Sends a connector's request over HTTP: resolves its URL against the sync's base URL,
 //! refuses hosts the operator did not allow, adds credentials, and bounds time and size.
+//!
+//! Everything that comes back (response headers and body, the text of a transport error)
+//! is scrubbed of the sync's secrets here, before `send` returns: this is the one place
+//! on the way in, so the connector, the ledger, the inspector, logs and reports only ever
+//! see `[redacted]` where a destination echoed a credential.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +14,7 @@ use reqwest::{Method, Url};
 use crate::auth::AuthHeader;
 use crate::config::HostPattern;
 use crate::sandbox::{HttpRequest, HttpResponse};
+use crate::secrets::{Scrubber, Secrets};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,8 @@ pub struct Transport {
     allowed_hosts: Vec<HostPattern>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// What to scrub from everything that comes back.
+    secrets: Secrets,
 }
 
 impl Transport {
@@ -60,24 +68,35 @@ impl Transport {
             allowed_hosts,
             timeout,
             max_response_bytes,
+            secrets: Secrets::new(),
         }
     }
 
+    /// Scrubs responses of `secrets` (the sync's credentials, as they are renewed).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
     /// Where a request for `url` would go, or why it may not be sent.
+    ///
+    /// An absolute `http(s)` URL is taken as it is. Anything else is a path relative to
+    /// base_url, appended to base_url's path whether or not it starts with `/`
+    /// (`/v1/items` on `https://h/api` is `https://h/api/v1/items`), with base_url's
+    /// query parameters kept first and the request's own after them. A fragment is never
+    /// sent, so it is dropped.
     pub fn resolve(&self, url: &str) -> Result<Url, SendError> {
         let resolved = if url.starts_with("http://") || url.starts_with("https://") {
-            Url::parse(url)
-                .map_err(|err| SendError::Refused(format!("`{url}` is not a valid URL: {err}")))?
+            let mut absolute = Url::parse(url)
+                .map_err(|err| SendError::Refused(format!("`{url}` is not a valid URL: {err}")))?;
+            absolute.set_fragment(None);
+            absolute
         } else if url.contains("://") || url.starts_with("//") {
             return Err(SendError::Refused(format!(
                 "`{url}` is neither an http(s) URL nor a path relative to base_url"
             )));
         } else {
-            let base = self.base_url.as_str().trim_end_matches('/');
-            let path = url.trim_start_matches('/');
-            Url::parse(&format!("{base}/{path}")).map_err(|err| {
-                SendError::Refused(format!("`{url}` does not join base_url {base}: {err}"))
-            })?
+            join(&self.base_url, url)
         };
         let host = resolved.host_str().unwrap_or_default();
         let port = resolved.port_or_known_default().unwrap_or(0);
@@ -103,11 +122,39 @@ impl Transport {
         }
     }
 
+    /// Sends `request` with `auth`, and returns the response (or why there was none)
+    /// scrubbed of every secret.
     pub async fn send(
         &self,
         request: &HttpRequest,
         auth: Option<&AuthHeader>,
     ) -> Result<Received, SendError> {
+        let sent = self.exchange(request, auth).await;
+        // Taken after the answer: a renewal while the request was out only adds secrets.
+        let scrubber = self.secrets.scrubber();
+        match sent {
+            Ok((mut received, cut)) => {
+                if !scrubber.is_empty() {
+                    let response = &mut received.response;
+                    for (name, value) in &mut response.headers {
+                        *name = scrubber.scrub_string(std::mem::take(name));
+                        *value = scrubber.scrub_string(std::mem::take(value));
+                    }
+                    response.body = scrubber.scrub_body(std::mem::take(&mut response.body), cut);
+                }
+                Ok(received)
+            }
+            Err(err) => Err(scrub_error(err, &scrubber)),
+        }
+    }
+
+    /// Sends `request`; the response as received, and whether its body was cut at
+    /// `max_response_bytes`.
+    async fn exchange(
+        &self,
+        request: &HttpRequest,
+        auth: Option<&AuthHeader>,
+    ) -> Result<(Received, bool), SendError> {
         let url = self.resolve(&request.url)?;
         let method = match request.method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
@@ -162,10 +209,12 @@ impl Transport {
             })
             .collect();
         let mut body = Vec::new();
+        let mut cut = false;
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             let room = self.max_response_bytes.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if chunk.len() > room {
+                cut = true;
                 tracing::warn!(
                     limit = self.max_response_bytes,
                     "response body cut at max_response_bytes"
@@ -173,15 +222,53 @@ impl Transport {
                 break;
             }
         }
-        Ok(Received {
-            response: HttpResponse {
-                status,
-                headers,
-                body,
-                received_at_ms,
+        Ok((
+            Received {
+                response: HttpResponse {
+                    status,
+                    headers,
+                    body,
+                    received_at_ms,
+                },
+                at,
             },
-            at,
-        })
+            cut,
+        ))
+    }
+}
+
+/// `relative` (a path, maybe with a query) joined to `base`: appended to base's path,
+/// base's query first. Scheme, host and port are base's.
+fn join(base: &Url, relative: &str) -> Url {
+    let relative = relative.split('#').next().unwrap_or_default();
+    let (path, query) = match relative.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (relative, None),
+    };
+    let mut url = base.clone();
+    url.set_fragment(None);
+    url.set_path(&format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    ));
+    let query = [base.query(), query]
+        .into_iter()
+        .flatten()
+        .filter(|q| !q.is_empty())
+        .collect::<Vec<_>>()
+        .join("&");
+    url.set_query((!query.is_empty()).then_some(query.as_str()));
+    url
+}
+
+fn scrub_error(err: SendError, scrubber: &Scrubber) -> SendError {
+    match err {
+        SendError::Refused(why) => SendError::Refused(scrubber.scrub_string(why)),
+        SendError::Failed { code, message } => SendError::Failed {
+            code,
+            message: scrubber.scrub_string(message),
+        },
     }
 }
 
@@ -208,4 +295,192 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn transport(base: &str, allowed: &[&str]) -> Transport {
+        Transport::new(
+            reqwest::Client::new(),
+            Url::parse(base).unwrap(),
+            allowed
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
+            Duration::from_secs(1),
+            1024,
+        )
+    }
+
+    #[test]
+    fn paths_join_base_url_keeping_its_path_and_query() {
+        // (base_url, the connector's url, where it goes)
+        let cases = [
+            (
+                "https://h.example",
+                "/v1/items",
+                "https://h.example/v1/items",
+            ),
+            (
+                "https://h.example/",
+                "v1/items",
+                "https://h.example/v1/items",
+            ),
+            (
+                "https://h.example/api",
+                "/bulk",
+                "https://h.example/api/bulk",
+            ),
+            (
+                "https://h.example/api/",
+                "/bulk",
+                "https://h.example/api/bulk",
+            ),
+            (
+                "https://h.example/api",
+                "bulk/",
+                "https://h.example/api/bulk/",
+            ),
+            ("https://h.example/api", "", "https://h.example/api/"),
+            (
+                "https://h.example/api?tenant=acme",
+                "/bulk",
+                "https://h.example/api/bulk?tenant=acme",
+            ),
+            (
+                "https://h.example/api?tenant=acme&region=eu",
+                "/bulk?mode=upsert",
+                "https://h.example/api/bulk?tenant=acme&region=eu&mode=upsert",
+            ),
+            (
+                "http://127.0.0.1:8080/api",
+                "/bulk?mode=upsert",
+                "http://127.0.0.1:8080/api/bulk?mode=upsert",
+            ),
+            (
+                "https://h.example/api?tenant=a%20b",
+                "/x?q=1%262",
+                "https://h.example/api/x?tenant=a%20b&q=1%262",
+            ),
+            (
+                "https://h.example/api",
+                "/bulk#part",
+                "https://h.example/api/bulk",
+            ),
+            (
+                "https://h.example/api",
+                "/a b",
+                "https://h.example/api/a%20b",
+            ),
+            // Absolute URLs on the same origin or an allowed host are taken as they are.
+            (
+                "https://h.example/api?tenant=acme",
+                "https://h.example/other?x=1",
+                "https://h.example/other?x=1",
+            ),
+            (
+                "https://h.example/api",
+                "https://login.example/token",
+                "https://login.example/token",
+            ),
+        ];
+        for (base, url, expected) in cases {
+            let resolved = transport(base, &["login.example:443"]).resolve(url);
+            assert_eq!(
+                resolved.map(|u| u.to_string()),
+                Ok(expected.to_string()),
+                "{url} on {base}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_hosts_and_schemes_are_refused() {
+        let t = transport("https://h.example/api?tenant=acme", &[]);
+        for url in [
+            "https://evil.example/x",
+            "http://h.example/x",
+            "https://h.example:8443/x",
+            "//evil.example/x",
+            "ftp://h.example/x",
+        ] {
+            assert!(
+                matches!(t.resolve(url), Err(SendError::Refused(_))),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn transport_errors_are_scrubbed() {
+        // A closed port: the error quotes the URL, here holding what is also a secret.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let secrets = Secrets::new();
+        secrets.add("path-that-is-a-5ecret", "TEST");
+        let t = transport(&base, &[]).with_secrets(secrets);
+        let request = HttpRequest {
+            method: "POST".into(),
+            url: "/v1/path-that-is-a-5ecret".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        match t.send(&request, None).await {
+            Err(SendError::Failed { code, message }) => {
+                assert_eq!(code, "CONNECTION_FAILED");
+                assert!(
+                    message.contains("/v1/[redacted]") && !message.contains("5ecret"),
+                    "{message}"
+                );
+            }
+            other => panic!("{:?}", other.map(|r| r.response.status)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A relative URL, whatever its text, stays on base_url's scheme, host and port,
+        /// under its path, with its query first.
+        #[test]
+        fn a_joined_url_keeps_base_urls_origin_path_and_query(
+            scheme in prop::sample::select(vec!["http", "https"]),
+            host in "[a-z]{1,10}(\\.[a-z]{1,5}){0,2}",
+            port in prop::option::of(1u16..),
+            path in "(/[a-zA-Z0-9._~-]{1,8}){0,3}/?",
+            query in prop::option::of("[a-z]{1,5}=[a-zA-Z0-9%]{0,6}(&[a-z]{1,5}=[a-z0-9]{0,4}){0,2}"),
+            relative in "[^:]{0,40}",
+        ) {
+            let port_text = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let query_text = query.clone().map(|q| format!("?{q}")).unwrap_or_default();
+            let base = Url::parse(&format!("{scheme}://{host}{port_text}{path}{query_text}")).unwrap();
+            prop_assume!(!relative.starts_with("//"));
+            let t = transport(base.as_str(), &[]);
+            let joined = t.resolve(&relative).unwrap();
+            prop_assert_eq!(joined.scheme(), base.scheme());
+            prop_assert_eq!(joined.host_str(), base.host_str());
+            prop_assert_eq!(joined.port_or_known_default(), base.port_or_known_default());
+            prop_assert!(joined.username().is_empty() && joined.fragment().is_none());
+            // Dot segments (`..`, also as `%2e`) are resolved as URLs always are; any
+            // other path stays under base_url's.
+            if !relative.contains('.') && !relative.to_ascii_lowercase().contains("%2e") {
+                let base_path = base.path().trim_end_matches('/');
+                prop_assert!(
+                    joined.path().starts_with(&format!("{base_path}/")),
+                    "{} under {}", joined, base
+                );
+            }
+            if let Some(base_query) = base.query() {
+                let joined_query = joined.query().unwrap_or_default();
+                prop_assert!(
+                    joined_query == base_query || joined_query.starts_with(&format!("{base_query}&")),
+                    "{} keeps the query of {}", joined, base
+                );
+            }
+        }
+    }
 }

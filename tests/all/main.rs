@@ -15,5 +15,6 @@ mod polyglot;
 mod rest;
 mod salesforce;
 mod sandbox;
+mod secrets;
 mod sources;
 mod storms;

@@ -237,10 +237,12 @@ impl Shared {
             attempt,
             batch_size: batch,
             method: request.method.clone(),
-            url: self
-                .transport
-                .resolve(&request.url)
-                .map_or_else(|_| request.url.clone(), |u| u.to_string()),
+            url: redactor.url(
+                &self
+                    .transport
+                    .resolve(&request.url)
+                    .map_or_else(|_| request.url.clone(), |u| u.to_string()),
+            ),
             request_headers: redactor.headers(&headers),
             request_body: redactor.body(&request.body, inspector.max_body()),
             status: 0,
@@ -317,13 +319,16 @@ pub async fn run_sync(
     let credentials = Credentials::new(sync.auth.clone(), http.clone())
         .await
         .context("cannot authenticate")?;
+    // The transport scrubs every response of the secrets the credentials add, including
+    // those of later renewals.
     let transport = Transport::new(
         http,
         sync.base_url.clone(),
         connector_spec.allowed_hosts.clone(),
         sync.request_timeout,
         sync.max_response_bytes,
-    );
+    )
+    .with_secrets(credentials.secrets());
     let shared = Arc::new(Shared {
         spec: sync.clone(),
         connector_name: connector.name().to_string(),

@@ -1,0 +1,586 @@
+//! Secrets: every credential value the host adds to a request, and the one scrubber that
+//! takes them out of whatever comes back from a destination.
+//!
+//! A destination may echo a credential: into an error code or message, a field list, a
+//! response header, a body. The transport scrubs every response (and every transport
+//! error) with [`Secrets::scrubber`] before returning it, so that the connector, the
+//! ledger, the inspector, logs and reports only ever see `[redacted]`, and no later path
+//! can forget to redact. Credentials in a sync's `base_url` are refused at config time
+//! ([`url_credentials`]), so that no URL the host stores can carry one either.
+
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
+use reqwest::Url;
+
+/// What replaces a secret, everywhere.
+pub const REDACTED: &str = "[redacted]";
+
+/// Secrets shorter than this are not scrubbed: a short string (`admin`, `1234`) turns up
+/// by chance in ordinary responses, and replacing it would corrupt answers the connector
+/// must read, while a secret that short protects little anyway. A warning names the
+/// variable of such a credential (never its value).
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// A cut body that ends with at least this many bytes of the start of a secret has that
+/// tail replaced too, so that a cut never shows half a token.
+const MIN_PARTIAL_LEN: usize = 4;
+
+/// The credentials of one sync that the host has added to requests so far, shared by the
+/// credentials (which add to it, on the first fetch and on every renewal) and the
+/// transport (which scrubs with it). Values are only ever added: a token that was renewed
+/// away is still a secret when a destination echoes it later.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    current: Arc<RwLock<Arc<Scrubber>>>,
+}
+
+impl Secrets {
+    pub fn new() -> Self {
+        Secrets::default()
+    }
+
+    /// Adds a credential value (a token, a password, a client secret). `source` names
+    /// where it came from (an environment variable) for the warning about short values.
+    pub fn add(&self, value: &str, source: &str) {
+        self.extend(vec![value.as_bytes().to_vec()], source);
+    }
+
+    /// Adds the value of a header the host sets: the whole value, the credential after
+    /// an auth scheme (`Bearer t`: `t`), and for `Basic <base64>` also the decoded
+    /// `user:password` and the password.
+    pub fn add_header_value(&self, value: &str, source: &str) {
+        let mut values = vec![value.as_bytes().to_vec()];
+        if let Some((scheme, credential)) = value.split_once(' ')
+            && !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            let credential = credential.trim();
+            values.push(credential.as_bytes().to_vec());
+            if scheme.eq_ignore_ascii_case("basic")
+                && let Ok(pair) = STANDARD
+                    .decode(credential)
+                    .or_else(|_| STANDARD_NO_PAD.decode(credential))
+            {
+                if let Some(colon) = pair.iter().position(|&b| b == b':') {
+                    values.push(pair[colon + 1..].to_vec());
+                }
+                values.push(pair);
+            }
+        }
+        self.extend(values, source);
+    }
+
+    /// The scrubber for every secret added so far.
+    pub fn scrubber(&self) -> Arc<Scrubber> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn extend(&self, values: Vec<Vec<u8>>, source: &str) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all = current.values.clone();
+        for value in values {
+            if value.is_empty() || all.contains(&value) {
+                continue;
+            }
+            if value.len() < MIN_SECRET_LEN {
+                tracing::warn!(
+                    source,
+                    "a credential (or part of one) from {source} is shorter than \
+                     {MIN_SECRET_LEN} bytes: too short to scrub safely from what \
+                     destinations send back"
+                );
+            }
+            all.push(value);
+        }
+        if all.len() != current.values.len() {
+            *current = Arc::new(Scrubber::new(all));
+        }
+    }
+}
+
+/// Replaces every occurrence of a set of secrets, and of the forms a destination may
+/// echo them in, by [`REDACTED`]. Built once per change of the set; one multi-pattern
+/// pass over each text, which is returned as is (not copied) when it holds no secret.
+pub struct Scrubber {
+    /// The secrets themselves, as added.
+    values: Vec<Vec<u8>>,
+    /// Every form of every secret at least `MIN_SECRET_LEN` long.
+    patterns: Vec<Vec<u8>>,
+    /// `None` when there is nothing to scrub.
+    matcher: Option<AhoCorasick>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values.
+        f.debug_struct("Scrubber")
+            .field("secrets", &self.values.len())
+            .field("patterns", &self.patterns.len())
+            .finish()
+    }
+}
+
+impl Default for Scrubber {
+    fn default() -> Self {
+        Scrubber::new(Vec::new())
+    }
+}
+
+impl Scrubber {
+    pub fn new(values: Vec<Vec<u8>>) -> Self {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        for value in values.iter().filter(|v| v.len() >= MIN_SECRET_LEN) {
+            for form in forms(value) {
+                if form.len() >= MIN_SECRET_LEN && !patterns.contains(&form) {
+                    patterns.push(form);
+                }
+            }
+        }
+        let matcher = (!patterns.is_empty()).then(|| {
+            AhoCorasick::builder()
+                // Percent-encoding may use either case of hex digits, and header names
+                // come back lower-cased. Matching a secret in another case too costs
+                // nothing that matters and hides a near-copy.
+                .ascii_case_insensitive(true)
+                // Standard semantics allow overlapping search, so that two secrets
+                // overlapping in a text are both removed whole.
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .expect("a few short literal patterns always build")
+        });
+        Scrubber {
+            values,
+            patterns,
+            matcher,
+        }
+    }
+
+    /// Whether there is no secret to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_none()
+    }
+
+    /// `bytes` with every secret replaced; borrowed when there was none.
+    pub fn scrub<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        let spans = self.spans(bytes);
+        if spans.is_empty() {
+            return Cow::Borrowed(bytes);
+        }
+        let mut out = Vec::with_capacity(bytes.len() + spans.len() * REDACTED.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            out.extend_from_slice(&bytes[at..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        Cow::Owned(out)
+    }
+
+    /// `text` with every secret replaced; borrowed when there was none.
+    pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.scrub(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // A match of valid UTF-8 in valid UTF-8 starts and ends on character
+            // boundaries, so the result is UTF-8; lossy only as a safety net.
+            Cow::Owned(bytes) => Cow::Owned(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
+    }
+
+    /// An owned text scrubbed, reusing it when it holds no secret.
+    pub fn scrub_string(&self, text: String) -> String {
+        match self.scrub_str(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(scrubbed) => scrubbed,
+        }
+    }
+
+    /// An owned body scrubbed, reusing it when it holds no secret. `cut` says the body
+    /// was cut short: then a tail that is the start of a secret is replaced too.
+    pub fn scrub_body(&self, body: Vec<u8>, cut: bool) -> Vec<u8> {
+        let mut body = match self.scrub(&body) {
+            Cow::Borrowed(_) => body,
+            Cow::Owned(scrubbed) => scrubbed,
+        };
+        if cut {
+            let partial = self.partial_tail(&body);
+            if partial > 0 {
+                body.truncate(body.len() - partial);
+                body.extend_from_slice(REDACTED.as_bytes());
+            }
+        }
+        body
+    }
+
+    /// The spans of `bytes` covered by a secret, sorted and merged.
+    fn spans(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
+        let Some(matcher) = &self.matcher else {
+            return Vec::new();
+        };
+        let mut spans: Vec<(usize, usize)> = matcher
+            .find_overlapping_iter(bytes)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        if spans.len() > 1 {
+            spans.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+            for (start, end) in spans {
+                match merged.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => merged.push((start, end)),
+                }
+            }
+            spans = merged;
+        }
+        spans
+    }
+
+    /// The length of the longest tail of `bytes` (at least `MIN_PARTIAL_LEN`) that is the
+    /// start, but not the whole, of a secret's form; 0 when none.
+    fn partial_tail(&self, bytes: &[u8]) -> usize {
+        let mut longest = 0;
+        for pattern in &self.patterns {
+            let most = (pattern.len() - 1).min(bytes.len());
+            for len in (MIN_PARTIAL_LEN.max(longest + 1)..=most).rev() {
+                if bytes[bytes.len() - len..].eq_ignore_ascii_case(&pattern[..len]) {
+                    longest = len;
+                    break;
+                }
+            }
+        }
+        longest
+    }
+}
+
+/// Percent-encoding as the common encoders do it: everything but letters and digits;
+/// RFC 3986 unreserved kept; HTML forms (space as `+`); JavaScript's
+/// `encodeURIComponent`; and a path segment's looser set.
+const STRICT: &AsciiSet = NON_ALPHANUMERIC;
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+const COMPONENT: &AsciiSet = &UNRESERVED
+    .remove(b'!')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+const PATH: &AsciiSet = &COMPONENT
+    .remove(b'/')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'+')
+    .remove(b'=')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'$')
+    .remove(b'&');
+
+/// The forms in which a destination may send a secret back: as is, in base64 (standard
+/// and URL-safe, at each of the three alignments it can have inside a longer encoded
+/// text), percent-encoded, and escaped in a JSON string.
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut forms = vec![
+        secret.to_vec(),
+        // Whole, with its padding, so that no stray `=` is left.
+        STANDARD.encode(secret).into_bytes(),
+        URL_SAFE.encode(secret).into_bytes(),
+    ];
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret).into_bytes());
+        // Inside a longer encoded text, the secret starts at some offset modulo 3: from
+        // the next multiple of 3 on, its encoding does not depend on what precedes it.
+        for skip in 0..3 {
+            let aligned = &secret[skip.min(secret.len())..];
+            let whole = &aligned[..aligned.len() - aligned.len() % 3];
+            if whole.len() >= 6 {
+                forms.push(engine.encode(whole).into_bytes());
+            }
+        }
+    }
+    for set in [STRICT, UNRESERVED, COMPONENT, PATH] {
+        forms.push(percent_encode(secret, set).to_string().into_bytes());
+    }
+    forms.push(
+        percent_encode(secret, FORM)
+            .to_string()
+            .replace("%20", "+")
+            .into_bytes(),
+    );
+    if let Ok(text) = std::str::from_utf8(secret) {
+        // A JSON string of the text, without its quotes.
+        let json = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+        let inner = json[1..json.len() - 1].to_string();
+        if inner.contains('/') {
+            forms.push(inner.replace('/', "\\/").into_bytes());
+        }
+        forms.push(inner.into_bytes());
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Query parameter names that carry credentials, compared without case and without `-`,
+/// `_` or `.`: `api_key`, `API-Key` and `apikey` are one name.
+const SECRET_PARAMETERS: &[&str] = &[
+    "token",
+    "key",
+    "apikey",
+    "xapikey",
+    "secret",
+    "password",
+    "passwd",
+    "accesstoken",
+    "authtoken",
+    "apitoken",
+    "refreshtoken",
+    "idtoken",
+    "sessiontoken",
+    "clientsecret",
+    "apisecret",
+    "sig",
+    "signature",
+];
+
+/// Whether a query parameter named `name` looks like it carries a credential.
+pub fn looks_like_secret(name: &str) -> bool {
+    let compact: String = name
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    SECRET_PARAMETERS.contains(&compact.as_str())
+}
+
+/// What in `url` is a credential: userinfo, or query parameters whose names look like
+/// secrets (named, never with their values). Empty when there is none.
+pub fn url_credentials(url: &Url) -> Vec<String> {
+    let mut found = Vec::new();
+    if !url.username().is_empty() || url.password().is_some() {
+        found.push("a user name or password (`user:password@`)".to_string());
+    }
+    let mut names: Vec<String> = url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .filter(|name| looks_like_secret(name))
+        .collect();
+    names.dedup();
+    for name in names {
+        found.push(format!("the query parameter `{name}`"));
+    }
+    found
+}
+
+/// `url` without userinfo, query or fragment: safe to print in an error.
+pub fn display_url(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let query = url.query().is_some();
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut text = url.to_string();
+    if query {
+        text.push_str("?…");
+    }
+    text
+}
+
+/// A text meant as a URL but not one, shown without what could be credentials: the part
+/// before an `@` in its authority, and its query and fragment.
+pub fn display_url_text(text: &str) -> String {
+    let mut text = text.to_string();
+    if let Some(cut) = text.find(['?', '#']) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let end = text[start..].find('/').map_or(text.len(), |i| start + i);
+    if let Some(at) = text[start..end].rfind('@') {
+        text.replace_range(start..start + at, REDACTED);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKEN: &str = "tok-5ecret/xyz+Q";
+
+    fn scrubbed(s: &Secrets, text: &str) -> String {
+        s.scrubber().scrub_str(text).into_owned()
+    }
+
+    #[test]
+    fn every_form_of_a_secret_is_replaced() {
+        let s = Secrets::new();
+        s.add_header_value(&format!("Bearer {TOKEN}"), "T");
+        let b64 = STANDARD.encode(TOKEN);
+        let b64url = URL_SAFE_NO_PAD.encode(TOKEN);
+        let pct = percent_encode(TOKEN.as_bytes(), STRICT).to_string();
+        let lower_pct = pct.to_lowercase();
+        let json = serde_json::to_string(&serde_json::json!({"echo": format!("Bearer {TOKEN}")}))
+            .unwrap()
+            .replace('/', "\\/");
+        let embedded = STANDARD.encode(format!("{{\"auth\":\"Bearer {TOKEN}\"}}"));
+        for text in [
+            format!("code {TOKEN} end"),
+            format!("Authorization: Bearer {TOKEN}"),
+            format!("b64 {b64}."),
+            format!("b64url {b64url}"),
+            format!("pct {pct} and {lower_pct}"),
+            format!("header-name x-{}", TOKEN.to_lowercase()),
+            json,
+            embedded,
+        ] {
+            let out = scrubbed(&s, &text);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(!out.contains("]="), "padding left behind: {out}");
+            for leak in ["5ecret", "NWVjcmV0", "tok-5"] {
+                assert!(!out.contains(leak), "{text} -> {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_basic_credential_is_scrubbed_as_pair_password_and_base64() {
+        let s = Secrets::new();
+        let pair = "sync-user:pa55word-long";
+        s.add_header_value(&format!("Basic {}", STANDARD.encode(pair)), "B");
+        let out = scrubbed(
+            &s,
+            &format!(
+                "{} / {pair} / pa55word-long / {}",
+                STANDARD.encode(pair),
+                pair.replace(':', "%3A")
+            ),
+        );
+        assert!(!out.contains("pa55word"), "{out}");
+        assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
+    }
+
+    #[test]
+    fn text_without_secrets_is_not_copied_and_short_secrets_are_ignored() {
+        let s = Secrets::new();
+        let body = br#"{"results":[{"id":"1"}]}"#;
+        assert!(matches!(s.scrubber().scrub(body), Cow::Borrowed(_)));
+        s.add("short", "SHORT");
+        assert!(s.scrubber().is_empty());
+        assert_eq!(scrubbed(&s, "a short answer"), "a short answer");
+        s.add(TOKEN, "T");
+        assert!(matches!(s.scrubber().scrub(body), Cow::Borrowed(_)));
+        assert!(matches!(
+            s.scrubber().scrub_str("nothing here"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn secrets_are_kept_after_a_renewal_and_overlaps_go_whole() {
+        let s = Secrets::new();
+        s.add("first-token-aaaa", "A");
+        s.add("aaaa-second-token", "A");
+        assert_eq!(
+            scrubbed(&s, "x first-token-aaaa-second-token y"),
+            format!("x {REDACTED} y")
+        );
+    }
+
+    #[test]
+    fn a_cut_body_does_not_end_in_half_a_secret() {
+        let s = Secrets::new();
+        s.add(TOKEN, "T");
+        let body = format!("error: {}", &TOKEN[..9]).into_bytes();
+        let out = s.scrubber().scrub_body(body.clone(), true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("error: {REDACTED}")
+        );
+        // Not cut: the body is what the destination sent.
+        assert_eq!(s.scrubber().scrub_body(body.clone(), false), body);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_found_by_name_and_never_shown() {
+        let found = |u: &str| url_credentials(&Url::parse(u).unwrap());
+        assert_eq!(
+            found("https://h.example/api?tenant=acme"),
+            Vec::<String>::new()
+        );
+        assert_eq!(found("https://u:p@h.example/").len(), 1);
+        assert_eq!(
+            found("https://h.example/?API-Key=1&access_token=2&sig=3&tenant=4"),
+            [
+                "the query parameter `API-Key`",
+                "the query parameter `access_token`",
+                "the query parameter `sig`"
+            ]
+        );
+        let url = Url::parse("https://u:pw@h.example:8443/api?key=zz#frag").unwrap();
+        assert_eq!(display_url(&url), "https://h.example:8443/api?…");
+        assert_eq!(
+            display_url_text("https://u:pw@h ex/api?key=zz"),
+            "https://[redacted]@h ex/api…"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever surrounds it, no form of a secret survives, and text without one is
+        /// returned as it was.
+        #[test]
+        fn no_form_of_a_secret_survives(
+            secret in "[!-~]{8,40}",
+            before in ".{0,40}",
+            after in ".{0,40}",
+            which in 0usize..64,
+        ) {
+            let s = Secrets::new();
+            s.add(&secret, "P");
+            let scrubber = s.scrubber();
+            let all = forms(secret.as_bytes());
+            let form = String::from_utf8(all[which % all.len()].clone()).unwrap();
+            let text = format!("{before}{form}{after}");
+            let out = scrubber.scrub_str(&text);
+            prop_assert!(!out.contains(&form), "{} -> {}", text, out);
+            prop_assert!(!out.contains(&secret));
+            let clean = format!("{before}{after}");
+            if !clean.to_ascii_lowercase().contains(&secret.to_ascii_lowercase()) {
+                let kept = scrubber.scrub_str(&clean);
+                let no_form = all.iter().all(|f| {
+                    !clean.to_ascii_lowercase().contains(&String::from_utf8_lossy(f).to_ascii_lowercase())
+                });
+                if no_form {
+                    prop_assert_eq!(kept.as_ref(), clean.as_str());
+                }
+            }
+        }
+    }
+}
