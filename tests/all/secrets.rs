@@ -31,6 +31,14 @@ struct Echo {
     seen: Arc<Mutex<Vec<(String, String)>>>,
     /// Access tokens issued so far.
     issued: Arc<Mutex<Vec<String>>>,
+    /// Quote the credential in per-record errors with every character JSON-escaped
+    /// (`\u0074...`): no byte of the body is the secret, but the connector reads it back.
+    disguise: bool,
+}
+
+/// `text` as JSON string content with every character written as a `\u` escape.
+fn unicode_escaped(text: &str) -> String {
+    text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect()
 }
 
 fn encodings(credential: &str) -> (String, String) {
@@ -68,6 +76,15 @@ async fn records(State(echo): State<Echo>, uri: Uri, headers: HeaderMap, body: B
         return (StatusCode::UNAUTHORIZED, echo_headers, body.to_string()).into_response();
     }
     let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    if echo.disguise {
+        let error =
+            json!({"error": {"code": "@@", "message": "credential @@ refused", "fields": ["@@"]}});
+        let results: Vec<Value> = (0..batch.len()).map(|_| error.clone()).collect();
+        let body = json!({ "results": results })
+            .to_string()
+            .replace("@@", &unicode_escaped(&credential));
+        return (StatusCode::OK, body).into_response();
+    }
     let results: Vec<Value> = (0..batch.len())
         .map(|i| {
             if i == 0 {
@@ -307,6 +324,42 @@ async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
         echo.seen.lock().unwrap().as_slice(),
         [("/v1/records".to_string(), format!("Bearer {token}"))]
     );
+}
+
+/// The transport cannot see a token hidden in JSON escapes, but the connector decodes it
+/// into its verdict: what a connector says is scrubbed too before anything stores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere() {
+    let echo = Echo {
+        header: "authorization",
+        disguise: true,
+        ..Echo::default()
+    };
+    let base_url = serve(echo.clone()).await;
+    let token = "tok-Disguised-5ecret-0123456789";
+    let setup = common::setup(
+        &five_records(),
+        "builtin:rest",
+        &base_url,
+        "auth = { bearer_env = \"SECRETS_DISGUISED_BEARER\" }\nsettings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\" }\n",
+    );
+    let secrets = [token.to_string()];
+    let (summary, ledger, _) =
+        run_and_look(&setup, &[("SECRETS_DISGUISED_BEARER", token)], &secrets).await;
+    assert_eq!(summary["rejected"], json!(5), "{summary}");
+    for row in &ledger {
+        assert_eq!(row["status"], "rejected", "{row}");
+        // The connector read the escapes back into the token, and the host took it out.
+        assert_eq!(
+            (&row["code"], &row["message"], &row["fields"]),
+            (
+                &json!("[redacted]"),
+                &json!("credential [redacted] refused"),
+                &json!(["[redacted]"])
+            ),
+            "{row}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

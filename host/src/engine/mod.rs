@@ -183,10 +183,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn settle(&self, settled: Vec<Settled>) {
+    fn settle(&self, mut settled: Vec<Settled>) {
         if settled.is_empty() {
             return;
         }
+        self.scrub_fates(&mut settled);
         let (mut delivered, mut rejected, mut permanent) = (0, 0, 0);
         for s in &settled {
             match s.fate {
@@ -212,6 +213,32 @@ impl Shared {
                 let mut first = self.sink_error.lock().unwrap();
                 first.get_or_insert_with(|| format!("{err:#}"));
                 self.stop.cancel();
+            }
+        }
+    }
+
+    /// A connector never sees a secret (the transport scrubs each response before
+    /// `classify`), but it may decode an echo the transport could not recognise (an
+    /// escaped or re-encoded token): what it says is scrubbed once more before any sink
+    /// stores or prints it.
+    fn scrub_fates(&self, settled: &mut [Settled]) {
+        let scrubber = self.credentials.secrets().scrubber();
+        if scrubber.is_empty() {
+            return;
+        }
+        for s in settled {
+            match &mut s.fate {
+                Fate::Delivered(Some(id)) => *id = scrubber.scrub_string(std::mem::take(id)),
+                Fate::Rejected(failure)
+                | Fate::Permanent(failure)
+                | Fate::Pending(Some(failure)) => {
+                    failure.code = scrubber.scrub_string(std::mem::take(&mut failure.code));
+                    failure.message = scrubber.scrub_string(std::mem::take(&mut failure.message));
+                    for field in &mut failure.fields {
+                        *field = scrubber.scrub_string(std::mem::take(field));
+                    }
+                }
+                Fate::Delivered(None) | Fate::Pending(None) => {}
             }
         }
     }
@@ -271,7 +298,7 @@ impl Shared {
             exchange.response_headers = redactor.headers(&response.headers);
             exchange.response_body = redactor.body(&response.body, inspector.max_body());
         }
-        exchange.verdict = verdict;
+        exchange.verdict = self.credentials.secrets().scrubber().scrub_string(verdict);
         if let Err(err) = inspector.record(exchange) {
             tracing::warn!("could not record a request in the inspector: {err:#}");
         }
@@ -458,6 +485,8 @@ pub async fn run_sync(
                 .then(|| shared.reach.error(delivered, sync.retry.max_attempts))
                 .flatten()
         });
+    // A fatal verdict's message comes from the connector: scrubbed like its fates.
+    let error = error.map(|e| shared.credentials.secrets().scrubber().scrub_string(e));
     let outcome = if error.is_some() {
         Outcome::Failed
     } else if control.stop.is_cancelled() {
