@@ -60,7 +60,11 @@ impl Guest {
 
     /// The verdict, or a failed case when the call trapped or broke the contract (a list of
     /// the wrong length is refused by the host as a contract violation).
-    fn classify(&mut self, keys: &[String], response: &HttpResponse) -> Result<Verdict, TestCaseError> {
+    fn classify(
+        &mut self,
+        keys: &[String],
+        response: &HttpResponse,
+    ) -> Result<Verdict, TestCaseError> {
         if self.instance.is_none() {
             let mut instance = self.connector.instantiate("props").unwrap();
             instance.configure(&self.settings).unwrap().unwrap();
@@ -187,8 +191,12 @@ fn extras(skip: &'static [&'static str]) -> impl Strategy<Value = Map<String, Va
 fn error_code() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec![
-            "GONE", "LOCKED", "INVALID_EMAIL", "UNABLE_TO_LOCK_ROW",
-            "INVALID_CROSS_REFERENCE_KEY", "DUPLICATE_VALUE",
+            "GONE",
+            "LOCKED",
+            "INVALID_EMAIL",
+            "UNABLE_TO_LOCK_ROW",
+            "INVALID_CROSS_REFERENCE_KEY",
+            "DUPLICATE_VALUE",
         ])
         .prop_map(|c| json!(c)),
         ".{0,12}".prop_map(Value::String),
@@ -205,7 +213,11 @@ fn rest_result() -> BoxedStrategy<(Value, bool)> {
         any::<i64>().prop_map(|n| Some(json!(n))),
         json_value().prop_map(Some),
     ];
-    let clean = prop_oneof![Just(None), Just(Some(Value::Null)), Just(Some(json!(false)))];
+    let clean = prop_oneof![
+        Just(None),
+        Just(Some(Value::Null)),
+        Just(Some(json!(false)))
+    ];
     let error = prop_oneof![
         ".{0,12}".prop_map(Value::String),
         (
@@ -222,19 +234,26 @@ fn rest_result() -> BoxedStrategy<(Value, bool)> {
                 }
                 Value::Object(e)
             }),
-        json_value().prop_filter("an error value", |v| !matches!(v, Value::Null | Value::Bool(false))),
+        json_value().prop_filter("an error value", |v| !matches!(
+            v,
+            Value::Null | Value::Bool(false)
+        )),
     ];
-    let said_error = prop_oneof![clean.prop_map(|e| (e, false)), error.prop_map(|e| (Some(e), true))];
-    (id, said_error, extras(&["id", "error"])).prop_map(|(id, (error, is_error), mut item)| {
-        if let Some(id) = id {
-            item.insert("id".into(), id);
-        }
-        if let Some(error) = error {
-            item.insert("error".into(), error);
-        }
-        (Value::Object(item), is_error)
-    })
-    .boxed()
+    let said_error = prop_oneof![
+        clean.prop_map(|e| (e, false)),
+        error.prop_map(|e| (Some(e), true))
+    ];
+    (id, said_error, extras(&["id", "error"]))
+        .prop_map(|(id, (error, is_error), mut item)| {
+            if let Some(id) = id {
+                item.insert("id".into(), id);
+            }
+            if let Some(error) = error {
+                item.insert("error".into(), error);
+            }
+            (Value::Object(item), is_error)
+        })
+        .boxed()
 }
 
 /// One Salesforce save result and whether it said error: `success: true` delivers,
@@ -282,7 +301,10 @@ fn results_for(
     (1usize..8).prop_flat_map(move |n| {
         let len = prop_oneof![4 => Just(n), 1 => 0usize..12];
         let result = result.clone();
-        (Just(n), len.prop_flat_map(move |len| vec(result.clone(), len)))
+        (
+            Just(n),
+            len.prop_flat_map(move |len| vec(result.clone(), len)),
+        )
     })
 }
 
@@ -290,7 +312,11 @@ fn results_for(
 
 /// What holds for any response: no trap (checked by `Guest::classify`), one outcome per
 /// key, and nothing delivered without a 2xx.
-fn check_any(keys: &[String], response: &HttpResponse, verdict: &Verdict) -> Result<(), TestCaseError> {
+fn check_any(
+    keys: &[String],
+    response: &HttpResponse,
+    verdict: &Verdict,
+) -> Result<(), TestCaseError> {
     if let Verdict::PerRecord(outcomes) = verdict {
         prop_assert_eq!(outcomes.len(), keys.len(), "{}", show(verdict));
         let delivered = outcomes
@@ -321,18 +347,24 @@ fn check_rate_limit(response: &HttpResponse, verdict: &Verdict) -> Result<(), Te
         .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
         .map(|(_, v)| v.trim());
     let expected = match stated {
-        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(Wait::AfterMs(
-            v.parse::<u64>().map_or(u64::MAX, |s| s.saturating_mul(1000)),
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some((
+            "after",
+            v.parse::<u64>()
+                .map_or(u64::MAX, |s| s.saturating_mul(1000)),
         )),
-        Some(v) => match httpdate::parse_http_date(v) {
-            Ok(at) => Some(Wait::UntilUnixMs(
+        Some(v) => httpdate::parse_http_date(v).ok().map(|at| {
+            (
+                "until",
                 at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
-            )),
-            Err(_) => None,
-        },
+            )
+        }),
         None => None,
     };
-    prop_assert_eq!(*wait, expected, "Retry-After {:?}", stated);
+    let got = wait.as_ref().map(|w| match w {
+        Wait::AfterMs(ms) => ("after", *ms),
+        Wait::UntilUnixMs(ms) => ("until", *ms),
+    });
+    prop_assert_eq!(got, expected, "Retry-After {:?}", stated);
     Ok(())
 }
 
@@ -375,8 +407,18 @@ fn check_results(
             prop_assert_eq!(said_error.len(), keys.len(), "{}", show(verdict));
             for (i, (outcome, &error)) in outcomes.iter().zip(said_error).enumerate() {
                 let delivered = matches!(outcome, RecordOutcome::Delivered(_));
-                prop_assert!(!(error && delivered), "result {} said error: {}", i, show(verdict));
-                prop_assert!(error || delivered, "result {} was a success: {}", i, show(verdict));
+                prop_assert!(
+                    !(error && delivered),
+                    "result {} said error: {}",
+                    i,
+                    show(verdict)
+                );
+                prop_assert!(
+                    error || delivered,
+                    "result {} was a success: {}",
+                    i,
+                    show(verdict)
+                );
             }
         }
         other if success => {
@@ -401,7 +443,12 @@ fn rest_never_delivers_a_result_that_said_error() {
         6 => prop::sample::select(vec![200u16, 201, 202, 207, 299]),
         1 => status(),
     ];
-    let strategy = (results_for(rest_result()), status, headers(), extras(&["results"]));
+    let strategy = (
+        results_for(rest_result()),
+        status,
+        headers(),
+        extras(&["results"]),
+    );
     runner()
         .run(&strategy, |((n, results), status, headers, mut data)| {
             let said_error: Vec<bool> = results.iter().map(|(_, e)| *e).collect();
@@ -435,7 +482,11 @@ fn salesforce_never_delivers_a_result_that_said_error() {
             let said_error: Vec<bool> = results.iter().map(|(_, e)| *e).collect();
             let items: Vec<Value> = results.into_iter().map(|(item, _)| item).collect();
             let keys = keys(n);
-            let response = response(status, headers, Value::Array(items).to_string().into_bytes());
+            let response = response(
+                status,
+                headers,
+                Value::Array(items).to_string().into_bytes(),
+            );
             let verdict = guest.borrow_mut().classify(&keys, &response)?;
             check_results(
                 &keys,

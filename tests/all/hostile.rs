@@ -89,7 +89,12 @@ impl Bench {
     async fn new(misbehaviour: Misbehaviour, times: Option<u64>, n: usize, extra: &str) -> Self {
         let dest = destination(misbehaviour, times).await;
         let records = contacts(n);
-        let setup = common::setup(&records, "builtin:rest", &dest.base_url(), &sync_toml(extra));
+        let setup = common::setup(
+            &records,
+            "builtin:rest",
+            &dest.base_url(),
+            &sync_toml(extra),
+        );
         let host = Host::new(&setup.config).unwrap();
         let keys = records
             .iter()
@@ -111,16 +116,21 @@ impl Bench {
             grace: Duration::from_secs(5),
             ..RunControl::default()
         };
-        let report = tokio::time::timeout(RUN_LIMIT, self.host.run(&self.setup.config, "s", control))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the run did not end within {RUN_LIMIT:?}; the destination saw {} requests",
-                    self.dest.request_count()
-                )
-            })
-            .unwrap();
-        let fates = fates.all().iter().map(|(k, (f, _))| (k.clone(), fate(f))).collect();
+        let report =
+            tokio::time::timeout(RUN_LIMIT, self.host.run(&self.setup.config, "s", control))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the run did not end within {RUN_LIMIT:?}; the destination saw {} requests",
+                        self.dest.request_count()
+                    )
+                })
+                .unwrap();
+        let fates = fates
+            .all()
+            .iter()
+            .map(|(k, (f, _))| (k.clone(), fate(f)))
+            .collect();
         (report, fates)
     }
 
@@ -168,7 +178,10 @@ async fn a_well_behaved_hostile_destination_takes_every_record_once() {
     assert_eq!(stored, contacts(5));
     let requests = bench.dest.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!((requests[0].path.as_str(), requests[0].answer), (PATH, answer::OK));
+    assert_eq!(
+        (requests[0].path.as_str(), requests[0].answer),
+        (PATH, answer::OK)
+    );
     assert_eq!(requests[0].header("authorization"), Some("Bearer ok-token"));
     let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(sent, json!(contacts(5)));
@@ -275,7 +288,11 @@ async fn a_retry_after_beyond_any_clock_leaves_the_batch_pending_without_overflo
             (Outcome::Completed, None, 0, 5),
             "Retry-After {retry_after}"
         );
-        assert_eq!((s.requests, s.rate_limit_waits), (1, 1), "Retry-After {retry_after}");
+        assert_eq!(
+            (s.requests, s.rate_limit_waits),
+            (1, 1),
+            "Retry-After {retry_after}"
+        );
         assert_eq!(bench.dest.request_count(), 1);
         assert_eq!(fates, every(&bench.keys, "pending(RATE_LIMITED)"));
         assert_eq!(bench.ledger(), every(&bench.keys, "pending(RATE_LIMITED)"));
@@ -300,7 +317,10 @@ async fn a_huge_body_is_cut_and_never_taken_for_a_confirmation() {
     assert_eq!((s.requests, s.transient_failures), (3, 3));
     assert_eq!(bench.dest.request_count(), 3);
     assert_eq!(fates, every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
-    assert_eq!(bench.ledger(), every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
+    assert_eq!(
+        bench.ledger(),
+        every(&bench.keys, "rejected(MALFORMED_RESPONSE)")
+    );
     assert_eq!(bench.dest.stored().len(), 5, "the destination took them");
 
     bench.dest.set(Misbehaviour::None, None);
@@ -313,7 +333,12 @@ async fn a_huge_body_is_cut_and_never_taken_for_a_confirmation() {
 /// A destination that never gets a whole response to the host is down, as far as the host
 /// can tell: its records stay pending with the transport's code, the run delivered nothing
 /// and says the destination could not be reached.
-fn assert_unreachable(report: &RunReport, fates: &BTreeMap<String, String>, bench: &Bench, code: &str) {
+fn assert_unreachable(
+    report: &RunReport,
+    fates: &BTreeMap<String, String>,
+    bench: &Bench,
+    code: &str,
+) {
     let s = &report.summary;
     assert_eq!(
         (s.outcome, s.delivered, s.rejected, s.pending),
@@ -362,7 +387,13 @@ async fn a_body_trickled_past_request_timeout_is_a_timeout_not_a_delivery() {
     .await;
     let (report, fates) = bench.run().await;
     assert_unreachable(&report, &fates, &bench, "TIMEOUT");
-    assert!(bench.dest.requests().iter().all(|r| r.answer == answer::SLOW));
+    assert!(
+        bench
+            .dest
+            .requests()
+            .iter()
+            .all(|r| r.answer == answer::SLOW)
+    );
 }
 
 // ---- connections that are reset ----
@@ -373,7 +404,13 @@ async fn a_reset_connection_is_retried_and_the_records_delivered() {
     let (report, fates) = bench.run().await;
     let s = &report.summary;
     assert_eq!(
-        (s.outcome, s.delivered, s.requests, s.transient_failures, s.retries),
+        (
+            s.outcome,
+            s.delivered,
+            s.requests,
+            s.transient_failures,
+            s.retries
+        ),
         (Outcome::Completed, 5, 2, 1, 5)
     );
     assert_eq!(fates, delivered(&bench.keys));
@@ -411,7 +448,10 @@ async fn a_redirect_is_not_followed_and_its_records_stay_pending_with_its_code()
         );
         assert!(s.error.as_deref().unwrap().contains(&code), "{:?}", s.error);
         assert_eq!(fates, every(&bench.keys, &format!("pending({code})")));
-        assert_eq!(bench.ledger(), every(&bench.keys, &format!("pending({code})")));
+        assert_eq!(
+            bench.ledger(),
+            every(&bench.keys, &format!("pending({code})"))
+        );
         assert_eq!(bench.dest.request_count(), 1);
         assert!(bench.dest.stored().is_empty());
     }
@@ -436,7 +476,10 @@ async fn results_of_the_wrong_length_are_never_taken_for_deliveries() {
         assert_eq!((s.requests, s.transient_failures), (3, 3), "delta {delta}");
         assert_eq!(bench.dest.request_count(), 3);
         assert_eq!(fates, every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
-        assert_eq!(bench.ledger(), every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
+        assert_eq!(
+            bench.ledger(),
+            every(&bench.keys, "rejected(MALFORMED_RESPONSE)")
+        );
     }
 }
 
@@ -485,8 +528,16 @@ async fn assert_secret_nowhere(setup: &Setup, env: &[(&str, &str)]) -> (Value, V
     let inspect = common::sluice(&["inspect", "--sync", "s", "--json"], &config, &env).await;
     let inspect_human = common::sluice(&["inspect", "--sync", "s"], &config, &env).await;
     let runs = common::sluice(&["runs", "--json"], &config, &env).await;
-    for (what, out) in [("ledger list --json", &ledger), ("inspect --json", &inspect), ("runs --json", &runs)] {
-        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    for (what, out) in [
+        ("ledger list --json", &ledger),
+        ("inspect --json", &inspect),
+        ("runs --json", &runs),
+    ] {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let inspected = String::from_utf8_lossy(&inspect.stdout);
     assert!(
@@ -496,9 +547,15 @@ async fn assert_secret_nowhere(setup: &Setup, env: &[(&str, &str)]) -> (Value, V
 
     let mut places: Vec<(String, Vec<u8>)> = vec![
         ("`sluice run` stdout".into(), human.stdout.clone()),
-        ("`sluice run` stderr (debug log)".into(), human.stderr.clone()),
+        (
+            "`sluice run` stderr (debug log)".into(),
+            human.stderr.clone(),
+        ),
         ("`sluice run --json` stdout".into(), json.stdout.clone()),
-        ("`sluice run --json` stderr (debug log)".into(), json.stderr.clone()),
+        (
+            "`sluice run --json` stderr (debug log)".into(),
+            json.stderr.clone(),
+        ),
         ("`sluice ledger list --json`".into(), ledger.stdout.clone()),
         ("`sluice ledger list`".into(), table.stdout.clone()),
         ("`sluice inspect --json`".into(), inspect.stdout.clone()),
@@ -512,14 +569,22 @@ async fn assert_secret_nowhere(setup: &Setup, env: &[(&str, &str)]) -> (Value, V
         places.push((format!("file {}", path.display()), bytes));
     }
     let forms = credential_forms(SECRET);
-    for (what, bytes) in &places {
-        for form in &forms {
-            assert!(!contains(bytes, form), "the secret ({form}) reached {what}");
-        }
-    }
+    let leaks: Vec<String> = places
+        .iter()
+        .flat_map(|(what, bytes)| {
+            forms
+                .iter()
+                .filter(|form| contains(bytes, form))
+                .map(move |form| format!("{form} in {what}"))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "the secret leaked:\n{}", leaks.join("\n"));
     let summary = serde_json::from_slice(&json.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&json.stdout)));
-    (summary, common::json_lines(&String::from_utf8_lossy(&ledger.stdout)))
+    (
+        summary,
+        common::json_lines(&String::from_utf8_lossy(&ledger.stdout)),
+    )
 }
 
 /// Every record of `ledger` (as `ledger list --json` prints it) by key: status, code,
@@ -549,8 +614,7 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
         &dest.base_url(),
         &sync_toml("auth = { bearer_env = \"HOSTILE_ECHO_BEARER\" }"),
     );
-    let (summary, ledger) =
-        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)]).await;
+    let (summary, ledger) = assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)]).await;
     assert_eq!(dest.request_count(), 2, "one request a run");
     assert!(
         dest.requests()
@@ -558,7 +622,12 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
             .all(|r| r.header("authorization") == Some(&format!("Bearer {SECRET}")))
     );
     assert_eq!(
-        (&summary["outcome"], &summary["rejected"], &summary["delivered"], &summary["requests"]),
+        (
+            &summary["outcome"],
+            &summary["rejected"],
+            &summary["delivered"],
+            &summary["requests"]
+        ),
         (&json!("completed"), &json!(5), &json!(0), &json!(1))
     );
     let failure = json!([
@@ -568,7 +637,8 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
         ["Bearer [redacted]", "email"],
     ]);
     let keys: Vec<String> = (0..5).map(|i| format!("h{i:02}")).collect();
-    let expected: BTreeMap<String, Value> = keys.iter().map(|k| (k.clone(), failure.clone())).collect();
+    let expected: BTreeMap<String, Value> =
+        keys.iter().map(|k| (k.clone(), failure.clone())).collect();
     assert_eq!(ledger_failures(&ledger), expected);
     assert!(dest.stored().is_empty());
 }
@@ -593,9 +663,17 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
     );
     let (summary, ledger) =
         assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_API_KEY", SECRET)]).await;
-    assert!(dest.requests().iter().all(|r| r.header("x-api-key") == Some(SECRET)));
+    assert!(
+        dest.requests()
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(SECRET))
+    );
     assert_eq!(
-        (&summary["outcome"], &summary["rejected"], &summary["delivered"]),
+        (
+            &summary["outcome"],
+            &summary["rejected"],
+            &summary["delivered"]
+        ),
         (&json!("completed"), &json!(5), &json!(0))
     );
     // Five records refused as a whole each time: 1 + 2 + 2 + 2 + 2 requests (halves of
@@ -628,13 +706,21 @@ async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_erro
     );
     let (summary, ledger) = assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_401", SECRET)]).await;
     assert_eq!(
-        (&summary["outcome"], &summary["pending"], &summary["delivered"], &summary["requests"]),
+        (
+            &summary["outcome"],
+            &summary["pending"],
+            &summary["delivered"],
+            &summary["requests"]
+        ),
         (&json!("failed"), &json!(5), &json!(0), &json!(2)),
         "refused, renewed, refused again"
     );
     let error = summary["error"].as_str().unwrap();
     assert!(error.contains("DENIED Bearer [redacted]"), "{error}");
     assert_eq!(dest.request_count(), 4);
-    assert!(ledger.iter().all(|e| e["status"] == "pending"), "{ledger:?}");
+    assert!(
+        ledger.iter().all(|e| e["status"] == "pending"),
+        "{ledger:?}"
+    );
     assert_eq!(ledger.len(), 5);
 }

@@ -326,10 +326,13 @@ pub async fn start(config: HostileConfig) -> anyhow::Result<HostileHandle> {
     let (stop, stopped) = oneshot::channel::<()>();
     let listener = ResettableListener(tcp);
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<Conn>())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<Conn>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
         if let Err(error) = served.await {
             tracing::warn!(%addr, %error, "hostile destination stopped with an error");
         }
@@ -671,7 +674,8 @@ fn echo(status: u16, value: &str, records: usize) -> Response {
         "credential {value} is not allowed here (base64 {base64}; see /help?credential={percent})"
     );
     let error = json!({"code": code, "message": message, "fields": [value, "email"]});
-    let echoed = json!({"header": value, "base64": base64, "url": format!("/help?credential={percent}")});
+    let echoed =
+        json!({"header": value, "base64": base64, "url": format!("/help?credential={percent}")});
     let body = if status == 200 {
         let results: Vec<Value> = (0..records)
             .map(|_| json!({"id": null, "error": error}))

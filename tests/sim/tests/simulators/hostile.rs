@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_sim::hostile::{
-    self, ECHO_HEADER, HostileConfig, HostileHandle, Misbehaviour, PATH, answer,
-    credential_forms,
+    self, ECHO_HEADER, HostileConfig, HostileHandle, Misbehaviour, PATH, answer, credential_forms,
 };
 
 async fn start(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
@@ -68,7 +67,10 @@ async fn it_behaves_until_told_otherwise_and_records_everything() {
     assert_eq!(r.answer, answer::OK);
     assert_eq!(r.header("Authorization"), Some("Bearer t0"));
     assert_eq!(r.body, batch().as_bytes());
-    assert!(!format!("{r:?}").contains("t0"), "Debug shows no header value");
+    assert!(
+        !format!("{r:?}").contains("t0"),
+        "Debug shows no header value"
+    );
 
     // Elsewhere: logged, 404, nothing stored.
     let response = client()
