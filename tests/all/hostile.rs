@@ -322,6 +322,19 @@ async fn a_huge_body_is_cut_and_never_taken_for_a_confirmation() {
         every(&bench.keys, "rejected(MALFORMED_RESPONSE)")
     );
     assert_eq!(bench.dest.stored().len(), 5, "the destination took them");
+    let entry = bench
+        .host
+        .ledger()
+        .sync("s")
+        .unwrap()
+        .get("h00")
+        .unwrap()
+        .unwrap();
+    let message = entry.failure.unwrap().message;
+    assert!(
+        message.contains("not JSON"),
+        "the body was cut, so it no longer parses: {message}"
+    );
 
     bench.dest.set(Misbehaviour::None, None);
     let (report, fates) = bench.run().await;
@@ -517,7 +530,11 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 /// debug log, then reads it back every way an operator can (ledger, inspector, run
 /// history) and every file under `state_dir`: the secret is in none of them, in any of its
 /// forms. Returns the `--json` summary and the ledger as `ledger list --json` prints it.
-async fn assert_secret_nowhere(setup: &Setup, env: &[(&str, &str)]) -> (Value, Vec<Value>) {
+async fn assert_secret_nowhere(
+    setup: &Setup,
+    env: &[(&str, &str)],
+    secrets: &[&str],
+) -> (Value, Vec<Value>) {
     let config = setup.dir.path().join("sluice.toml");
     let mut env = env.to_vec();
     env.push(("RUST_LOG", "debug"));
@@ -568,7 +585,9 @@ async fn assert_secret_nowhere(setup: &Setup, env: &[(&str, &str)]) -> (Value, V
     for (path, bytes) in files {
         places.push((format!("file {}", path.display()), bytes));
     }
-    let forms = credential_forms(SECRET);
+    let mut forms: Vec<String> = secrets.iter().flat_map(|s| credential_forms(s)).collect();
+    forms.sort();
+    forms.dedup();
     let leaks: Vec<String> = places
         .iter()
         .flat_map(|(what, bytes)| {
@@ -614,7 +633,8 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
         &dest.base_url(),
         &sync_toml("auth = { bearer_env = \"HOSTILE_ECHO_BEARER\" }"),
     );
-    let (summary, ledger) = assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)]).await;
+    let (summary, ledger) =
+        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)], &[SECRET]).await;
     assert_eq!(dest.request_count(), 2, "one request a run");
     assert!(
         dest.requests()
@@ -662,7 +682,7 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
         &sync_toml("auth = { header = \"X-Api-Key\", value_env = \"HOSTILE_ECHO_API_KEY\" }"),
     );
     let (summary, ledger) =
-        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_API_KEY", SECRET)]).await;
+        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_API_KEY", SECRET)], &[SECRET]).await;
     assert!(
         dest.requests()
             .iter()
@@ -704,7 +724,8 @@ async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_erro
         &dest.base_url(),
         &sync_toml("auth = { bearer_env = \"HOSTILE_ECHO_401\" }"),
     );
-    let (summary, ledger) = assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_401", SECRET)]).await;
+    let (summary, ledger) =
+        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_401", SECRET)], &[SECRET]).await;
     assert_eq!(
         (
             &summary["outcome"],
@@ -723,4 +744,50 @@ async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_erro
         "{ledger:?}"
     );
     assert_eq!(ledger.len(), 5);
+}
+
+/// A `Basic` credential given as a header: the destination echoes the encoded value and
+/// the decoded `user:password`. Neither, nor the password alone, reaches anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_basic_credential_and_its_password_reach_nothing() {
+    let dest = destination(Misbehaviour::EchoCredential { status: 200 }, None).await;
+    let pair = format!("ops:{SECRET}");
+    let [_, encoded, _] = credential_forms(&pair);
+    let records = contacts(5);
+    let setup = common::setup(
+        &records,
+        "builtin:rest",
+        &dest.base_url(),
+        &sync_toml("auth = { header = \"Authorization\", value_env = \"HOSTILE_ECHO_BASIC\" }"),
+    );
+    let value = format!("Basic {encoded}");
+    let (summary, ledger) = assert_secret_nowhere(
+        &setup,
+        &[("HOSTILE_ECHO_BASIC", &value)],
+        &[&encoded, &pair, SECRET],
+    )
+    .await;
+    assert!(
+        dest.requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some(value.as_str()))
+    );
+    let text = String::from_utf8(dest.requests()[0].body.clone()).unwrap();
+    assert!(text.contains("h00"), "{text}");
+    assert_eq!(
+        (
+            &summary["outcome"],
+            &summary["rejected"],
+            &summary["delivered"]
+        ),
+        (&json!("completed"), &json!(5), &json!(0))
+    );
+    assert_eq!(ledger.len(), 5);
+    for entry in &ledger {
+        assert_eq!(
+            (&entry["status"], &entry["code"]),
+            (&json!("rejected"), &json!("DENIED Basic [redacted]")),
+            "{entry}"
+        );
+    }
 }

@@ -61,8 +61,9 @@ pub enum Misbehaviour {
     RateLimit { retry_after: Option<String> },
     /// Copies the value of the request's credential header (see
     /// [`HostileConfig::credential_header`]) into everything it answers: the error code,
-    /// the message (also as base64 and percent-encoded, see [`credential_forms`]), the field
-    /// list, the [`ECHO_HEADER`] response header and the body. With `status` 200 the answer
+    /// the message (also as base64 and percent-encoded, see [`credential_forms`], and for a
+    /// `Basic` credential its decoded `user:password`), the field list, the [`ECHO_HEADER`]
+    /// response header and the body. With `status` 200 the answer
     /// is one such error per record; with any other status it is a whole-batch error. Nothing
     /// is stored.
     EchoCredential { status: u16 },
@@ -195,6 +196,18 @@ fn credential_in(value: &str) -> &str {
         Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => rest.trim(),
         _ => value.trim(),
     }
+}
+
+/// The `user:password` of a `Basic` credential, when it decodes to text.
+fn basic_pair(value: &str) -> Option<String> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The id the destination gives a stored record.
@@ -670,12 +683,16 @@ async fn records(
 fn echo(status: u16, value: &str, records: usize) -> Response {
     let [_, base64, percent] = credential_forms(credential_in(value));
     let code = format!("DENIED {value}");
-    let message = format!(
+    let mut message = format!(
         "credential {value} is not allowed here (base64 {base64}; see /help?credential={percent})"
     );
-    let error = json!({"code": code, "message": message, "fields": [value, "email"]});
-    let echoed =
+    let mut echoed =
         json!({"header": value, "base64": base64, "url": format!("/help?credential={percent}")});
+    if let Some(pair) = basic_pair(value) {
+        message.push_str(&format!(" for {pair}"));
+        echoed["decoded"] = json!(pair);
+    }
+    let error = json!({"code": code, "message": message, "fields": [value, "email"]});
     let body = if status == 200 {
         let results: Vec<Value> = (0..records)
             .map(|_| json!({"id": null, "error": error}))

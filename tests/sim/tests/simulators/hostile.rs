@@ -179,6 +179,24 @@ async fn an_echo_repeats_the_credential_everywhere() {
     let body = json_of(response).await;
     assert_eq!(body["error"]["code"], format!("DENIED {secret}"));
     assert_eq!(body["echo"]["base64"], base64.as_str());
+    assert!(body["echo"].get("decoded").is_none());
+
+    // A Basic credential: its decoded pair too.
+    let dest = start(Misbehaviour::EchoCredential { status: 200 }, None).await;
+    let response = client()
+        .post(format!("{}{PATH}", dest.base_url()))
+        .basic_auth("ops", Some(secret))
+        .body(batch())
+        .send()
+        .await
+        .unwrap();
+    let body = json_of(response).await;
+    let pair = format!("ops:{secret}");
+    let encoded = &credential_forms(&pair)[1];
+    assert_eq!(body["echo"]["decoded"], pair.as_str());
+    assert_eq!(body["echo"]["header"], format!("Basic {encoded}"));
+    let message = body["results"][0]["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with(&format!(" for {pair}")), "{message}");
 }
 
 #[tokio::test]
