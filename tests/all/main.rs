@@ -3,11 +3,13 @@
 
 mod common;
 
+mod classify_props;
 mod cli;
 mod config;
 mod conformance;
 mod crash;
 mod engine;
+mod hostile;
 mod ledger;
 mod observe;
 mod operator;

@@ -10,6 +10,9 @@
 //! - [`rest`]: a generic REST batch endpoint with three response styles.
 //! - [`hubspot`]: a HubSpot-like batch upsert by id property, answered out of order.
 //! - [`couchdb`]: a CouchDB-like `_bulk_docs` with per-document answers.
+//! - [`hostile`]: the REST protocol with switchable misbehaviours (useless `Retry-After`,
+//!   echoed credentials, huge, truncated and slow bodies, resets, redirects, wrong-length
+//!   results), for hardening tests.
 //!
 //! Both share [`faults`], [`validation`] and authentication ([`AuthConfig`]), and are
 //! inspected through a [`SimHandle`].
@@ -19,6 +22,7 @@ mod common;
 pub mod couchdb;
 pub mod faults;
 mod handle;
+pub mod hostile;
 pub mod hubspot;
 mod keys;
 pub mod rest;

@@ -3,6 +3,7 @@
 mod auth;
 mod couchdb;
 mod faults;
+mod hostile;
 mod hubspot;
 mod rest;
 mod salesforce;

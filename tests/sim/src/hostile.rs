@@ -1,0 +1,769 @@
+//! A hostile destination: it speaks the bundled REST connector's per-record protocol and
+//! misbehaves on demand, the ways broken or careless APIs do, so that tests can hold the host
+//! to what it promises (nothing silently lost, no secret leaked, no request storm).
+//!
+//! The protocol: `POST /v1/records` ([`PATH`]) with a bare JSON array of record objects, each
+//! keyed by `id`; the answer is `200 {"results": [{"id": "h-<key>", "error": null}, ...]}`,
+//! one result per record in order. Configure the REST connector with
+//! `settings = { path = "/v1/records", results_pointer = "/results", id_field = "id" }`.
+//!
+//! [`Misbehaviour`] says what goes wrong, for the first `times` data requests or for all of
+//! them, and can be switched while the server runs ([`HostileHandle::set`]). Every request is
+//! recorded with its headers and body, and every record the destination accepted is stored,
+//! so a test can assert exactly what arrived. It listens on loopback only, nothing in it
+//! loops without a bound, and it never logs a header value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::serve::{IncomingStream, Listener};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where records are posted.
+pub const PATH: &str = "/v1/records";
+
+/// The response header an echoing destination copies the credential into.
+pub const ECHO_HEADER: &str = "x-echo-credential";
+
+/// Request bodies larger than this are refused with 413.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the destination does to a data request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Misbehaviour {
+    /// Nothing: stores every record that has a key and answers one result per record.
+    #[default]
+    None,
+    /// 429 with this `Retry-After` value (`"0"`, an HTTP-date in the past, a huge number),
+    /// or with none. Nothing is stored.
+    RateLimit { retry_after: Option<String> },
+    /// Copies the value of the request's credential header (see
+    /// [`HostileConfig::credential_header`]) into everything it answers: the error code,
+    /// the message (also as base64 and percent-encoded, see [`credential_forms`], and for a
+    /// `Basic` credential its decoded `user:password`), the field list, the [`ECHO_HEADER`]
+    /// response header and the body. With `status` 200 the answer
+    /// is one such error per record; with any other status it is a whole-batch error. Nothing
+    /// is stored.
+    EchoCredential { status: u16 },
+    /// Stores the records and answers 200 with the correct results, after a `padding`-byte
+    /// string field, so the body is far larger than a host should read.
+    HugeBody { padding: usize },
+    /// Stores the records, answers 200 with a `Content-Length` of the whole results body,
+    /// sends its first half and closes the connection.
+    TruncatedBody,
+    /// Stores the records and sends the 200 headers at once, then the correct results body
+    /// in `pieces` pieces, `interval` apart.
+    SlowBody { interval: Duration, pieces: u32 },
+    /// Reads the whole request, then resets the connection (TCP RST) without an answer.
+    /// Nothing is stored.
+    Reset,
+    /// Answers `status` (a 3xx) with `Location: location`. Nothing is stored.
+    Redirect { status: u16, location: String },
+    /// Stores the records and answers 200 with `records + delta` results (at least none),
+    /// each saying the record was stored.
+    WrongLength { delta: i64 },
+}
+
+/// How to run a hostile destination.
+#[derive(Debug, Clone)]
+pub struct HostileConfig {
+    pub misbehaviour: Misbehaviour,
+    /// How many data requests misbehave before the destination behaves; `None`: all.
+    pub times: Option<u64>,
+    /// The request header whose value [`Misbehaviour::EchoCredential`] echoes (any case);
+    /// default `authorization`.
+    pub credential_header: String,
+    /// The field inside each record that holds its key; default `id`.
+    pub key_field: String,
+    /// The loopback port to listen on; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for HostileConfig {
+    fn default() -> Self {
+        HostileConfig {
+            misbehaviour: Misbehaviour::None,
+            times: None,
+            credential_header: "authorization".to_owned(),
+            key_field: "id".to_owned(),
+            port: 0,
+        }
+    }
+}
+
+/// The labels of [`HostileRequest::answer`].
+pub mod answer {
+    /// Processed normally: every record with a key stored.
+    pub const OK: &str = "ok";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const ECHOED: &str = "echoed";
+    pub const HUGE: &str = "huge";
+    pub const TRUNCATED: &str = "truncated";
+    pub const SLOW: &str = "slow";
+    pub const RESET: &str = "reset";
+    pub const REDIRECTED: &str = "redirected";
+    pub const WRONG_LENGTH: &str = "wrong_length";
+    /// A body that is not a JSON array, or too large: 400 or 413.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// Any path but [`super::PATH`]: 404.
+    pub const NOT_FOUND: &str = "not_found";
+}
+
+/// One request as the destination received it.
+#[derive(Clone)]
+pub struct HostileRequest {
+    /// 0-based position in arrival order.
+    pub seq: u64,
+    /// When its body had been read, on the monotonic clock.
+    pub arrived: Instant,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Every header, names in lower case, values as sent (lossy UTF-8).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The record keys in the body, in order (`""` for a record without a usable key);
+    /// empty when the body is not a JSON array.
+    pub keys: Vec<String>,
+    /// What the destination did with it: one of [`answer`].
+    pub answer: &'static str,
+}
+
+impl HostileRequest {
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+// Header values hold credentials: only their names are shown.
+impl fmt::Debug for HostileRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HostileRequest")
+            .field("seq", &self.seq)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("header_names", &names)
+            .field("body_bytes", &self.body.len())
+            .field("keys", &self.keys)
+            .field("answer", &self.answer)
+            .finish()
+    }
+}
+
+/// The forms in which [`Misbehaviour::EchoCredential`] repeats a credential: as sent, its
+/// standard base64, and percent-encoded (every byte but ASCII letters and digits), so that a
+/// test can look for each of them where they must not be.
+pub fn credential_forms(credential: &str) -> [String; 3] {
+    [
+        credential.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(credential),
+        percent_encoding::utf8_percent_encode(credential, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+    ]
+}
+
+/// The credential in a header value: what follows an auth scheme (`Bearer xyz` gives `xyz`),
+/// or the whole value when it has none (an API key).
+fn credential_in(value: &str) -> &str {
+    match value.trim().split_once(' ') {
+        Some((scheme, rest)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => rest.trim(),
+        _ => value.trim(),
+    }
+}
+
+/// The `user:password` of a `Basic` credential, when it decodes to text.
+fn basic_pair(value: &str) -> Option<String> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The id the destination gives a stored record.
+pub fn record_id(key: &str) -> String {
+    format!("h-{key}")
+}
+
+struct Inner {
+    misbehaviour: Misbehaviour,
+    /// Misbehaving requests left; `None`: no limit.
+    remaining: Option<u64>,
+    log: Vec<HostileRequest>,
+    stored: BTreeMap<String, Value>,
+}
+
+struct Hostile {
+    credential_header: String,
+    key_field: String,
+    inner: Mutex<Inner>,
+}
+
+impl Hostile {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running hostile destination; dropping it stops the server.
+pub struct HostileHandle {
+    addr: SocketAddr,
+    state: Arc<Hostile>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl HostileHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Switches what the destination does from the next request on: `misbehaviour` for
+    /// `times` requests (`None`: all), then nothing.
+    pub fn set(&self, misbehaviour: Misbehaviour, times: Option<u64>) {
+        let mut inner = self.state.lock();
+        inner.misbehaviour = misbehaviour;
+        inner.remaining = times;
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<HostileRequest> {
+        self.state.lock().log.clone()
+    }
+
+    /// How many requests arrived, on any path.
+    pub fn request_count(&self) -> usize {
+        self.state.lock().log.len()
+    }
+
+    /// Every stored record by key, as last written.
+    pub fn stored(&self) -> BTreeMap<String, Value> {
+        self.state.lock().stored.clone()
+    }
+
+    /// Stops accepting connections and waits (a few seconds at most) for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for HostileHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostileHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for HostileHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a hostile destination on the current Tokio runtime.
+pub async fn start(config: HostileConfig) -> anyhow::Result<HostileHandle> {
+    if let Misbehaviour::Redirect { status, .. } = &config.misbehaviour
+        && !(300..400).contains(status)
+    {
+        anyhow::bail!("a redirect's status must be a 3xx, not {status}");
+    }
+    HeaderName::try_from(config.credential_header.as_str())
+        .with_context(|| format!("{:?} is not a header name", config.credential_header))?;
+    let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", config.port))?;
+    let addr = tcp
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let state = Arc::new(Hostile {
+        credential_header: config.credential_header.to_ascii_lowercase(),
+        key_field: config.key_field,
+        inner: Mutex::new(Inner {
+            misbehaviour: config.misbehaviour,
+            remaining: config.times,
+            log: Vec::new(),
+            stored: BTreeMap::new(),
+        }),
+    });
+    let router = Router::new()
+        .route(PATH, any(records))
+        .fallback(not_found)
+        .with_state(Arc::clone(&state));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let listener = ResettableListener(tcp);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<Conn>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(error) = served.await {
+            tracing::warn!(%addr, %error, "hostile destination stopped with an error");
+        }
+    });
+    tracing::debug!(%addr, "hostile destination listening");
+    Ok(HostileHandle {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// What the handler of one connection can do to it: reset it.
+#[derive(Debug, Clone)]
+struct Conn {
+    reset: Arc<AtomicBool>,
+}
+
+impl Connected<IncomingStream<'_, ResettableListener>> for Conn {
+    fn connect_info(stream: IncomingStream<'_, ResettableListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Accepts TCP connections that a handler can reset (see [`ResettableStream`]).
+struct ResettableListener(TcpListener);
+
+impl Listener for ResettableListener {
+    type Io = ResettableStream;
+    type Addr = Conn;
+
+    async fn accept(&mut self) -> (ResettableStream, Conn) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let reset = Arc::new(AtomicBool::new(false));
+                    let conn = Conn {
+                        reset: Arc::clone(&reset),
+                    };
+                    return (ResettableStream { stream, reset }, conn);
+                }
+                // Out of file descriptors, say: wait a little rather than spin.
+                Err(error) => {
+                    tracing::debug!(%error, "hostile destination: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Conn> {
+        self.0.local_addr().map(|_| Conn {
+            reset: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// A TCP stream whose next write fails once its `reset` flag is set, after setting a zero
+/// linger: the server then drops the connection, and the kernel answers with a RST instead
+/// of an orderly close.
+struct ResettableStream {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl ResettableStream {
+    fn check(&self) -> io::Result<()> {
+        if self.reset.load(Ordering::SeqCst) {
+            let _ = self.stream.set_zero_linger();
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for ResettableStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ResettableStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Err(error) = this.check() {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Err(error) = this.check() {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// A request body as records: their keys, and each record with a usable key.
+struct Parsed {
+    keys: Vec<String>,
+    records: Vec<(String, Value)>,
+}
+
+fn parse(body: &[u8], key_field: &str) -> Option<Parsed> {
+    let items: Vec<Value> = serde_json::from_slice(body).ok()?;
+    let mut keys = Vec::with_capacity(items.len());
+    let mut records = Vec::with_capacity(items.len());
+    for item in items {
+        let key = match item.get(key_field) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        keys.push(key.clone());
+        if !key.is_empty() {
+            records.push((key, item));
+        }
+    }
+    Some(Parsed { keys, records })
+}
+
+/// The correct answer: one result per key, in order.
+fn results(keys: &[String], key_field: &str) -> Vec<Value> {
+    keys.iter()
+        .map(|key| {
+            if key.is_empty() {
+                json!({"id": null, "error": {
+                    "code": "MISSING_KEY",
+                    "message": format!("the record has no usable {key_field:?}"),
+                    "fields": [key_field],
+                }})
+            } else {
+                json!({"id": record_id(key), "error": null})
+            }
+        })
+        .collect()
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        Body::from(body.to_string()),
+    )
+        .into_response()
+}
+
+/// A request as it arrived, before the destination decides what to do with it.
+struct Seen {
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Seen {
+    async fn read(request: Request) -> Result<Self, Self> {
+        let (parts, body) = request.into_parts();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+        let seen = Seen {
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers,
+            body: body.as_ref().cloned().unwrap_or_default(),
+        };
+        if body.is_ok() { Ok(seen) } else { Err(seen) }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Appends it to the log.
+    fn log(self, inner: &mut Inner, keys: Vec<String>, answer: &'static str) {
+        let seq = inner.log.len() as u64;
+        inner.log.push(HostileRequest {
+            seq,
+            arrived: Instant::now(),
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: self.headers,
+            body: self.body.to_vec(),
+            keys,
+            answer,
+        });
+    }
+}
+
+async fn records(
+    State(state): State<Arc<Hostile>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    request: Request,
+) -> Response {
+    let seen = match Seen::read(request).await {
+        Ok(seen) => seen,
+        Err(seen) => {
+            seen.log(&mut state.lock(), Vec::new(), answer::BAD_REQUEST);
+            let message =
+                format!("the body could not be read or is larger than {MAX_BODY_BYTES} bytes");
+            return json_response(
+                413,
+                &json!({"error": {"code": "BODY_TOO_LARGE", "message": message}}),
+            );
+        }
+    };
+    let Some(parsed) = parse(&seen.body, &state.key_field) else {
+        seen.log(&mut state.lock(), Vec::new(), answer::BAD_REQUEST);
+        return json_response(
+            400,
+            &json!({"error": {"code": "BAD_JSON", "message": "expected a JSON array of records"}}),
+        );
+    };
+    let credential = seen
+        .header(&state.credential_header)
+        .unwrap_or_default()
+        .to_owned();
+
+    // Decide, store and log under one lock, so that decisions follow the order of arrival.
+    let misbehaviour = {
+        let mut inner = state.lock();
+        let misbehaviour = match inner.remaining {
+            Some(0) => Misbehaviour::None,
+            remaining => {
+                inner.remaining = remaining.map(|n| n - 1);
+                inner.misbehaviour.clone()
+            }
+        };
+        let (label, stores) = match &misbehaviour {
+            Misbehaviour::None => (answer::OK, true),
+            Misbehaviour::RateLimit { .. } => (answer::RATE_LIMITED, false),
+            Misbehaviour::EchoCredential { .. } => (answer::ECHOED, false),
+            Misbehaviour::HugeBody { .. } => (answer::HUGE, true),
+            Misbehaviour::TruncatedBody => (answer::TRUNCATED, true),
+            Misbehaviour::SlowBody { .. } => (answer::SLOW, true),
+            Misbehaviour::Reset => (answer::RESET, false),
+            Misbehaviour::Redirect { .. } => (answer::REDIRECTED, false),
+            Misbehaviour::WrongLength { .. } => (answer::WRONG_LENGTH, true),
+        };
+        if stores {
+            for (key, record) in &parsed.records {
+                inner.stored.insert(key.clone(), record.clone());
+            }
+        }
+        seen.log(&mut inner, parsed.keys.clone(), label);
+        misbehaviour
+    };
+
+    let keys = parsed.keys;
+    let ok_body = || json!({"results": results(&keys, &state.key_field)});
+    match misbehaviour {
+        Misbehaviour::None => json_response(200, &ok_body()),
+        Misbehaviour::RateLimit { retry_after } => {
+            let mut response = json_response(
+                429,
+                &json!({"error": {"code": "RATE_LIMITED", "message": "too many requests"}}),
+            );
+            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+            response
+        }
+        Misbehaviour::EchoCredential { status } => echo(status, &credential, keys.len()),
+        Misbehaviour::HugeBody { padding } => {
+            let body = json!({
+                "padding": "x".repeat(padding),
+                "results": results(&keys, &state.key_field),
+            });
+            json_response(200, &body)
+        }
+        Misbehaviour::TruncatedBody => truncated(Bytes::from(ok_body().to_string())),
+        Misbehaviour::SlowBody { interval, pieces } => {
+            trickled(Bytes::from(ok_body().to_string()), interval, pieces)
+        }
+        Misbehaviour::Reset => {
+            conn.reset.store(true, Ordering::SeqCst);
+            StatusCode::OK.into_response()
+        }
+        Misbehaviour::Redirect { status, location } => {
+            let mut response = json_response(
+                status,
+                &json!({"error": {"code": "MOVED", "message": format!("moved to {location}")}}),
+            );
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            response
+        }
+        Misbehaviour::WrongLength { delta } => {
+            let n = usize::try_from(keys.len() as i64 + delta).unwrap_or(0);
+            let results: Vec<Value> = (0..n)
+                .map(|i| match keys.get(i) {
+                    Some(key) => json!({"id": record_id(key), "error": null}),
+                    None => json!({"id": format!("h-extra-{i}"), "error": null}),
+                })
+                .collect();
+            json_response(200, &json!({"results": results}))
+        }
+    }
+}
+
+/// An answer that repeats `value` (the credential header as sent) everywhere it can.
+fn echo(status: u16, value: &str, records: usize) -> Response {
+    let [_, base64, percent] = credential_forms(credential_in(value));
+    let code = format!("DENIED {value}");
+    let mut message = format!(
+        "credential {value} is not allowed here (base64 {base64}; see /help?credential={percent})"
+    );
+    let mut echoed =
+        json!({"header": value, "base64": base64, "url": format!("/help?credential={percent}")});
+    if let Some(pair) = basic_pair(value) {
+        message.push_str(&format!(" for {pair}"));
+        echoed["decoded"] = json!(pair);
+    }
+    let error = json!({"code": code, "message": message, "fields": [value, "email"]});
+    let body = if status == 200 {
+        let results: Vec<Value> = (0..records)
+            .map(|_| json!({"id": null, "error": error}))
+            .collect();
+        json!({"results": results, "echo": echoed})
+    } else {
+        json!({"error": error, "echo": echoed})
+    };
+    let mut response = json_response(status, &body);
+    if let Ok(header) = HeaderValue::from_str(value) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(ECHO_HEADER), header);
+    }
+    response
+}
+
+/// 200 with a `Content-Length` of all of `body`, of which only the first half is sent
+/// before the connection is closed.
+fn truncated(body: Bytes) -> Response {
+    let full = body.len();
+    let half = body.slice(..full / 2);
+    let pieces = futures_util::stream::iter([Ok(half), Err(())]).then(|piece| async move {
+        match piece {
+            Ok(bytes) => Ok(bytes),
+            Err(()) => {
+                // Let the first half leave before the connection goes.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "hostile destination: body cut short",
+                ))
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(pieces));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(full));
+    response
+}
+
+/// 200 at once, then `body` in `pieces` pieces, `interval` apart.
+fn trickled(body: Bytes, interval: Duration, pieces: u32) -> Response {
+    let pieces = (pieces.max(1) as usize).min(body.len().max(1));
+    let size = body.len().div_ceil(pieces);
+    let chunks: Vec<Bytes> = (0..pieces)
+        .map(|i| body.slice((i * size).min(body.len())..((i + 1) * size).min(body.len())))
+        .collect();
+    let stream = futures_util::stream::iter(chunks.into_iter().enumerate()).then(
+        move |(i, chunk)| async move {
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            Ok::<_, io::Error>(chunk)
+        },
+    );
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Any other path: logged, then 404.
+async fn not_found(State(state): State<Arc<Hostile>>, request: Request) -> Response {
+    let seen = Seen::read(request).await.unwrap_or_else(|seen| seen);
+    let message = format!("no such resource: {}", seen.path);
+    seen.log(&mut state.lock(), Vec::new(), answer::NOT_FOUND);
+    json_response(
+        404,
+        &json!({"error": {"code": "NOT_FOUND", "message": message}}),
+    )
+}
