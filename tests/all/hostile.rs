@@ -650,11 +650,12 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
         ),
         (&json!("completed"), &json!(5), &json!(0), &json!(1))
     );
+    // The header's whole value is a secret, its scheme included.
     let failure = json!([
         "rejected",
-        "DENIED Bearer [redacted]",
-        "credential Bearer [redacted] is not allowed here (base64 [redacted]; see /help?credential=[redacted])",
-        ["Bearer [redacted]", "email"],
+        "DENIED [redacted]",
+        "credential [redacted] is not allowed here (base64 [redacted]; see /help?credential=[redacted])",
+        ["[redacted]", "email"],
     ]);
     let keys: Vec<String> = (0..5).map(|i| format!("h{i:02}")).collect();
     let expected: BTreeMap<String, Value> =
@@ -737,7 +738,7 @@ async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_erro
         "refused, renewed, refused again"
     );
     let error = summary["error"].as_str().unwrap();
-    assert!(error.contains("DENIED Bearer [redacted]"), "{error}");
+    assert!(error.contains("DENIED [redacted]"), "{error}");
     assert_eq!(dest.request_count(), 4);
     assert!(
         ledger.iter().all(|e| e["status"] == "pending"),
@@ -786,7 +787,7 @@ async fn an_echoed_basic_credential_and_its_password_reach_nothing() {
     for entry in &ledger {
         assert_eq!(
             (&entry["status"], &entry["code"]),
-            (&json!("rejected"), &json!("DENIED Basic [redacted]")),
+            (&json!("rejected"), &json!("DENIED [redacted]")),
             "{entry}"
         );
     }
