@@ -178,22 +178,12 @@ fn describe<E: std::error::Error>(
             }
             None => format!("the server answered `{}`", response.error()),
         },
-        oauth2::RequestTokenError::Request(err) => format!("request error: {}", chain(err)),
+        oauth2::RequestTokenError::Request(err) => {
+            format!("request error: {}", crate::error_chain::one_line(err))
+        }
         oauth2::RequestTokenError::Parse(err, _) => format!("unreadable response: {err}"),
         oauth2::RequestTokenError::Other(what) => what.clone(),
     }
-}
-
-/// An error and its causes, one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn read_env(name: &str) -> Result<String> {

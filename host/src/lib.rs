@@ -11,6 +11,7 @@ pub mod config;
 pub mod conformance;
 pub mod demo;
 pub mod engine;
+pub mod error_chain;
 pub mod history;
 pub mod inspector;
 pub mod ledger;

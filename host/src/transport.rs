@@ -282,19 +282,8 @@ fn failed(err: reqwest::Error) -> SendError {
     };
     SendError::Failed {
         code: code.to_string(),
-        message: error_chain(&err),
+        message: crate::error_chain::one_line(&err),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
