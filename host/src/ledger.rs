@@ -8,13 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Fate, RecordFailure, Settled, Sink};
-use crate::source::Record;
+pub use crate::clock::now_ms;
+use crate::engine::{Filter, Sink};
+pub use crate::fate::Decision;
+use crate::fate::{Fate, Record, RecordFailure, Settled};
 
 /// The layout of entries; a ledger of another version is refused, never reset.
 /// Version 1 stored entries as JSON. Version 2 stores them as postcard (binary) and keeps
@@ -162,12 +163,6 @@ impl<'de> Deserialize<'de> for PayloadHash {
             u128::deserialize(deserializer).map(PayloadHash)
         }
     }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The ledger of one state directory. Only one process may hold it open.
@@ -418,16 +413,6 @@ impl Ledger {
 )]
 pub struct LedgerGone {
     pub path: PathBuf,
-}
-
-/// What a run does with a record read from the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Send,
-    /// Delivered before with the same data (or resolved by a person).
-    Unchanged,
-    /// Permanent, and its data has not changed since.
-    Held,
 }
 
 /// The ledger of one sync.
@@ -700,6 +685,16 @@ impl LedgerSink {
     pub fn new(ledger: SyncLedger) -> Arc<Self> {
         let fresh = ledger.is_empty();
         Arc::new(LedgerSink { ledger, fresh })
+    }
+}
+
+impl Filter for SyncLedger {
+    fn decide(&self, record: &Record, send_all: bool) -> Result<Decision> {
+        SyncLedger::decide(self, record, send_all)
+    }
+
+    fn is_empty(&self) -> bool {
+        SyncLedger::is_empty(self)
     }
 }
 
