@@ -7,12 +7,14 @@
 //! ledger is flushed before a run reports. After a crash, anything not marked delivered is
 //! simply sent again: at-least-once.
 //!
-//! - [`model`]: the entry and the rules that change it (pure functions).
+//! - [`model`]: the entry and the rules that change it (pure functions); `hash`: the
+//!   payload hash they compare.
 //! - [`codec`]: the entry as bytes, and the schema versions.
 //! - [`store`]: the storage trait; [`sled`]: its embedded implementation.
 //! - [`sink`]: the engine's sink and filter into the ledger.
 
 pub mod codec;
+mod hash;
 pub mod model;
 mod sink;
 pub mod sled;
