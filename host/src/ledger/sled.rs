@@ -239,6 +239,42 @@ mod tests {
     }
 
     #[test]
+    fn the_sled_store_keeps_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::store::check_contract(&SledStore::open(&dir.path().join("ledger")).unwrap());
+    }
+
+    #[test]
+    fn a_store_whose_folder_was_removed_is_no_longer_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let store = SledStore::open(&path).unwrap();
+        assert!(store.in_place());
+        std::fs::remove_dir_all(&path).unwrap();
+        assert!(!store.in_place());
+    }
+
+    #[test]
+    fn a_folder_holding_other_files_is_not_a_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("notes.txt"), "mine").unwrap();
+        let err = SledStore::open(&path).err().expect("refused");
+        assert!(
+            matches!(
+                err.downcast_ref::<OpenError>(),
+                Some(OpenError::NotALedger { .. })
+            ),
+            "{err:#}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(path.join("notes.txt")).unwrap(),
+            "mine"
+        );
+    }
+
+    #[test]
     fn a_ledger_held_by_another_opener_is_in_use_as_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");

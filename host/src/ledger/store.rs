@@ -95,3 +95,49 @@ pub enum StoreError {
     #[error("{0}")]
     Other(String),
 }
+
+/// What every [`Store`] must do, checked on an empty store: each implementation's tests
+/// call this, so a second backend is held to the same behaviour as the first.
+#[cfg(test)]
+pub(crate) fn check_contract(store: &dyn Store) {
+    let tree = store.tree("t").unwrap();
+    assert!(tree.is_empty());
+    assert_eq!(tree.get(b"a").unwrap(), None);
+    for key in [b"b", b"a", b"c"] {
+        tree.insert(key, key).unwrap();
+    }
+    assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&b"b"[..]));
+    assert_eq!(tree.len(), 3);
+    let keys = |pairs: Pairs<'_>| -> Vec<Vec<u8>> { pairs.map(|p| p.unwrap().0).collect() };
+    assert_eq!(keys(tree.iter()), [b"a", b"b", b"c"], "key order");
+    assert_eq!(
+        keys(tree.iter_rev()),
+        [b"c", b"b", b"a"],
+        "reverse key order"
+    );
+    assert!(tree.remove(b"b").unwrap(), "removing a key that was there");
+    assert!(!tree.remove(b"b").unwrap(), "removing it again");
+
+    let mut batch = Batch::default();
+    batch.insert(b"d", b"4".to_vec());
+    batch.remove(b"a");
+    batch.insert(b"c", b"3".to_vec());
+    tree.apply(&batch).unwrap();
+    let pairs: Vec<Pair> = tree.iter().map(Result::unwrap).collect();
+    assert_eq!(
+        pairs,
+        [
+            (b"c".to_vec(), b"3".to_vec()),
+            (b"d".to_vec(), b"4".to_vec())
+        ]
+    );
+
+    let other = store.tree("u").unwrap();
+    assert!(other.is_empty(), "trees are separate");
+    let again = store.tree("t").unwrap();
+    assert_eq!(again.len(), 2, "a tree opened again is the same tree");
+    let names = store.tree_names().unwrap();
+    assert!(names.iter().any(|n| n == "t") && names.iter().any(|n| n == "u"));
+    store.flush().unwrap();
+    assert!(store.in_place());
+}
