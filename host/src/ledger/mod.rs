@@ -271,10 +271,13 @@ pub struct SyncLedger {
 
 impl SyncLedger {
     pub fn get(&self, key: &str) -> Result<Option<Entry>> {
-        match self.tree.get(key.as_bytes()).at(&self.path, "reading")? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(decode(&self.path, key, &bytes)?)),
-        }
+        let mut entry = None;
+        self.tree
+            .read(key.as_bytes(), &mut |bytes| {
+                entry = Some(decode(&self.path, key, bytes))
+            })
+            .at(&self.path, "reading")?;
+        entry.transpose()
     }
 
     /// Change detection: whether a record from the source needs sending.

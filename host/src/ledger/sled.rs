@@ -87,8 +87,12 @@ impl Store for SledStore {
 struct SledTree(sled::Tree);
 
 impl Tree for SledTree {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.get(key)?.map(|value| value.to_vec()))
+    fn read(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool, StoreError> {
+        let value = self.0.get(key)?;
+        if let Some(value) = &value {
+            read(value);
+        }
+        Ok(value.is_some())
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -40,7 +40,15 @@ pub type Pairs<'a> = Box<dyn Iterator<Item = Result<Pair, StoreError>> + Send + 
 
 /// One ordered collection of key/value pairs.
 pub trait Tree: Send + Sync {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Hands the value of `key` to `read` without copying it out of the store (the
+    /// ledger reads an entry per source record); whether the key was there.
+    fn read(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool, StoreError>;
+    /// The value of `key`, copied.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut value = None;
+        self.read(key, &mut |bytes| value = Some(bytes.to_vec()))?;
+        Ok(value)
+    }
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Removes `key`; whether it was there.
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError>;
@@ -107,6 +115,14 @@ pub(crate) fn check_contract(store: &dyn Store) {
         tree.insert(key, key).unwrap();
     }
     assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&b"b"[..]));
+    let mut seen = Vec::new();
+    assert!(tree.read(b"c", &mut |v| seen.push(v.to_vec())).unwrap());
+    assert!(!tree.read(b"z", &mut |v| seen.push(v.to_vec())).unwrap());
+    assert_eq!(
+        seen,
+        [b"c".to_vec()],
+        "read hands over the value of a key that is there"
+    );
     assert_eq!(tree.len(), 3);
     let keys = |pairs: Pairs<'_>| -> Vec<Vec<u8>> { pairs.map(|p| p.unwrap().0).collect() };
     assert_eq!(keys(tree.iter()), [b"a", b"b", b"c"], "key order");
