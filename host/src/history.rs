@@ -50,3 +50,35 @@ impl History {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(sync: &str, started_at_ms: u64) -> RunSummary {
+        RunSummary {
+            sync: sync.to_string(),
+            run_id: format!("{started_at_ms}-{sync}"),
+            started_at_ms,
+            ..RunSummary::default()
+        }
+    }
+
+    #[test]
+    fn runs_are_listed_newest_first_per_sync_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let history = History::open(&ledger).unwrap();
+        for (sync, at) in [("a", 300), ("b", 100), ("a", 100), ("a", 200)] {
+            history.record(&summary(sync, at)).unwrap();
+        }
+        let ids =
+            |runs: Vec<RunSummary>| -> Vec<String> { runs.into_iter().map(|r| r.run_id).collect() };
+        assert_eq!(
+            ids(history.list(Some("a"), 10).unwrap()),
+            ["300-a", "200-a", "100-a"]
+        );
+        assert_eq!(ids(history.list(None, 2).unwrap()), ["300-a", "200-a"]);
+        assert_eq!(ids(history.list(Some("b"), 10).unwrap()), ["100-b"]);
+    }
+}
