@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::ledger::{StoreError, Tree};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::ledger::{StoreError, Tree};
 
 /// What replaces a secret (the same everywhere).
 pub use crate::secrets::REDACTED;

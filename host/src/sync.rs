@@ -113,7 +113,7 @@ impl Host {
         let sync = config.sync(name)?;
         let ledger = self.ledger.sync(name)?;
         let input = Input::Source {
-            ledger: Some(Arc::new(ledger.clone())),
+            filter: Some(Arc::new(ledger.clone())),
             send_all: sync.mode == SendMode::All,
             spool_dir: config.state_dir.clone(),
         };
