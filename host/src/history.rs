@@ -1,15 +1,16 @@
 //! Run history: every run's summary, kept in the state directory, for `sluice runs`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use crate::engine::RunSummary;
-use crate::ledger::{Ledger, storage_error};
+use crate::ledger::{Ledger, Tree, storage_error};
 
 /// Every run of every sync of one state directory, oldest first.
 pub struct History {
-    tree: sled::Tree,
+    tree: Arc<dyn Tree>,
     /// The ledger it is kept in, for messages.
     path: PathBuf,
 }
@@ -27,7 +28,7 @@ impl History {
         let mut key = summary.started_at_ms.to_be_bytes().to_vec();
         key.extend_from_slice(summary.run_id.as_bytes());
         self.tree
-            .insert(key, serde_json::to_vec(summary)?)
+            .insert(&key, &serde_json::to_vec(summary)?)
             .map_err(|err| storage_error(&self.path, "recording the run's summary", err))?;
         Ok(())
     }
@@ -35,7 +36,7 @@ impl History {
     /// Runs, newest first, of `sync` (or all), at most `limit`.
     pub fn list(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
         let mut out = Vec::new();
-        for item in self.tree.iter().rev() {
+        for item in self.tree.iter_rev() {
             let (_, value) =
                 item.map_err(|err| storage_error(&self.path, "reading the run history", err))?;
             let summary: RunSummary = serde_json::from_slice(&value)?;
@@ -47,5 +48,37 @@ impl History {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(sync: &str, started_at_ms: u64) -> RunSummary {
+        RunSummary {
+            sync: sync.to_string(),
+            run_id: format!("{started_at_ms}-{sync}"),
+            started_at_ms,
+            ..RunSummary::default()
+        }
+    }
+
+    #[test]
+    fn runs_are_listed_newest_first_per_sync_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let history = History::open(&ledger).unwrap();
+        for (sync, at) in [("a", 300), ("b", 100), ("a", 100), ("a", 200)] {
+            history.record(&summary(sync, at)).unwrap();
+        }
+        let ids =
+            |runs: Vec<RunSummary>| -> Vec<String> { runs.into_iter().map(|r| r.run_id).collect() };
+        assert_eq!(
+            ids(history.list(Some("a"), 10).unwrap()),
+            ["300-a", "200-a", "100-a"]
+        );
+        assert_eq!(ids(history.list(None, 2).unwrap()), ["300-a", "200-a"]);
+        assert_eq!(ids(history.list(Some("b"), 10).unwrap()), ["100-b"]);
     }
 }

@@ -5,12 +5,14 @@
 //! here without reading code. Entries are keyed by time, so pruning by age and by count
 //! walks from the oldest.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::ledger::{StoreError, Tree};
 
 /// What replaces a secret (the same everywhere).
 pub use crate::secrets::REDACTED;
@@ -199,7 +201,7 @@ fn cut_bytes(body: &[u8], max: usize) -> String {
 
 /// The inspector of one sync, writing into the ledger's database.
 pub struct Inspector {
-    tree: sled::Tree,
+    tree: Arc<dyn Tree>,
     config: InspectorConfig,
     redactor: Redactor,
     seq: AtomicU64,
@@ -214,7 +216,7 @@ pub struct Inspector {
 }
 
 impl Inspector {
-    pub fn new(tree: sled::Tree, config: InspectorConfig, redact: &[String]) -> Self {
+    pub fn new(tree: Arc<dyn Tree>, config: InspectorConfig, redact: &[String]) -> Self {
         Inspector {
             config,
             redactor: Redactor::new(redact),
@@ -233,7 +235,7 @@ impl Inspector {
         self
     }
 
-    fn storage_error(&self, err: sled::Error) -> anyhow::Error {
+    fn storage_error(&self, err: StoreError) -> anyhow::Error {
         match &self.ledger_path {
             Some(path) => crate::ledger::storage_error(path, "recording a request", err),
             None => err.into(),
@@ -260,7 +262,7 @@ impl Inspector {
         }
         let key = entry_key(exchange.at_ms, self.seq.fetch_add(1, Ordering::Relaxed));
         self.tree
-            .insert(key, encode(exchange)?)
+            .insert(&key, &encode(exchange)?)
             .map_err(|err| self.storage_error(err))?;
         self.entries.fetch_add(1, Ordering::Relaxed);
         if self
@@ -291,9 +293,8 @@ impl Inspector {
             if removed < excess || at_ms < oldest_kept {
                 if self
                     .tree
-                    .remove(key)
+                    .remove(&key)
                     .map_err(|err| self.storage_error(err))?
-                    .is_some()
                 {
                     self.entries.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -308,7 +309,7 @@ impl Inspector {
     /// Entries, newest first, that pass `filter`, at most `limit`.
     pub fn list(&self, limit: usize, filter: impl Fn(&Exchange) -> bool) -> Result<Vec<Exchange>> {
         let mut out = Vec::new();
-        for item in self.tree.iter().rev() {
+        for item in self.tree.iter_rev() {
             let (_, value) = item?;
             let exchange = decode(&value)?;
             if filter(&exchange) {

@@ -7,11 +7,13 @@
 
 pub mod auth;
 pub mod builtin;
+pub mod clock;
 pub mod config;
 pub mod conformance;
 pub mod demo;
 pub mod engine;
 pub mod error_chain;
+pub mod fate;
 pub mod history;
 pub mod inspector;
 pub mod ledger;

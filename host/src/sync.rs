@@ -113,7 +113,7 @@ impl Host {
         let sync = config.sync(name)?;
         let ledger = self.ledger.sync(name)?;
         let input = Input::Source {
-            ledger: Some(ledger.clone()),
+            filter: Some(Arc::new(ledger.clone())),
             send_all: sync.mode == SendMode::All,
             spool_dir: config.state_dir.clone(),
         };
@@ -131,7 +131,7 @@ impl Host {
         let sync = config.sync(name)?;
         let ledger = self.ledger.sync(name)?;
         let selection =
-            retry_job::select(&ledger, &sync.retry_job, request, crate::ledger::now_ms())?;
+            retry_job::select(&ledger, &sync.retry_job, request, crate::clock::now_ms())?;
         if selection.records.is_empty() {
             return Ok(RetryReport {
                 selection: selection.counts,
@@ -172,7 +172,7 @@ impl Host {
         }
         // Every log line of the run carries the sync and the run id.
         let span = tracing::info_span!("run", sync = %name, run = %control.run_id);
-        let (run_id, started_at_ms) = (control.run_id.clone(), crate::ledger::now_ms());
+        let (run_id, started_at_ms) = (control.run_id.clone(), crate::clock::now_ms());
         let mut report =
             match engine::run_sync(connector, spec, sync, self.http.clone(), input, control)
                 .instrument(span)

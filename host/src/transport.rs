@@ -6,7 +6,7 @@
 //! on the way in, so the connector, the ledger, the inspector, logs and reports only ever
 //! see `[redacted]` where a destination echoed a credential.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
@@ -194,9 +194,7 @@ impl Transport {
             .await
             .map_err(failed)?;
         let at = Instant::now();
-        let received_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let received_at_ms = crate::clock::now_ms();
         let status = response.status().as_u16();
         let headers = response
             .headers()

@@ -14,7 +14,7 @@ use sluice::output::Output;
 use sluice::report::{printable, printable_json};
 
 fn time(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let t = sluice::clock::at_ms(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -43,7 +43,7 @@ fn csv_cell(text: &str) -> Cow<'_, str> {
 
 fn time(ms: Option<u64>) -> String {
     ms.map(|ms| {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let t = sluice::clock::at_ms(ms);
         humantime::format_rfc3339_seconds(t).to_string()
     })
     .unwrap_or_default()

@@ -90,7 +90,7 @@ fn status_line(c: &Counters, elapsed: Duration) -> String {
         c.in_flight(),
     );
     let paused_until = c.paused_until_ms();
-    let now = sluice::ledger::now_ms();
+    let now = sluice::clock::now_ms();
     if paused_until > now {
         line.push_str(&format!(
             " · rate-limit pause {:.1}s",

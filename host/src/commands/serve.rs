@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use std::net::SocketAddr;
 
@@ -49,7 +48,7 @@ pub async fn run(path: &Path, metrics_addr: SocketAddr, now: bool) -> Result<Exi
         }
     }
     loop {
-        let now = SystemTime::now();
+        let now = sluice::clock::now();
         let next = config
             .syncs
             .iter()
@@ -67,7 +66,7 @@ pub async fn run(path: &Path, metrics_addr: SocketAddr, now: bool) -> Result<Exi
             ));
             return Ok(ExitCode::FAILURE);
         };
-        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        let wait = at.duration_since(sluice::clock::now()).unwrap_or_default();
         tracing::info!(?job, at = %humantime::format_rfc3339_seconds(at), "next scheduled work");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -11,24 +11,25 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::Batcher;
-use super::outcome::Count;
+use super::counters::Count;
+use super::filter::{Decision, Filter};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
-use crate::ledger::{Decision, SyncLedger};
 use crate::source::spool::{SpoolReader, SpoolWriter};
 use crate::source::{self, Record, Row, RowReader};
 
 /// Where a run's records come from.
 pub enum Input {
-    /// The sync's source. With a ledger, records the destination already holds are
-    /// skipped (unless `send_all`) and permanent ones are held while unchanged.
+    /// The sync's source. With a filter (the ledger), records the destination already
+    /// holds are skipped (unless `send_all`) and permanent ones are held while unchanged.
     Source {
-        ledger: Option<SyncLedger>,
+        filter: Option<Arc<dyn Filter>>,
         send_all: bool,
         /// Where the run keeps what it read until it is sent (the sync's state
         /// directory): an unlinked file, gone when the run ends.
@@ -82,12 +83,12 @@ pub(super) fn read(
             finished
         }
         Input::Source {
-            ledger,
+            filter,
             send_all,
             spool_dir,
         } => {
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
-            let ledger = ledger.filter(|ledger| !ledger.is_empty());
+            let filter = filter.filter(|filter| !filter.is_empty());
             let rows = source::open(spec, &spool_dir)?;
             let spooled = spool_source(rows, &spool_dir, &shared.stop, |line, reason| {
                 report(&mut invalid, line, reason, Count::InvalidRows);
@@ -110,8 +111,8 @@ pub(super) fn read(
                         report(&mut repeated, line, reason, Count::Duplicates);
                         continue;
                     }
-                    if let Some(ledger) = &ledger {
-                        match ledger.decide(&record, send_all)? {
+                    if let Some(filter) = &filter {
+                        match filter.decide(&record, send_all)? {
                             Decision::Send => {}
                             Decision::Unchanged => {
                                 shared.counters.add(Count::Unchanged, 1);

@@ -8,6 +8,8 @@
 
 mod backoff;
 mod batcher;
+mod counters;
+mod filter;
 mod gate;
 mod input;
 mod outcome;
@@ -24,8 +26,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use crate::fate::{Fate, RecordFailure, Settled};
+pub use counters::{Count, Counters};
+pub use filter::{Decision, Filter};
 pub use input::Input;
-pub use outcome::{Count, Counters, FailureList, Fate, RecordFailure, Settled, Sink};
+pub use outcome::{FailureList, Sink};
 
 use self::batcher::Batcher;
 use self::gate::Gate;
@@ -100,7 +105,7 @@ impl RunSummary {
             sync: sync.to_string(),
             run_id: run_id.to_string(),
             started_at_ms,
-            ended_at_ms: crate::ledger::now_ms(),
+            ended_at_ms: crate::clock::now_ms(),
             outcome: Outcome::Failed,
             error: Some(error),
             ..RunSummary::default()
@@ -155,7 +160,7 @@ impl Default for RunControl {
 
 /// A run id: the start time in milliseconds and a random suffix, readable and sortable.
 pub fn new_run_id() -> String {
-    format!("{}-{:04x}", crate::ledger::now_ms(), rand::random::<u16>())
+    format!("{}-{:04x}", crate::clock::now_ms(), rand::random::<u16>())
 }
 
 /// What every worker of one run shares.
@@ -258,7 +263,7 @@ impl Shared {
             headers.push((name.to_string(), String::new()));
         }
         Some(Exchange {
-            at_ms: crate::ledger::now_ms(),
+            at_ms: crate::clock::now_ms(),
             sync: self.spec.name.clone(),
             run: self.run_id.clone(),
             attempt,
@@ -292,7 +297,7 @@ impl Shared {
             return;
         };
         let redactor = inspector.redactor();
-        exchange.duration_ms = crate::ledger::now_ms().saturating_sub(exchange.at_ms);
+        exchange.duration_ms = crate::clock::now_ms().saturating_sub(exchange.at_ms);
         if let Some(response) = response {
             exchange.status = response.status;
             exchange.response_headers = redactor.headers(&response.headers);
@@ -327,7 +332,7 @@ pub async fn run_sync(
     control: RunControl,
 ) -> Result<RunReport> {
     let started = Instant::now();
-    let started_at_ms = crate::ledger::now_ms();
+    let started_at_ms = crate::clock::now_ms();
 
     // Configure one instance first: bad settings stop the sync before anything is read.
     let first = configure(connector.clone(), sync).await?;
@@ -498,7 +503,7 @@ pub async fn run_sync(
         sync: sync.name.clone(),
         run_id: control.run_id.clone(),
         started_at_ms,
-        ended_at_ms: crate::ledger::now_ms(),
+        ended_at_ms: crate::clock::now_ms(),
         outcome,
         error,
         read,

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::outcome::RecordFailure;
+use crate::fate::RecordFailure;
 use crate::sandbox::{GuestError, GuestErrorKind};
 
 /// What a run knows about its connector's limit failures, shared by every worker.

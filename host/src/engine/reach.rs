@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::outcome::RecordFailure;
+use crate::fate::RecordFailure;
 
 /// The first words of a run's error when the destination could not be reached.
 pub const UNREACHABLE: &str = "the destination could not be reached";

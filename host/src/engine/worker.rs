@@ -9,9 +9,10 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
 use super::Shared;
-use super::outcome::{Count, Fate, RecordFailure, Settled};
+use super::counters::Count;
 use super::poison::{Judgement, connector_limit, is_limit};
 use super::rate_limit::{self, deadline, millis};
+use crate::fate::{Fate, RecordFailure, Settled};
 use crate::sandbox::{
     Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict,
     Wait,
@@ -475,7 +476,7 @@ impl Worker {
                 // destination said when it will take requests again.
                 shared.gate.pause_until(until);
                 shared.counters.paused_until(
-                    crate::ledger::now_ms()
+                    crate::clock::now_ms()
                         .saturating_add(millis(until.saturating_duration_since(Instant::now()))),
                 );
                 if step.give_up {
