@@ -116,7 +116,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger under `state_dir`.
+    /// Opens (creating if needed) the ledger under `state_dir`. A ledger held by another
+    /// process, or a folder that is not a ledger, fails with an [`OpenError`] (reach it
+    /// with `downcast_ref`); other failures are said for the operator.
     pub fn open(state_dir: &Path) -> Result<Ledger> {
         let path = state_dir.join("ledger");
         let store: Arc<dyn Store> = Arc::new(sled::SledStore::open(&path)?);
