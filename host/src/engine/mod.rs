@@ -14,6 +14,7 @@ mod outcome;
 mod poison;
 mod rate_limit;
 mod reach;
+mod stop;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,8 @@ use self::batcher::Batcher;
 use self::gate::Gate;
 use self::poison::LimitFailures;
 use self::reach::Reach;
-use self::worker::{Stop, Worker};
+pub use self::stop::Stop;
+use self::worker::Worker;
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
 use crate::inspector::{Exchange, Inspector};
@@ -413,7 +415,7 @@ pub async fn run_sync(
                     None => {
                         configure(connector.clone(), &spec)
                             .await
-                            .map_err(|e| Stop::Fatal(format!("{e:#}")))?
+                            .map_err(Stop::Configure)?
                             .0
                     }
                 };
@@ -439,12 +441,9 @@ pub async fn run_sync(
         let stop = match joined {
             Ok(Ok(())) => continue,
             Ok(Err(stop)) => stop,
-            Err(panic) => Stop::Fatal(format!("a worker crashed: {panic}")),
+            Err(panic) => Stop::Crashed(panic),
         };
-        let message = match stop {
-            Stop::Guest(err) => err.to_string(),
-            Stop::Fatal(message) => message,
-        };
+        let message = stop.to_string();
         tracing::error!(sync = %sync.name, "stopping the run: {message}");
         failure.get_or_insert(message);
         shared.stop.cancel();

@@ -12,6 +12,7 @@ use super::Shared;
 use super::outcome::{Count, Fate, RecordFailure, Settled};
 use super::poison::{Judgement, connector_limit, is_limit};
 use super::rate_limit::{self, deadline, millis};
+use super::stop::Stop;
 use crate::sandbox::{
     Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict,
     Wait,
@@ -63,15 +64,6 @@ impl Job {
     }
 }
 
-/// Why a worker stopped early: the run as a whole cannot go on.
-pub enum Stop {
-    /// The connector failed (trap, time or memory limit, contract violation).
-    Guest(GuestError),
-    /// The destination or the host refused to go on (a fatal verdict, credentials that
-    /// cannot be renewed, a request to a forbidden host).
-    Fatal(String),
-}
-
 /// A record that alone made a connector call fail on a limit before the connector had
 /// shown it can do that call: judged once the worker has done another batch.
 struct SetAside {
@@ -113,7 +105,7 @@ impl Worker {
         self.instance = None;
         let (instance, _) = super::configure(self.connector.clone(), &self.shared.spec)
             .await
-            .map_err(|e| Stop::Fatal(format!("{e:#}")))?;
+            .map_err(Stop::Configure)?;
         self.instance = Some(instance);
         Ok(())
     }
@@ -411,10 +403,12 @@ impl Worker {
         let received = match sent {
             Ok(received) => received,
             Err(SendError::Refused(why)) => {
-                let message = format!("connector `{}`: {why}", shared.connector_name);
                 shared.inspect(exchange.as_mut(), None, "refused by the host".into());
                 shared.leave_pending(job.records, None);
-                return Err(Stop::Fatal(message));
+                return Err(Stop::HostRefused {
+                    connector: shared.connector_name.to_string(),
+                    why,
+                });
             }
             Err(SendError::Failed { code, message }) => {
                 shared.counters.add(Count::TransientFailures, 1);
@@ -515,10 +509,7 @@ impl Worker {
                 // as short sessions do, are renewed again.)
                 if job.renewed && !shared.credentials.ever_accepted(generation) {
                     shared.leave_pending(job.records, None);
-                    return Err(Stop::Fatal(format!(
-                        "the destination refused renewed credentials: {}: {}",
-                        failure.code, failure.message
-                    )));
+                    return Err(Stop::CredentialsRefused(failure));
                 }
                 match shared.credentials.renew(generation).await {
                     Ok(renewed) => {
@@ -531,19 +522,16 @@ impl Worker {
                     }
                     Err(err) => {
                         shared.leave_pending(job.records, None);
-                        return Err(Stop::Fatal(format!(
-                            "credentials expired ({}) and could not be renewed: {err:#}",
-                            failure.code
-                        )));
+                        return Err(Stop::RenewFailed {
+                            code: failure.code,
+                            error: err,
+                        });
                     }
                 }
             }
             Verdict::Fatal(failure) => {
                 shared.leave_pending(job.records, Some(failure.clone().into()));
-                return Err(Stop::Fatal(format!(
-                    "the destination failed fatally: {}: {}",
-                    failure.code, failure.message
-                )));
+                return Err(Stop::FatalVerdict(failure));
             }
         }
         Ok(())
