@@ -11,6 +11,7 @@ mod batcher;
 mod gate;
 mod input;
 mod outcome;
+mod plan;
 mod poison;
 mod rate_limit;
 mod reach;
