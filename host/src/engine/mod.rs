@@ -16,6 +16,7 @@ mod poison;
 mod rate_limit;
 mod reach;
 mod stop;
+mod verdict;
 mod worker;
 
 use std::sync::{Arc, Mutex};

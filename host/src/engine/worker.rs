@@ -14,8 +14,7 @@ use super::poison::{Judgement, connector_limit, is_limit};
 use super::rate_limit::millis;
 use super::stop::Stop;
 use crate::sandbox::{
-    Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, RecordOutcome, Verdict,
-    Wait,
+    Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, Verdict,
 };
 use crate::source::Record;
 use crate::transport::SendError;
@@ -341,7 +340,7 @@ impl Worker {
                     }
                 };
                 if let Some(response) = &response_seen {
-                    shared.inspect(exchange.as_mut(), Some(response), label(&verdict));
+                    shared.inspect(exchange.as_mut(), Some(response), format!("{verdict:#}"));
                 }
                 if !matches!(verdict, Verdict::AuthExpired(_)) {
                     shared.credentials.accepted(generation);
@@ -595,33 +594,6 @@ impl Worker {
         // The stack is last-in first-out: push the second half first.
         stack.push(second);
         stack.push(first);
-    }
-}
-
-/// A verdict in a few words, for the inspector.
-fn label(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::PerRecord(outcomes) => {
-            let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-            for o in outcomes {
-                let name = match o {
-                    RecordOutcome::Delivered(_) => "delivered",
-                    RecordOutcome::Rejected(_) => "rejected",
-                    RecordOutcome::Retry(_) => "retry",
-                    RecordOutcome::Permanent(_) => "permanent",
-                };
-                *counts.entry(name).or_default() += 1;
-            }
-            let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
-            format!("per-record({})", parts.join(", "))
-        }
-        Verdict::BatchRejected(f) => format!("batch-rejected({})", f.code),
-        Verdict::RateLimited(None) => "rate-limited".to_string(),
-        Verdict::RateLimited(Some(Wait::AfterMs(ms))) => format!("rate-limited(wait {ms}ms)"),
-        Verdict::RateLimited(Some(Wait::UntilUnixMs(at))) => format!("rate-limited(until {at})"),
-        Verdict::Transient(f) => format!("transient({})", f.code),
-        Verdict::AuthExpired(f) => format!("auth-expired({})", f.code),
-        Verdict::Fatal(f) => format!("fatal({})", f.code),
     }
 }
 
