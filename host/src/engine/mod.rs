@@ -34,7 +34,7 @@ use self::batcher::Batcher;
 use self::gate::Gate;
 use self::poison::LimitFailures;
 use self::reach::Reach;
-pub use self::stop::Stop;
+pub use self::stop::{Stop, StopKind};
 use self::worker::Worker;
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
@@ -67,6 +67,10 @@ pub struct RunSummary {
     pub outcome: Outcome,
     /// Why the run failed, when it did.
     pub error: Option<String>,
+    /// The kind of cause that stopped the run early, when a worker stopped it: a caller
+    /// branches on this, never on `error`'s text. Not kept in the run history.
+    #[serde(skip)]
+    pub stopped_by: Option<StopKind>,
     /// Records read (from the source, or picked by the retry job).
     pub read: u64,
     /// Source rows that could not become records (no key, not JSON); reported, skipped.
@@ -439,15 +443,17 @@ pub async fn run_sync(
     }
 
     let mut failure: Option<String> = None;
+    let mut stopped_by = None;
     while let Some(joined) = workers.join_next().await {
         let stop = match joined {
             Ok(Ok(())) => continue,
             Ok(Err(stop)) => stop,
             Err(panic) => Stop::Crashed(panic),
         };
-        let message = stop.to_string();
+        let (message, stop_kind) = (stop.to_string(), stop.kind());
         tracing::error!(sync = %sync.name, "stopping the run: {message}");
         failure.get_or_insert(message);
+        stopped_by.get_or_insert(stop_kind);
         shared.stop.cancel();
     }
     // With every worker gone, close the queue so that a reader blocked on it returns, and
@@ -502,6 +508,7 @@ pub async fn run_sync(
         ended_at_ms: crate::ledger::now_ms(),
         outcome,
         error,
+        stopped_by,
         read,
         invalid_rows: c.get(Count::InvalidRows),
         duplicate_keys: c.get(Count::Duplicates),

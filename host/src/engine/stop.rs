@@ -32,6 +32,33 @@ pub enum Stop {
     Crashed(tokio::task::JoinError),
 }
 
+/// Which cause stopped a run, without its text (which may quote the destination): for
+/// callers that branch on it, such as `sluice serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    Guest,
+    FatalVerdict,
+    CredentialsRefused,
+    RenewFailed,
+    HostRefused,
+    Configure,
+    Crashed,
+}
+
+impl Stop {
+    pub fn kind(&self) -> StopKind {
+        match self {
+            Stop::Guest(_) => StopKind::Guest,
+            Stop::FatalVerdict(_) => StopKind::FatalVerdict,
+            Stop::CredentialsRefused(_) => StopKind::CredentialsRefused,
+            Stop::RenewFailed { .. } => StopKind::RenewFailed,
+            Stop::HostRefused { .. } => StopKind::HostRefused,
+            Stop::Configure(_) => StopKind::Configure,
+            Stop::Crashed(_) => StopKind::Crashed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
