@@ -9,10 +9,11 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::outcome::{Fate, RecordFailure};
+use super::poison::connector_limit;
 use super::rate_limit::{self, deadline, millis};
 use super::stop::Stop;
 use crate::config::RetryPolicy;
-use crate::sandbox::{Failure, RecordOutcome, Verdict};
+use crate::sandbox::{Failure, GuestError, RecordOutcome, Verdict};
 use crate::source::Record;
 
 /// Some records of a batch on their way: the whole batch, a half of it after a bisection,
@@ -242,6 +243,13 @@ pub(super) fn refused(job: &Job, failure: RecordFailure) -> Step {
     } else {
         Step::Settle(Fate::Rejected(failure))
     }
+}
+
+/// `build-request` failed on the connector's memory or time limit: two records or more
+/// are split like a refused batch (on a fresh instance) to find the record at fault; for a
+/// record alone, `None`: `LimitFailures::judge` decides (reject, set aside, or stop).
+pub(super) fn over_limit(job: &Job, err: &GuestError) -> Option<Step> {
+    (job.records.len() > 1).then(|| Step::Bisect(connector_limit(err)))
 }
 
 /// A half known to hold the record at fault (its sibling was taken) is split without a

@@ -12,7 +12,7 @@ use super::outcome::{Count, Fate, RecordFailure, Settled};
 use super::plan::{self, Answer, Facts, Job, Step};
 
 mod apply;
-use super::poison::{Judgement, connector_limit, is_limit};
+use super::poison::{Judgement, is_limit};
 use super::stop::Stop;
 use crate::sandbox::{
     Connector, ConnectorInstance, GuestError, HttpRequest, PrecheckOutcome, Verdict,
@@ -398,9 +398,8 @@ impl Worker {
             abandon(&shared, job);
             return Err(stop);
         }
-        if job.records.len() > 1 {
-            self.bisect(job, connector_limit(&err), stack);
-            return Ok(());
+        if let Some(step) = plan::over_limit(&job, &err) {
+            return self.apply(step, job, stack).await;
         }
         let attempts = job.attempt.saturating_sub(1);
         match shared.limits.judge(&err) {

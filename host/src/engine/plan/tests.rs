@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::*;
-use crate::sandbox::Wait;
+use crate::sandbox::{GuestErrorKind, SandboxLimits, Wait};
 
 fn records(n: usize) -> Vec<Record> {
     (0..n)
@@ -415,4 +415,21 @@ fn pause_past_the_budget_leaves_records_pending_rate_limited() {
     // The job's own pause is already counted in its budget.
     job.paused_until = Some(now + Duration::from_secs(30));
     assert!(admit(&job, Some(now + Duration::from_secs(40)), &policy, now).is_none());
+}
+
+#[test]
+fn build_request_over_a_connector_limit_bisects_to_the_record_at_fault() {
+    let err = GuestError {
+        connector: "rest".into(),
+        call: "build-request",
+        kind: GuestErrorKind::MemoryLimit,
+        limits: SandboxLimits::default(),
+    };
+    let Some(Step::Bisect(f)) = over_limit(&Job::new(records(3), 1), &err) else {
+        panic!("not a bisection");
+    };
+    assert_eq!(f.code, "CONNECTOR_LIMIT");
+    assert!(f.message.contains("`build-request`"), "{}", f.message);
+    // A record alone is judged by `LimitFailures` (engine/poison.rs).
+    assert!(over_limit(&Job::new(records(1), 1), &err).is_none());
 }
