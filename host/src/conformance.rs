@@ -21,8 +21,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use crate::config::HostPattern;
 use crate::sandbox::{
     Connector, ConnectorInstance, GuestError, GuestErrorKind, HttpRequest, HttpResponse,
-    PrecheckOutcome, RecordOutcome, Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord,
-    Verdict, Wait, WorldError,
+    PrecheckOutcome, Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord, Verdict, Wait,
+    WorldError,
 };
 use crate::transport::{SendError, Transport};
 
@@ -903,32 +903,7 @@ fn classify(session: &mut Session, keys: &[String], case: Case, report: &mut Rep
 /// A verdict in a short form: `per-record[delivered(id), rejected(CODE)]`,
 /// `rate-limited(after 30000 ms)`, `transient(HTTP_500)`.
 pub fn show(verdict: &Verdict) -> String {
-    let wait = |w: &Option<Wait>| match w {
-        None => "no wait given".to_string(),
-        Some(Wait::AfterMs(ms)) => format!("after {ms} ms"),
-        Some(Wait::UntilUnixMs(at)) => format!("until {at} ms since the epoch"),
-    };
-    match verdict {
-        Verdict::PerRecord(outcomes) => format!(
-            "per-record[{}]",
-            outcomes
-                .iter()
-                .map(|o| match o {
-                    RecordOutcome::Delivered(id) =>
-                        format!("delivered({})", id.as_deref().unwrap_or("-")),
-                    RecordOutcome::Rejected(f) => format!("rejected({})", f.code),
-                    RecordOutcome::Retry(f) => format!("retry({})", f.code),
-                    RecordOutcome::Permanent(f) => format!("permanent({})", f.code),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Verdict::BatchRejected(f) => format!("batch-rejected({})", f.code),
-        Verdict::RateLimited(w) => format!("rate-limited({})", wait(w)),
-        Verdict::Transient(f) => format!("transient({})", f.code),
-        Verdict::AuthExpired(f) => format!("auth-expired({})", f.code),
-        Verdict::Fatal(f) => format!("fatal({})", f.code),
-    }
+    verdict.to_string()
 }
 
 /// A failed call in one line: a trap's reason without the guest's backtrace.

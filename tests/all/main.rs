@@ -19,4 +19,5 @@ mod salesforce;
 mod sandbox;
 mod secrets;
 mod sources;
+mod stops;
 mod storms;

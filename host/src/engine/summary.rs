@@ -1,0 +1,92 @@
+//! What a run reports when it ends: for people (`sluice run`), machines (`--json`) and
+//! the run history. The engine fills it; nothing here runs anything.
+
+use serde::{Deserialize, Serialize};
+
+use super::stop::StopKind;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every record read was settled (rejected records included).
+    #[default]
+    Completed,
+    /// Stopped by a fatal verdict or a connector failure; unsettled records are pending.
+    Failed,
+    /// Stopped by the operator (Ctrl-C, SIGTERM); unsettled records are pending.
+    Interrupted,
+}
+
+/// What a run did, for people (`sluice run`) and machines (`--json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub sync: String,
+    /// Unique per run; the inspector's entries carry it.
+    pub run_id: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
+    pub outcome: Outcome,
+    /// Why the run failed, when it did.
+    pub error: Option<String>,
+    /// The kind of cause that stopped the run early, when a worker stopped it: a caller
+    /// branches on this, never on `error`'s text. Not kept in the run history.
+    #[serde(skip)]
+    pub stopped_by: Option<StopKind>,
+    /// Records read (from the source, or picked by the retry job).
+    pub read: u64,
+    /// Source rows that could not become records (no key, not JSON); reported, skipped.
+    pub invalid_rows: u64,
+    /// Earlier rows of a key repeated in the source (the last row wins); reported, skipped.
+    pub duplicate_keys: u64,
+    /// Records the destination already holds with the same data (mode "changed").
+    pub unchanged: u64,
+    /// Permanent records whose data has not changed: held for a person.
+    pub held: u64,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub permanent: u64,
+    /// Read but not settled: they are sent again by a later run.
+    pub pending: u64,
+    pub requests: u64,
+    /// Record sends repeated in this run (retry verdicts, transient failures).
+    pub retries: u64,
+    pub rate_limit_waits: u64,
+    pub rate_limit_wait_ms: u64,
+    pub bisections: u64,
+    pub transient_failures: u64,
+    pub auth_renewals: u64,
+    /// Time spent inside the connector (precheck, build-request, classify), summed over
+    /// workers.
+    pub connector_ms: u64,
+    pub elapsed_ms: u64,
+}
+
+impl RunSummary {
+    /// The summary of a run that could not start (bad settings, missing credentials), so
+    /// that the run history shows it too.
+    pub fn not_started(sync: &str, run_id: &str, started_at_ms: u64, error: String) -> Self {
+        RunSummary {
+            sync: sync.to_string(),
+            run_id: run_id.to_string(),
+            started_at_ms,
+            ended_at_ms: crate::clock::now_ms(),
+            outcome: Outcome::Failed,
+            error: Some(error),
+            ..RunSummary::default()
+        }
+    }
+}
+
+/// A source row that was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidRow {
+    pub line: u64,
+    pub reason: String,
+}
+
+pub struct RunReport {
+    pub summary: RunSummary,
+    /// The first skipped source rows, unusable or repeated (at most `MAX_INVALID_ROWS_KEPT`).
+    pub invalid_rows: Vec<InvalidRow>,
+}
