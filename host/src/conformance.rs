@@ -369,7 +369,7 @@ fn load(
             millis(started.elapsed())
         ),
     );
-    match runtime.world_version(&component) {
+    let version = match runtime.world_version(&component) {
         Ok(version) => {
             report.push(
                 "world",
@@ -379,7 +379,8 @@ fn load(
                     SUPPORTED_VERSIONS.join(", ")
                 ),
             );
-            report.version = Some(version);
+            report.version = Some(version.clone());
+            version
         }
         Err(err) => {
             let violation = match err {
@@ -389,8 +390,8 @@ fn load(
             report.push("world", Status::Violation(violation), err.to_string());
             return None;
         }
-    }
-    match runtime.link(name, &component, limits) {
+    };
+    match runtime.link(name, &version, &component, limits) {
         Ok(connector) => {
             report.push(
                 "imports",

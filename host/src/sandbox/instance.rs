@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{
-    DestinationConnector, Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome,
-    SourceRecord, Verdict,
-};
 use super::guest::GuestState;
 use super::runtime::{SandboxLimits, ticks};
+use super::types::{
+    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, SourceRecord, Verdict,
+};
+use super::wit::Bindings;
 
 /// What went wrong in a call into a connector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl GuestError {
 pub struct ConnectorInstance {
     name: Arc<str>,
     store: Store<GuestState>,
-    bindings: DestinationConnector,
+    bindings: Bindings,
     limits: SandboxLimits,
     failed: bool,
 }
@@ -119,7 +119,7 @@ impl ConnectorInstance {
     pub(super) fn new(
         name: Arc<str>,
         store: Store<GuestState>,
-        bindings: DestinationConnector,
+        bindings: Bindings,
         limits: SandboxLimits,
     ) -> Self {
         ConnectorInstance {
@@ -139,9 +139,7 @@ impl ConnectorInstance {
         &mut self,
         settings: &[(String, String)],
     ) -> Result<Result<Limits, Failure>, GuestError> {
-        self.call("configure", |b, s| {
-            b.sluice_connector_destination().call_configure(s, settings)
-        })
+        self.call("configure", |b, s| b.configure(s, settings))
     }
 
     /// One entry per record; a list of another length is refused here, once for every
@@ -150,9 +148,7 @@ impl ConnectorInstance {
         &mut self,
         batch: &[SourceRecord],
     ) -> Result<Vec<Option<PrecheckOutcome>>, GuestError> {
-        let outcomes = self.call("precheck", |b, s| {
-            b.sluice_connector_destination().call_precheck(s, batch)
-        })?;
+        let outcomes = self.call("precheck", |b, s| b.precheck(s, batch))?;
         if outcomes.len() != batch.len() {
             return Err(self.violation(
                 "precheck",
@@ -170,10 +166,7 @@ impl ConnectorInstance {
         &mut self,
         batch: &[SourceRecord],
     ) -> Result<Result<HttpRequest, Failure>, GuestError> {
-        self.call("build-request", |b, s| {
-            b.sluice_connector_destination()
-                .call_build_request(s, batch)
-        })
+        self.call("build-request", |b, s| b.build_request(s, batch))
     }
 
     /// A verdict whose per-record list does not match `keys` is refused here.
@@ -182,10 +175,7 @@ impl ConnectorInstance {
         keys: &[String],
         response: &HttpResponse,
     ) -> Result<Verdict, GuestError> {
-        let verdict = self.call("classify", |b, s| {
-            b.sluice_connector_destination()
-                .call_classify(s, keys, response)
-        })?;
+        let verdict = self.call("classify", |b, s| b.classify(s, keys, response))?;
         if let Verdict::PerRecord(outcomes) = &verdict
             && outcomes.len() != keys.len()
         {
@@ -208,7 +198,7 @@ impl ConnectorInstance {
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&DestinationConnector, &mut Store<GuestState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
         if self.failed {
             return Err(GuestError {
