@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Method;
 
 use crate::config::HostPattern;
 use crate::sandbox::{
@@ -24,7 +24,7 @@ use crate::sandbox::{
     PrecheckOutcome, RecordOutcome, Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord,
     Verdict, Wait, WorldError,
 };
-use crate::transport::{SendError, Transport};
+use crate::transport::{Refusal, Transport};
 
 /// The base URL relative request paths are resolved against in the check.
 const BASE_URL: &str = "https://destination.example";
@@ -648,49 +648,21 @@ fn build_request(
         }
         Ok(Ok(Ok(request))) => request,
     };
-    let method = request.method.to_ascii_uppercase();
-    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-        return report.push(
-            NAME,
-            Status::Violation(Violation::MalformedRequest),
-            format!(
-                "method {:?} is not one of GET, POST, PUT, PATCH, DELETE",
-                request.method
-            ),
-        );
-    }
-    let url = match transport.resolve(&request.url) {
-        Ok(url) => url,
-        Err(SendError::Refused(why)) => {
-            let violation = if why.contains("refused before it left") {
-                Violation::ForbiddenHost
-            } else {
-                Violation::MalformedRequest
+    let prepared = match transport.prepare(&request) {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let violation = match refusal {
+                Refusal::ForbiddenHost { .. } => Violation::ForbiddenHost,
+                Refusal::InvalidUrl { .. }
+                | Refusal::NotHttp(_)
+                | Refusal::Method(_)
+                | Refusal::HeaderName(_)
+                | Refusal::HeaderValue(_) => Violation::MalformedRequest,
             };
-            return report.push(NAME, Status::Violation(violation), why);
+            return report.push(NAME, Status::Violation(violation), refusal.to_string());
         }
-        Err(SendError::Failed { message, .. }) => return report.push(NAME, Status::Error, message),
     };
-    let mut dropped = Vec::new();
-    for (name, value) in &request.headers {
-        let Ok(header) = HeaderName::try_from(name.as_str()) else {
-            return report.push(
-                NAME,
-                Status::Violation(Violation::MalformedRequest),
-                format!("{name:?} is not a valid header name"),
-            );
-        };
-        if HeaderValue::try_from(value.as_str()).is_err() {
-            return report.push(
-                NAME,
-                Status::Violation(Violation::MalformedRequest),
-                format!("the value of header `{name}` is not a valid header value"),
-            );
-        }
-        if crate::transport::HOST_OWNED.contains(&header.as_str()) {
-            dropped.push(header.as_str().to_string());
-        }
-    }
+    let (method, url, dropped) = (prepared.method, prepared.url, prepared.dropped);
     let shape = format!(
         "{method} {url} ({} header{}, a body of {} bytes)",
         request.headers.len(),
@@ -706,7 +678,7 @@ fn build_request(
                 dropped.join(", ")
             ),
         );
-    } else if method == "GET" && !request.body.is_empty() {
+    } else if method == Method::GET && !request.body.is_empty() {
         report.push(
             NAME,
             Status::Warning,
@@ -934,19 +906,7 @@ pub fn show(verdict: &Verdict) -> String {
 
 /// A failed call in one line: a trap's reason without the guest's backtrace.
 fn describe(err: &GuestError) -> String {
-    let text = err.to_string();
-    let Some((head, _)) = text.split_once('\n') else {
-        return text;
-    };
-    let last = text.lines().last().unwrap_or_default();
-    let reason = last
-        .rsplit_once(">: ")
-        .map_or(last.trim(), |(_, r)| r.trim());
-    let head = head.trim_end_matches(|c: char| c == ':' || c.is_whitespace());
-    let head = head
-        .strip_suffix("error while executing at wasm backtrace")
-        .unwrap_or(head);
-    format!("{} {reason}", head.trim_end())
+    err.one_line()
 }
 
 fn millis(d: Duration) -> String {

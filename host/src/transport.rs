@@ -21,10 +21,72 @@ use crate::secrets::{Scrubber, Secrets};
 pub enum SendError {
     /// The connector built a request the host will not send (a forbidden host, a bad
     /// method or header): the connector is at fault, so the run stops.
-    Refused(String),
+    Refused(Refusal),
     /// The request was sent but failed on the way (a timeout, a refused connection):
     /// transient, so the batch is retried.
     Failed { code: String, message: String },
+}
+
+/// Why the host will not send a request a connector built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("`{url}` is not a valid URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("`{0}` is neither an http(s) URL nor a path relative to base_url")]
+    NotHttp(String),
+    /// The URL's host is neither base_url's nor in `allowed_hosts` (listed, or `empty`).
+    #[error(
+        "a request to {host}:{port} was refused before it left: that host is not the \
+         sync's base_url and not in the connector's allowed_hosts ({allowed})"
+    )]
+    ForbiddenHost {
+        host: String,
+        port: u16,
+        allowed: String,
+    },
+    #[error("method `{0}` is not one of GET, POST, PUT, PATCH, DELETE")]
+    Method(String),
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    #[error("the value of header `{0}` is not valid")]
+    HeaderValue(String),
+}
+
+impl Refusal {
+    /// The same refusal with every secret in its text replaced.
+    fn scrubbed(self, scrubber: &Scrubber) -> Refusal {
+        let s = |text: String| scrubber.scrub_string(text);
+        match self {
+            Refusal::InvalidUrl { url, reason } => Refusal::InvalidUrl {
+                url: s(url),
+                reason: s(reason),
+            },
+            Refusal::NotHttp(url) => Refusal::NotHttp(s(url)),
+            Refusal::ForbiddenHost {
+                host,
+                port,
+                allowed,
+            } => Refusal::ForbiddenHost {
+                host: s(host),
+                port,
+                allowed: s(allowed),
+            },
+            Refusal::Method(method) => Refusal::Method(s(method)),
+            Refusal::HeaderName(name) => Refusal::HeaderName(s(name)),
+            Refusal::HeaderValue(name) => Refusal::HeaderValue(s(name)),
+        }
+    }
+}
+
+/// A connector's request as it will be sent: checked, resolved, credentials not yet added.
+#[derive(Debug)]
+pub struct Prepared {
+    pub method: Method,
+    pub url: Url,
+    /// The connector's headers, less those the host owns.
+    pub headers: HeaderMap,
+    /// Headers the connector set that the host owns, so dropped (lower-case names).
+    pub dropped: Vec<String>,
 }
 
 /// A response and when it arrived.
@@ -85,16 +147,16 @@ impl Transport {
     /// (`/v1/items` on `https://h/api` is `https://h/api/v1/items`), with base_url's
     /// query parameters kept first and the request's own after them. A fragment is never
     /// sent, so it is dropped.
-    pub fn resolve(&self, url: &str) -> Result<Url, SendError> {
+    pub fn resolve(&self, url: &str) -> Result<Url, Refusal> {
         let resolved = if url.starts_with("http://") || url.starts_with("https://") {
-            let mut absolute = Url::parse(url)
-                .map_err(|err| SendError::Refused(format!("`{url}` is not a valid URL: {err}")))?;
+            let mut absolute = Url::parse(url).map_err(|err| Refusal::InvalidUrl {
+                url: url.to_string(),
+                reason: err.to_string(),
+            })?;
             absolute.set_fragment(None);
             absolute
         } else if url.contains("://") || url.starts_with("//") {
-            return Err(SendError::Refused(format!(
-                "`{url}` is neither an http(s) URL nor a path relative to base_url"
-            )));
+            return Err(Refusal::NotHttp(url.to_string()));
         } else {
             join(&self.base_url, url)
         };
@@ -106,10 +168,10 @@ impl Transport {
         if same_origin || self.allowed_hosts.iter().any(|p| p.matches(host, port)) {
             Ok(resolved)
         } else {
-            Err(SendError::Refused(format!(
-                "a request to {host}:{port} was refused before it left: that host is not the \
-                 sync's base_url and not in the connector's allowed_hosts ({})",
-                if self.allowed_hosts.is_empty() {
+            Err(Refusal::ForbiddenHost {
+                host: host.to_string(),
+                port,
+                allowed: if self.allowed_hosts.is_empty() {
                     "empty".to_string()
                 } else {
                     self.allowed_hosts
@@ -117,9 +179,44 @@ impl Transport {
                         .map(|h| h.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
-                }
-            )))
+                },
+            })
         }
+    }
+
+    /// Checks `request` as the host does before sending it: its URL resolved and allowed,
+    /// its method one the host sends, its headers valid, those the host owns dropped.
+    /// The transport and the conformance check both go through here.
+    pub fn prepare(&self, request: &HttpRequest) -> Result<Prepared, Refusal> {
+        let url = self.resolve(&request.url)?;
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            other => return Err(Refusal::Method(other.to_string())),
+        };
+        let mut headers = HeaderMap::new();
+        let mut dropped = Vec::new();
+        for (name, value) in &request.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| Refusal::HeaderName(name.clone()))?;
+            // A header the host owns is dropped whatever its value.
+            if HOST_OWNED.contains(&name.as_str()) {
+                dropped.push(name.as_str().to_string());
+                continue;
+            }
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| Refusal::HeaderValue(name.to_string()))?;
+            headers.append(name, value);
+        }
+        Ok(Prepared {
+            method,
+            url,
+            headers,
+            dropped,
+        })
     }
 
     /// Sends `request` with `auth`, and returns the response (or why there was none)
@@ -155,31 +252,12 @@ impl Transport {
         request: &HttpRequest,
         auth: Option<&AuthHeader>,
     ) -> Result<(Received, bool), SendError> {
-        let url = self.resolve(&request.url)?;
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            "GET" => Method::GET,
-            "POST" => Method::POST,
-            "PUT" => Method::PUT,
-            "PATCH" => Method::PATCH,
-            "DELETE" => Method::DELETE,
-            other => {
-                return Err(SendError::Refused(format!(
-                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
-                )));
-            }
-        };
-        let mut headers = HeaderMap::new();
-        for (name, value) in &request.headers {
-            let name = HeaderName::try_from(name.as_str())
-                .map_err(|_| SendError::Refused(format!("`{name}` is not a valid header name")))?;
-            if HOST_OWNED.contains(&name.as_str()) {
-                continue;
-            }
-            let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-                SendError::Refused(format!("the value of header `{name}` is not valid"))
-            })?;
-            headers.append(name, value);
-        }
+        let Prepared {
+            method,
+            url,
+            mut headers,
+            ..
+        } = self.prepare(request).map_err(SendError::Refused)?;
         if let Some(auth) = auth {
             headers.insert(auth.name.clone(), auth.value.clone());
         }
@@ -264,7 +342,7 @@ fn join(base: &Url, relative: &str) -> Url {
 
 fn scrub_error(err: SendError, scrubber: &Scrubber) -> SendError {
     match err {
-        SendError::Refused(why) => SendError::Refused(scrubber.scrub_string(why)),
+        SendError::Refused(why) => SendError::Refused(why.scrubbed(scrubber)),
         SendError::Failed { code, message } => SendError::Failed {
             code,
             message: scrubber.scrub_string(message),
@@ -290,6 +368,53 @@ fn failed(err: reqwest::Error) -> SendError {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The one check the transport and the conformance check share, case by case.
+    #[test]
+    fn a_request_is_prepared_or_refused_by_kind() {
+        let t = transport("https://h.example/api", &[]);
+        let request = |method: &str, url: &str, headers: &[(&str, &str)]| HttpRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        };
+        let ok = t
+            .prepare(&request(
+                "post",
+                "/v1/items",
+                &[("Authorization", "x\n"), ("x-id", "7")],
+            ))
+            .unwrap();
+        assert_eq!(ok.method, Method::POST);
+        assert_eq!(ok.url.as_str(), "https://h.example/api/v1/items");
+        assert_eq!(ok.dropped, ["authorization"]);
+        assert_eq!(ok.headers.len(), 1);
+        let refused = |r: HttpRequest| t.prepare(&r).unwrap_err();
+        assert!(matches!(
+            refused(request("POST", "https://evil.example/x", &[])),
+            Refusal::ForbiddenHost { port: 443, .. }
+        ));
+        assert_eq!(
+            refused(request("TRACE", "/x", &[])),
+            Refusal::Method("TRACE".into())
+        );
+        assert_eq!(
+            refused(request("GET", "ftp://h.example/x", &[])),
+            Refusal::NotHttp("ftp://h.example/x".into())
+        );
+        assert_eq!(
+            refused(request("GET", "/x", &[("bad name", "1")])),
+            Refusal::HeaderName("bad name".into())
+        );
+        assert_eq!(
+            refused(request("GET", "/x", &[("x-a", "1\n")])),
+            Refusal::HeaderValue("x-a".into())
+        );
+    }
 
     fn transport(base: &str, allowed: &[&str]) -> Transport {
         Transport::new(
@@ -396,10 +521,7 @@ mod tests {
             "//evil.example/x",
             "ftp://h.example/x",
         ] {
-            assert!(
-                matches!(t.resolve(url), Err(SendError::Refused(_))),
-                "{url}"
-            );
+            assert!(t.resolve(url).is_err(), "{url}");
         }
     }
 

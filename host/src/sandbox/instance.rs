@@ -95,6 +95,32 @@ impl GuestError {
         }
     }
 
+    /// This error in one line: a trap's reason without the guest's backtrace (which
+    /// Wasmtime gives one frame a line). The full text is `Display`'s.
+    pub fn one_line(&self) -> String {
+        let GuestErrorKind::Trap(detail) = &self.kind else {
+            return self.to_string();
+        };
+        let Some((first, _)) = detail.split_once('\n') else {
+            return self.to_string();
+        };
+        let last = detail.lines().last().unwrap_or_default();
+        let reason = last
+            .rsplit_once(">: ")
+            .map_or(last.trim(), |(_, r)| r.trim());
+        let first = first.trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+        let first = first
+            .strip_suffix("error while executing at wasm backtrace")
+            .unwrap_or(first)
+            .trim_end();
+        let head = format!("connector `{}` trapped in `{}`:", self.connector, self.call);
+        if first.is_empty() {
+            format!("{head} {reason}")
+        } else {
+            format!("{head} {first} {reason}")
+        }
+    }
+
     pub fn contract(connector: &str, call: &'static str, detail: String) -> Self {
         GuestError {
             connector: connector.into(),
@@ -215,5 +241,42 @@ impl ConnectorInstance {
             self.failed = true;
             GuestError::from_wasmtime(&self.name, call, &self.store, self.limits, err)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trapped(detail: &str) -> GuestError {
+        GuestError {
+            connector: "rest".into(),
+            call: "classify",
+            kind: GuestErrorKind::Trap(detail.into()),
+            limits: SandboxLimits::default(),
+        }
+    }
+
+    #[test]
+    fn a_trap_in_one_line_keeps_its_reason_and_drops_the_backtrace() {
+        let err = trapped(
+            "error while executing at wasm backtrace:\n    0: 0x1f2 - rest!classify\n    \
+             1: 0x3a4 - <unknown>!<wasm function 7>: wasm trap: wasm `unreachable` \
+             instruction executed",
+        );
+        assert_eq!(
+            err.one_line(),
+            "connector `rest` trapped in `classify`: wasm trap: wasm `unreachable` \
+             instruction executed"
+        );
+        assert_eq!(
+            trapped("out of bounds memory access").one_line(),
+            "connector `rest` trapped in `classify`: out of bounds memory access"
+        );
+        let timeout = GuestError {
+            kind: GuestErrorKind::Timeout,
+            ..trapped("")
+        };
+        assert_eq!(timeout.one_line(), timeout.to_string());
     }
 }
