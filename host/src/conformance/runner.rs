@@ -8,12 +8,12 @@ use reqwest::Method;
 
 use super::cases::{Case, cases, sample, show};
 use super::report::{Report, Status, Violation};
-use crate::config::HostPattern;
+
 use crate::sandbox::{
     Connector, ConnectorInstance, GuestError, GuestErrorKind, HttpRequest, PrecheckOutcome,
     Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord, WorldError,
 };
-use crate::transport::{Refusal, Transport};
+use crate::transport::{HostPattern, Refusal, Transport};
 
 /// The base URL relative request paths are resolved against in the check.
 const BASE_URL: &str = "https://destination.example";

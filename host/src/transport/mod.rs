@@ -12,9 +12,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use crate::auth::AuthHeader;
-use crate::config::HostPattern;
 use crate::sandbox::{HttpRequest, HttpResponse};
 use crate::secrets::{Scrubber, Secrets};
+
+mod hosts;
+
+pub use hosts::HostPattern;
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
