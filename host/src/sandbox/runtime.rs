@@ -140,11 +140,9 @@ impl Runtime {
             .with_context(|| {
                 format!("connector `{name}` imports something the sandbox does not provide")
             })?;
-        let pre = ConnectorPre::new(version, pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("connector `{name}` does not implement the destination-connector world")
-            })?;
+        let pre = ConnectorPre::new(version, pre).with_context(|| {
+            format!("connector `{name}` does not implement the destination-connector world")
+        })?;
         Ok(Connector {
             name: name.into(),
             engine: self.engine.clone(),
@@ -232,37 +230,30 @@ fn one_line(text: &str) -> String {
 }
 
 /// Why a component's exports are not a world this host loads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorldError {
     /// No `sluice:connector/destination` export at all; these are its exports.
+    #[error(
+        "it does not export `sluice:connector/destination` (its exports: {}); build it \
+         against the `destination-connector` world in wit/",
+        listed(exports)
+    )]
     NotExported { exports: Vec<String> },
     /// Built against a version of the package this host does not support.
+    #[error(
+        "it was built against sluice:connector@{found}, and this Sluice supports {}",
+        SUPPORTED_VERSIONS.join(", ")
+    )]
     Unsupported { found: String },
 }
 
-impl std::fmt::Display for WorldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorldError::NotExported { exports } => write!(
-                f,
-                "it does not export `sluice:connector/destination` (its exports: {}); build it \
-                 against the `destination-connector` world in wit/",
-                if exports.is_empty() {
-                    "none".to_string()
-                } else {
-                    exports.join(", ")
-                }
-            ),
-            WorldError::Unsupported { found } => write!(
-                f,
-                "it was built against sluice:connector@{found}, and this Sluice supports {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        }
+fn listed(exports: &[String]) -> String {
+    if exports.is_empty() {
+        "none".to_string()
+    } else {
+        exports.join(", ")
     }
 }
-
-impl std::error::Error for WorldError {}
 
 /// A compiled, linked connector. Cheap to instantiate: one instance per worker.
 pub struct Connector {
