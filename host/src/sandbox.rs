@@ -5,15 +5,16 @@
 //! limit, so a trap, an endless loop or a memory bomb becomes an error naming the
 //! connector and the call; the host and other syncs go on.
 
-mod bindings;
 mod cache;
 mod guest;
 mod instance;
 mod runtime;
+mod types;
+mod wit;
 
-pub use bindings::{
+pub use instance::{ConnectorInstance, GuestError, GuestErrorKind};
+pub use runtime::{Connector, Runtime, SUPPORTED_VERSIONS, SandboxLimits, WorldError};
+pub use types::{
     Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, RecordOutcome, SourceRecord,
     Verdict, Wait,
 };
-pub use instance::{ConnectorInstance, GuestError, GuestErrorKind};
-pub use runtime::{Connector, Runtime, SUPPORTED_VERSIONS, SandboxLimits, WorldError};

@@ -1,9 +1,46 @@
 //! When scheduled work fires: times of day in UTC, computed from a given clock so that
 //! tests need no sleeps.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::TimeOfDay;
+/// A UTC time of day, written `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    pub const fn new(hour: u8, minute: u8) -> Self {
+        TimeOfDay { hour, minute }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("`{text}` is not a time of day: expected \"HH:MM\" (UTC), like \"11:30\"");
+        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+        let (hour, minute) = (
+            h.parse::<u8>().map_err(|_| bad())?,
+            m.parse::<u8>().map_err(|_| bad())?,
+        );
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay { hour, minute })
+    }
+
+    /// Seconds after midnight UTC.
+    pub fn seconds(self) -> u64 {
+        u64::from(self.hour) * 3600 + u64::from(self.minute) * 60
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
 
 const DAY: u64 = 24 * 3600;
 
@@ -24,6 +61,15 @@ pub fn next_fire(times: &[TimeOfDay], now: SystemTime) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_of_day() {
+        assert_eq!(TimeOfDay::parse("11:30").unwrap().seconds(), 41_400);
+        assert_eq!(TimeOfDay::parse("00:05").unwrap().to_string(), "00:05");
+        for bad in ["24:00", "11:60", "1130", "11:3", "noon", ""] {
+            assert!(TimeOfDay::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn at(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(s)

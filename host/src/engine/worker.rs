@@ -355,7 +355,7 @@ impl Worker {
             }
             Err(SendError::Refused(why)) => {
                 shared.inspect(exchange.as_mut(), None, "refused by the host".into());
-                (Answer::HostRefused(why), Instant::now(), 0)
+                (Answer::HostRefused(why.to_string()), Instant::now(), 0)
             }
             Err(SendError::Failed { code, message }) => {
                 shared.counters.add(Count::TransientFailures, 1);

@@ -12,9 +12,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::Level;
-use super::bindings::v0_1_0::sluice::connector::{host, types};
-
 /// The state of one connector instance's store.
 pub struct GuestState {
     wasi: WasiCtx,
@@ -50,17 +47,26 @@ impl WasiView for GuestState {
     }
 }
 
-impl types::Host for GuestState {}
+/// The level of a log line a connector writes, whatever WIT version it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
 
-impl host::Host for GuestState {
-    fn log(&mut self, level: Level, message: String) {
+impl GuestState {
+    /// A connector's log line, tagged with the connector (and sync).
+    pub fn log(&mut self, level: LogLevel, message: &str) {
         let connector = &*self.label;
         match level {
-            Level::Trace => tracing::trace!(target: "sluice::connector", connector, "{message}"),
-            Level::Debug => tracing::debug!(target: "sluice::connector", connector, "{message}"),
-            Level::Info => tracing::info!(target: "sluice::connector", connector, "{message}"),
-            Level::Warn => tracing::warn!(target: "sluice::connector", connector, "{message}"),
-            Level::Error => tracing::error!(target: "sluice::connector", connector, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "sluice::connector", connector, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "sluice::connector", connector, "{message}"),
+            LogLevel::Info => tracing::info!(target: "sluice::connector", connector, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "sluice::connector", connector, "{message}"),
+            LogLevel::Error => tracing::error!(target: "sluice::connector", connector, "{message}"),
         }
     }
 }

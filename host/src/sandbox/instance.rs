@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{
-    DestinationConnector, Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome,
-    SourceRecord, Verdict,
-};
 use super::guest::GuestState;
 use super::runtime::{SandboxLimits, ticks};
+use super::types::{
+    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, SourceRecord, Verdict,
+};
+use super::wit::Bindings;
 
 /// What went wrong in a call into a connector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,32 @@ impl GuestError {
         }
     }
 
+    /// This error in one line: a trap's reason without the guest's backtrace (which
+    /// Wasmtime gives one frame a line). The full text is `Display`'s.
+    pub fn one_line(&self) -> String {
+        let GuestErrorKind::Trap(detail) = &self.kind else {
+            return self.to_string();
+        };
+        let Some((first, _)) = detail.split_once('\n') else {
+            return self.to_string();
+        };
+        let last = detail.lines().last().unwrap_or_default();
+        let reason = last
+            .rsplit_once(">: ")
+            .map_or(last.trim(), |(_, r)| r.trim());
+        let first = first.trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+        let first = first
+            .strip_suffix("error while executing at wasm backtrace")
+            .unwrap_or(first)
+            .trim_end();
+        let head = format!("connector `{}` trapped in `{}`:", self.connector, self.call);
+        if first.is_empty() {
+            format!("{head} {reason}")
+        } else {
+            format!("{head} {first} {reason}")
+        }
+    }
+
     pub fn contract(connector: &str, call: &'static str, detail: String) -> Self {
         GuestError {
             connector: connector.into(),
@@ -110,7 +136,7 @@ impl GuestError {
 pub struct ConnectorInstance {
     name: Arc<str>,
     store: Store<GuestState>,
-    bindings: DestinationConnector,
+    bindings: Bindings,
     limits: SandboxLimits,
     failed: bool,
 }
@@ -119,7 +145,7 @@ impl ConnectorInstance {
     pub(super) fn new(
         name: Arc<str>,
         store: Store<GuestState>,
-        bindings: DestinationConnector,
+        bindings: Bindings,
         limits: SandboxLimits,
     ) -> Self {
         ConnectorInstance {
@@ -139,9 +165,7 @@ impl ConnectorInstance {
         &mut self,
         settings: &[(String, String)],
     ) -> Result<Result<Limits, Failure>, GuestError> {
-        self.call("configure", |b, s| {
-            b.sluice_connector_destination().call_configure(s, settings)
-        })
+        self.call("configure", |b, s| b.configure(s, settings))
     }
 
     /// One entry per record; a list of another length is refused here, once for every
@@ -150,9 +174,7 @@ impl ConnectorInstance {
         &mut self,
         batch: &[SourceRecord],
     ) -> Result<Vec<Option<PrecheckOutcome>>, GuestError> {
-        let outcomes = self.call("precheck", |b, s| {
-            b.sluice_connector_destination().call_precheck(s, batch)
-        })?;
+        let outcomes = self.call("precheck", |b, s| b.precheck(s, batch))?;
         if outcomes.len() != batch.len() {
             return Err(self.violation(
                 "precheck",
@@ -170,10 +192,7 @@ impl ConnectorInstance {
         &mut self,
         batch: &[SourceRecord],
     ) -> Result<Result<HttpRequest, Failure>, GuestError> {
-        self.call("build-request", |b, s| {
-            b.sluice_connector_destination()
-                .call_build_request(s, batch)
-        })
+        self.call("build-request", |b, s| b.build_request(s, batch))
     }
 
     /// A verdict whose per-record list does not match `keys` is refused here.
@@ -182,10 +201,7 @@ impl ConnectorInstance {
         keys: &[String],
         response: &HttpResponse,
     ) -> Result<Verdict, GuestError> {
-        let verdict = self.call("classify", |b, s| {
-            b.sluice_connector_destination()
-                .call_classify(s, keys, response)
-        })?;
+        let verdict = self.call("classify", |b, s| b.classify(s, keys, response))?;
         if let Verdict::PerRecord(outcomes) = &verdict
             && outcomes.len() != keys.len()
         {
@@ -208,7 +224,7 @@ impl ConnectorInstance {
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&DestinationConnector, &mut Store<GuestState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
         if self.failed {
             return Err(GuestError {
@@ -225,5 +241,42 @@ impl ConnectorInstance {
             self.failed = true;
             GuestError::from_wasmtime(&self.name, call, &self.store, self.limits, err)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trapped(detail: &str) -> GuestError {
+        GuestError {
+            connector: "rest".into(),
+            call: "classify",
+            kind: GuestErrorKind::Trap(detail.into()),
+            limits: SandboxLimits::default(),
+        }
+    }
+
+    #[test]
+    fn a_trap_in_one_line_keeps_its_reason_and_drops_the_backtrace() {
+        let err = trapped(
+            "error while executing at wasm backtrace:\n    0: 0x1f2 - rest!classify\n    \
+             1: 0x3a4 - <unknown>!<wasm function 7>: wasm trap: wasm `unreachable` \
+             instruction executed",
+        );
+        assert_eq!(
+            err.one_line(),
+            "connector `rest` trapped in `classify`: wasm trap: wasm `unreachable` \
+             instruction executed"
+        );
+        assert_eq!(
+            trapped("out of bounds memory access").one_line(),
+            "connector `rest` trapped in `classify`: out of bounds memory access"
+        );
+        let timeout = GuestError {
+            kind: GuestErrorKind::Timeout,
+            ..trapped("")
+        };
+        assert_eq!(timeout.one_line(), timeout.to_string());
     }
 }

@@ -5,19 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
-use super::bindings::{DestinationConnector, DestinationConnectorPre};
 use super::cache::ComponentCache;
 use super::guest::GuestState;
 use super::instance::{ConnectorInstance, GuestError};
+pub use super::wit::SUPPORTED_VERSIONS;
+use super::wit::{self, ConnectorPre};
 
 /// How often the engine's epoch advances; the granularity of call time limits.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// The WIT package versions this host can load, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
 
 /// The limits every call into one connector runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +54,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        DestinationConnector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        wit::add_to_linker(&mut linker)?;
 
         // The ticker holds only a weak reference: it stops once the engine is gone.
         let weak = engine.weak();
@@ -83,9 +80,10 @@ impl Runtime {
     /// `name` in every error and log line.
     pub fn load(&self, name: &str, wasm: &[u8], limits: SandboxLimits) -> Result<Connector> {
         let component = self.compile(name, wasm)?;
-        self.world_version(&component)
+        let version = self
+            .world_version(&component)
             .with_context(|| format!("connector `{name}` cannot be loaded"))?;
-        self.link(name, &component, limits)
+        self.link(name, &version, &component, limits)
     }
 
     /// The compiled form of `wasm`, from the cache when it holds one. A file that is not
@@ -126,10 +124,12 @@ impl Runtime {
         Ok(found.to_string())
     }
 
-    /// Links a compiled component against the sandbox's imports.
+    /// Links a compiled component against the sandbox's imports, as the `version` of
+    /// the WIT package it exports (from [`Runtime::world_version`]).
     pub(crate) fn link(
         &self,
         name: &str,
+        version: &str,
         component: &Component,
         limits: SandboxLimits,
     ) -> Result<Connector> {
@@ -140,11 +140,9 @@ impl Runtime {
             .with_context(|| {
                 format!("connector `{name}` imports something the sandbox does not provide")
             })?;
-        let pre = DestinationConnectorPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("connector `{name}` does not implement the destination-connector world")
-            })?;
+        let pre = ConnectorPre::new(version, pre).with_context(|| {
+            format!("connector `{name}` does not implement the destination-connector world")
+        })?;
         Ok(Connector {
             name: name.into(),
             engine: self.engine.clone(),
@@ -232,43 +230,36 @@ fn one_line(text: &str) -> String {
 }
 
 /// Why a component's exports are not a world this host loads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorldError {
     /// No `sluice:connector/destination` export at all; these are its exports.
+    #[error(
+        "it does not export `sluice:connector/destination` (its exports: {}); build it \
+         against the `destination-connector` world in wit/",
+        listed(exports)
+    )]
     NotExported { exports: Vec<String> },
     /// Built against a version of the package this host does not support.
+    #[error(
+        "it was built against sluice:connector@{found}, and this Sluice supports {}",
+        SUPPORTED_VERSIONS.join(", ")
+    )]
     Unsupported { found: String },
 }
 
-impl std::fmt::Display for WorldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorldError::NotExported { exports } => write!(
-                f,
-                "it does not export `sluice:connector/destination` (its exports: {}); build it \
-                 against the `destination-connector` world in wit/",
-                if exports.is_empty() {
-                    "none".to_string()
-                } else {
-                    exports.join(", ")
-                }
-            ),
-            WorldError::Unsupported { found } => write!(
-                f,
-                "it was built against sluice:connector@{found}, and this Sluice supports {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        }
+fn listed(exports: &[String]) -> String {
+    if exports.is_empty() {
+        "none".to_string()
+    } else {
+        exports.join(", ")
     }
 }
-
-impl std::error::Error for WorldError {}
 
 /// A compiled, linked connector. Cheap to instantiate: one instance per worker.
 pub struct Connector {
     name: Arc<str>,
     engine: Engine,
-    pre: DestinationConnectorPre<GuestState>,
+    pre: ConnectorPre,
     limits: SandboxLimits,
 }
 

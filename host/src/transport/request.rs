@@ -1,40 +1,78 @@
-//! Sends a connector's request over HTTP: resolves its URL against the sync's base URL,
-//! refuses hosts the operator did not allow, adds credentials, and bounds time and size.
-//!
-//! Everything that comes back (response headers and body, the text of a transport error)
-//! is scrubbed of the sync's secrets here, before `send` returns: this is the one place
-//! on the way in, so the connector, the ledger, the inspector, logs and reports only ever
-//! see `[redacted]` where a destination echoed a credential.
-
-use std::time::{Duration, Instant};
+//! What the host checks before a connector's request leaves: its URL resolved against
+//! base_url and allowed, its method and headers valid, host-owned headers dropped. The
+//! transport and the conformance check share it, so they cannot disagree.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use crate::auth::AuthHeader;
-use crate::config::HostPattern;
-use crate::sandbox::{HttpRequest, HttpResponse};
-use crate::secrets::{Scrubber, Secrets};
+use super::Transport;
+use crate::sandbox::HttpRequest;
+use crate::secrets::Scrubber;
 
-/// Why a request got no response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// The connector built a request the host will not send (a forbidden host, a bad
-    /// method or header): the connector is at fault, so the run stops.
-    Refused(String),
-    /// The request was sent but failed on the way (a timeout, a refused connection):
-    /// transient, so the batch is retried.
-    Failed { code: String, message: String },
+/// Why the host will not send a request a connector built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("`{url}` is not a valid URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("`{0}` is neither an http(s) URL nor a path relative to base_url")]
+    NotHttp(String),
+    /// The URL's host is neither base_url's nor in `allowed_hosts` (listed, or `empty`).
+    #[error(
+        "a request to {host}:{port} was refused before it left: that host is not the \
+         sync's base_url and not in the connector's allowed_hosts ({allowed})"
+    )]
+    ForbiddenHost {
+        host: String,
+        port: u16,
+        allowed: String,
+    },
+    #[error("method `{0}` is not one of GET, POST, PUT, PATCH, DELETE")]
+    Method(String),
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    #[error("the value of header `{0}` is not valid")]
+    HeaderValue(String),
 }
 
-/// A response and when it arrived.
-pub struct Received {
-    pub response: HttpResponse,
-    pub at: Instant,
+impl Refusal {
+    /// The same refusal with every secret in its text replaced.
+    pub(super) fn scrubbed(self, scrubber: &Scrubber) -> Refusal {
+        let s = |text: String| scrubber.scrub_string(text);
+        match self {
+            Refusal::InvalidUrl { url, reason } => Refusal::InvalidUrl {
+                url: s(url),
+                reason: s(reason),
+            },
+            Refusal::NotHttp(url) => Refusal::NotHttp(s(url)),
+            Refusal::ForbiddenHost {
+                host,
+                port,
+                allowed,
+            } => Refusal::ForbiddenHost {
+                host: s(host),
+                port,
+                allowed: s(allowed),
+            },
+            Refusal::Method(method) => Refusal::Method(s(method)),
+            Refusal::HeaderName(name) => Refusal::HeaderName(s(name)),
+            Refusal::HeaderValue(name) => Refusal::HeaderValue(s(name)),
+        }
+    }
+}
+
+/// A connector's request as it will be sent: checked, resolved, credentials not yet added.
+#[derive(Debug)]
+pub struct Prepared {
+    pub method: Method,
+    pub url: Url,
+    /// The connector's headers, less those the host owns.
+    pub headers: HeaderMap,
+    /// Headers the connector set that the host owns, so dropped (lower-case names).
+    pub dropped: Vec<String>,
 }
 
 /// Headers a connector may not set: the host owns credentials and framing.
-pub(crate) const HOST_OWNED: &[&str] = &[
+const HOST_OWNED: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -44,40 +82,7 @@ pub(crate) const HOST_OWNED: &[&str] = &[
     "connection",
 ];
 
-pub struct Transport {
-    client: reqwest::Client,
-    base_url: Url,
-    allowed_hosts: Vec<HostPattern>,
-    timeout: Duration,
-    max_response_bytes: usize,
-    /// What to scrub from everything that comes back.
-    secrets: Secrets,
-}
-
 impl Transport {
-    pub fn new(
-        client: reqwest::Client,
-        base_url: Url,
-        allowed_hosts: Vec<HostPattern>,
-        timeout: Duration,
-        max_response_bytes: usize,
-    ) -> Self {
-        Transport {
-            client,
-            base_url,
-            allowed_hosts,
-            timeout,
-            max_response_bytes,
-            secrets: Secrets::new(),
-        }
-    }
-
-    /// Scrubs responses of `secrets` (the sync's credentials, as they are renewed).
-    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
-        self.secrets = secrets;
-        self
-    }
-
     /// Where a request for `url` would go, or why it may not be sent.
     ///
     /// An absolute `http(s)` URL is taken as it is. Anything else is a path relative to
@@ -85,16 +90,16 @@ impl Transport {
     /// (`/v1/items` on `https://h/api` is `https://h/api/v1/items`), with base_url's
     /// query parameters kept first and the request's own after them. A fragment is never
     /// sent, so it is dropped.
-    pub fn resolve(&self, url: &str) -> Result<Url, SendError> {
+    pub fn resolve(&self, url: &str) -> Result<Url, Refusal> {
         let resolved = if url.starts_with("http://") || url.starts_with("https://") {
-            let mut absolute = Url::parse(url)
-                .map_err(|err| SendError::Refused(format!("`{url}` is not a valid URL: {err}")))?;
+            let mut absolute = Url::parse(url).map_err(|err| Refusal::InvalidUrl {
+                url: url.to_string(),
+                reason: err.to_string(),
+            })?;
             absolute.set_fragment(None);
             absolute
         } else if url.contains("://") || url.starts_with("//") {
-            return Err(SendError::Refused(format!(
-                "`{url}` is neither an http(s) URL nor a path relative to base_url"
-            )));
+            return Err(Refusal::NotHttp(url.to_string()));
         } else {
             join(&self.base_url, url)
         };
@@ -106,10 +111,10 @@ impl Transport {
         if same_origin || self.allowed_hosts.iter().any(|p| p.matches(host, port)) {
             Ok(resolved)
         } else {
-            Err(SendError::Refused(format!(
-                "a request to {host}:{port} was refused before it left: that host is not the \
-                 sync's base_url and not in the connector's allowed_hosts ({})",
-                if self.allowed_hosts.is_empty() {
+            Err(Refusal::ForbiddenHost {
+                host: host.to_string(),
+                port,
+                allowed: if self.allowed_hosts.is_empty() {
                     "empty".to_string()
                 } else {
                     self.allowed_hosts
@@ -117,44 +122,15 @@ impl Transport {
                         .map(|h| h.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
-                }
-            )))
+                },
+            })
         }
     }
 
-    /// Sends `request` with `auth`, and returns the response (or why there was none)
-    /// scrubbed of every secret.
-    pub async fn send(
-        &self,
-        request: &HttpRequest,
-        auth: Option<&AuthHeader>,
-    ) -> Result<Received, SendError> {
-        let sent = self.exchange(request, auth).await;
-        // Taken after the answer: a renewal while the request was out only adds secrets.
-        let scrubber = self.secrets.scrubber();
-        match sent {
-            Ok((mut received, cut)) => {
-                if !scrubber.is_empty() {
-                    let response = &mut received.response;
-                    for (name, value) in &mut response.headers {
-                        *name = scrubber.scrub_string(std::mem::take(name));
-                        *value = scrubber.scrub_string(std::mem::take(value));
-                    }
-                    response.body = scrubber.scrub_body(std::mem::take(&mut response.body), cut);
-                }
-                Ok(received)
-            }
-            Err(err) => Err(scrub_error(err, &scrubber)),
-        }
-    }
-
-    /// Sends `request`; the response as received, and whether its body was cut at
-    /// `max_response_bytes`.
-    async fn exchange(
-        &self,
-        request: &HttpRequest,
-        auth: Option<&AuthHeader>,
-    ) -> Result<(Received, bool), SendError> {
+    /// Checks `request` as the host does before sending it: its URL resolved and allowed,
+    /// its method one the host sends, its headers valid, those the host owns dropped.
+    /// The transport and the conformance check both go through here.
+    pub fn prepare(&self, request: &HttpRequest) -> Result<Prepared, Refusal> {
         let url = self.resolve(&request.url)?;
         let method = match request.method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
@@ -162,76 +138,28 @@ impl Transport {
             "PUT" => Method::PUT,
             "PATCH" => Method::PATCH,
             "DELETE" => Method::DELETE,
-            other => {
-                return Err(SendError::Refused(format!(
-                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
-                )));
-            }
+            other => return Err(Refusal::Method(other.to_string())),
         };
         let mut headers = HeaderMap::new();
+        let mut dropped = Vec::new();
         for (name, value) in &request.headers {
             let name = HeaderName::try_from(name.as_str())
-                .map_err(|_| SendError::Refused(format!("`{name}` is not a valid header name")))?;
+                .map_err(|_| Refusal::HeaderName(name.clone()))?;
+            // A header the host owns is dropped whatever its value.
             if HOST_OWNED.contains(&name.as_str()) {
+                dropped.push(name.as_str().to_string());
                 continue;
             }
-            let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-                SendError::Refused(format!("the value of header `{name}` is not valid"))
-            })?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| Refusal::HeaderValue(name.to_string()))?;
             headers.append(name, value);
         }
-        if let Some(auth) = auth {
-            headers.insert(auth.name.clone(), auth.value.clone());
-        }
-
-        let mut response = self
-            .client
-            .request(method, url)
-            .headers(headers)
-            .timeout(self.timeout)
-            .body(request.body.clone())
-            .send()
-            .await
-            .map_err(failed)?;
-        let at = Instant::now();
-        let received_at_ms = crate::clock::now_ms();
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        let mut cut = false;
-        while let Some(chunk) = response.chunk().await.map_err(failed)? {
-            let room = self.max_response_bytes.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if chunk.len() > room {
-                cut = true;
-                tracing::warn!(
-                    limit = self.max_response_bytes,
-                    "response body cut at max_response_bytes"
-                );
-                break;
-            }
-        }
-        Ok((
-            Received {
-                response: HttpResponse {
-                    status,
-                    headers,
-                    body,
-                    received_at_ms,
-                },
-                at,
-            },
-            cut,
-        ))
+        Ok(Prepared {
+            method,
+            url,
+            headers,
+            dropped,
+        })
     }
 }
 
@@ -260,36 +188,61 @@ fn join(base: &Url, relative: &str) -> Url {
     url
 }
 
-fn scrub_error(err: SendError, scrubber: &Scrubber) -> SendError {
-    match err {
-        SendError::Refused(why) => SendError::Refused(scrubber.scrub_string(why)),
-        SendError::Failed { code, message } => SendError::Failed {
-            code,
-            message: scrubber.scrub_string(message),
-        },
-    }
-}
-
-fn failed(err: reqwest::Error) -> SendError {
-    let code = if err.is_timeout() {
-        "TIMEOUT"
-    } else if err.is_connect() {
-        "CONNECTION_FAILED"
-    } else {
-        "HTTP_TRANSPORT"
-    };
-    SendError::Failed {
-        code: code.to_string(),
-        message: crate::error_chain::one_line(&err),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::transport::HostPattern;
     use proptest::prelude::*;
+    use std::time::Duration;
 
-    fn transport(base: &str, allowed: &[&str]) -> Transport {
+    /// The one check the transport and the conformance check share, case by case.
+    #[test]
+    fn a_request_is_prepared_or_refused_by_kind() {
+        let t = transport("https://h.example/api", &[]);
+        let request = |method: &str, url: &str, headers: &[(&str, &str)]| HttpRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        };
+        let ok = t
+            .prepare(&request(
+                "post",
+                "/v1/items",
+                &[("Authorization", "x\n"), ("x-id", "7")],
+            ))
+            .unwrap();
+        assert_eq!(ok.method, Method::POST);
+        assert_eq!(ok.url.as_str(), "https://h.example/api/v1/items");
+        assert_eq!(ok.dropped, ["authorization"]);
+        assert_eq!(ok.headers.len(), 1);
+        let refused = |r: HttpRequest| t.prepare(&r).unwrap_err();
+        assert!(matches!(
+            refused(request("POST", "https://evil.example/x", &[])),
+            Refusal::ForbiddenHost { port: 443, .. }
+        ));
+        assert_eq!(
+            refused(request("TRACE", "/x", &[])),
+            Refusal::Method("TRACE".into())
+        );
+        assert_eq!(
+            refused(request("GET", "ftp://h.example/x", &[])),
+            Refusal::NotHttp("ftp://h.example/x".into())
+        );
+        assert_eq!(
+            refused(request("GET", "/x", &[("bad name", "1")])),
+            Refusal::HeaderName("bad name".into())
+        );
+        assert_eq!(
+            refused(request("GET", "/x", &[("x-a", "1\n")])),
+            Refusal::HeaderValue("x-a".into())
+        );
+    }
+
+    pub(in crate::transport) fn transport(base: &str, allowed: &[&str]) -> Transport {
         Transport::new(
             reqwest::Client::new(),
             Url::parse(base).unwrap(),
@@ -394,37 +347,7 @@ mod tests {
             "//evil.example/x",
             "ftp://h.example/x",
         ] {
-            assert!(
-                matches!(t.resolve(url), Err(SendError::Refused(_))),
-                "{url}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn transport_errors_are_scrubbed() {
-        // A closed port: the error quotes the URL, here holding what is also a secret.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
-        let secrets = Secrets::new();
-        secrets.add("path-that-is-a-5ecret", "TEST");
-        let t = transport(&base, &[]).with_secrets(secrets);
-        let request = HttpRequest {
-            method: "POST".into(),
-            url: "/v1/path-that-is-a-5ecret".into(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        match t.send(&request, None).await {
-            Err(SendError::Failed { code, message }) => {
-                assert_eq!(code, "CONNECTION_FAILED");
-                assert!(
-                    message.contains("/v1/[redacted]") && !message.contains("5ecret"),
-                    "{message}"
-                );
-            }
-            other => panic!("{:?}", other.map(|r| r.response.status)),
+            assert!(t.resolve(url).is_err(), "{url}");
         }
     }
 
