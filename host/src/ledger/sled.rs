@@ -17,6 +17,15 @@ pub struct SledStore {
     path: PathBuf,
 }
 
+/// How long a held lock may take to be released before the ledger is called in use.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// sled says a held lock only in its message.
+fn is_lock(err: &sled::Error) -> bool {
+    let text = err.to_string();
+    text.contains("lock") || text.contains("WouldBlock") || text.contains("temporarily unavailable")
+}
+
 impl SledStore {
     /// Opens (creating if needed) the database in the folder `path`.
     pub fn open(path: &Path) -> Result<SledStore> {
@@ -31,27 +40,34 @@ impl SledStore {
             .with_context(|| format!("creating the ledger directory `{}`", path.display()))?;
         // sled caches up to 1 GiB by default; a ledger of millions of records needs far
         // less to stay fast, and the run's memory should stay flat.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|err| {
-                // sled says a held lock only in its message.
-                let text = err.to_string();
-                if text.contains("lock")
-                    || text.contains("WouldBlock")
-                    || text.contains("temporarily unavailable")
-                {
-                    OpenError::InUse {
-                        path: path.to_path_buf(),
-                    }
-                    .into()
-                } else if let sled::Error::Io(_) = err {
-                    storage_error(path, "opening the ledger", err.into())
-                } else {
-                    damaged(path, &clause(&err))
+            .cache_capacity(64 * 1024 * 1024);
+        // sled releases its lock from a background thread some time after the last handle
+        // is dropped, so a ledger this process just closed (a finished run, `serve`'s next
+        // one) may still look held for a moment: try again briefly before calling it in
+        // use by another process.
+        let give_up = std::time::Instant::now() + LOCK_PATIENCE;
+        let mut opened = config.open();
+        while let Err(err) = &opened
+            && is_lock(err)
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            opened = config.open();
+        }
+        let db = opened.map_err(|err| {
+            if is_lock(&err) {
+                OpenError::InUse {
+                    path: path.to_path_buf(),
                 }
-            })?;
+                .into()
+            } else if let sled::Error::Io(_) = err {
+                storage_error(path, "opening the ledger", err.into())
+            } else {
+                damaged(path, &clause(&err))
+            }
+        })?;
         Ok(SledStore {
             db,
             identity: Identity::of(path),
@@ -201,6 +217,18 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ledger_this_process_just_closed_opens_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..30u32 {
+            let store =
+                SledStore::open(dir.path()).unwrap_or_else(|err| panic!("round {round}: {err:#}"));
+            let tree = store.tree("t").unwrap();
+            tree.insert(&round.to_be_bytes(), b"x").unwrap();
+            store.flush().unwrap();
+        }
+    }
 
     #[test]
     fn storage_errors_name_the_ledger_and_say_when_the_disk_is_full() {
