@@ -20,7 +20,7 @@ mod summary;
 
 pub use scenario::{FAST_RETRIES, REST_PATH, Ran, Scenario, contacts};
 pub use sims::{accepting, closed_port, rest_sim};
-pub use summary::{Expect, assert_summary};
+pub use summary::{Expect, assert_summary, assert_summary_of};
 
 /// A component the build compiled from `connectors/`.
 pub fn guest(name: &str) -> Vec<u8> {
@@ -148,15 +148,21 @@ pub async fn run(setup: &Setup) -> (RunReport, Arc<Fates>) {
 
 /// [`run`], on a host the test keeps so that it can read the ledger after.
 pub async fn run_keeping_host(setup: &Setup) -> (Host, RunReport, Arc<Fates>) {
+    let host = Host::new(&setup.config).unwrap();
+    let (report, fates) = run_on(&host, setup).await;
+    (host, report, fates)
+}
+
+/// Runs sync `s` of `setup` on `host` once, with a fresh `Fates` sink.
+pub async fn run_on(host: &Host, setup: &Setup) -> (RunReport, Arc<Fates>) {
     let fates = Arc::new(Fates::default());
     let control = RunControl {
         sinks: vec![fates.clone()],
         grace: Duration::from_secs(5),
         ..RunControl::default()
     };
-    let host = Host::new(&setup.config).unwrap();
     let report = host.run(&setup.config, "s", control).await.unwrap();
-    (host, report, fates)
+    (report, fates)
 }
 
 /// The ledger's entry for `key` in `sync`, which must exist.

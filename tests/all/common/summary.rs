@@ -16,6 +16,7 @@ pub struct Expect {
     pub invalid_rows: Option<u64>,
     pub retries: Option<u64>,
     pub rate_limit_waits: Option<u64>,
+    pub transient_failures: Option<u64>,
 }
 
 macro_rules! setters {
@@ -54,7 +55,8 @@ impl Expect {
         requests,
         invalid_rows,
         retries,
-        rate_limit_waits
+        rate_limit_waits,
+        transient_failures
     );
 
     /// The same fields, as `summary` has them.
@@ -73,6 +75,7 @@ impl Expect {
             invalid_rows: pick(self.invalid_rows, s.invalid_rows),
             retries: pick(self.retries, s.retries),
             rate_limit_waits: pick(self.rate_limit_waits, s.rate_limit_waits),
+            transient_failures: pick(self.transient_failures, s.transient_failures),
         }
     }
 }
@@ -81,4 +84,14 @@ impl Expect {
 #[track_caller]
 pub fn assert_summary(summary: &RunSummary, expect: Expect) {
     assert_eq!(expect.seen(summary), expect, "summary: {summary:#?}");
+}
+
+/// [`assert_summary`] for one case of several: `case` names it on failure.
+#[track_caller]
+pub fn assert_summary_of(case: impl std::fmt::Display, summary: &RunSummary, expect: Expect) {
+    assert_eq!(
+        expect.seen(summary),
+        expect,
+        "{case}: summary: {summary:#?}"
+    );
 }
