@@ -30,6 +30,8 @@ pub fn contacts(n: usize) -> Vec<Value> {
 pub struct Scenario {
     component: String,
     base_url: String,
+    /// Path and query after the origin in `base_url`.
+    base_path: String,
     key: String,
     records: Vec<Value>,
     settings: Option<String>,
@@ -44,6 +46,7 @@ impl Scenario {
         Scenario {
             component: component.to_owned(),
             base_url: base_url.to_owned(),
+            base_path: String::new(),
             key: "id".to_owned(),
             records: Vec::new(),
             settings: None,
@@ -60,6 +63,12 @@ impl Scenario {
 
     pub fn records(mut self, records: Vec<Value>) -> Self {
         self.records = records;
+        self
+    }
+
+    /// A path and query for `base_url`, after its origin.
+    pub fn base_path(mut self, path: &str) -> Self {
+        self.base_path = path.to_owned();
         self
     }
 
@@ -113,12 +122,13 @@ impl Scenario {
     pub fn config_text(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap();
         let mut text = format!(
-            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"{key}\" }}\nbase_url = \"{base_url}\"\n",
+            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
             cache = cache_dir().display(),
             component = self.component,
             connector = self.connector,
             key = self.key,
             base_url = self.base_url,
+            base_path = self.base_path,
         );
         if let Some(settings) = &self.settings {
             text.push_str(&format!("settings = {settings}\n"));
