@@ -5,20 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_sim::faults::{Faults, Latency};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::RestMode;
 
 use crate::common;
-
-fn contacts(prefix: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"id": format!("{prefix}{i:05}"), "email": "x@example.com"})
-            )
-        })
-        .collect()
-}
 
 fn write_config(
     dir: &std::path::Path,
@@ -31,7 +20,11 @@ fn write_config(
         crate::common::cache_dir().display()
     );
     for (name, n) in syncs {
-        std::fs::write(dir.join(format!("{name}.jsonl")), contacts(name, *n)).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.jsonl")),
+            common::contacts_jsonl(name, *n),
+        )
+        .unwrap();
         text.push_str(&format!(
             "\n[[sync]]\nname = \"{name}\"\nconnector = \"rest\"\nsource = {{ jsonl = \"{name}.jsonl\", key = \"id\" }}\nbase_url = \"{base_url}\"\nsettings = {{ path = \"/v1/records\" }}\n{extra}\n"
         ));
@@ -43,12 +36,7 @@ fn write_config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_json_prints_one_summary_per_sync() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -105,13 +93,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
         }),
         ..Faults::default()
     };
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::rest_sim(RestMode::AcceptAll, faults).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -157,16 +139,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_commands_show_and_fix_what_failed() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: sluice_sim::validation::Rules {
-            emails: vec!["email".into()],
-            ..Default::default()
-        },
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::checking_emails().await;
     let dir = tempfile::tempdir().unwrap();
     let data = "{\"id\": \"good\", \"email\": \"a@example.com\"}\n{\"id\": \"bad\", \"email\": \"nope\"}\n";
     std::fs::write(dir.path().join("s.jsonl"), data).unwrap();
@@ -308,12 +281,7 @@ async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

@@ -18,8 +18,8 @@ mod scenario;
 mod sims;
 mod summary;
 
-pub use scenario::{FAST_RETRIES, REST_PATH, Ran, Scenario, contacts};
-pub use sims::{accepting, closed_port, rest_sim};
+pub use scenario::{FAST_RETRIES, REST_PATH, Ran, Scenario, contacts, contacts_jsonl};
+pub use sims::{accepting, checking_emails, closed_port, rest_sim};
 pub use summary::{Expect, assert_summary, assert_summary_of};
 
 /// A component the build compiled from `connectors/`.

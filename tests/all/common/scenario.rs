@@ -25,6 +25,18 @@ pub fn contacts(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// `n` contacts as JSONL text, with keys `{prefix}00000..` (one source file per sync).
+pub fn contacts_jsonl(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": format!("{prefix}{i:05}"), "email": "x@example.com"})
+            )
+        })
+        .collect()
+}
+
 /// A sync named `s` of a connector `c`, described field by field.
 #[derive(Clone)]
 pub struct Scenario {

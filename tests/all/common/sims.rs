@@ -20,6 +20,21 @@ pub async fn accepting() -> SimHandle {
     rest_sim(RestMode::AcceptAll, Faults::default()).await
 }
 
+/// The REST simulator answering per record, rejecting a record whose `email` is not an
+/// email address.
+pub async fn checking_emails() -> SimHandle {
+    rest::start(RestConfig {
+        mode: RestMode::PerRecord,
+        rules: sluice_sim::validation::Rules {
+            emails: vec!["email".into()],
+            ..Default::default()
+        },
+        ..RestConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// A loopback address nothing listens on.
 pub async fn closed_port() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
