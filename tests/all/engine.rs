@@ -3,34 +3,17 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sluice::config::Config;
 use sluice::engine::{Outcome, RunControl};
 use sluice::sync::Host;
 use sluice_sim::faults::{ErrorBurst, Faults, Latency, LimitStyle, RateLimit, RetryAfterStyle};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::RestMode;
 use sluice_sim::{RequestRecord, SimHandle};
 
-use crate::common::{self, is_delivered, is_pending};
-
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
-}
+use crate::common::{self, Expect, Scenario, assert_summary, contacts, is_delivered, is_pending};
 
 async fn accept_all(faults: Faults) -> SimHandle {
-    rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-fn sync(extra: &str) -> String {
-    format!("settings = {{ path = \"/v1/records\" }}\n{extra}")
+    common::rest_sim(RestMode::AcceptAll, faults).await
 }
 
 /// Data requests grouped by their first key (one group per batch), in arrival order.
@@ -56,23 +39,21 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
         ..Faults::default()
     };
     let dest = accept_all(faults).await;
-    let setup = common::setup(
-        &contacts(60),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync(
-            "batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n",
-        ),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(60))
+        .sync("batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n")
+        .setup();
     let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 0, 60)
+    // Six batches, exactly four attempts each.
+    assert_summary(
+        &report.summary,
+        Expect::completed()
+            .delivered(0)
+            .rejected(60)
+            .requests(24)
+            .transient_failures(24)
+            .retries(60 * 3),
     );
-    assert_eq!(s.requests, 24, "six batches, exactly four attempts each");
-    assert_eq!(s.transient_failures, 24);
-    assert_eq!(s.retries, 60 * 3);
     assert!(fates.all().values().all(|(_, attempts)| *attempts == 4));
 
     let requests = dest.requests();
@@ -101,17 +82,12 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
-    let setup = common::setup(
-        &contacts(200),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n"),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(200))
+        .sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n")
+        .setup();
     let (report, _) = common::run(&setup).await;
-    assert_eq!(
-        (report.summary.outcome, report.summary.delivered),
-        (Outcome::Completed, 200)
-    );
+    assert_summary(&report.summary, Expect::completed().delivered(200));
     let times: Vec<_> = dest.requests().iter().map(|r| r.arrived).collect();
     assert_eq!(times.len(), 20);
     // GCRA with a burst of 5 and one request per 100ms after it: any stretch of requests
@@ -129,9 +105,10 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     assert!(times[19].duration_since(times[0]) >= Duration::from_millis(1400));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
-    let limited = || Faults {
+/// A destination that takes one request a second and answers the others 429 with the
+/// seconds left of its window.
+fn one_a_second() -> Faults {
+    Faults {
         rate_limit: Some(RateLimit {
             requests: 1,
             window: Duration::from_millis(1000),
@@ -139,25 +116,30 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
             retry_after: RetryAfterStyle::Seconds,
         }),
         ..Faults::default()
-    };
-    let dest = accept_all(limited()).await;
-    let setup = common::setup(
-        &contacts(30),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n"),
-    );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
+    let dest = accept_all(one_a_second()).await;
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n")
+        .setup();
     let started = std::time::Instant::now();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
     // pending too, without a request, and the run does not stall.
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending, s.requests),
-        (Outcome::Completed, 10, 20, 2)
+    assert_summary(
+        s,
+        Expect::completed()
+            .delivered(10)
+            .pending(20)
+            .requests(2)
+            .rate_limit_waits(1),
     );
-    assert_eq!(s.rate_limit_waits, 1);
     assert!(
         started.elapsed() < Duration::from_millis(900),
         "the run waited: {:?}",
@@ -167,15 +149,15 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     assert_eq!(pending.len(), 20);
     assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
     assert_eq!(dest.stored().len(), 10);
+}
 
-    // With room to wait, the same destination takes everything.
-    let dest = accept_all(limited()).await;
-    let setup = common::setup(
-        &contacts(30),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n"),
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
+    let dest = accept_all(one_a_second()).await;
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n")
+        .setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
     assert_eq!((s.delivered, s.pending), (30, 0));
@@ -186,15 +168,15 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let dest = accept_all(Faults::default()).await;
-    let setup = common::setup(
-        &contacts(500),
-        "builtin:rest",
-        &dest.base_url(),
-        "settings = { path = \"/v1/nowhere\" }\nbatch_size = 10\nconcurrency = 2\n",
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(500))
+        .settings("{ path = \"/v1/nowhere\" }")
+        .batch(10)
+        .concurrency(2)
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    assert_summary(s, Expect::failed().delivered(0).pending(s.read));
     assert!(
         s.error.as_deref().unwrap().contains("HTTP_404"),
         "{:?}",
@@ -205,7 +187,6 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
         "no request leaves after the fatal verdict: {}",
         s.requests
     );
-    assert_eq!(s.pending, s.read);
     assert!(dest.stored().is_empty());
     assert!(fates.keys(is_delivered).is_empty());
 }
@@ -220,22 +201,15 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
         ..Faults::default()
     };
     let dest = accept_all(faults).await;
-    let setup = common::setup(
-        &contacts(40),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync(
-            "batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n",
-        ),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(40))
+        .sync("batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n")
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     // A timeout is no answer: the records stay pending, and a run that delivered nothing
     // because its destination never answered has failed.
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Failed, 0, 0, 40)
-    );
+    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(40));
     assert!(
         s.error
             .as_deref()
