@@ -6,7 +6,7 @@ use std::time::Duration;
 use sluice::config::Config;
 use sluice::engine::{Outcome, RunControl};
 use sluice::sync::Host;
-use sluice_sim::faults::{ErrorBurst, Faults, Latency, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
 use sluice_sim::rest::RestMode;
 use sluice_sim::{RequestRecord, SimHandle};
 
@@ -30,14 +30,7 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 10_000,
-            status: 500,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
     let setup = Scenario::rest(&dest.base_url())
         .records(contacts(60))
@@ -108,15 +101,12 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
 /// A destination that takes one request a second and answers the others 429 with the
 /// seconds left of its window.
 fn one_a_second() -> Faults {
-    Faults {
-        rate_limit: Some(RateLimit {
-            requests: 1,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    }
+    common::rate_limited(
+        1,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

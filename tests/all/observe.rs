@@ -61,15 +61,12 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
             session_requests: Some(4),
             oauth: None,
         }),
-        faults: Faults {
-            rate_limit: Some(RateLimit {
-                requests: 2,
-                window: Duration::from_millis(1000),
-                style: LimitStyle::TooManyRequests,
-                retry_after: RetryAfterStyle::Seconds,
-            }),
-            ..Faults::default()
-        },
+        faults: common::rate_limited(
+            2,
+            1000,
+            LimitStyle::TooManyRequests,
+            RetryAfterStyle::Seconds,
+        ),
         ..RestConfig::default()
     })
     .await

@@ -443,11 +443,7 @@ fn hubspot_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() {
-    let faults = Faults {
-        seed: 11,
-        lock_probability: 0.2,
-        ..Faults::default()
-    };
+    let faults = common::locking(11, 0.2);
     let dest = hubspot_sim(HubSpotConfig {
         faults,
         ..HubSpotConfig::default()
@@ -560,15 +556,12 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_honours_retry_after() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::rate_limited(
+        2,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
+    );
     let dest = hubspot_sim(HubSpotConfig {
         faults,
         ..HubSpotConfig::default()
@@ -889,11 +882,7 @@ fn couch_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
-    let faults = Faults {
-        seed: 5,
-        lock_probability: 0.25,
-        ..Faults::default()
-    };
+    let faults = common::locking(5, 0.25);
     let dest = couch_sim(CouchDbConfig {
         faults,
         ..CouchDbConfig::default()

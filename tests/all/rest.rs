@@ -2,11 +2,10 @@
 //! and end to end against the simulated REST destination; and the allowed-hosts rule.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::json;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
@@ -284,11 +283,7 @@ async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_record_results_settle_each_record() {
-    let faults = Faults {
-        seed: 3,
-        lock_probability: 0.2,
-        ..Faults::default()
-    };
+    let faults = common::locking(3, 0.2);
     let dest = sim(RestMode::PerRecord, faults).await;
     let mut records = contacts(150);
     records[10]["email"] = json!("bad,email.com");
@@ -328,15 +323,12 @@ async fn per_record_results_settle_each_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_an_http_date_pauses_until_that_time() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::ServiceUnavailable,
-            retry_after: RetryAfterStyle::HttpDate,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::rate_limited(
+        2,
+        1000,
+        LimitStyle::ServiceUnavailable,
+        RetryAfterStyle::HttpDate,
+    );
     let dest = sim(RestMode::AcceptAll, faults).await;
     let ran = sync(&dest, contacts(500), 100, 2).run().await;
     let s = ran.summary();
@@ -347,14 +339,7 @@ async fn a_503_with_an_http_date_pauses_until_that_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_past_max_attempts_reject_the_batch() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 1000,
-            status: 502,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::error_burst(0, 1000, 502);
     let dest = sim(RestMode::AcceptAll, faults).await;
     let ran = sync(&dest, contacts(150), 100, 2)
         .retry("max_attempts = 3")

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 use sluice_sim::validation::{CustomRule, Rules};
 use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
@@ -360,11 +360,7 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_rows_are_retried_in_the_run_until_delivered() {
-    let faults = Faults {
-        seed: 11,
-        lock_probability: 0.3,
-        ..Faults::default()
-    };
+    let faults = common::locking(11, 0.3);
     let dest = sim(faults, None).await;
     // Ten attempts: a row locked 30% of the time is locked ten times in a row once in
     // 170,000 tries. (With the default five, about one record in 400 is rejected.)
@@ -393,15 +389,12 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_every_worker_until_retry_after() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::rate_limited(
+        2,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
+    );
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(300)).setup();
     let started = SystemTime::now();
@@ -423,15 +416,12 @@ async fn a_429_pauses_every_worker_until_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 3,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::RequestLimitExceeded,
-            retry_after: RetryAfterStyle::HttpDate,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::rate_limited(
+        3,
+        1000,
+        LimitStyle::RequestLimitExceeded,
+        RetryAfterStyle::HttpDate,
+    );
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(250)).setup();
     let (report, _) = common::run(&setup).await;
@@ -444,14 +434,7 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_server_errors_are_retried_after_backoff() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 2,
-            length: 2,
-            status: 500,
-        }),
-        ..Faults::default()
-    };
+    let faults = common::error_burst(2, 2, 500);
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(200)).setup();
     let (report, _) = common::run(&setup).await;
