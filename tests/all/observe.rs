@@ -9,7 +9,6 @@ use sluice::inspector::{Exchange, Inspector, InspectorConfig};
 use sluice::ledger::Ledger;
 use sluice_sim::faults::{Faults, LimitStyle, RateLimit, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig, RestMode};
-use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
 
 use crate::common;
@@ -50,12 +49,7 @@ async fn sluice(args: &[&str], config: &std::path::Path) -> std::process::Output
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let dest = common::checking_emails_with(RestConfig {
         auth: Some(AuthConfig {
             tokens: vec![SECRET.into()],
             session_requests: Some(4),
@@ -69,8 +63,7 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
         ),
         ..RestConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 60, "");
     // One request at a time, so that the order of requests is the destination's order.
@@ -234,12 +227,7 @@ fn retention_prunes_by_count_and_by_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_history_and_metrics_agree_with_the_destination() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let dest = common::checking_emails_with(RestConfig {
         faults: Faults {
             seed: 5,
             lock_probability: 0.2,
@@ -253,8 +241,7 @@ async fn summary_history_and_metrics_agree_with_the_destination() {
         },
         ..RestConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 50, "");
     let text = std::fs::read_to_string(&config).unwrap().replace(

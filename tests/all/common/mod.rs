@@ -21,7 +21,7 @@ mod summary;
 
 pub use faults::{error_burst, locking, rate_limited};
 pub use scenario::{Scenario, contacts, contacts_jsonl};
-pub use sims::{accepting, checking_emails, closed_port, rest_sim};
+pub use sims::{accepting, checking_emails, checking_emails_with, closed_port, rest_sim};
 pub use summary::{Expect, assert_summary, assert_summary_of};
 
 /// A component the build compiled from `connectors/`.

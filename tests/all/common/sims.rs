@@ -23,13 +23,18 @@ pub async fn accepting() -> SimHandle {
 /// The REST simulator answering per record, rejecting a record whose `email` is not an
 /// email address.
 pub async fn checking_emails() -> SimHandle {
+    checking_emails_with(RestConfig::default()).await
+}
+
+/// [`checking_emails`], otherwise configured as `config` (faults, credentials).
+pub async fn checking_emails_with(config: RestConfig) -> SimHandle {
     rest::start(RestConfig {
         mode: RestMode::PerRecord,
         rules: sluice_sim::validation::Rules {
             emails: vec!["email".into()],
             ..Default::default()
         },
-        ..RestConfig::default()
+        ..config
     })
     .await
     .unwrap()
