@@ -46,6 +46,8 @@ pub struct Scenario {
     base_path: String,
     key: String,
     records: Vec<Value>,
+    /// The source file's format and bytes, when a test writes them itself.
+    raw_source: Option<(String, Vec<u8>)>,
     settings: Option<String>,
     sync: String,
     retry: String,
@@ -61,6 +63,7 @@ impl Scenario {
             base_path: String::new(),
             key: "id".to_owned(),
             records: Vec::new(),
+            raw_source: None,
             settings: None,
             sync: String::new(),
             retry: String::new(),
@@ -82,6 +85,22 @@ impl Scenario {
     pub fn base_path(mut self, path: &str) -> Self {
         self.base_path = path.to_owned();
         self
+    }
+
+    /// The source as `format` ("jsonl" or "csv") with exactly these bytes, instead of
+    /// the records as JSONL.
+    pub fn source(mut self, format: &str, data: &[u8]) -> Self {
+        self.raw_source = Some((format.to_owned(), data.to_vec()));
+        self
+    }
+
+    /// The source file's format and name.
+    fn source_file(&self) -> (&str, String) {
+        let format = self
+            .raw_source
+            .as_ref()
+            .map_or("jsonl", |(f, _)| f.as_str());
+        (format, format!("data.{format}"))
     }
 
     /// The field that holds each record's key (`id` unless set).
@@ -134,11 +153,13 @@ impl Scenario {
     pub fn config_text(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap();
         let mut text = format!(
-            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
+            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ {format} = \"{file}\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
             cache = cache_dir().display(),
             component = self.component,
             connector = self.connector,
             key = self.key,
+            format = self.source_file().0,
+            file = self.source_file().1,
             base_url = self.base_url,
             base_path = self.base_path,
         );
@@ -156,12 +177,16 @@ impl Scenario {
     /// Writes the records as JSONL and the config into a fresh folder.
     pub fn setup(&self) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let mut data = String::new();
-        for r in &self.records {
-            data.push_str(&r.to_string());
-            data.push('\n');
-        }
-        std::fs::write(dir.path().join("data.jsonl"), data).unwrap();
+        let data = match &self.raw_source {
+            Some((_, bytes)) => bytes.clone(),
+            None => self
+                .records
+                .iter()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>()
+                .into_bytes(),
+        };
+        std::fs::write(dir.path().join(self.source_file().1), data).unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, self.config_text()).unwrap();
         let config = Config::load(&path).unwrap();
