@@ -9,6 +9,17 @@ use sluice_sim::rest::RestMode;
 
 use crate::common;
 
+/// A destination that takes everything, and a folder with a config of `syncs` to it.
+async fn accepting_syncs(
+    syncs: &[(&str, usize)],
+    extra: &str,
+) -> (sluice_sim::SimHandle, tempfile::TempDir, std::path::PathBuf) {
+    let dest = common::accepting().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dest.base_url(), syncs, extra);
+    (dest, dir, config)
+}
+
 fn write_config(
     dir: &std::path::Path,
     base_url: &str,
@@ -36,14 +47,8 @@ fn write_config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_json_prints_one_summary_per_sync() {
-    let dest = common::accepting().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        &[("first", 120), ("second", 30)],
-        "batch_size = 50",
-    );
+    let (dest, _dir, config) =
+        accepting_syncs(&[("first", 120), ("second", 30)], "batch_size = 50").await;
     let lines = common::json_lines(&common::sluice_ok(&["run", "--json"], &config, &[]).await);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["sync"], "first");
@@ -281,14 +286,8 @@ async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
-    let dest = common::accepting().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        &[("first", 10), ("second", 10)],
-        "batch_size = 50",
-    );
+    let (_dest, _dir, config) =
+        accepting_syncs(&[("first", 10), ("second", 10)], "batch_size = 50").await;
     // The first sync names a setting the REST connector does not know.
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "settings = { path = \"/v1/records\" }",

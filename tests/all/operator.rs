@@ -19,6 +19,20 @@ const PER_RECORD: &str = "settings = { path = \"/v1/records\", results_pointer =
 /// Settings of the REST connector for a destination that accepts everything.
 const ACCEPT: &str = "settings = { path = \"/v1/records\" }";
 
+/// A folder with a config of one REST sync `s` of `data` (JSONL) to `dest`, with `extra`
+/// lines in its `[[sync]]` table.
+fn one_sync(dest: &SimHandle, data: &str, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dest.base_url(),
+        "builtin:rest",
+        &[("s", data, extra)],
+        "",
+    );
+    (dir, config)
+}
+
 /// Writes a config with a connector `c` (`component`) and one sync per `(name, jsonl,
 /// extra)`, each reading `NAME.jsonl`; `top` goes before the connector.
 fn write_config(
@@ -226,17 +240,10 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_sent() {
     let dest = common::accepting().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &common::contacts_jsonl("a", 5),
-            &format!("{ACCEPT}\nrate_limit = {{ requests = 1, per = \"1000y\" }}"),
-        )],
-        "",
+    let (_dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 5),
+        &format!("{ACCEPT}\nrate_limit = {{ requests = 1, per = \"1000y\" }}"),
     );
     let output = common::sluice(&["run"], &config, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -456,17 +463,10 @@ async fn a_state_directory_removed_during_a_run_fails_the_run() {
         },
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &common::contacts_jsonl("a", 20),
-            &format!("{ACCEPT}\nbatch_size = 2\nconcurrency = 1"),
-        )],
-        "",
+    let (dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 20),
+        &format!("{ACCEPT}\nbatch_size = 2\nconcurrency = 1"),
     );
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--json", "--config"])
@@ -569,13 +569,10 @@ async fn control_characters_are_escaped_for_people_and_formulas_defused_in_csv()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolution_needs_who_and_why() {
     let dest = common::checking_emails().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[("s", "{\"id\": \"bad\", \"email\": \"nope\"}\n", PER_RECORD)],
-        "",
+    let (_dir, config) = one_sync(
+        &dest,
+        "{\"id\": \"bad\", \"email\": \"nope\"}\n",
+        PER_RECORD,
     );
     common::sluice_ok(&["run"], &config, &[]).await;
     for (by, why, named) in [
@@ -686,19 +683,12 @@ async fn a_sync_that_cannot_authenticate_is_named_once() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let token_url = format!("http://{}/token", closed.local_addr().unwrap());
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &common::contacts_jsonl("a", 3),
-            &format!(
-                "{ACCEPT}\nauth = {{ oauth2 = {{ token_url = \"{token_url}\", client_id_env = \"OPERATOR_ID_2\", client_secret_env = \"OPERATOR_SECRET_2\", refresh_token_env = \"OPERATOR_REFRESH_2\" }} }}"
-            ),
-        )],
-        "",
+    let (_dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 3),
+        &format!(
+            "{ACCEPT}\nauth = {{ oauth2 = {{ token_url = \"{token_url}\", client_id_env = \"OPERATOR_ID_2\", client_secret_env = \"OPERATOR_SECRET_2\", refresh_token_env = \"OPERATOR_REFRESH_2\" }} }}"
+        ),
     );
     let env = [
         ("OPERATOR_ID_2", "id"),
