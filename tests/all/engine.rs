@@ -219,9 +219,16 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     assert!(fates.keys(is_delivered).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connector_that_traps_fails_its_run_and_the_host_goes_on() {
-    let dest = accept_all(Faults::default()).await;
+/// Three syncs of 50 records on one host: `traps` (a connector that traps in classify),
+/// `loops` (one that loops in precheck past its 100ms call limit) and `fine` (the REST
+/// connector), all to `dest`.
+struct TrapBench {
+    _dir: tempfile::TempDir,
+    config: Config,
+    host: Host,
+}
+
+fn trap_bench(dest: &SimHandle) -> TrapBench {
     let dir = tempfile::tempdir().unwrap();
     let hostile = dir.path().join("hostile.wasm");
     std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
@@ -270,50 +277,68 @@ settings = {{ path = "/v1/records" }}
     std::fs::write(&path, config).unwrap();
     let config = Config::load(&path).unwrap();
     let host = Host::new(&config).unwrap();
+    TrapBench {
+        _dir: dir,
+        config,
+        host,
+    }
+}
 
-    let traps = host
-        .run(&config, "traps", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!(
-        (traps.outcome, traps.delivered, traps.pending),
-        (Outcome::Failed, 0, 50)
-    );
+impl TrapBench {
+    async fn run(&self, sync: &str) -> sluice::engine::RunSummary {
+        self.host
+            .run(&self.config, sync, RunControl::default())
+            .await
+            .unwrap()
+            .summary
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_traps_fails_its_run_with_every_record_pending() {
+    let dest = accept_all(Faults::default()).await;
+    let bench = trap_bench(&dest);
+    let traps = bench.run("traps").await;
+    assert_summary(&traps, Expect::failed().delivered(0).pending(50));
     let error = traps.error.unwrap();
     assert!(
         error.starts_with("connector `bad` trapped in `classify`"),
         "{error}"
     );
     // Every record the failed run read is in the ledger as pending, none as delivered.
-    let ledger = host.ledger().sync("traps").unwrap();
-    let statuses: Vec<_> = ledger.iter().map(|e| e.unwrap().1.status).collect();
+    let statuses: Vec<_> = common::ledger_entries(&bench.host, "traps")
+        .into_iter()
+        .map(|(_, e)| e.status)
+        .collect();
     assert_eq!(statuses.len(), 50);
     assert!(
         statuses
             .iter()
             .all(|s| *s == sluice::ledger::Status::Pending)
     );
+}
 
-    let loops = host
-        .run(&config, "loops", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!((loops.outcome, loops.requests), (Outcome::Failed, 0));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_past_its_call_time_limit_fails_its_run_before_sending() {
+    let dest = accept_all(Faults::default()).await;
+    let loops = trap_bench(&dest).run("loops").await;
+    assert_summary(&loops, Expect::failed().requests(0));
     assert!(
         loops
             .error
             .unwrap()
             .contains("exceeded its call time limit of 100ms in `precheck`")
     );
+}
 
-    let fine = host
-        .run(&config, "fine", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!((fine.outcome, fine.delivered), (Outcome::Completed, 50));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_connectors_trap_and_loop_the_host_runs_its_other_syncs() {
+    let dest = accept_all(Faults::default()).await;
+    let bench = trap_bench(&dest);
+    assert_eq!(bench.run("traps").await.outcome, Outcome::Failed);
+    assert_eq!(bench.run("loops").await.outcome, Outcome::Failed);
+    let fine = bench.run("fine").await;
+    assert_summary(&fine, Expect::completed().delivered(50));
     // The trapping sync sent its requests (the destination stored them) but, without a
     // verdict, none of its records was taken as delivered.
     assert_eq!(dest.stored().len(), 50);
