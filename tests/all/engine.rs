@@ -30,7 +30,7 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
-    let faults = common::error_burst(0, 10_000, 500);
+    let faults = Faults::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
     let setup = Scenario::rest(&dest.base_url())
         .records(contacts(60))
@@ -101,7 +101,7 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
 /// A destination that takes one request a second and answers the others 429 with the
 /// seconds left of its window.
 fn one_a_second() -> Faults {
-    common::rate_limited(
+    Faults::rate_limited(
         1,
         1000,
         LimitStyle::TooManyRequests,

@@ -49,13 +49,9 @@ fn contacts(n: usize) -> Vec<Value> {
 }
 
 async fn destination(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
-    hostile::start(HostileConfig {
-        misbehaviour,
-        times,
-        ..HostileConfig::default()
-    })
-    .await
-    .unwrap()
+    hostile::start(HostileConfig::doing(misbehaviour, times))
+        .await
+        .unwrap()
 }
 
 /// A fate in a few words: `delivered(h-h00)`, `rejected(CODE)`, `pending(CODE)`, `pending(-)`.

@@ -343,7 +343,7 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
     // The destination is down for the first run: every request fails.
-    let faults = common::error_burst(0, 1, 500);
+    let faults = Faults::error_burst(0, 1, 500);
     let down = common::rest_sim(RestMode::AcceptAll, faults).await;
     let port = down.addr().port();
     let setup = Scenario::rest(&down.base_url())

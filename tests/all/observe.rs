@@ -55,7 +55,7 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
             session_requests: Some(4),
             oauth: None,
         }),
-        faults: common::rate_limited(
+        faults: Faults::rate_limited(
             2,
             1000,
             LimitStyle::TooManyRequests,

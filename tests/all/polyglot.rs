@@ -443,7 +443,7 @@ fn hubspot_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() {
-    let faults = common::locking(11, 0.2);
+    let faults = Faults::locking(11, 0.2);
     let dest = hubspot_sim(HubSpotConfig {
         faults,
         ..HubSpotConfig::default()
@@ -556,7 +556,7 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_honours_retry_after() {
-    let faults = common::rate_limited(
+    let faults = Faults::rate_limited(
         2,
         1000,
         LimitStyle::TooManyRequests,
@@ -882,7 +882,7 @@ fn couch_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
-    let faults = common::locking(5, 0.25);
+    let faults = Faults::locking(5, 0.25);
     let dest = couch_sim(CouchDbConfig {
         faults,
         ..CouchDbConfig::default()

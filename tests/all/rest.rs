@@ -283,7 +283,7 @@ async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_record_results_settle_each_record() {
-    let faults = common::locking(3, 0.2);
+    let faults = Faults::locking(3, 0.2);
     let dest = sim(RestMode::PerRecord, faults).await;
     let mut records = contacts(150);
     records[10]["email"] = json!("bad,email.com");
@@ -323,7 +323,7 @@ async fn per_record_results_settle_each_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_an_http_date_pauses_until_that_time() {
-    let faults = common::rate_limited(
+    let faults = Faults::rate_limited(
         2,
         1000,
         LimitStyle::ServiceUnavailable,
@@ -339,7 +339,7 @@ async fn a_503_with_an_http_date_pauses_until_that_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_past_max_attempts_reject_the_batch() {
-    let faults = common::error_burst(0, 1000, 502);
+    let faults = Faults::error_burst(0, 1000, 502);
     let dest = sim(RestMode::AcceptAll, faults).await;
     let ran = sync(&dest, contacts(150), 100, 2)
         .retry("max_attempts = 3")

@@ -360,7 +360,7 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_rows_are_retried_in_the_run_until_delivered() {
-    let faults = common::locking(11, 0.3);
+    let faults = Faults::locking(11, 0.3);
     let dest = sim(faults, None).await;
     // Ten attempts: a row locked 30% of the time is locked ten times in a row once in
     // 170,000 tries. (With the default five, about one record in 400 is rejected.)
@@ -389,7 +389,7 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_every_worker_until_retry_after() {
-    let faults = common::rate_limited(
+    let faults = Faults::rate_limited(
         2,
         1000,
         LimitStyle::TooManyRequests,
@@ -416,7 +416,7 @@ async fn a_429_pauses_every_worker_until_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
-    let faults = common::rate_limited(
+    let faults = Faults::rate_limited(
         3,
         1000,
         LimitStyle::RequestLimitExceeded,
@@ -434,7 +434,7 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_server_errors_are_retried_after_backoff() {
-    let faults = common::error_burst(2, 2, 500);
+    let faults = Faults::error_burst(2, 2, 500);
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(200)).setup();
     let (report, _) = common::run(&setup).await;

@@ -14,12 +14,10 @@ use sluice::engine::{Fate, RunControl, RunReport, Settled, Sink};
 use sluice::sandbox::Runtime;
 use sluice::sync::Host;
 
-mod faults;
 mod scenario;
 mod sims;
 mod summary;
 
-pub use faults::{error_burst, locking, rate_limited};
 pub use scenario::{Scenario, contacts, contacts_jsonl};
 pub use sims::{accepting, checking_emails, checking_emails_with, closed_port, rest_sim};
 pub use summary::{Expect, assert_summary, assert_summary_of};
