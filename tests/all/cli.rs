@@ -106,13 +106,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
         &[("big", 20_000)],
         "batch_size = 10\nconcurrency = 2",
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_sluice(&["run", "--json"], &config);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = child.id().unwrap();
     assert!(

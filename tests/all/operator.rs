@@ -468,13 +468,7 @@ async fn a_state_directory_removed_during_a_run_fails_the_run() {
         &common::contacts_jsonl("a", 20),
         &format!("{ACCEPT}\nbatch_size = 2\nconcurrency = 1"),
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_sluice(&["run", "--json"], &config);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while dest.requests().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no request arrived");

@@ -297,6 +297,19 @@ pub async fn sluice(args: &[&str], config: &Path, env: &[(&str, &str)]) -> std::
         .unwrap()
 }
 
+/// Starts the `sluice` binary with `args`, then `--config config`, its output piped, and
+/// does not wait for it.
+pub fn spawn_sluice(args: &[&str], config: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// [`sluice`], which must succeed: its standard output.
 pub async fn sluice_ok(args: &[&str], config: &Path, env: &[(&str, &str)]) -> String {
     let output = sluice(args, config, env).await;
