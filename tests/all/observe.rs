@@ -38,6 +38,12 @@ fn config(
     path
 }
 
+/// Replaces `from` with `to` in the config file at `path`.
+fn edit_config(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap().replace(from, to);
+    std::fs::write(path, text).unwrap();
+}
+
 async fn sluice(args: &[&str], config: &std::path::Path) -> std::process::Output {
     common::sluice(
         args,
@@ -67,10 +73,7 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 60, "");
     // One request at a time, so that the order of requests is the destination's order.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("concurrency = 2", "concurrency = 1");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, "concurrency = 2", "concurrency = 1");
     let run = sluice(&["run", "--json"], &config).await;
     // The token expires after four requests and renewing it (re-reading the same value)
     // cannot help: the run fails, with records pending.
@@ -361,10 +364,7 @@ async fn progress_goes_to_stderr_as_plain_lines_when_stdout_is_a_pipe() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 100, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(", results_pointer = \"/results\"", "");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, ", results_pointer = \"/results\"", "");
     let run = common::sluice(&["run"], &config, &[("OBSERVE_TOKEN", SECRET)]).await;
     assert!(
         run.status.success(),
