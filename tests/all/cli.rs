@@ -5,19 +5,19 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_sim::faults::{Faults, Latency};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::RestMode;
 
 use crate::common;
 
-fn contacts(prefix: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"id": format!("{prefix}{i:05}"), "email": "x@example.com"})
-            )
-        })
-        .collect()
+/// A destination that takes everything, and a folder with a config of `syncs` to it.
+async fn accepting_syncs(
+    syncs: &[(&str, usize)],
+    extra: &str,
+) -> (sluice_sim::SimHandle, tempfile::TempDir, std::path::PathBuf) {
+    let dest = common::accepting().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dest.base_url(), syncs, extra);
+    (dest, dir, config)
 }
 
 fn write_config(
@@ -31,7 +31,11 @@ fn write_config(
         crate::common::cache_dir().display()
     );
     for (name, n) in syncs {
-        std::fs::write(dir.join(format!("{name}.jsonl")), contacts(name, *n)).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.jsonl")),
+            common::contacts_jsonl(name, *n),
+        )
+        .unwrap();
         text.push_str(&format!(
             "\n[[sync]]\nname = \"{name}\"\nconnector = \"rest\"\nsource = {{ jsonl = \"{name}.jsonl\", key = \"id\" }}\nbase_url = \"{base_url}\"\nsettings = {{ path = \"/v1/records\" }}\n{extra}\n"
         ));
@@ -43,19 +47,8 @@ fn write_config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_json_prints_one_summary_per_sync() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        &[("first", 120), ("second", 30)],
-        "batch_size = 50",
-    );
+    let (dest, _dir, config) =
+        accepting_syncs(&[("first", 120), ("second", 30)], "batch_size = 50").await;
     let lines = common::json_lines(&common::sluice_ok(&["run", "--json"], &config, &[]).await);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["sync"], "first");
@@ -105,13 +98,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
         }),
         ..Faults::default()
     };
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::rest_sim(RestMode::AcceptAll, faults).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -119,13 +106,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
         &[("big", 20_000)],
         "batch_size = 10\nconcurrency = 2",
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_sluice(&["run", "--json"], &config);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = child.id().unwrap();
     assert!(
@@ -157,16 +138,7 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_commands_show_and_fix_what_failed() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: sluice_sim::validation::Rules {
-            emails: vec!["email".into()],
-            ..Default::default()
-        },
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::checking_emails().await;
     let dir = tempfile::tempdir().unwrap();
     let data = "{\"id\": \"good\", \"email\": \"a@example.com\"}\n{\"id\": \"bad\", \"email\": \"nope\"}\n";
     std::fs::write(dir.path().join("s.jsonl"), data).unwrap();
@@ -308,19 +280,8 @@ async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        &[("first", 10), ("second", 10)],
-        "batch_size = 50",
-    );
+    let (_dest, _dir, config) =
+        accepting_syncs(&[("first", 10), ("second", 10)], "batch_size = 50").await;
     // The first sync names a setting the REST connector does not know.
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "settings = { path = \"/v1/records\" }",

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use sluice::ledger::{Ledger, Status};
 use sluice_sim::faults::{Faults, Latency};
-use sluice_sim::rest::{self, RestConfig, RestMode};
-use sluice_sim::validation::Rules;
+use sluice_sim::rest::RestConfig;
 
 use crate::common;
 
@@ -15,12 +14,7 @@ const RECORDS: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_several_points_of_a_run_loses_nothing() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let dest = common::checking_emails_with(RestConfig {
         faults: Faults {
             latency: Some(Latency {
                 every: 1,
@@ -31,8 +25,7 @@ async fn sigkill_at_several_points_of_a_run_loses_nothing() {
         record_keys: false,
         ..RestConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut data = String::with_capacity(RECORDS * 80);

@@ -3,34 +3,17 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sluice::config::Config;
 use sluice::engine::{Outcome, RunControl};
 use sluice::sync::Host;
-use sluice_sim::faults::{ErrorBurst, Faults, Latency, LimitStyle, RateLimit, RetryAfterStyle};
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
+use sluice_sim::rest::RestMode;
 use sluice_sim::{RequestRecord, SimHandle};
 
-use crate::common::{self, is_delivered, is_pending};
-
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
-}
+use crate::common::{self, Expect, Scenario, assert_summary, contacts, is_delivered, is_pending};
 
 async fn accept_all(faults: Faults) -> SimHandle {
-    rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-fn sync(extra: &str) -> String {
-    format!("settings = {{ path = \"/v1/records\" }}\n{extra}")
+    common::rest_sim(RestMode::AcceptAll, faults).await
 }
 
 /// Data requests grouped by their first key (one group per batch), in arrival order.
@@ -47,32 +30,23 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 10_000,
-            status: 500,
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
-    let setup = common::setup(
-        &contacts(60),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync(
-            "batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n",
-        ),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(60))
+        .sync("batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n")
+        .setup();
     let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 0, 60)
+    // Six batches, exactly four attempts each.
+    assert_summary(
+        &report.summary,
+        Expect::completed()
+            .delivered(0)
+            .rejected(60)
+            .requests(24)
+            .transient_failures(24)
+            .retries(60 * 3),
     );
-    assert_eq!(s.requests, 24, "six batches, exactly four attempts each");
-    assert_eq!(s.transient_failures, 24);
-    assert_eq!(s.retries, 60 * 3);
     assert!(fates.all().values().all(|(_, attempts)| *attempts == 4));
 
     let requests = dest.requests();
@@ -101,17 +75,12 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
-    let setup = common::setup(
-        &contacts(200),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n"),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(200))
+        .sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n")
+        .setup();
     let (report, _) = common::run(&setup).await;
-    assert_eq!(
-        (report.summary.outcome, report.summary.delivered),
-        (Outcome::Completed, 200)
-    );
+    assert_summary(&report.summary, Expect::completed().delivered(200));
     let times: Vec<_> = dest.requests().iter().map(|r| r.arrived).collect();
     assert_eq!(times.len(), 20);
     // GCRA with a burst of 5 and one request per 100ms after it: any stretch of requests
@@ -129,35 +98,38 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     assert!(times[19].duration_since(times[0]) >= Duration::from_millis(1400));
 }
 
+/// A destination that takes one request a second and answers the others 429 with the
+/// seconds left of its window.
+fn one_a_second() -> Faults {
+    Faults::rate_limited(
+        1,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
-    let limited = || Faults {
-        rate_limit: Some(RateLimit {
-            requests: 1,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    };
-    let dest = accept_all(limited()).await;
-    let setup = common::setup(
-        &contacts(30),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n"),
-    );
+    let dest = accept_all(one_a_second()).await;
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n")
+        .setup();
     let started = std::time::Instant::now();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
     // pending too, without a request, and the run does not stall.
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending, s.requests),
-        (Outcome::Completed, 10, 20, 2)
+    assert_summary(
+        s,
+        Expect::completed()
+            .delivered(10)
+            .pending(20)
+            .requests(2)
+            .rate_limit_waits(1),
     );
-    assert_eq!(s.rate_limit_waits, 1);
     assert!(
         started.elapsed() < Duration::from_millis(900),
         "the run waited: {:?}",
@@ -167,15 +139,15 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     assert_eq!(pending.len(), 20);
     assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
     assert_eq!(dest.stored().len(), 10);
+}
 
-    // With room to wait, the same destination takes everything.
-    let dest = accept_all(limited()).await;
-    let setup = common::setup(
-        &contacts(30),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n"),
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
+    let dest = accept_all(one_a_second()).await;
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n")
+        .setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
     assert_eq!((s.delivered, s.pending), (30, 0));
@@ -186,15 +158,15 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let dest = accept_all(Faults::default()).await;
-    let setup = common::setup(
-        &contacts(500),
-        "builtin:rest",
-        &dest.base_url(),
-        "settings = { path = \"/v1/nowhere\" }\nbatch_size = 10\nconcurrency = 2\n",
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(500))
+        .settings("{ path = \"/v1/nowhere\" }")
+        .batch(10)
+        .concurrency(2)
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    assert_summary(s, Expect::failed().delivered(0).pending(s.read));
     assert!(
         s.error.as_deref().unwrap().contains("HTTP_404"),
         "{:?}",
@@ -205,7 +177,6 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
         "no request leaves after the fatal verdict: {}",
         s.requests
     );
-    assert_eq!(s.pending, s.read);
     assert!(dest.stored().is_empty());
     assert!(fates.keys(is_delivered).is_empty());
 }
@@ -220,22 +191,15 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
         ..Faults::default()
     };
     let dest = accept_all(faults).await;
-    let setup = common::setup(
-        &contacts(40),
-        "builtin:rest",
-        &dest.base_url(),
-        &sync(
-            "batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n",
-        ),
-    );
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(40))
+        .sync("batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n")
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     // A timeout is no answer: the records stay pending, and a run that delivered nothing
     // because its destination never answered has failed.
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Failed, 0, 0, 40)
-    );
+    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(40));
     assert!(
         s.error
             .as_deref()
@@ -255,9 +219,16 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     assert!(fates.keys(is_delivered).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connector_that_traps_fails_its_run_and_the_host_goes_on() {
-    let dest = accept_all(Faults::default()).await;
+/// Three syncs of 50 records on one host: `traps` (a connector that traps in classify),
+/// `loops` (one that loops in precheck past its 100ms call limit) and `fine` (the REST
+/// connector), all to `dest`.
+struct TrapBench {
+    _dir: tempfile::TempDir,
+    config: Config,
+    host: Host,
+}
+
+fn trap_bench(dest: &SimHandle) -> TrapBench {
     let dir = tempfile::tempdir().unwrap();
     let hostile = dir.path().join("hostile.wasm");
     std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
@@ -306,50 +277,68 @@ settings = {{ path = "/v1/records" }}
     std::fs::write(&path, config).unwrap();
     let config = Config::load(&path).unwrap();
     let host = Host::new(&config).unwrap();
+    TrapBench {
+        _dir: dir,
+        config,
+        host,
+    }
+}
 
-    let traps = host
-        .run(&config, "traps", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!(
-        (traps.outcome, traps.delivered, traps.pending),
-        (Outcome::Failed, 0, 50)
-    );
+impl TrapBench {
+    async fn run(&self, sync: &str) -> sluice::engine::RunSummary {
+        self.host
+            .run(&self.config, sync, RunControl::default())
+            .await
+            .unwrap()
+            .summary
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_traps_fails_its_run_with_every_record_pending() {
+    let dest = accept_all(Faults::default()).await;
+    let bench = trap_bench(&dest);
+    let traps = bench.run("traps").await;
+    assert_summary(&traps, Expect::failed().delivered(0).pending(50));
     let error = traps.error.unwrap();
     assert!(
         error.starts_with("connector `bad` trapped in `classify`"),
         "{error}"
     );
     // Every record the failed run read is in the ledger as pending, none as delivered.
-    let ledger = host.ledger().sync("traps").unwrap();
-    let statuses: Vec<_> = ledger.iter().map(|e| e.unwrap().1.status).collect();
+    let statuses: Vec<_> = common::ledger_entries(&bench.host, "traps")
+        .into_iter()
+        .map(|(_, e)| e.status)
+        .collect();
     assert_eq!(statuses.len(), 50);
     assert!(
         statuses
             .iter()
             .all(|s| *s == sluice::ledger::Status::Pending)
     );
+}
 
-    let loops = host
-        .run(&config, "loops", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!((loops.outcome, loops.requests), (Outcome::Failed, 0));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_past_its_call_time_limit_fails_its_run_before_sending() {
+    let dest = accept_all(Faults::default()).await;
+    let loops = trap_bench(&dest).run("loops").await;
+    assert_summary(&loops, Expect::failed().requests(0));
     assert!(
         loops
             .error
             .unwrap()
             .contains("exceeded its call time limit of 100ms in `precheck`")
     );
+}
 
-    let fine = host
-        .run(&config, "fine", RunControl::default())
-        .await
-        .unwrap()
-        .summary;
-    assert_eq!((fine.outcome, fine.delivered), (Outcome::Completed, 50));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_connectors_trap_and_loop_the_host_runs_its_other_syncs() {
+    let dest = accept_all(Faults::default()).await;
+    let bench = trap_bench(&dest);
+    assert_eq!(bench.run("traps").await.outcome, Outcome::Failed);
+    assert_eq!(bench.run("loops").await.outcome, Outcome::Failed);
+    let fine = bench.run("fine").await;
+    assert_summary(&fine, Expect::completed().delivered(50));
     // The trapping sync sent its requests (the destination stored them) but, without a
     // verdict, none of its records was taken as delivered.
     assert_eq!(dest.stored().len(), 50);

@@ -9,21 +9,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::engine::{Fate, Outcome, RunControl, RunReport};
+use sluice::engine::{Fate, RunReport};
 use sluice::sync::Host;
 use sluice_sim::hostile::{
     self, HostileConfig, HostileHandle, Misbehaviour, PATH, answer, credential_forms, record_id,
 };
 
-use crate::common::{self, Fates, Setup};
+use crate::common::{self, Expect, Scenario, Setup, assert_summary, assert_summary_of};
 
 /// The REST connector reading the hostile destination's per-record answers.
-const SETTINGS: &str =
-    r#"settings = { path = "/v1/records", results_pointer = "/results", id_field = "id" }"#;
+const SETTINGS: &str = r#"{ path = "/v1/records", results_pointer = "/results", id_field = "id" }"#;
 
 /// A misbehaviour that should stop after a few requests is cut off after this many, so that
 /// a host that storms fails its test quickly instead of running forever.
@@ -32,11 +30,16 @@ const STORM_GUARD: u64 = 50;
 /// How long any run may take before the test calls it stuck.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The sync's settings; `extra` goes before the retry table.
-fn sync_toml(extra: &str) -> String {
-    format!(
-        "{SETTINGS}\nbatch_size = 10\nconcurrency = 1\nmax_response_bytes = \"64KiB\"\n{extra}\n[sync.retry]\nmax_attempts = 3\ninitial_backoff = \"20ms\"\nmax_backoff = \"80ms\"\nmax_rate_limit_wait = \"400ms\"\n"
-    )
+/// The sync of `n` contacts to `dest`, with `extra` lines in its `[[sync]]` table.
+fn scenario(dest: &HostileHandle, n: usize, extra: &str) -> Scenario {
+    Scenario::rest(&dest.base_url())
+        .records(contacts(n))
+        .settings(SETTINGS)
+        .batch(10)
+        .concurrency(1)
+        .sync("max_response_bytes = \"64KiB\"")
+        .sync(extra)
+        .retry("max_attempts = 3\ninitial_backoff = \"20ms\"\nmax_backoff = \"80ms\"\nmax_rate_limit_wait = \"400ms\"")
 }
 
 fn contacts(n: usize) -> Vec<Value> {
@@ -46,13 +49,9 @@ fn contacts(n: usize) -> Vec<Value> {
 }
 
 async fn destination(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
-    hostile::start(HostileConfig {
-        misbehaviour,
-        times,
-        ..HostileConfig::default()
-    })
-    .await
-    .unwrap()
+    hostile::start(HostileConfig::doing(misbehaviour, times))
+        .await
+        .unwrap()
 }
 
 /// A fate in a few words: `delivered(h-h00)`, `rejected(CODE)`, `pending(CODE)`, `pending(-)`.
@@ -88,15 +87,9 @@ struct Bench {
 impl Bench {
     async fn new(misbehaviour: Misbehaviour, times: Option<u64>, n: usize, extra: &str) -> Self {
         let dest = destination(misbehaviour, times).await;
-        let records = contacts(n);
-        let setup = common::setup(
-            &records,
-            "builtin:rest",
-            &dest.base_url(),
-            &sync_toml(extra),
-        );
+        let setup = scenario(&dest, n, extra).setup();
         let host = Host::new(&setup.config).unwrap();
-        let keys = records
+        let keys = contacts(n)
             .iter()
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect();
@@ -110,22 +103,15 @@ impl Bench {
 
     /// Runs the sync once: its report, and every record's fate as the run decided it.
     async fn run(&self) -> (RunReport, BTreeMap<String, String>) {
-        let fates = Arc::new(Fates::default());
-        let control = RunControl {
-            sinks: vec![fates.clone()],
-            grace: Duration::from_secs(5),
-            ..RunControl::default()
-        };
-        let report =
-            tokio::time::timeout(RUN_LIMIT, self.host.run(&self.setup.config, "s", control))
+        let (report, fates) =
+            tokio::time::timeout(RUN_LIMIT, common::run_on(&self.host, &self.setup))
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
                         "the run did not end within {RUN_LIMIT:?}; the destination saw {} requests",
                         self.dest.request_count()
                     )
-                })
-                .unwrap();
+                });
         let fates = fates
             .all()
             .iter()
@@ -136,13 +122,9 @@ impl Bench {
 
     /// Every record of the ledger: `status(code)`, `status(-)` without a failure.
     fn ledger(&self) -> BTreeMap<String, String> {
-        self.host
-            .ledger()
-            .sync("s")
-            .unwrap()
-            .iter()
-            .map(|item| {
-                let (key, entry) = item.unwrap();
+        common::ledger_entries(&self.host, "s")
+            .into_iter()
+            .map(|(key, entry)| {
                 let shown = match (&entry.failure, &entry.destination_id) {
                     (Some(f), _) => f.code.clone(),
                     (None, Some(id)) => id.clone(),
@@ -167,10 +149,9 @@ async fn a_well_behaved_hostile_destination_takes_every_record_once() {
     )
     .await;
     let (report, fates) = bench.run().await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending, s.requests),
-        (Outcome::Completed, 5, 0, 1)
+    assert_summary(
+        &report.summary,
+        Expect::completed().delivered(5).pending(0).requests(1),
     );
     assert_eq!(fates, delivered(&bench.keys));
     assert_eq!(bench.ledger(), delivered(&bench.keys));
@@ -239,14 +220,17 @@ async fn assert_waits_the_backoff(retry_after: Option<&str>) {
     }
     assert!(requests.iter().all(|r| r.answer == answer::RATE_LIMITED));
 
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 0, 0, 5),
-        "Retry-After {retry_after:?}"
+    let sent = requests.len() as u64;
+    assert_summary_of(
+        format!("Retry-After {retry_after:?}"),
+        &report.summary,
+        Expect::completed()
+            .delivered(0)
+            .rejected(0)
+            .pending(5)
+            .requests(sent)
+            .rate_limit_waits(sent),
     );
-    assert_eq!(s.requests, requests.len() as u64);
-    assert_eq!(s.rate_limit_waits, requests.len() as u64);
     assert_eq!(fates, every(&bench.keys, "pending(RATE_LIMITED)"));
     assert_eq!(bench.ledger(), every(&bench.keys, "pending(RATE_LIMITED)"));
     assert!(bench.dest.stored().is_empty());
@@ -283,16 +267,16 @@ async fn a_retry_after_beyond_any_clock_leaves_the_batch_pending_without_overflo
         .await;
         let (report, fates) = bench.run().await;
         let s = &report.summary;
-        assert_eq!(
-            (s.outcome, s.error.as_deref(), s.delivered, s.pending),
-            (Outcome::Completed, None, 0, 5),
-            "Retry-After {retry_after}"
+        assert_summary_of(
+            format!("Retry-After {retry_after}"),
+            s,
+            Expect::completed()
+                .delivered(0)
+                .pending(5)
+                .requests(1)
+                .rate_limit_waits(1),
         );
-        assert_eq!(
-            (s.requests, s.rate_limit_waits),
-            (1, 1),
-            "Retry-After {retry_after}"
-        );
+        assert_eq!(s.error, None, "Retry-After {retry_after}");
         assert_eq!(bench.dest.request_count(), 1);
         assert_eq!(fates, every(&bench.keys, "pending(RATE_LIMITED)"));
         assert_eq!(bench.ledger(), every(&bench.keys, "pending(RATE_LIMITED)"));
@@ -309,27 +293,9 @@ async fn a_retry_after_beyond_any_clock_leaves_the_batch_pending_without_overflo
 async fn a_huge_body_is_cut_and_never_taken_for_a_confirmation() {
     let bench = Bench::new(Misbehaviour::HugeBody { padding: 1 << 20 }, None, 5, "").await;
     let (report, fates) = bench.run().await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 0, 5, 0)
-    );
-    assert_eq!((s.requests, s.transient_failures), (3, 3));
-    assert_eq!(bench.dest.request_count(), 3);
-    assert_eq!(fates, every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
-    assert_eq!(
-        bench.ledger(),
-        every(&bench.keys, "rejected(MALFORMED_RESPONSE)")
-    );
+    assert_malformed_after_three_attempts("a huge body", &report, &fates, &bench);
     assert_eq!(bench.dest.stored().len(), 5, "the destination took them");
-    let entry = bench
-        .host
-        .ledger()
-        .sync("s")
-        .unwrap()
-        .get("h00")
-        .unwrap()
-        .unwrap();
+    let entry = common::ledger_entry(&bench.host, "s", "h00");
     let message = entry.failure.unwrap().message;
     assert!(
         message.contains("not JSON"),
@@ -343,6 +309,30 @@ async fn a_huge_body_is_cut_and_never_taken_for_a_confirmation() {
     assert_eq!(bench.ledger(), delivered(&bench.keys));
 }
 
+/// Three attempts, each answered with something that is no confirmation: every record is
+/// rejected with `MALFORMED_RESPONSE`, in the run and in the ledger.
+fn assert_malformed_after_three_attempts(
+    case: impl std::fmt::Display,
+    report: &RunReport,
+    fates: &BTreeMap<String, String>,
+    bench: &Bench,
+) {
+    assert_summary_of(
+        &case,
+        &report.summary,
+        Expect::completed()
+            .delivered(0)
+            .rejected(5)
+            .pending(0)
+            .requests(3)
+            .transient_failures(3),
+    );
+    assert_eq!(bench.dest.request_count(), 3, "{case}");
+    let expected = every(&bench.keys, "rejected(MALFORMED_RESPONSE)");
+    assert_eq!(*fates, expected, "{case}");
+    assert_eq!(bench.ledger(), expected, "{case}");
+}
+
 /// A destination that never gets a whole response to the host is down, as far as the host
 /// can tell: its records stay pending with the transport's code, the run delivered nothing
 /// and says the destination could not be reached.
@@ -353,18 +343,20 @@ fn assert_unreachable(
     code: &str,
 ) {
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Failed, 0, 0, 5),
-        "{:?}",
-        s.error
+    assert_summary(
+        s,
+        Expect::failed()
+            .delivered(0)
+            .rejected(0)
+            .pending(5)
+            .requests(3)
+            .transient_failures(3),
     );
     let error = s.error.as_deref().unwrap_or_default();
     assert!(
         error.starts_with("the destination could not be reached"),
         "{error}"
     );
-    assert_eq!((s.requests, s.transient_failures), (3, 3));
     assert_eq!(bench.dest.request_count(), 3);
     let expected = every(&bench.keys, &format!("pending({code})"));
     assert_eq!(*fates, expected);
@@ -415,16 +407,13 @@ async fn a_body_trickled_past_request_timeout_is_a_timeout_not_a_delivery() {
 async fn a_reset_connection_is_retried_and_the_records_delivered() {
     let bench = Bench::new(Misbehaviour::Reset, Some(1), 5, "").await;
     let (report, fates) = bench.run().await;
-    let s = &report.summary;
-    assert_eq!(
-        (
-            s.outcome,
-            s.delivered,
-            s.requests,
-            s.transient_failures,
-            s.retries
-        ),
-        (Outcome::Completed, 5, 2, 1, 5)
+    assert_summary(
+        &report.summary,
+        Expect::completed()
+            .delivered(5)
+            .requests(2)
+            .transient_failures(1)
+            .retries(5),
     );
     assert_eq!(fates, delivered(&bench.keys));
     assert_eq!(bench.ledger(), delivered(&bench.keys));
@@ -454,10 +443,14 @@ async fn a_redirect_is_not_followed_and_its_records_stay_pending_with_its_code()
         let (report, fates) = bench.run().await;
         let s = &report.summary;
         let code = format!("HTTP_{status}");
-        assert_eq!(
-            (s.outcome, s.delivered, s.rejected, s.pending, s.requests),
-            (Outcome::Failed, 0, 0, 5, 1),
-            "{status}"
+        assert_summary_of(
+            status,
+            s,
+            Expect::failed()
+                .delivered(0)
+                .rejected(0)
+                .pending(5)
+                .requests(1),
         );
         assert!(s.error.as_deref().unwrap().contains(&code), "{:?}", s.error);
         assert_eq!(fates, every(&bench.keys, &format!("pending({code})")));
@@ -480,19 +473,7 @@ async fn results_of_the_wrong_length_are_never_taken_for_deliveries() {
     for delta in [-1, 1, -5] {
         let bench = Bench::new(Misbehaviour::WrongLength { delta }, None, 5, "").await;
         let (report, fates) = bench.run().await;
-        let s = &report.summary;
-        assert_eq!(
-            (s.outcome, s.delivered, s.rejected, s.pending),
-            (Outcome::Completed, 0, 5, 0),
-            "delta {delta}"
-        );
-        assert_eq!((s.requests, s.transient_failures), (3, 3), "delta {delta}");
-        assert_eq!(bench.dest.request_count(), 3);
-        assert_eq!(fates, every(&bench.keys, "rejected(MALFORMED_RESPONSE)"));
-        assert_eq!(
-            bench.ledger(),
-            every(&bench.keys, "rejected(MALFORMED_RESPONSE)")
-        );
+        assert_malformed_after_three_attempts(format!("delta {delta}"), &report, &fates, &bench);
     }
 }
 
@@ -620,19 +601,23 @@ fn ledger_failures(ledger: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// How an echoing refusal of a record reads in `ledger list --json`, scrubbed.
+fn scrubbed_refusal() -> Value {
+    json!([
+        "rejected",
+        "DENIED [redacted]",
+        "credential [redacted] is not allowed here (base64 [redacted]; see /help?credential=[redacted])",
+        ["[redacted]", "email"],
+    ])
+}
+
 /// The destination puts the bearer token into every per-record error (code, message as
 /// is, in base64 and percent-encoded, and the field list), a response header and the body.
 /// The records are rejected with the scrubbed failure; the token is nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file() {
     let dest = destination(Misbehaviour::EchoCredential { status: 200 }, None).await;
-    let records = contacts(5);
-    let setup = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        &sync_toml("auth = { bearer_env = \"HOSTILE_ECHO_BEARER\" }"),
-    );
+    let setup = scenario(&dest, 5, "auth = { bearer_env = \"HOSTILE_ECHO_BEARER\" }").setup();
     let (summary, ledger) =
         assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)], &[SECRET]).await;
     assert_eq!(dest.request_count(), 2, "one request a run");
@@ -651,12 +636,7 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
         (&json!("completed"), &json!(5), &json!(0), &json!(1))
     );
     // The header's whole value is a secret, its scheme included.
-    let failure = json!([
-        "rejected",
-        "DENIED [redacted]",
-        "credential [redacted] is not allowed here (base64 [redacted]; see /help?credential=[redacted])",
-        ["[redacted]", "email"],
-    ]);
+    let failure = scrubbed_refusal();
     let keys: Vec<String> = (0..5).map(|i| format!("h{i:02}")).collect();
     let expected: BTreeMap<String, Value> =
         keys.iter().map(|k| (k.clone(), failure.clone())).collect();
@@ -675,13 +655,12 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
     })
     .await
     .unwrap();
-    let records = contacts(5);
-    let setup = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        &sync_toml("auth = { header = \"X-Api-Key\", value_env = \"HOSTILE_ECHO_API_KEY\" }"),
-    );
+    let setup = scenario(
+        &dest,
+        5,
+        "auth = { header = \"X-Api-Key\", value_env = \"HOSTILE_ECHO_API_KEY\" }",
+    )
+    .setup();
     let (summary, ledger) =
         assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_API_KEY", SECRET)], &[SECRET]).await;
     assert!(
@@ -701,12 +680,7 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
     // 2 and 3, then the singles), the same in both runs.
     assert_eq!(summary["requests"], json!(9));
     assert_eq!(dest.request_count(), 18);
-    let failure = json!([
-        "rejected",
-        "DENIED [redacted]",
-        "credential [redacted] is not allowed here (base64 [redacted]; see /help?credential=[redacted])",
-        ["[redacted]", "email"],
-    ]);
+    let failure = scrubbed_refusal();
     let expected: BTreeMap<String, Value> = (0..5)
         .map(|i| (format!("h{i:02}"), failure.clone()))
         .collect();
@@ -718,13 +692,7 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_error() {
     let dest = destination(Misbehaviour::EchoCredential { status: 401 }, None).await;
-    let records = contacts(5);
-    let setup = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        &sync_toml("auth = { bearer_env = \"HOSTILE_ECHO_401\" }"),
-    );
+    let setup = scenario(&dest, 5, "auth = { bearer_env = \"HOSTILE_ECHO_401\" }").setup();
     let (summary, ledger) =
         assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_401", SECRET)], &[SECRET]).await;
     assert_eq!(
@@ -754,13 +722,12 @@ async fn an_echoed_basic_credential_and_its_password_reach_nothing() {
     let dest = destination(Misbehaviour::EchoCredential { status: 200 }, None).await;
     let pair = format!("ops:{SECRET}");
     let [_, encoded, _] = credential_forms(&pair);
-    let records = contacts(5);
-    let setup = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        &sync_toml("auth = { header = \"Authorization\", value_env = \"HOSTILE_ECHO_BASIC\" }"),
-    );
+    let setup = scenario(
+        &dest,
+        5,
+        "auth = { header = \"Authorization\", value_env = \"HOSTILE_ECHO_BASIC\" }",
+    )
+    .setup();
     let value = format!("Basic {encoded}");
     let (summary, ledger) = assert_secret_nowhere(
         &setup,

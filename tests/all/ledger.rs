@@ -12,24 +12,23 @@ use sluice::retry_job::{self, Request};
 use sluice::source::Record;
 use sluice::sync::Host;
 use sluice_sim::SimHandle;
-use sluice_sim::faults::{ErrorBurst, Faults};
+use sluice_sim::faults::Faults;
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 
-use crate::common::{self, is_delivered};
+use crate::common::{self, Expect, Scenario, assert_summary, contacts, is_delivered};
 
-const SYNC: &str = r#"settings = { path = "/v1/records", results_pointer = "/results", id_field = "id" }
-batch_size = 20
-concurrency = 2
-[sync.retry]
-initial_backoff = "5ms"
-max_backoff = "20ms"
-"#;
+/// The REST connector reading per-record answers.
+const PER_RECORD: &str =
+    r#"{ path = "/v1/records", results_pointer = "/results", id_field = "id" }"#;
 
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
+/// `records` to `dest` in batches of 20 by two workers, with fast retries.
+fn batches_of_20(dest: &SimHandle, records: Vec<serde_json::Value>) -> Scenario {
+    Scenario::rest(&dest.base_url())
+        .records(records)
+        .batch(20)
+        .concurrency(2)
+        .fast_retries()
 }
 
 async fn per_record(faults: Faults) -> SimHandle {
@@ -66,7 +65,9 @@ async fn later_runs_send_only_what_changed_or_failed() {
     let mut records = contacts(100);
     records[7]["email"] = json!("broken,example.com");
     records[42]["email"] = json!("also broken");
-    let setup = common::setup(&records, "builtin:rest", &dest.base_url(), SYNC);
+    let setup = batches_of_20(&dest, records.clone())
+        .settings(PER_RECORD)
+        .setup();
 
     let (first, _) = common::run(&setup).await;
     assert_eq!((first.summary.delivered, first.summary.rejected), (98, 2));
@@ -135,12 +136,10 @@ async fn later_runs_send_only_what_changed_or_failed() {
     // Nothing changed: nothing is sent. `mode = "all"` sends everything again.
     let (third, _) = common::run(&setup).await;
     assert_eq!((third.summary.unchanged, third.summary.requests), (100, 0));
-    let all = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        &format!("mode = \"all\"\n{SYNC}"),
-    );
+    let all = batches_of_20(&dest, records)
+        .settings(PER_RECORD)
+        .sync("mode = \"all\"")
+        .setup();
     std::fs::remove_dir_all(all.dir.path().join("state")).ok();
     std::fs::create_dir_all(all.dir.path().join("state")).unwrap();
     let (fourth, _) = common::run(&all).await;
@@ -344,32 +343,20 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
     // The destination is down for the first run: every request fails.
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 1,
-            status: 500,
-        }),
-        ..Faults::default()
-    };
-    let down = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let faults = Faults::error_burst(0, 1, 500);
+    let down = common::rest_sim(RestMode::AcceptAll, faults).await;
     let port = down.addr().port();
-    let sync = "settings = { path = \"/v1/records\" }\nbatch_size = 20\nconcurrency = 1\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n";
-    let setup = common::setup(&contacts(40), "builtin:rest", &down.base_url(), sync);
+    let setup = Scenario::rest(&down.base_url())
+        .records(contacts(40))
+        .batch(20)
+        .concurrency(1)
+        .retry("max_attempts = 2")
+        .fast_retries()
+        .setup();
     let (first, _) = common::run(&setup).await;
-    assert_eq!(
-        (
-            first.summary.rejected,
-            first.summary.delivered,
-            first.summary.requests
-        ),
-        (40, 0, 4)
+    assert_summary(
+        &first.summary,
+        Expect::default().rejected(40).delivered(0).requests(4),
     );
     let entry = Ledger::open(&setup.config.state_dir)
         .unwrap()
@@ -404,19 +391,12 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
         .await
         .unwrap();
     assert_eq!(report.selection.selected, 40);
-    let run = report.run.unwrap().summary;
-    assert_eq!(
-        (run.outcome, run.read, run.delivered, run.requests),
-        (Outcome::Completed, 40, 40, 2)
+    assert_summary(
+        &report.run.unwrap().summary,
+        Expect::completed().read(40).delivered(40).requests(2),
     );
     assert_eq!(dest.stored().len(), 40);
-    let entry = host
-        .ledger()
-        .sync("s")
-        .unwrap()
-        .get("c0003")
-        .unwrap()
-        .unwrap();
+    let entry = common::ledger_entry(&host, "s", "c0003");
     assert_eq!(
         (entry.status, entry.attempts, entry.failure),
         (Status::Delivered, 3, None)
@@ -432,19 +412,8 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_and_repeated_keys_are_reported_and_the_run_goes_on() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
-    let setup = common::setup(
-        &contacts(5),
-        "builtin:rest",
-        &dest.base_url(),
-        SYNC.replace(", results_pointer = \"/results\", id_field = \"id\"", "")
-            .as_str(),
-    );
+    let dest = common::accepting().await;
+    let setup = batches_of_20(&dest, contacts(5)).setup();
     let text = [
         r#"{"id": "a", "v": 1}"#,
         r#"{"v": "no key"}"#,
@@ -692,18 +661,10 @@ fn foreign_corrupt_and_future_ledgers_are_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_ledger_is_refused() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
-    let setup = common::setup(
-        &contacts(5),
-        "builtin:rest",
-        &dest.base_url(),
-        "settings = { path = \"/v1/records\" }\n",
-    );
+    let dest = common::accepting().await;
+    let setup = Scenario::rest(&dest.base_url())
+        .records(contacts(5))
+        .setup();
     let held = Ledger::open(&setup.config.state_dir).unwrap();
     let output = common::sluice(&["run"], &setup.dir.path().join("sluice.toml"), &[]).await;
     assert_eq!(output.status.code(), Some(1));

@@ -9,7 +9,6 @@ use sluice::inspector::{Exchange, Inspector, InspectorConfig};
 use sluice::ledger::Ledger;
 use sluice_sim::faults::{Faults, LimitStyle, RateLimit, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig, RestMode};
-use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
 
 use crate::common;
@@ -39,6 +38,12 @@ fn config(
     path
 }
 
+/// Replaces `from` with `to` in the config file at `path`.
+fn edit_config(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap().replace(from, to);
+    std::fs::write(path, text).unwrap();
+}
+
 async fn sluice(args: &[&str], config: &std::path::Path) -> std::process::Output {
     common::sluice(
         args,
@@ -50,37 +55,25 @@ async fn sluice(args: &[&str], config: &std::path::Path) -> std::process::Output
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let dest = common::checking_emails_with(RestConfig {
         auth: Some(AuthConfig {
             tokens: vec![SECRET.into()],
             session_requests: Some(4),
             oauth: None,
         }),
-        faults: Faults {
-            rate_limit: Some(RateLimit {
-                requests: 2,
-                window: Duration::from_millis(1000),
-                style: LimitStyle::TooManyRequests,
-                retry_after: RetryAfterStyle::Seconds,
-            }),
-            ..Faults::default()
-        },
+        faults: Faults::rate_limited(
+            2,
+            1000,
+            LimitStyle::TooManyRequests,
+            RetryAfterStyle::Seconds,
+        ),
         ..RestConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 60, "");
     // One request at a time, so that the order of requests is the destination's order.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("concurrency = 2", "concurrency = 1");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, "concurrency = 2", "concurrency = 1");
     let run = sluice(&["run", "--json"], &config).await;
     // The token expires after four requests and renewing it (re-reading the same value)
     // cannot help: the run fails, with records pending.
@@ -237,12 +230,7 @@ fn retention_prunes_by_count_and_by_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_history_and_metrics_agree_with_the_destination() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let dest = common::checking_emails_with(RestConfig {
         faults: Faults {
             seed: 5,
             lock_probability: 0.2,
@@ -256,8 +244,7 @@ async fn summary_history_and_metrics_agree_with_the_destination() {
         },
         ..RestConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 50, "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -377,10 +364,7 @@ async fn progress_goes_to_stderr_as_plain_lines_when_stdout_is_a_pipe() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &dest, 100, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(", results_pointer = \"/results\"", "");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, ", results_pointer = \"/results\"", "");
     let run = common::sluice(&["run"], &config, &[("OBSERVE_TOKEN", SECRET)]).await;
     assert!(
         run.status.success(),

@@ -10,8 +10,7 @@ use serde_json::json;
 use sluice::config::Config;
 use sluice_sim::SimHandle;
 use sluice_sim::faults::{Faults, Latency};
-use sluice_sim::rest::{self, RestConfig, RestMode};
-use sluice_sim::validation::Rules;
+use sluice_sim::rest::RestMode;
 
 use crate::common;
 
@@ -20,39 +19,18 @@ const PER_RECORD: &str = "settings = { path = \"/v1/records\", results_pointer =
 /// Settings of the REST connector for a destination that accepts everything.
 const ACCEPT: &str = "settings = { path = \"/v1/records\" }";
 
-async fn accepting(faults: Faults) -> SimHandle {
-    rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-/// A destination that rejects records whose `email` is not an email address.
-async fn checking_emails() -> SimHandle {
-    rest::start(RestConfig {
-        mode: RestMode::PerRecord,
-        rules: Rules {
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-fn contacts(prefix: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"id": format!("{prefix}{i:05}"), "email": "x@example.com"})
-            )
-        })
-        .collect()
+/// A folder with a config of one REST sync `s` of `data` (JSONL) to `dest`, with `extra`
+/// lines in its `[[sync]]` table.
+fn one_sync(dest: &SimHandle, data: &str, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dest.base_url(),
+        "builtin:rest",
+        &[("s", data, extra)],
+        "",
+    );
+    (dir, config)
 }
 
 /// Writes a config with a connector `c` (`component`) and one sync per `(name, jsonl,
@@ -132,7 +110,7 @@ async fn runs(config: &Path) -> Vec<(String, String)> {
 #[test]
 fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.jsonl"), contacts("a", 1)).unwrap();
+    std::fs::write(dir.path().join("s.jsonl"), common::contacts_jsonl("a", 1)).unwrap();
     let parse = |connector: &str, sync: &str, top: &str| {
         let text = format!(
             "{top}\n[connectors.c]\ncomponent = \"builtin:rest\"\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"http://127.0.0.1:9\"\n{ACCEPT}\n{sync}\n"
@@ -261,18 +239,11 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_sent() {
-    let dest = accepting(Faults::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &contacts("a", 5),
-            &format!("{ACCEPT}\nrate_limit = {{ requests = 1, per = \"1000y\" }}"),
-        )],
-        "",
+    let dest = common::accepting().await;
+    let (_dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 5),
+        &format!("{ACCEPT}\nrate_limit = {{ requests = 1, per = \"1000y\" }}"),
     );
     let output = common::sluice(&["run"], &config, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -296,15 +267,15 @@ async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_s
 
 /// Two syncs of `n` records each into an accepting destination.
 async fn two_syncs(n: usize) -> (SimHandle, tempfile::TempDir, PathBuf) {
-    let dest = accepting(Faults::default()).await;
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &dest.base_url(),
         "builtin:rest",
         &[
-            ("first", &contacts("a", n), ACCEPT),
-            ("second", &contacts("b", n), ACCEPT),
+            ("first", &common::contacts_jsonl("a", n), ACCEPT),
+            ("second", &common::contacts_jsonl("b", n), ACCEPT),
         ],
         "",
     );
@@ -380,7 +351,7 @@ async fn a_full_stdout_is_an_error_naming_it_and_every_sync_still_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_is_not_a_component_is_said_in_one_line() {
-    let dest = accepting(Faults::default()).await;
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("notes.txt"),
@@ -402,7 +373,7 @@ async fn a_file_that_is_not_a_component_is_said_in_one_line() {
             dir.path(),
             &dest.base_url(),
             file,
-            &[("s", &contacts("a", 3), ACCEPT)],
+            &[("s", &common::contacts_jsonl("a", 3), ACCEPT)],
             "",
         );
         let output = common::sluice(&["run"], &config, &[]).await;
@@ -481,33 +452,23 @@ async fn retry_while_locked(args: &[&str], config: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_directory_removed_during_a_run_fails_the_run() {
-    let dest = accepting(Faults {
-        latency: Some(Latency {
-            every: 1,
-            delay: Duration::from_millis(150),
-        }),
-        ..Faults::default()
-    })
+    let dest = common::rest_sim(
+        RestMode::AcceptAll,
+        Faults {
+            latency: Some(Latency {
+                every: 1,
+                delay: Duration::from_millis(150),
+            }),
+            ..Faults::default()
+        },
+    )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &contacts("a", 20),
-            &format!("{ACCEPT}\nbatch_size = 2\nconcurrency = 1"),
-        )],
-        "",
+    let (dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 20),
+        &format!("{ACCEPT}\nbatch_size = 2\nconcurrency = 1"),
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--json", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_sluice(&["run", "--json"], &config);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while dest.requests().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no request arrived");
@@ -529,7 +490,7 @@ async fn a_state_directory_removed_during_a_run_fails_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_are_escaped_for_people_and_formulas_defused_in_csv() {
-    let dest = checking_emails().await;
+    let dest = common::checking_emails().await;
     let dir = tempfile::tempdir().unwrap();
     let keys = [
         "evil\u{1b}[31mred",
@@ -601,14 +562,11 @@ async fn control_characters_are_escaped_for_people_and_formulas_defused_in_csv()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolution_needs_who_and_why() {
-    let dest = checking_emails().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[("s", "{\"id\": \"bad\", \"email\": \"nope\"}\n", PER_RECORD)],
-        "",
+    let dest = common::checking_emails().await;
+    let (_dir, config) = one_sync(
+        &dest,
+        "{\"id\": \"bad\", \"email\": \"nope\"}\n",
+        PER_RECORD,
     );
     common::sluice_ok(&["run"], &config, &[]).await;
     for (by, why, named) in [
@@ -641,7 +599,7 @@ async fn a_resolution_needs_who_and_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_credentials_are_named_before_any_sync_runs() {
-    let dest = accepting(Faults::default()).await;
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
     let oauth2 = "auth = { oauth2 = { token_url = \"http://127.0.0.1:9/token\", client_id_env = \"OPERATOR_CLIENT_ID\", client_secret_env = \"OPERATOR_CLIENT_SECRET\", refresh_token_env = \"OPERATOR_REFRESH\" } }";
     let config = write_config(
@@ -649,20 +607,24 @@ async fn missing_credentials_are_named_before_any_sync_runs() {
         &dest.base_url(),
         "builtin:rest",
         &[
-            ("open", &contacts("a", 3), ACCEPT),
+            ("open", &common::contacts_jsonl("a", 3), ACCEPT),
             (
                 "bearer",
-                &contacts("b", 3),
+                &common::contacts_jsonl("b", 3),
                 &format!("{ACCEPT}\nauth = {{ bearer_env = \"OPERATOR_UNSET_TOKEN\" }}"),
             ),
             (
                 "keyed",
-                &contacts("c", 3),
+                &common::contacts_jsonl("c", 3),
                 &format!(
                     "{ACCEPT}\nauth = {{ header = \"X-Api-Key\", value_env = \"OPERATOR_API_KEY\" }}"
                 ),
             ),
-            ("oauth", &contacts("d", 3), &format!("{ACCEPT}\n{oauth2}")),
+            (
+                "oauth",
+                &common::contacts_jsonl("d", 3),
+                &format!("{ACCEPT}\n{oauth2}"),
+            ),
         ],
         "",
     );
@@ -711,23 +673,16 @@ async fn missing_credentials_are_named_before_any_sync_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_cannot_authenticate_is_named_once() {
-    let dest = accepting(Faults::default()).await;
+    let dest = common::accepting().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let token_url = format!("http://{}/token", closed.local_addr().unwrap());
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &dest.base_url(),
-        "builtin:rest",
-        &[(
-            "s",
-            &contacts("a", 3),
-            &format!(
-                "{ACCEPT}\nauth = {{ oauth2 = {{ token_url = \"{token_url}\", client_id_env = \"OPERATOR_ID_2\", client_secret_env = \"OPERATOR_SECRET_2\", refresh_token_env = \"OPERATOR_REFRESH_2\" }} }}"
-            ),
-        )],
-        "",
+    let (_dir, config) = one_sync(
+        &dest,
+        &common::contacts_jsonl("a", 3),
+        &format!(
+            "{ACCEPT}\nauth = {{ oauth2 = {{ token_url = \"{token_url}\", client_id_env = \"OPERATOR_ID_2\", client_secret_env = \"OPERATOR_SECRET_2\", refresh_token_env = \"OPERATOR_REFRESH_2\" }} }}"
+        ),
     );
     let env = [
         ("OPERATOR_ID_2", "id"),

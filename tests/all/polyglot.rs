@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use sluice::engine::{Fate, Outcome};
+use sluice::engine::Fate;
 use sluice::sandbox::{ConnectorInstance, SandboxLimits, SourceRecord};
 use sluice_sim::couchdb::{self, CouchDbConfig};
 use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
@@ -21,7 +21,9 @@ use sluice_sim::hubspot::{self, HubSpotConfig};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
 
-use crate::common::{self, is_delivered, is_pending, is_rejected, response, show};
+use crate::common::{
+    self, Expect, Scenario, assert_summary, is_delivered, is_pending, is_rejected, response, show,
+};
 
 /// The folder build.sh wrote the components to; built on first use.
 fn built() -> &'static Path {
@@ -418,13 +420,6 @@ fn contacts(n: usize) -> Vec<Value> {
         .collect()
 }
 
-const HUBSPOT_SYNC: &str = r#"batch_size = 100
-concurrency = 2
-[sync.retry]
-initial_backoff = "5ms"
-max_backoff = "50ms"
-"#;
-
 async fn hubspot_sim(config: HubSpotConfig) -> SimHandle {
     hubspot::start(HubSpotConfig {
         rules: hubspot_rules(),
@@ -434,24 +429,21 @@ async fn hubspot_sim(config: HubSpotConfig) -> SimHandle {
     .unwrap()
 }
 
-fn hubspot_setup(records: &[Value], dest: &SimHandle, sync: &str) -> common::Setup {
+/// `records` (keyed by email) to `dest` through the Python HubSpot connector, in batches
+/// of 100 by `workers`, with fast retries.
+fn hubspot_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario {
     let component = component("python-hubspot");
-    common::setup_keyed(
-        records,
-        "email",
-        &component.display().to_string(),
-        &dest.base_url(),
-        sync,
-    )
+    Scenario::new(&component.display().to_string(), &dest.base_url())
+        .records(records.to_vec())
+        .key("email")
+        .batch(100)
+        .concurrency(workers)
+        .fast_retries()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() {
-    let faults = Faults {
-        seed: 11,
-        lock_probability: 0.2,
-        ..Faults::default()
-    };
+    let faults = Faults::locking(11, 0.2);
     let dest = hubspot_sim(HubSpotConfig {
         faults,
         ..HubSpotConfig::default()
@@ -461,14 +453,16 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
     records[10]["firstname"] = json!("A name far longer than twenty characters");
     records[20].as_object_mut().unwrap().remove("lastname");
     records[30]["email"] = json!("not-an-email");
-    let setup = hubspot_setup(&records, &dest, HUBSPOT_SYNC);
+    let setup = hubspot_sync(&records, &dest, 2).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.read, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 300, 297, 3, 0),
-        "{:?}",
-        s.error
+    assert_summary(
+        s,
+        Expect::completed()
+            .read(300)
+            .delivered(297)
+            .rejected(3)
+            .pending(0),
     );
     assert_eq!(
         fates.codes(),
@@ -514,14 +508,10 @@ async fn python_hubspot_an_unknown_property_refuses_the_batch_and_bisection_find
     .await;
     let mut records = contacts(100);
     records[37]["favorite_color"] = json!("teal");
-    let sync = HUBSPOT_SYNC.replace("concurrency = 2", "concurrency = 1");
-    let setup = hubspot_setup(&records, &dest, &sync);
+    let setup = hubspot_sync(&records, &dest, 1).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 99, 1)
-    );
+    assert_summary(s, Expect::completed().delivered(99).rejected(1));
     let (fate, _) = &fates.all()["c0037@example.com"];
     let Fate::Rejected(f) = fate else {
         panic!("{fate:?}")
@@ -543,14 +533,10 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
         ..HubSpotConfig::default()
     })
     .await;
-    let sync = HUBSPOT_SYNC.replace("concurrency = 2", "concurrency = 1");
-    let setup = hubspot_setup(&contacts(100), &dest, &sync);
+    let setup = hubspot_sync(&contacts(100), &dest, 1).setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 100, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(100).rejected(0));
     // The batch of 100 and both halves of 50 were refused; every request taken held at
     // most 30 inputs. (After a first half is taken, the engine splits its sibling without
     // sending it, assuming it holds a bad record; for a refusal by size that costs a few
@@ -570,28 +556,22 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_honours_retry_after() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::rate_limited(
+        2,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
+    );
     let dest = hubspot_sim(HubSpotConfig {
         faults,
         ..HubSpotConfig::default()
     })
     .await;
-    let setup = hubspot_setup(&contacts(500), &dest, HUBSPOT_SYNC);
+    let setup = hubspot_sync(&contacts(500), &dest, 2).setup();
     let started = SystemTime::now();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 500, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(500).pending(0));
     let limited = dest.stats().rate_limited;
     assert!(limited > 0);
     assert_eq!(s.rate_limit_waits, limited);
@@ -609,11 +589,10 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
         ..HubSpotConfig::default()
     })
     .await;
-    let sync = HUBSPOT_SYNC.replace("concurrency = 2", "concurrency = 1");
-    let setup = hubspot_setup(&contacts(500), &dest, &sync);
+    let setup = hubspot_sync(&contacts(500), &dest, 1).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(s.outcome, Outcome::Failed);
+    assert_summary(s, Expect::failed());
     assert_eq!((s.delivered, s.rejected), (200, 0));
     assert_eq!(s.pending, s.read - 200);
     let error = s.error.as_deref().unwrap();
@@ -653,19 +632,15 @@ async fn python_hubspot_an_expired_token_is_renewed() {
         ..HubSpotConfig::default()
     })
     .await;
-    let sync = format!(
-        "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"HS_RENEW_ID\", client_secret_env = \"HS_RENEW_SECRET\", refresh_token_env = \"HS_RENEW_REFRESH\" }} }}\n{HUBSPOT_SYNC}",
-        dest.base_url()
-    );
-    let setup = hubspot_setup(&contacts(600), &dest, &sync);
+    let setup = hubspot_sync(&contacts(600), &dest, 2)
+        .sync(&format!(
+            "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"HS_RENEW_ID\", client_secret_env = \"HS_RENEW_SECRET\", refresh_token_env = \"HS_RENEW_REFRESH\" }} }}",
+            dest.base_url()
+        ))
+        .setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered),
-        (Outcome::Completed, 600),
-        "{:?}",
-        s.error
-    );
+    assert_summary(s, Expect::completed().delivered(600));
     assert!(s.auth_renewals >= 2, "six batches, two requests a session");
     assert_eq!(
         dest.stats().token_refreshes,
@@ -883,14 +858,6 @@ fn documents(n: usize) -> Vec<Value> {
         .collect()
 }
 
-const COUCH_SYNC: &str = r#"settings = { db = "crm" }
-batch_size = 100
-concurrency = 2
-[sync.retry]
-initial_backoff = "5ms"
-max_backoff = "50ms"
-"#;
-
 async fn couch_sim(config: CouchDbConfig) -> SimHandle {
     couchdb::start(CouchDbConfig {
         db: "crm".into(),
@@ -901,23 +868,21 @@ async fn couch_sim(config: CouchDbConfig) -> SimHandle {
     .unwrap()
 }
 
-fn couch_setup(records: &[Value], dest: &SimHandle, sync: &str) -> common::Setup {
+/// `records` to `dest` through the JavaScript CouchDB connector, in batches of 100 by
+/// `workers`, with fast retries.
+fn couch_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario {
     let component = component("js-couchdb");
-    common::setup(
-        records,
-        &component.display().to_string(),
-        &dest.base_url(),
-        sync,
-    )
+    Scenario::new(&component.display().to_string(), &dest.base_url())
+        .records(records.to_vec())
+        .settings("{ db = \"crm\" }")
+        .batch(100)
+        .concurrency(workers)
+        .fast_retries()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
-    let faults = Faults {
-        seed: 5,
-        lock_probability: 0.25,
-        ..Faults::default()
-    };
+    let faults = Faults::locking(5, 0.25);
     let dest = couch_sim(CouchDbConfig {
         faults,
         ..CouchDbConfig::default()
@@ -928,14 +893,16 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
     records[4].as_object_mut().unwrap().remove("name");
     records[5]["_secret"] = json!(1);
     records[6]["id"] = json!("_design/app");
-    let setup = couch_setup(&records, &dest, COUCH_SYNC);
+    let setup = couch_sync(&records, &dest, 2).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.read, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 300, 296, 4, 0),
-        "{:?}",
-        s.error
+    assert_summary(
+        s,
+        Expect::completed()
+            .read(300)
+            .delivered(296)
+            .rejected(4)
+            .pending(0),
     );
     assert_eq!(
         fates.codes(),
@@ -976,14 +943,10 @@ async fn js_couchdb_a_request_too_large_is_bisected_to_the_document() {
     .await;
     let mut records = documents(100);
     records[60]["notes"] = json!("n".repeat(30_000));
-    let sync = COUCH_SYNC.replace("concurrency = 2", "concurrency = 1");
-    let setup = couch_setup(&records, &dest, &sync);
+    let setup = couch_sync(&records, &dest, 1).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 99, 1)
-    );
+    assert_summary(s, Expect::completed().delivered(99).rejected(1));
     assert_eq!(
         fates.codes(),
         BTreeMap::from([("doc0060".to_string(), "too_large".to_string())])
@@ -1017,15 +980,10 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
         ..CouchDbConfig::default()
     })
     .await;
-    let setup = couch_setup(&documents(500), &dest, COUCH_SYNC);
+    let setup = couch_sync(&documents(500), &dest, 2).setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 500, 0),
-        "{:?}",
-        s.error
-    );
+    assert_summary(s, Expect::completed().delivered(500).pending(0));
     let stats = dest.stats();
     assert!(stats.rate_limited > 0 && stats.server_errors > 0);
     assert_eq!(s.rate_limit_waits, stats.rate_limited);
@@ -1046,14 +1004,12 @@ async fn js_couchdb_refused_credentials_stop_the_run() {
         ..CouchDbConfig::default()
     })
     .await;
-    let sync = format!("auth = {{ bearer_env = \"COUCH_TOKEN_401\" }}\n{COUCH_SYNC}");
-    let setup = couch_setup(&documents(200), &dest, &sync);
+    let setup = couch_sync(&documents(200), &dest, 2)
+        .sync("auth = { bearer_env = \"COUCH_TOKEN_401\" }")
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Failed, 0, 200)
-    );
+    assert_summary(s, Expect::failed().delivered(0).pending(200));
     assert!(dest.stored().is_empty());
     assert!(fates.keys(is_delivered).is_empty());
 }

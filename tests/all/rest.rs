@@ -2,17 +2,18 @@
 //! and end to end against the simulated REST destination; and the allowed-hosts rule.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::json;
-use sluice::engine::Outcome;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
 
-use crate::common::{self, configured, is_delivered, is_permanent, is_rejected, response, show};
+use crate::common::{
+    self, Expect, Scenario, assert_summary, assert_summary_of, configured, contacts, is_delivered,
+    is_permanent, is_rejected, response, show,
+};
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k{i}")).collect()
@@ -206,12 +207,6 @@ fn rules() -> Rules {
     }
 }
 
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
-}
-
 async fn sim(mode: RestMode, faults: Faults) -> SimHandle {
     rest::start(RestConfig {
         mode,
@@ -223,13 +218,19 @@ async fn sim(mode: RestMode, faults: Faults) -> SimHandle {
     .unwrap()
 }
 
-const SYNC: &str = r#"settings = { path = "/v1/records" }
-batch_size = 100
-concurrency = 2
-[sync.retry]
-initial_backoff = "5ms"
-max_backoff = "50ms"
-"#;
+/// `records` to `dest` in batches of `batch` by `workers`, with fast retries.
+fn sync(
+    dest: &SimHandle,
+    records: Vec<serde_json::Value>,
+    batch: usize,
+    workers: usize,
+) -> Scenario {
+    Scenario::rest(&dest.base_url())
+        .records(records)
+        .batch(batch)
+        .concurrency(workers)
+        .fast_retries()
+}
 
 /// Bisection isolates every bad record of a batch refused as a whole, and stays within
 /// 2k*ceil(log2(n/k)) + 1 requests for a batch of n with k bad.
@@ -252,16 +253,15 @@ async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
         for &i in *bad {
             records[i]["email"] = json!("not-an-email");
         }
-        let sync = SYNC
-            .replace("batch_size = 100", "batch_size = 200")
-            .replace("concurrency = 2", "concurrency = 1");
-        let setup = common::setup(&records, "builtin:rest", &dest.base_url(), &sync);
-        let (report, fates) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_eq!(
-            (s.outcome, s.delivered, s.rejected, s.pending),
-            (Outcome::Completed, (n - k) as u64, k as u64, 0),
-            "n={n} k={k}"
+        let ran = sync(&dest, records, 200, 1).run().await;
+        let (s, fates) = (ran.summary(), &ran.fates);
+        assert_summary_of(
+            format!("n={n} k={k}"),
+            s,
+            Expect::completed()
+                .delivered((n - k) as u64)
+                .rejected(k as u64)
+                .pending(0),
         );
         let expected_bad: Vec<String> = {
             let mut v: Vec<String> = bad.iter().map(|i| format!("c{i:04}")).collect();
@@ -283,25 +283,23 @@ async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_record_results_settle_each_record() {
-    let faults = Faults {
-        seed: 3,
-        lock_probability: 0.2,
-        ..Faults::default()
-    };
+    let faults = Faults::locking(3, 0.2);
     let dest = sim(RestMode::PerRecord, faults).await;
     let mut records = contacts(150);
     records[10]["email"] = json!("bad,email.com");
     records[20].as_object_mut().unwrap().remove("email");
-    let sync = SYNC.replace(
-        "settings = { path = \"/v1/records\" }",
-        "settings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\", permanent_codes = [\"REQUIRED_FIELD_MISSING\"], retry_codes = \"UNABLE_TO_LOCK_ROW\" }",
-    );
-    let setup = common::setup(&records, "builtin:rest", &dest.base_url(), &sync);
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.permanent, s.pending),
-        (Outcome::Completed, 148, 1, 1, 0)
+    let ran = sync(&dest, records, 100, 2)
+        .settings("{ path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\", permanent_codes = [\"REQUIRED_FIELD_MISSING\"], retry_codes = \"UNABLE_TO_LOCK_ROW\" }")
+        .run()
+        .await;
+    let (s, fates) = (ran.summary(), &ran.fates);
+    assert_summary(
+        s,
+        Expect::completed()
+            .delivered(148)
+            .rejected(1)
+            .permanent(1)
+            .pending(0),
     );
     assert_eq!(
         fates.codes(),
@@ -325,48 +323,39 @@ async fn per_record_results_settle_each_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_an_http_date_pauses_until_that_time() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::ServiceUnavailable,
-            retry_after: RetryAfterStyle::HttpDate,
-        }),
-        ..Faults::default()
-    };
-    let dest = sim(RestMode::AcceptAll, faults).await;
-    let setup = common::setup(&contacts(500), "builtin:rest", &dest.base_url(), SYNC);
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 500, 0)
+    let faults = Faults::rate_limited(
+        2,
+        1000,
+        LimitStyle::ServiceUnavailable,
+        RetryAfterStyle::HttpDate,
     );
+    let dest = sim(RestMode::AcceptAll, faults).await;
+    let ran = sync(&dest, contacts(500), 100, 2).run().await;
+    let s = ran.summary();
+    assert_summary(s, Expect::completed().delivered(500).pending(0));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     common::assert_waits_honoured(&dest, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_past_max_attempts_reject_the_batch() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 1000,
-            status: 502,
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::error_burst(0, 1000, 502);
     let dest = sim(RestMode::AcceptAll, faults).await;
-    let sync = SYNC.replace("initial_backoff", "max_attempts = 3\ninitial_backoff");
-    let setup = common::setup(&contacts(150), "builtin:rest", &dest.base_url(), &sync);
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 0, 150, 0)
+    let ran = sync(&dest, contacts(150), 100, 2)
+        .retry("max_attempts = 3")
+        .run()
+        .await;
+    let fates = &ran.fates;
+    // Two batches, three attempts each.
+    assert_summary(
+        ran.summary(),
+        Expect::completed()
+            .delivered(0)
+            .rejected(150)
+            .pending(0)
+            .requests(6)
+            .transient_failures(6),
     );
-    assert_eq!(s.requests, 6, "two batches, three attempts each");
-    assert_eq!(s.transient_failures, 6);
     assert!(fates.codes().values().all(|c| c == "HTTP_502"));
     assert!(fates.all().values().all(|(_, attempts)| *attempts == 3));
 }
@@ -384,12 +373,12 @@ async fn a_401_without_renewable_credentials_stops_the_run() {
     })
     .await
     .unwrap();
-    let sync = format!("auth = {{ bearer_env = \"REST_TOKEN_401\" }}\n{SYNC}");
-    let setup = common::setup(&contacts(300), "builtin:rest", &dest.base_url(), &sync);
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
-    assert_eq!(s.pending, s.read);
+    let ran = sync(&dest, contacts(300), 100, 2)
+        .sync("auth = { bearer_env = \"REST_TOKEN_401\" }")
+        .run()
+        .await;
+    let (s, fates) = (ran.summary(), &ran.fates);
+    assert_summary(s, Expect::failed().delivered(0).pending(s.read));
     assert!(dest.stored().is_empty());
     assert!(fates.keys(is_delivered).is_empty());
     assert!(!s.error.as_deref().unwrap().contains("wrong-token"));
@@ -401,16 +390,16 @@ async fn a_request_to_a_forbidden_host_is_refused_before_it_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let hostile = dir.path().join("hostile.wasm");
     std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
-    let sync = "settings = { mode = \"forbidden-host\" }\nbatch_size = 10\nconcurrency = 2\n";
-    let setup = common::setup(
-        &contacts(30),
-        &hostile.display().to_string(),
-        &dest.base_url(),
-        sync,
-    );
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!((s.outcome, s.delivered), (Outcome::Failed, 0));
+    let ran = Scenario::new(&hostile.display().to_string(), &dest.base_url())
+        .records(contacts(30))
+        .settings("{ mode = \"forbidden-host\" }")
+        .batch(10)
+        .concurrency(2)
+        .run()
+        .await;
+    let (s, fates) = (ran.summary(), &ran.fates);
+    // Nothing was sent.
+    assert_summary(s, Expect::failed().delivered(0).requests(0));
     let error = s.error.as_deref().unwrap();
     assert!(
         error.contains("127.0.0.1:1")
@@ -420,6 +409,5 @@ async fn a_request_to_a_forbidden_host_is_refused_before_it_leaves() {
     );
     assert!(error.contains("connector `c`"), "{error}");
     assert_eq!(dest.stats().requests, 0);
-    assert_eq!(s.requests, 0, "nothing was sent");
     assert!(fates.keys(is_delivered).is_empty());
 }

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use sluice::engine::Outcome;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 use sluice_sim::validation::{CustomRule, Rules};
 use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
 
 use crate::common::{
-    self, configured, is_delivered, is_pending, is_permanent, is_rejected, response, show,
+    self, Expect, Scenario, assert_summary, configured, is_delivered, is_pending, is_permanent,
+    is_rejected, response, show,
 };
 
 const SETTINGS: &[(&str, &str)] = &[
@@ -22,13 +22,15 @@ const SETTINGS: &[(&str, &str)] = &[
     ("parent_field", "ParentCrmId"),
 ];
 
-const SYNC: &str = r#"settings = { object = "Account", external_id_field = "External_Id__c", parent_field = "ParentCrmId" }
-batch_size = 50
-concurrency = 3
-[sync.retry]
-initial_backoff = "5ms"
-max_backoff = "50ms"
-"#;
+/// `records` to `dest` as Accounts, in batches of 50 by three workers, with fast retries.
+fn accounts_to(dest: &SimHandle, records: Vec<serde_json::Value>) -> Scenario {
+    Scenario::new("builtin:salesforce", &dest.base_url())
+        .records(records)
+        .settings(r#"{ object = "Account", external_id_field = "External_Id__c", parent_field = "ParentCrmId" }"#)
+        .batch(50)
+        .concurrency(3)
+        .fast_retries()
+}
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k{i}")).collect()
@@ -272,15 +274,20 @@ async fn sim(faults: Faults, auth: Option<AuthConfig>) -> SimHandle {
 async fn a_clean_sync_delivers_every_record_exactly_once() {
     let dest = sim(Faults::default(), None).await;
     let records = common::accounts(230);
-    let setup = common::setup(&records, "builtin:salesforce", &dest.base_url(), SYNC);
+    let setup = accounts_to(&dest, records).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(s.outcome, Outcome::Completed);
-    assert_eq!(
-        (s.read, s.delivered, s.rejected, s.permanent, s.pending),
-        (230, 230, 0, 0, 0)
+    // 230 records in batches of 50.
+    assert_summary(
+        s,
+        Expect::completed()
+            .read(230)
+            .delivered(230)
+            .rejected(0)
+            .permanent(0)
+            .pending(0)
+            .requests(5),
     );
-    assert_eq!(s.requests, 5, "230 records in batches of 50");
     let stored = dest.stored();
     assert_eq!(stored.len(), 230);
     assert_eq!(
@@ -327,13 +334,16 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
     bad(100, "DACO-02", &|r| {
         r.as_object_mut().unwrap().remove("ParentCrmId");
     });
-    let setup = common::setup(&records, "builtin:salesforce", &dest.base_url(), SYNC);
+    let setup = accounts_to(&dest, records).setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(s.outcome, Outcome::Completed);
-    assert_eq!(
-        (s.delivered, s.rejected, s.permanent, s.pending),
-        (113, 4, 3, 0)
+    assert_summary(
+        s,
+        Expect::completed()
+            .delivered(113)
+            .rejected(4)
+            .permanent(3)
+            .pending(0),
     );
     assert_eq!(fates.codes(), expected);
     assert_eq!(fates.keys(is_permanent), ["A0061", "A0099", "A0100"]);
@@ -350,27 +360,16 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_rows_are_retried_in_the_run_until_delivered() {
-    let faults = Faults {
-        seed: 11,
-        lock_probability: 0.3,
-        ..Faults::default()
-    };
+    let faults = Faults::locking(11, 0.3);
     let dest = sim(faults, None).await;
     // Ten attempts: a row locked 30% of the time is locked ten times in a row once in
     // 170,000 tries. (With the default five, about one record in 400 is rejected.)
-    let sync = SYNC.replace("initial_backoff", "max_attempts = 10\ninitial_backoff");
-    let setup = common::setup(
-        &common::accounts(200),
-        "builtin:salesforce",
-        &dest.base_url(),
-        &sync,
-    );
+    let setup = accounts_to(&dest, common::accounts(200))
+        .retry("max_attempts = 10")
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 200, 0, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(200).rejected(0).pending(0));
     let locks = dest.stats().record_errors["UNABLE_TO_LOCK_ROW"];
     assert!(
         locks > 30,
@@ -390,29 +389,18 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_every_worker_until_retry_after() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::TooManyRequests,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Faults::default()
-    };
-    let dest = sim(faults, None).await;
-    let setup = common::setup(
-        &common::accounts(300),
-        "builtin:salesforce",
-        &dest.base_url(),
-        SYNC,
+    let faults = Faults::rate_limited(
+        2,
+        1000,
+        LimitStyle::TooManyRequests,
+        RetryAfterStyle::Seconds,
     );
+    let dest = sim(faults, None).await;
+    let setup = accounts_to(&dest, common::accounts(300)).setup();
     let started = SystemTime::now();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 300, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(300).pending(0));
     assert_eq!(dest.stored().len(), 300);
     let limited = dest.stats().rate_limited;
     assert!(limited > 0);
@@ -428,28 +416,17 @@ async fn a_429_pauses_every_worker_until_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
-    let faults = Faults {
-        rate_limit: Some(RateLimit {
-            requests: 3,
-            window: Duration::from_millis(1000),
-            style: LimitStyle::RequestLimitExceeded,
-            retry_after: RetryAfterStyle::HttpDate,
-        }),
-        ..Faults::default()
-    };
-    let dest = sim(faults, None).await;
-    let setup = common::setup(
-        &common::accounts(250),
-        "builtin:salesforce",
-        &dest.base_url(),
-        SYNC,
+    let faults = Faults::rate_limited(
+        3,
+        1000,
+        LimitStyle::RequestLimitExceeded,
+        RetryAfterStyle::HttpDate,
     );
+    let dest = sim(faults, None).await;
+    let setup = accounts_to(&dest, common::accounts(250)).setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 250, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(250).pending(0));
     assert!(dest.requests().iter().any(|r| r.status == 403));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     common::assert_waits_honoured(&dest, 3);
@@ -457,27 +434,12 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_server_errors_are_retried_after_backoff() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 2,
-            length: 2,
-            status: 500,
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::error_burst(2, 2, 500);
     let dest = sim(faults, None).await;
-    let setup = common::setup(
-        &common::accounts(200),
-        "builtin:salesforce",
-        &dest.base_url(),
-        SYNC,
-    );
+    let setup = accounts_to(&dest, common::accounts(200)).setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Completed, 200, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(200).rejected(0));
     let errors = dest.stats().server_errors;
     assert!(errors >= 2);
     assert_eq!(s.transient_failures, errors);
@@ -500,22 +462,15 @@ async fn an_expired_session_is_renewed_and_the_run_completes() {
         }),
     };
     let dest = sim(Faults::default(), Some(auth)).await;
-    let sync = format!(
-        "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"SF_RENEW_ID\", client_secret_env = \"SF_RENEW_SECRET\", refresh_token_env = \"SF_RENEW_REFRESH\" }} }}\n{SYNC}",
-        dest.base_url()
-    );
-    let setup = common::setup(
-        &common::accounts(500),
-        "builtin:salesforce",
-        &dest.base_url(),
-        &sync,
-    );
+    let setup = accounts_to(&dest, common::accounts(500))
+        .sync(&format!(
+            "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"SF_RENEW_ID\", client_secret_env = \"SF_RENEW_SECRET\", refresh_token_env = \"SF_RENEW_REFRESH\" }} }}",
+            dest.base_url()
+        ))
+        .setup();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.pending),
-        (Outcome::Completed, 500, 0)
-    );
+    assert_summary(s, Expect::completed().delivered(500).pending(0));
     let stats = dest.stats();
     assert!(
         s.auth_renewals >= 2,
@@ -550,16 +505,13 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         oauth: None,
     };
     let dest = sim(Faults::default(), Some(auth)).await;
-    let sync = format!("auth = {{ bearer_env = \"SF_STATIC_TOKEN\" }}\n{SYNC}");
-    let setup = common::setup(
-        &common::accounts(400),
-        "builtin:salesforce",
-        &dest.base_url(),
-        &sync,
-    );
+    let setup = accounts_to(&dest, common::accounts(400))
+        .sync("auth = { bearer_env = \"SF_STATIC_TOKEN\" }")
+        .setup();
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
-    assert_eq!(s.outcome, Outcome::Failed);
+    // Two requests of 50 were accepted before the session expired.
+    assert_summary(s, Expect::failed().delivered(100).pending(s.read - 100));
     let error = s.error.as_deref().unwrap();
     assert!(
         error.contains("refused renewed credentials") && error.contains("INVALID_SESSION_ID"),
@@ -569,11 +521,6 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         !error.contains("static-token"),
         "the secret leaked into the error: {error}"
     );
-    assert_eq!(
-        s.delivered, 100,
-        "two requests of 50 were accepted before the session expired"
-    );
-    assert_eq!(s.pending, s.read - 100);
     let stored: BTreeSet<String> = dest.stored().into_keys().collect();
     let delivered: BTreeSet<String> = fates.keys(is_delivered).into_iter().collect();
     assert_eq!(

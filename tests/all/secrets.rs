@@ -167,6 +167,22 @@ fn five_records() -> Vec<Value> {
         .collect()
 }
 
+/// The REST connector reading per-record answers.
+const PER_RECORD: &str =
+    r#"{ path = "/v1/records", results_pointer = "/results", id_field = "id" }"#;
+
+/// Five records to `echo`, served on a port of its own, authenticated with `auth` (an
+/// inline table, in which `{base_url}` is the destination's origin).
+async fn echoed(echo: &Echo, auth: &str) -> (String, common::Setup) {
+    let base_url = serve(echo.clone()).await;
+    let setup = common::Scenario::rest(&base_url)
+        .records(five_records())
+        .settings(PER_RECORD)
+        .sync(&format!("auth = {}", auth.replace("{base_url}", &base_url)))
+        .setup();
+    (base_url, setup)
+}
+
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -304,14 +320,8 @@ async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
         header: "authorization",
         ..Echo::default()
     };
-    let base_url = serve(echo.clone()).await;
     let token = "tok-Echo-5ecret-0123456789/abc+Z";
-    let setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        "auth = { bearer_env = \"SECRETS_ECHO_BEARER\" }\nsettings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\" }\n",
-    );
+    let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_ECHO_BEARER\" }").await;
     let secrets = [token.to_string(), format!("Bearer {token}")];
     let (summary, ledger, exchanges) =
         run_and_look(&setup, &[("SECRETS_ECHO_BEARER", token)], &secrets).await;
@@ -335,14 +345,8 @@ async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere()
         disguise: true,
         ..Echo::default()
     };
-    let base_url = serve(echo.clone()).await;
     let token = "tok-Disguised-5ecret-0123456789";
-    let setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        "auth = { bearer_env = \"SECRETS_DISGUISED_BEARER\" }\nsettings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\" }\n",
-    );
+    let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_DISGUISED_BEARER\" }").await;
     let secrets = [token.to_string()];
     let (summary, ledger, _) =
         run_and_look(&setup, &[("SECRETS_DISGUISED_BEARER", token)], &secrets).await;
@@ -368,14 +372,12 @@ async fn an_echoed_api_key_is_printed_and_stored_nowhere() {
         header: "x-tenant-credential",
         ..Echo::default()
     };
-    let base_url = serve(echo.clone()).await;
     let key = "key_Echo5ecret:0123456789";
-    let setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        "auth = { header = \"X-Tenant-Credential\", value_env = \"SECRETS_ECHO_KEY\" }\nsettings = { path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\" }\n",
-    );
+    let (_, setup) = echoed(
+        &echo,
+        "{ header = \"X-Tenant-Credential\", value_env = \"SECRETS_ECHO_KEY\" }",
+    )
+    .await;
     let (summary, ledger, exchanges) =
         run_and_look(&setup, &[("SECRETS_ECHO_KEY", key)], &[key.to_string()]).await;
     assert_eq!(summary["outcome"], "completed", "{summary}");
@@ -392,16 +394,12 @@ async fn renewed_and_earlier_oauth2_tokens_and_client_secrets_are_scrubbed() {
         expire_first: true,
         ..Echo::default()
     };
-    let base_url = serve(echo.clone()).await;
     let (client_secret, refresh) = ("client-Echo5ecret-42", "refresh-Echo5ecret-42");
-    let setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        &format!(
-            "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/token\", client_id_env = \"SECRETS_ECHO_ID\", client_secret_env = \"SECRETS_ECHO_SECRET\", refresh_token_env = \"SECRETS_ECHO_REFRESH\" }} }}\nsettings = {{ path = \"/v1/records\", results_pointer = \"/results\", id_field = \"id\" }}\n"
-        ),
-    );
+    let (_, setup) = echoed(
+        &echo,
+        "{ oauth2 = { token_url = \"{base_url}/oauth2/token\", client_id_env = \"SECRETS_ECHO_ID\", client_secret_env = \"SECRETS_ECHO_SECRET\", refresh_token_env = \"SECRETS_ECHO_REFRESH\" } }",
+    )
+    .await;
     let secrets = [
         client_secret.to_string(),
         refresh.to_string(),
@@ -446,14 +444,12 @@ async fn renewed_and_earlier_oauth2_tokens_and_client_secrets_are_scrubbed() {
 async fn a_token_endpoint_quoting_the_client_secret_is_scrubbed_from_the_error() {
     let base_url = serve(Echo::default()).await;
     let (client_secret, refresh) = ("client Echo5ecret/43", "refresh-Echo5ecret-43");
-    let setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        &format!(
-            "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/refuse\", client_id_env = \"SECRETS_REFUSE_ID\", client_secret_env = \"SECRETS_REFUSE_SECRET\", refresh_token_env = \"SECRETS_REFUSE_REFRESH\" }} }}\nsettings = {{ path = \"/v1/records\" }}\n"
-        ),
-    );
+    let setup = common::Scenario::rest(&base_url)
+        .records(five_records())
+        .sync(&format!(
+            "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/refuse\", client_id_env = \"SECRETS_REFUSE_ID\", client_secret_env = \"SECRETS_REFUSE_SECRET\", refresh_token_env = \"SECRETS_REFUSE_REFRESH\" }} }}"
+        ))
+        .setup();
     let config = setup.dir.path().join("sluice.toml");
     let run = common::sluice(
         &["run", "--json"],
@@ -591,20 +587,13 @@ async fn base_urls_path_and_query_reach_the_destination_and_the_inspector_hides_
         ..Echo::default()
     };
     let base_url = serve(echo.clone()).await;
-    let mut setup = common::setup(
-        &five_records(),
-        "builtin:rest",
-        &base_url,
-        "settings = { path = \"/bulk?mode=upsert&sig=conn3ctor-sig-value\", results_pointer = \"/results\" }\n",
-    );
-    // base_url with a path and a query (`common::setup` takes a bare origin).
+    // base_url with a path and a query.
+    let setup = common::Scenario::rest(&base_url)
+        .base_path("/api?tenant=acme")
+        .records(five_records())
+        .settings("{ path = \"/bulk?mode=upsert&sig=conn3ctor-sig-value\", results_pointer = \"/results\" }")
+        .setup();
     let config = setup.dir.path().join("sluice.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("base_url = \"{base_url}\""),
-        &format!("base_url = \"{base_url}/api?tenant=acme\""),
-    );
-    std::fs::write(&config, text).unwrap();
-    setup.config = Config::load(&config).unwrap();
     let (report, fates) = common::run(&setup).await;
     assert_eq!(report.summary.delivered, 1);
     assert_eq!(fates.all().len(), 5);

@@ -3,35 +3,20 @@
 
 use serde_json::{Value, json};
 use sluice::config::Config;
-use sluice::engine::Outcome;
 use sluice_sim::SimHandle;
-use sluice_sim::rest::{self, RestConfig, RestMode};
 
-use crate::common::{self, Setup, is_delivered};
+use crate::common::{
+    self, Expect, Scenario, Setup, assert_summary, assert_summary_of, is_delivered,
+};
 
-const SYNC: &str = "settings = { path = \"/v1/records\" }\nbatch_size = 2\nconcurrency = 1\n";
-
-async fn accept_all() -> SimHandle {
-    rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-/// A sync `s` whose source is `data` in `format` ("jsonl" or "csv"), keyed by `id`.
+/// A sync `s` whose source is `data` in `format` ("jsonl" or "csv"), keyed by `id`, sent
+/// in batches of two by one worker.
 fn setup(dest: &SimHandle, format: &str, data: &[u8]) -> Setup {
-    let mut setup = common::setup(&[], "builtin:rest", &dest.base_url(), SYNC);
-    let file = format!("data.{format}");
-    std::fs::write(setup.dir.path().join(&file), data).unwrap();
-    let path = setup.dir.path().join("sluice.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("jsonl = \"data.jsonl\"", &format!("{format} = \"{file}\""));
-    std::fs::write(&path, text).unwrap();
-    setup.config = Config::load(&path).unwrap();
-    setup
+    Scenario::rest(&dest.base_url())
+        .source(format, data)
+        .batch(2)
+        .concurrency(1)
+        .setup()
 }
 
 /// The records the destination holds, by key.
@@ -44,7 +29,7 @@ fn stored(dest: &SimHandle) -> Vec<(String, Value)> {
 /// line and the others are delivered as they are, through the `sluice` binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unclosed_csv_quote_costs_only_its_row() {
-    let dest = accept_all().await;
+    let dest = common::accepting().await;
     let setup = setup(
         &dest,
         "csv",
@@ -108,15 +93,14 @@ async fn a_row_that_is_not_utf8_is_skipped_and_reported() {
             "not UTF-8: column `name` has an invalid byte at byte 0",
         ),
     ] {
-        let dest = accept_all().await;
+        let dest = common::accepting().await;
         let setup = setup(&dest, format, data);
         let (report, fates) = common::run(&setup).await;
         let s = &report.summary;
-        assert_eq!(
-            (s.outcome, s.read, s.delivered, s.invalid_rows),
-            (Outcome::Completed, 2, 2, 1),
-            "{format}: {:?}",
-            s.error
+        assert_summary_of(
+            format,
+            s,
+            Expect::completed().read(2).delivered(2).invalid_rows(1),
         );
         assert_eq!(fates.keys(is_delivered), ["a", "c"], "{format}");
         let skipped: Vec<(u64, &str)> = report
@@ -138,7 +122,7 @@ async fn a_byte_order_mark_is_ignored() {
         ),
         ("csv", &b"\xEF\xBB\xBFid,n\na,1\nb,2\n"[..]),
     ] {
-        let dest = accept_all().await;
+        let dest = common::accepting().await;
         let setup = setup(&dest, format, data);
         let (report, _) = common::run(&setup).await;
         let s = &report.summary;
@@ -157,7 +141,7 @@ async fn a_byte_order_mark_is_ignored() {
 /// ("repeated key"). A numeric key is now its text as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numeric_keys_keep_every_digit() {
-    let dest = accept_all().await;
+    let dest = common::accepting().await;
     let setup = setup(
         &dest,
         "jsonl",
@@ -214,13 +198,13 @@ fn a_directory_as_the_source_is_named_as_one() {
 /// A source gone by the time the run opens it: the run fails, naming the file and why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_cannot_be_opened_names_the_file_and_the_reason() {
-    let dest = accept_all().await;
+    let dest = common::accepting().await;
     let setup = setup(&dest, "jsonl", b"{\"id\": \"a\"}\n");
     std::fs::remove_file(setup.dir.path().join("data.jsonl")).unwrap();
     let (report, _) = common::run(&setup).await;
     let s = &report.summary;
     let error = s.error.clone().unwrap_or_default();
-    assert_eq!((s.outcome, s.read), (Outcome::Failed, 0));
+    assert_summary(s, Expect::failed().read(0));
     assert!(
         error.contains("cannot open source file `")
             && error.contains("data.jsonl`: No such file or directory"),

@@ -8,21 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice::engine::{Fate, Outcome, RunControl, RunReport};
+use sluice::engine::{Fate, RunReport};
 use sluice::ledger::Status;
-use sluice::sync::Host;
-use sluice_sim::faults::Faults;
-use sluice_sim::rest::{self, RestConfig, RestMode};
+use sluice_sim::rest::{self, RestConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{self, Fates, Setup, is_delivered, is_pending};
-
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
-}
+use crate::common::{
+    self, Expect, Fates, Scenario, assert_summary, assert_summary_of, contacts, is_delivered,
+    is_pending,
+};
 
 /// A destination that answers every request `429 Too Many Requests` with this
 /// `Retry-After`, and remembers when each request arrived. Plain HTTP/1.1 over loopback,
@@ -92,79 +87,79 @@ async fn answer_429(
     }
 }
 
-/// Runs sync `s` of `setup` on a host the test keeps, so it can read the ledger after.
-async fn run_keeping_host(setup: &Setup) -> (Host, RunReport, Arc<Fates>) {
-    let fates = Arc::new(Fates::default());
-    let control = RunControl {
-        sinks: vec![fates.clone()],
-        grace: Duration::from_secs(5),
-        ..RunControl::default()
-    };
-    let host = Host::new(&setup.config).unwrap();
-    let report = host.run(&setup.config, "s", control).await.unwrap();
-    (host, report, fates)
-}
-
 /// Rate-limit waits of 20, 40, 80, 80, 80ms add up to 300ms, the budget; the sixth answer
 /// (380ms) is past it. So each batch is sent exactly six times, then left pending.
-const THROTTLED: &str = "settings = { path = \"/v1/records\" }\nbatch_size = 10\n[sync.retry]\ninitial_backoff = \"20ms\"\nmax_backoff = \"80ms\"\nmultiplier = 2.0\nmax_rate_limit_wait = \"300ms\"\n";
+const THROTTLED_RETRY: &str = "initial_backoff = \"20ms\"\nmax_backoff = \"80ms\"\nmultiplier = 2.0\nmax_rate_limit_wait = \"300ms\"";
 const ANSWERS_PER_BATCH: usize = 6;
 const WAITS_MS: [u64; 5] = [20, 40, 80, 80, 80];
 
 async fn throttled_run(
     retry_after: &'static str,
-    concurrency: u32,
+    concurrency: usize,
 ) -> (Throttle, RunReport, Arc<Fates>) {
     let dest = Throttle::start(retry_after).await;
-    let sync = format!("concurrency = {concurrency}\n{THROTTLED}");
-    let setup = common::setup(&contacts(30), "builtin:rest", &dest.base_url(), &sync);
-    let run = tokio::time::timeout(Duration::from_secs(60), common::run(&setup))
+    let scenario = Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .batch(10)
+        .concurrency(concurrency)
+        .retry(THROTTLED_RETRY);
+    let run = tokio::time::timeout(Duration::from_secs(60), scenario.run())
         .await
         .unwrap_or_else(|_| panic!("Retry-After {retry_after}: the run never ended"));
-    (dest, run.0, run.1)
+    (dest, run.report, run.fates)
 }
 
 fn assert_all_pending_rate_limited(report: &RunReport, fates: &Fates) {
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 0, 0, 30),
-        "{:?}",
-        s.error
+    assert_summary(
+        &report.summary,
+        Expect::completed().delivered(0).rejected(0).pending(30),
     );
     let codes = fates.codes();
     assert_eq!(codes.len(), 30);
     assert!(codes.values().all(|c| c == "RATE_LIMITED"), "{codes:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_zero_or_past_backs_off_and_gives_up_within_the_budget() {
-    for retry_after in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
-        let (dest, report, fates) = throttled_run(retry_after, 1).await;
-        assert_all_pending_rate_limited(&report, &fates);
-        let arrivals = dest.arrivals();
-        assert_eq!(
-            arrivals.len(),
-            3 * ANSWERS_PER_BATCH,
-            "Retry-After {retry_after}: three batches, six answers each"
-        );
-        assert_eq!(report.summary.requests, arrivals.len() as u64);
-        assert_eq!(report.summary.rate_limit_waits, arrivals.len() as u64);
-        assert_eq!(
-            report.summary.retries, 0,
-            "rate-limit waits use no attempts"
-        );
-        // Within a batch, each resend waited out the backoff that replaced "now".
-        for batch in arrivals.chunks(ANSWERS_PER_BATCH) {
-            for (pair, wait) in batch.windows(2).zip(WAITS_MS) {
-                let gap = pair[1].duration_since(pair[0]);
-                assert!(
-                    gap >= Duration::from_millis(wait),
-                    "Retry-After {retry_after}: a resend came {gap:?} after the answer, before {wait}ms"
-                );
-            }
+/// A stated wait shorter than the backoff (`retry_after`) is replaced by the backoff
+/// ceiling, and the batch gives up within the budget.
+async fn assert_backs_off_within_the_budget(retry_after: &'static str) {
+    let (dest, report, fates) = throttled_run(retry_after, 1).await;
+    assert_all_pending_rate_limited(&report, &fates);
+    let arrivals = dest.arrivals();
+    assert_eq!(
+        arrivals.len(),
+        3 * ANSWERS_PER_BATCH,
+        "Retry-After {retry_after}: three batches, six answers each"
+    );
+    // Rate-limit waits use no attempts.
+    let sent = arrivals.len() as u64;
+    assert_summary_of(
+        format!("Retry-After {retry_after}"),
+        &report.summary,
+        Expect::default()
+            .requests(sent)
+            .rate_limit_waits(sent)
+            .retries(0),
+    );
+    // Within a batch, each resend waited out the backoff that replaced "now".
+    for batch in arrivals.chunks(ANSWERS_PER_BATCH) {
+        for (pair, wait) in batch.windows(2).zip(WAITS_MS) {
+            let gap = pair[1].duration_since(pair[0]);
+            assert!(
+                gap >= Duration::from_millis(wait),
+                "Retry-After {retry_after}: a resend came {gap:?} after the answer, before {wait}ms"
+            );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_zero_backs_off_and_gives_up_within_the_budget() {
+    assert_backs_off_within_the_budget("0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_in_the_past_backs_off_and_gives_up_within_the_budget() {
+    assert_backs_off_within_the_budget("Wed, 21 Oct 2015 07:28:00 GMT").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,63 +185,34 @@ async fn an_endless_retry_after_leaves_records_pending_without_a_panic() {
     assert_eq!(dest.arrivals().len(), 1);
 }
 
-/// A sync of the REST connector with a small memory limit.
-fn poison_setup(records: &[serde_json::Value], base_url: &str, sync: &str) -> Setup {
-    let setup = common::setup(records, "builtin:rest", base_url, sync);
-    let path = setup.dir.path().join("sluice.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[connectors.c]\n",
-        "[connectors.c]\nmemory_limit = \"8MiB\"\n",
-    );
-    std::fs::write(&path, text).unwrap();
-    let config = sluice::config::Config::load(&path).unwrap();
-    Setup {
-        dir: setup.dir,
-        config,
-    }
+/// A REST sync of `records` with a connector memory limit too small for a poison record.
+fn poison(dest: &sluice_sim::SimHandle, records: Vec<serde_json::Value>) -> Scenario {
+    Scenario::rest(&dest.base_url())
+        .records(records)
+        .connector("memory_limit = \"8MiB\"")
+}
+
+/// A record the connector cannot hold within [`poison`]'s memory limit.
+fn poison_record() -> serde_json::Value {
+    json!({"id": "poison", "email": "p@example.com", "notes": "x".repeat(3 << 20)})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_for_the_connector_memory_is_isolated_and_the_run_goes_on() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults: Faults::default(),
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::accepting().await;
     let mut records = contacts(400);
-    records.insert(
-        257,
-        json!({"id": "poison", "email": "p@example.com", "notes": "x".repeat(3 << 20)}),
-    );
-    let setup = poison_setup(
-        &records,
-        &dest.base_url(),
-        "settings = { path = \"/v1/records\" }\nbatch_size = 50\nconcurrency = 2\n",
-    );
-    let (host, report, fates) = run_keeping_host(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 400, 1, 0),
-        "{:?}",
-        s.error
-    );
+    records.insert(257, poison_record());
+    let ran = poison(&dest, records).batch(50).concurrency(2).run().await;
+    let s = ran.summary();
+    assert_summary(s, Expect::completed().delivered(400).rejected(1).pending(0));
     assert!(s.bisections >= 1);
     // Every other record is at the destination; the poison record never got there.
     let stored = dest.stored();
     assert_eq!(stored.len(), 400);
     assert!(!stored.contains_key("poison"));
-    assert_eq!(fates.keys(is_delivered).len(), 400);
+    assert_eq!(ran.fates.keys(is_delivered).len(), 400);
 
-    let entry = host
-        .ledger()
-        .sync("s")
-        .unwrap()
-        .get("poison")
-        .unwrap()
-        .unwrap();
+    let entry = ran.entry("poison");
     assert_eq!(entry.status, Status::Rejected);
     let failure = entry.failure.unwrap();
     assert_eq!(failure.code, "CONNECTOR_LIMIT");
@@ -266,32 +232,17 @@ async fn a_record_too_large_for_the_connector_memory_is_isolated_and_the_run_goe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_sent_first_and_alone_is_judged_after_the_next_batch() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults: Faults::default(),
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::accepting().await;
     // Batches of one: the poison record fails before the connector has worked for any
     // other record, so only the next batch can show that the record is at fault.
-    let mut records =
-        vec![json!({"id": "poison", "email": "p@example.com", "notes": "x".repeat(3 << 20)})];
+    let mut records = vec![poison_record()];
     records.extend(contacts(20));
-    let setup = poison_setup(
-        &records,
-        &dest.base_url(),
-        "settings = { path = \"/v1/records\" }\nbatch_size = 1\nconcurrency = 1\n",
+    let ran = poison(&dest, records).batch(1).concurrency(1).run().await;
+    assert_summary(
+        ran.summary(),
+        Expect::completed().delivered(20).rejected(1).pending(0),
     );
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 20, 1, 0),
-        "{:?}",
-        s.error
-    );
-    assert_eq!(fates.codes()["poison"], "CONNECTOR_LIMIT");
+    assert_eq!(ran.fates.codes()["poison"], "CONNECTOR_LIMIT");
     assert_eq!(dest.stored().len(), 20);
 }
 
@@ -302,28 +253,28 @@ async fn a_connector_that_fails_on_every_record_stops_the_run_without_rejecting_
     let hostile = dir.path().join("hostile.wasm");
     std::fs::write(&hostile, common::guest("test_hostile")).unwrap();
     for (batch_size, concurrency) in [(1, 1), (10, 1), (10, 3)] {
-        let setup = common::setup(
-            &contacts(60),
-            &hostile.display().to_string(),
-            &dest.base_url(),
-            &format!(
-                "settings = {{ mode = \"memory-bomb\", phase = \"build-request\" }}\nbatch_size = {batch_size}\nconcurrency = {concurrency}\n"
-            ),
+        let ran = Scenario::new(&hostile.display().to_string(), &dest.base_url())
+            .records(contacts(60))
+            .settings("{ mode = \"memory-bomb\", phase = \"build-request\" }")
+            .batch(batch_size)
+            .concurrency(concurrency)
+            .run()
+            .await;
+        let s = ran.summary();
+        assert_summary(
+            s,
+            Expect::failed()
+                .delivered(0)
+                .rejected(0)
+                .requests(0)
+                .pending(s.read),
         );
-        let (report, fates) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_eq!(
-            (s.outcome, s.delivered, s.rejected, s.requests),
-            (Outcome::Failed, 0, 0, 0),
-            "batches of {batch_size}, {concurrency} workers"
-        );
-        assert_eq!(s.pending, s.read);
         let error = s.error.as_deref().unwrap();
         assert!(
             error.contains("exceeded its memory limit") && error.contains("`build-request`"),
             "{error}"
         );
-        assert!(fates.all().values().all(|(f, _)| is_pending(f)));
+        assert!(ran.fates.all().values().all(|(f, _)| is_pending(f)));
         // Two records alone are enough to tell: a few bisections, not one per record.
         assert!(
             s.bisections <= 2 * 4 * concurrency as u64,
@@ -335,31 +286,22 @@ async fn a_connector_that_fails_on_every_record_stops_the_run_without_rejecting_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector() {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults: Faults::default(),
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
+    let dest = common::accepting().await;
     let mut records = contacts(100);
     records.insert(
         40,
         json!({"id": "huge", "email": "h@example.com", "notes": "y".repeat(10_000)}),
     );
-    let setup = common::setup(
-        &records,
-        "builtin:rest",
-        &dest.base_url(),
-        "settings = { path = \"/v1/records\", max_batch_bytes = \"4096\" }\nbatch_size = 20\nconcurrency = 2\n",
-    );
-    let (host, report, _) = run_keeping_host(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected, s.pending),
-        (Outcome::Completed, 100, 1, 0),
-        "{:?}",
-        s.error
+    let ran = Scenario::rest(&dest.base_url())
+        .records(records)
+        .settings("{ path = \"/v1/records\", max_batch_bytes = \"4096\" }")
+        .batch(20)
+        .concurrency(2)
+        .run()
+        .await;
+    assert_summary(
+        ran.summary(),
+        Expect::completed().delivered(100).rejected(1).pending(0),
     );
     assert_eq!(dest.stored().len(), 100);
     assert!(
@@ -368,13 +310,7 @@ async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector(
             .all(|r| !r.keys.contains(&"huge".to_string())),
         "the record was sent"
     );
-    let entry = host
-        .ledger()
-        .sync("s")
-        .unwrap()
-        .get("huge")
-        .unwrap()
-        .unwrap();
+    let entry = ran.entry("huge");
     assert_eq!(entry.status, Status::Rejected);
     let failure = entry.failure.unwrap();
     assert_eq!(failure.code, "RECORD_TOO_LARGE");
@@ -385,30 +321,29 @@ async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector(
     );
 }
 
-/// A loopback address nothing listens on.
-async fn closed_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+/// `n` contacts, sent in batches of ten by `workers` to a loopback port nothing listens
+/// on, three attempts each.
+async fn down(n: usize, workers: usize) -> Scenario {
+    Scenario::rest(&common::closed_port().await)
+        .records(contacts(n))
+        .batch(10)
+        .concurrency(workers)
+        .retry("max_attempts = 3")
+        .fast_retries()
 }
-
-const DOWN: &str = "settings = { path = \"/v1/records\" }\nbatch_size = 10\n[sync.retry]\nmax_attempts = 3\ninitial_backoff = \"5ms\"\nmax_backoff = \"20ms\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pending() {
-    let base_url = closed_port().await;
-    let setup = common::setup(
-        &contacts(50),
-        "builtin:rest",
-        &base_url,
-        &format!("concurrency = 1\n{DOWN}"),
-    );
-    let (host, report, fates) = run_keeping_host(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Failed, 0, 0)
+    let ran = down(50, 1).await.run().await;
+    let s = ran.summary();
+    // One batch used up its three attempts; no other batch was sent.
+    assert_summary(
+        s,
+        Expect::failed()
+            .delivered(0)
+            .rejected(0)
+            .requests(3)
+            .pending(s.read),
     );
     let error = s.error.as_deref().unwrap();
     assert!(
@@ -417,10 +352,7 @@ async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pendin
     );
     assert!(error.contains("CONNECTION_FAILED"), "{error}");
     assert!(error.contains("stopped taking new batches"), "{error}");
-    // One batch used up its three attempts; no other batch was sent.
-    assert_eq!(s.requests, 3);
-    assert_eq!(s.pending, s.read);
-    let all = fates.all();
+    let all = ran.fates.all();
     assert_eq!(all.len() as u64, s.read);
     assert!(all.values().all(|(f, _)| is_pending(f)));
     let tried: Vec<_> = all
@@ -430,8 +362,7 @@ async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pendin
     assert_eq!(tried.len(), 10, "the first batch");
     assert!(tried.iter().all(|(_, (_, attempts))| *attempts == 3));
 
-    let ledger = host.ledger().sync("s").unwrap();
-    let entries: Vec<_> = ledger.iter().map(|e| e.unwrap()).collect();
+    let entries = ran.entries();
     assert_eq!(entries.len() as u64, s.read);
     assert!(entries.iter().all(|(_, e)| e.status == Status::Pending));
     let failed: Vec<_> = entries
@@ -444,34 +375,17 @@ async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pendin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_stop_sending_to_a_dead_destination() {
-    let base_url = closed_port().await;
-    let setup = common::setup(
-        &contacts(200),
-        "builtin:rest",
-        &base_url,
-        &format!("concurrency = 3\n{DOWN}"),
-    );
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_eq!(
-        (s.outcome, s.delivered, s.rejected),
-        (Outcome::Failed, 0, 0)
-    );
+    let ran = down(200, 3).await.run().await;
+    let s = ran.summary();
+    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(s.read));
     // At most each worker's first batch, three attempts each.
     assert!((3..=9).contains(&s.requests), "{} requests", s.requests);
-    assert!(fates.all().values().all(|(f, _)| is_pending(f)));
-    assert_eq!(s.pending, s.read);
+    assert!(ran.fates.all().values().all(|(f, _)| is_pending(f)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_run_exits_1_when_the_destination_is_down() {
-    let base_url = closed_port().await;
-    let setup = common::setup(
-        &contacts(20),
-        "builtin:rest",
-        &base_url,
-        &format!("concurrency = 1\n{DOWN}"),
-    );
+    let setup = down(20, 1).await.setup();
     let config = setup.dir.path().join("sluice.toml");
     let output = common::sluice(&["run", "--quiet", "--json"], &config, &[]).await;
     assert_eq!(

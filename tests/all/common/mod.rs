@@ -14,6 +14,14 @@ use sluice::engine::{Fate, RunControl, RunReport, Settled, Sink};
 use sluice::sandbox::Runtime;
 use sluice::sync::Host;
 
+mod scenario;
+mod sims;
+mod summary;
+
+pub use scenario::{Scenario, contacts, contacts_jsonl};
+pub use sims::{accepting, checking_emails, checking_emails_with, closed_port, rest_sim};
+pub use summary::{Expect, assert_summary, assert_summary_of};
+
 /// A component the build compiled from `connectors/`.
 pub fn guest(name: &str) -> Vec<u8> {
     let path = Path::new(env!("OUT_DIR")).join(format!("{name}.wasm"));
@@ -125,36 +133,52 @@ pub fn setup_keyed(
     base_url: &str,
     sync_toml: &str,
 ) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data.jsonl");
-    let mut text = String::new();
-    for r in records {
-        text.push_str(&r.to_string());
-        text.push('\n');
-    }
-    std::fs::write(&data, text).unwrap();
-    let port = base_url.rsplit(':').next().unwrap();
-    let config = format!(
-        "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"{key}\" }}\nbase_url = \"{base_url}\"\n{sync_toml}\n",
-        cache = cache_dir().display(),
-    );
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, config).unwrap();
-    let config = Config::load(&path).unwrap();
-    Setup { dir, config }
+    Scenario::new(component, base_url)
+        .records(records.to_vec())
+        .key(key)
+        .sync(sync_toml)
+        .setup()
 }
 
 /// Runs the config's sync `s` once, with a fresh `Fates` sink.
 pub async fn run(setup: &Setup) -> (RunReport, Arc<Fates>) {
+    let (_, report, fates) = run_keeping_host(setup).await;
+    (report, fates)
+}
+
+/// [`run`], on a host the test keeps so that it can read the ledger after.
+pub async fn run_keeping_host(setup: &Setup) -> (Host, RunReport, Arc<Fates>) {
+    let host = Host::new(&setup.config).unwrap();
+    let (report, fates) = run_on(&host, setup).await;
+    (host, report, fates)
+}
+
+/// Runs sync `s` of `setup` on `host` once, with a fresh `Fates` sink.
+pub async fn run_on(host: &Host, setup: &Setup) -> (RunReport, Arc<Fates>) {
     let fates = Arc::new(Fates::default());
     let control = RunControl {
         sinks: vec![fates.clone()],
         grace: Duration::from_secs(5),
         ..RunControl::default()
     };
-    let host = Host::new(&setup.config).unwrap();
     let report = host.run(&setup.config, "s", control).await.unwrap();
     (report, fates)
+}
+
+/// The ledger's entry for `key` in `sync`, which must exist.
+pub fn ledger_entry(host: &Host, sync: &str, key: &str) -> sluice::ledger::Entry {
+    host.ledger()
+        .sync(sync)
+        .unwrap()
+        .get(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no ledger entry for {key}"))
+}
+
+/// Every ledger entry of `sync`, by key.
+pub fn ledger_entries(host: &Host, sync: &str) -> Vec<(String, sluice::ledger::Entry)> {
+    let ledger = host.ledger().sync(sync).unwrap();
+    ledger.iter().map(|e| e.unwrap()).collect()
 }
 
 use sluice::sandbox::{ConnectorInstance, HttpResponse, SandboxLimits};
@@ -270,6 +294,19 @@ pub async fn sluice(args: &[&str], config: &Path, env: &[(&str, &str)]) -> std::
         .envs(env.iter().copied())
         .output()
         .await
+        .unwrap()
+}
+
+/// Starts the `sluice` binary with `args`, then `--config config`, its output piped, and
+/// does not wait for it.
+pub fn spawn_sluice(args: &[&str], config: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap()
 }
 

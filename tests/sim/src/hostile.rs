@@ -101,6 +101,18 @@ pub struct HostileConfig {
     pub port: u16,
 }
 
+impl HostileConfig {
+    /// A destination that does `misbehaviour` for the first `times` data requests (`None`:
+    /// all of them), otherwise as the default.
+    pub fn doing(misbehaviour: Misbehaviour, times: Option<u64>) -> Self {
+        HostileConfig {
+            misbehaviour,
+            times,
+            ..HostileConfig::default()
+        }
+    }
+}
+
 impl Default for HostileConfig {
     fn default() -> Self {
         HostileConfig {

@@ -50,11 +50,7 @@ async fn validation_forbids_and_row_locks_conflict_per_document() {
             required: vec!["name".into()],
             ..Rules::default()
         },
-        faults: Faults {
-            seed: 1,
-            lock_probability: 1.0,
-            ..Faults::default()
-        },
+        faults: Faults::locking(1, 1.0),
         ..CouchDbConfig::default()
     })
     .await

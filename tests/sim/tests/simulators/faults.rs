@@ -2,26 +2,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use sluice_sim::SimHandle;
-use sluice_sim::faults::{ErrorBurst, Faults, Latency, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
 use sluice_sim::rest::{self, RestConfig};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 
 use crate::support::{Reply, send};
 
 const SF_PATH: &str = "/services/data/v60.0/composite/sobjects/Account/Ext__c";
-
-fn limit(requests: u32, window_ms: u64, style: LimitStyle, retry_after: RetryAfterStyle) -> Faults {
-    let window = Duration::from_millis(window_ms);
-    Faults {
-        rate_limit: Some(RateLimit {
-            requests,
-            window,
-            style,
-            retry_after,
-        }),
-        ..Default::default()
-    }
-}
 
 async fn rest_post(sim: &SimHandle, key: &str) -> Reply {
     let body = json!([{"id": key}]).to_string();
@@ -53,7 +40,7 @@ async fn sleep_until(t: SystemTime) {
 
 #[tokio::test]
 async fn rate_limit_announces_seconds_and_stays_closed_until_then() {
-    let faults = limit(
+    let faults = Faults::rate_limited(
         2,
         200,
         LimitStyle::TooManyRequests,
@@ -115,7 +102,7 @@ async fn rate_limit_announces_seconds_and_stays_closed_until_then() {
 
 #[tokio::test]
 async fn salesforce_request_limit_with_an_http_date() {
-    let faults = limit(
+    let faults = Faults::rate_limited(
         1,
         300,
         LimitStyle::RequestLimitExceeded,
@@ -164,7 +151,7 @@ async fn salesforce_request_limit_with_an_http_date() {
 
 #[tokio::test]
 async fn service_unavailable_without_retry_after_reopens_with_the_window() {
-    let faults = limit(
+    let faults = Faults::rate_limited(
         1,
         100,
         LimitStyle::ServiceUnavailable,
@@ -193,14 +180,7 @@ async fn service_unavailable_without_retry_after_reopens_with_the_window() {
 
 #[tokio::test]
 async fn error_bursts_follow_the_request_ordinal() {
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 2,
-            length: 1,
-            status: 500,
-        }),
-        ..Default::default()
-    };
+    let faults = Faults::error_burst(2, 1, 500);
     let sim = rest::start(RestConfig {
         faults,
         ..Default::default()
@@ -221,14 +201,7 @@ async fn error_bursts_follow_the_request_ordinal() {
     assert_eq!(sim.stats().server_errors, 2);
     assert_eq!(sim.requests()[2].outcome, "server_error");
 
-    let faults = Faults {
-        error_burst: Some(ErrorBurst {
-            every: 0,
-            length: 1,
-            status: 502,
-        }),
-        ..Default::default()
-    };
+    let faults = Faults::error_burst(0, 1, 502);
     let sim = salesforce::start(SalesforceConfig {
         faults,
         ..Default::default()

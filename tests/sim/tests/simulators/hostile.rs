@@ -8,13 +8,9 @@ use sluice_sim::hostile::{
 };
 
 async fn start(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
-    hostile::start(HostileConfig {
-        misbehaviour,
-        times,
-        ..HostileConfig::default()
-    })
-    .await
-    .unwrap()
+    hostile::start(HostileConfig::doing(misbehaviour, times))
+        .await
+        .unwrap()
 }
 
 fn client() -> reqwest::Client {

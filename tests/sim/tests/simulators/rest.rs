@@ -225,11 +225,7 @@ async fn whole_batch_rejection_stores_nothing_until_the_bad_record_is_isolated()
 
 #[tokio::test]
 async fn row_locks_per_record_and_per_batch() {
-    let faults = Faults {
-        seed: 3,
-        lock_probability: 1.0,
-        ..Default::default()
-    };
+    let faults = Faults::locking(3, 1.0);
     let config = RestConfig {
         mode: RestMode::WholeBatch,
         faults: faults.clone(),
