@@ -6,6 +6,7 @@
 //! turns a batch into a request and a response into a verdict. See ARCHITECTURE.md.
 
 pub mod auth;
+pub mod backoff;
 pub mod builtin;
 pub mod clock;
 pub mod config;

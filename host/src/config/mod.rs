@@ -8,8 +8,8 @@
 //
 //! `raw` is the file's serde shape, `resolve` the checks and resolution; the types here
 //! are what the rest of the host reads. `HostPattern` lives beside the transport that
-//! applies it and `TimeOfDay` beside the schedule; both are re-exported here.
-//! `RetryPolicy` stays here for now (its backoff arithmetic is in `engine/backoff.rs`).
+//! applies it, `TimeOfDay` beside the schedule and `RetryPolicy` beside the backoff
+//! (`backoff.rs`); all three are re-exported here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,30 +180,8 @@ impl AuthSpec {
     }
 }
 
-/// In-run retry policy: exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Most sends of one record in a run, counting the first.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub multiplier: f64,
-    /// Most time one batch may spend waiting on rate limits before the run gives up on
-    /// it and leaves its records pending.
-    pub max_rate_limit_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            multiplier: 2.0,
-            max_rate_limit_wait: Duration::from_secs(15 * 60),
-        }
-    }
-}
+/// The in-run retry policy lives beside the backoff it shapes.
+pub use crate::backoff::RetryPolicy;
 
 /// The durations a key accepts: wide enough for any real use, narrow enough that no
 /// arithmetic on them (deadlines, backoff, rate-limit periods, windows) can overflow. A

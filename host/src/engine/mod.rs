@@ -6,7 +6,6 @@
 //! (see `worker`). All workers of a sync pass one `Gate`, so a rate limit seen by one
 //! pauses them all.
 
-mod backoff;
 mod batcher;
 mod counters;
 mod filter;

@@ -1,10 +1,34 @@
-//! Exponential backoff with full jitter: the one retry delay policy of the host.
+//! Exponential backoff with full jitter: the one retry delay policy of the host, and the
+//! sync's retry settings that shape it (read from `[sync.retry]`).
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::RetryPolicy;
+/// In-run retry policy: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Most sends of one record in a run, counting the first.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+    /// Most time one batch may spend waiting on rate limits before the run gives up on
+    /// it and leaves its records pending.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_rate_limit_wait: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 impl RetryPolicy {
     /// The delay before send number `attempt + 1`, after `attempt` failed sends: a uniform
