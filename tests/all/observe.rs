@@ -208,24 +208,17 @@ fn retention_prunes_by_count_and_by_age() {
             .record(&exchange(10 * hour + i * 1000, i as u32))
             .unwrap();
     }
+    // Which entries are kept, newest first, by their attempt numbers.
+    let kept = || -> Vec<u32> {
+        let entries = inspector.list(100, |_| true).unwrap();
+        entries.iter().map(|e| e.attempt).collect()
+    };
     // By count: the five newest stay.
     assert_eq!(inspector.prune(10 * hour + 8000).unwrap(), 3);
-    let attempts: Vec<u32> = inspector
-        .list(100, |_| true)
-        .unwrap()
-        .iter()
-        .map(|e| e.attempt)
-        .collect();
-    assert_eq!(attempts, [7, 6, 5, 4, 3]);
+    assert_eq!(kept(), [7, 6, 5, 4, 3]);
     // By age: an hour later, entries older than max_age go.
     assert_eq!(inspector.prune(11 * hour + 5500).unwrap(), 3);
-    let attempts: Vec<u32> = inspector
-        .list(100, |_| true)
-        .unwrap()
-        .iter()
-        .map(|e| e.attempt)
-        .collect();
-    assert_eq!(attempts, [7, 6]);
+    assert_eq!(kept(), [7, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
