@@ -186,6 +186,23 @@ fn a_header_that_cannot_name_columns_stops_the_source() {
     assert!(format!("{err:#}").contains("column 2 has an invalid byte"));
 }
 
+#[test]
+fn a_header_open_past_its_limit_is_refused_not_read_to_the_end() {
+    // A quote opened in the header and never closed: past MAX_HEADER bytes the source is
+    // refused rather than held in memory line after line.
+    let mut input = String::from("id,\"name\n");
+    let line = format!("{}\n", "x".repeat(1023));
+    while input.len() <= MAX_HEADER + line.len() {
+        input.push_str(&line);
+    }
+    let err = try_rows(SourceFormat::Csv, "id", input.as_bytes()).err();
+    let err = format!("{:#}", err.expect("a header over the limit is refused"));
+    assert!(
+        err.contains(&format!("(line 1) is longer than {MAX_HEADER} bytes")),
+        "{err}"
+    );
+}
+
 /// Payloads are the bytes the csv crate and a `serde_json::Map` made before: a payload
 /// that changed would be sent again by every sync in mode "changed".
 fn old_payload(names: &[String], values: &[String]) -> String {
