@@ -299,7 +299,10 @@ async fn a_connector_that_traps_fails_its_run_with_every_record_pending() {
     let dest = accept_all(Faults::default()).await;
     let bench = trap_bench(&dest);
     let traps = bench.run("traps").await;
-    assert_summary(&traps, Expect::failed().delivered(0).pending(50));
+    // The run stops at the first trap, so how far the reader got is a matter of timing
+    // (the rows it never read are still in the source): at least the first batch.
+    assert!((10..=50).contains(&traps.read), "read {}", traps.read);
+    assert_summary(&traps, Expect::failed().delivered(0).pending(traps.read));
     let error = traps.error.unwrap();
     assert!(
         error.starts_with("connector `bad` trapped in `classify`"),
@@ -310,7 +313,7 @@ async fn a_connector_that_traps_fails_its_run_with_every_record_pending() {
         .into_iter()
         .map(|(_, e)| e.status)
         .collect();
-    assert_eq!(statuses.len(), 50);
+    assert_eq!(statuses.len() as u64, traps.read);
     assert!(
         statuses
             .iter()

@@ -252,6 +252,12 @@ pub(super) fn over_limit(job: &Job, err: &GuestError) -> Option<Step> {
     (job.records.len() > 1).then(|| Step::Bisect(connector_limit(err)))
 }
 
+/// Splits records to find the one at fault; callers try the first half first.
+pub(super) fn halves(mut records: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
+    let second = records.split_off(records.len() / 2);
+    (records, second)
+}
+
 /// A half known to hold the record at fault (its sibling was taken) is split without a
 /// send: sent whole, it would only be refused again.
 pub(super) fn known_refused(job: &mut Job) -> Option<Step> {

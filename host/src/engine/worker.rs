@@ -221,22 +221,18 @@ impl Worker {
             if !is_limit(&err) {
                 return stop(part, parts, to_send, Stop::Guest(err));
             }
-            tracing::warn!(records = part.len(), "{err}; isolating the record at fault");
-            if let Err(replaced) = self.replace_instance().await {
+            if let Err(replaced) = self.isolate_after(&err, part.len()).await {
                 return stop(part, parts, to_send, replaced);
             }
             if part.len() > 1 {
                 shared.counters.add(Count::Bisections, 1);
-                let mut first = part;
-                let second = first.split_off(first.len() / 2);
+                let (first, second) = plan::halves(part);
                 parts.push(second);
                 parts.push(first);
                 continue;
             }
-            match shared.limits.judge(&err) {
-                Judgement::Reject(failure) => shared.settle(rejected(part, &failure, 0)),
-                Judgement::SetAside => self.set_aside(part, err, 0),
-                Judgement::Stop => return stop(part, parts, to_send, Stop::Guest(err)),
+            if let Err(stopped) = self.judge_alone(part, err, 0, None) {
+                return stop(Vec::new(), parts, to_send, stopped);
             }
         }
         Ok(to_send)
@@ -390,30 +386,45 @@ impl Worker {
         err: GuestError,
         stack: &mut Vec<Job>,
     ) -> Result<(), Stop> {
-        let shared = self.shared.clone();
-        tracing::warn!(
-            records = job.records.len(),
-            "{err}; isolating the record at fault"
-        );
-        if let Err(stop) = self.replace_instance().await {
-            abandon(&shared, job);
+        if let Err(stop) = self.isolate_after(&err, job.records.len()).await {
+            abandon(&self.shared, job);
             return Err(stop);
         }
         if let Some(step) = plan::over_limit(&job, &err) {
             return self.apply(step, job, stack).await;
         }
         let attempts = job.attempt.saturating_sub(1);
-        match shared.limits.judge(&err) {
+        self.judge_alone(job.records, err, attempts, job.last_failure)
+    }
+
+    /// A connector call failed on its memory or time limit: the instance is replaced
+    /// before the records are split or judged, since a trapped instance cannot be reused.
+    async fn isolate_after(&mut self, err: &GuestError, records: usize) -> Result<(), Stop> {
+        tracing::warn!(records, "{err}; isolating the record at fault");
+        self.replace_instance().await
+    }
+
+    /// One record alone made a connector call fail on a limit (precheck or build):
+    /// `LimitFailures::judge` rejects it, sets it aside, or stops the run (the record then
+    /// stays pending with `last_failure`).
+    fn judge_alone(
+        &mut self,
+        records: Vec<Record>,
+        err: GuestError,
+        attempts: u32,
+        last_failure: Option<RecordFailure>,
+    ) -> Result<(), Stop> {
+        match self.shared.limits.judge(&err) {
             Judgement::Reject(failure) => {
-                shared.settle(rejected(job.records, &failure, attempts));
+                self.shared.settle(rejected(records, &failure, attempts));
                 Ok(())
             }
             Judgement::SetAside => {
-                self.set_aside(job.records, err, attempts);
+                self.set_aside(records, err, attempts);
                 Ok(())
             }
             Judgement::Stop => {
-                abandon(&shared, job);
+                self.shared.leave_pending(records, last_failure);
                 Err(Stop::Guest(err))
             }
         }

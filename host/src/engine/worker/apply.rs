@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use super::super::counters::Count;
-use super::super::plan::{Job, Step};
+use super::super::plan::{self, Job, Step};
 use super::super::rate_limit::millis;
 use super::super::stop::Stop;
 use super::{Worker, settle};
@@ -167,11 +167,9 @@ impl Worker {
     pub(super) fn bisect(&mut self, job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
         debug_assert!(job.records.len() > 1, "a record refused alone is rejected");
         self.shared.counters.add(Count::Bisections, 1);
-        let mut first = Job::new(job.records, job.attempt);
-        let mut second = Job::new(
-            first.records.split_off(first.records.len() / 2),
-            job.attempt,
-        );
+        let (first, second) = plan::halves(job.records);
+        let mut first = Job::new(first, job.attempt);
+        let mut second = Job::new(second, job.attempt);
         first.first_half = true;
         second.parent_refusal = Some(failure);
         // The stack is last-in first-out: push the second half first.
