@@ -14,6 +14,7 @@
 //! - [`sink`]: the engine's sink and filter into the ledger.
 
 pub mod codec;
+pub mod delivered;
 mod hash;
 pub mod model;
 mod sink;

@@ -1,0 +1,571 @@
+//! The delivered set of one sync as a log: what the destination confirmed, appended per
+//! verdict to segment files and compacted into a snapshot. A run reads it sequentially
+//! at its start (change detection needs every key's confirmed payload hash, nothing
+//! more), and a delivery costs an append to a buffer instead of a key update.
+//!
+//! Files, in the sync's folder (`seq` is a 16-digit hexadecimal number):
+//! - `snapshot-<seq>`: the state up to (not including) segment `seq`, each key once.
+//! - `segment-<seq>`: the deliveries of one process's runs, in order.
+//! - `*.tmp`: a snapshot being written; removed on open (a crash left it).
+//!
+//! The state is the newest snapshot, then every segment at or after its `seq`, in
+//! order. A snapshot is written whole under a temporary name, made durable, then renamed,
+//! so a crash during compaction leaves the old state or the new one, never a mix; the
+//! files it replaces are deleted only after that.
+//!
+//! Durability: appends go through a buffer and are made durable (`fdatasync`) at most
+//! `sync_interval` apart, and whenever the ledger is flushed (before a run reports).
+//! A crash loses at most the deliveries since the last sync; their records are simply
+//! sent again. A record is in the log only after the destination confirmed it.
+
+mod frame;
+mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use self::frame::{CHUNK, Ending, Frames, MAGIC, write_frame};
+pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index};
+
+/// Why the log cannot be read or written. `Damaged` names the file and the offset.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{doing} `{}`: {source}", path.display())]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is damaged at byte {offset}: {what}", path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+}
+
+impl LogError {
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            LogError::Io { source, .. } => Some(source),
+            LogError::Damaged { .. } => None,
+        }
+    }
+}
+
+type Result<T, E = LogError> = std::result::Result<T, E>;
+
+fn io<T>(doing: &'static str, path: &Path, result: std::io::Result<T>) -> Result<T> {
+    result.map_err(|source| LogError::Io {
+        doing,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The kinds of file in a log's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Snapshot,
+    Segment,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot-",
+            Kind::Segment => "segment-",
+        }
+    }
+}
+
+/// The files that make the state, oldest first.
+#[derive(Debug, Default)]
+struct Files {
+    snapshot: Option<(u64, PathBuf)>,
+    segments: Vec<(u64, PathBuf)>,
+}
+
+impl Files {
+    fn next_seq(&self) -> u64 {
+        let last_segment = self.segments.last().map(|(seq, _)| seq + 1);
+        let snapshot = self.snapshot.as_ref().map(|(seq, _)| *seq);
+        last_segment.max(snapshot).unwrap_or(0).max(1)
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// The segment this process appends to.
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+    last_sync: Instant,
+    /// Written since the last sync.
+    dirty: bool,
+}
+
+/// What a compaction did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub keys: u64,
+    pub segments: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The delivered log of one sync: one folder, held by one process (the ledger's lock).
+pub struct DeliveredLog {
+    dir: PathBuf,
+    sync_interval: Duration,
+    writer: Mutex<Option<Writer>>,
+    /// The destination the state is about, once known (read or set by a run).
+    fingerprint: Mutex<Option<Option<Fingerprint>>>,
+}
+
+impl DeliveredLog {
+    /// Opens the log in `dir` (created if missing): removes what a crash during
+    /// compaction left, and cuts a write torn by a crash off the last segment (saying
+    /// where), so that every later segment follows a clean one.
+    pub fn open(dir: &Path, sync_interval: Duration) -> Result<DeliveredLog> {
+        io("creating the delivered log", dir, fs::create_dir_all(dir))?;
+        let log = DeliveredLog {
+            dir: dir.to_path_buf(),
+            sync_interval,
+            writer: Mutex::new(None),
+            fingerprint: Mutex::new(None),
+        };
+        let files = log.files()?;
+        if let Some((_, last)) = files.segments.last() {
+            repair_tail(last)?;
+        }
+        Ok(log)
+    }
+
+    /// Lists the folder: the newest snapshot and the segments it does not cover. Older
+    /// snapshots, covered segments and temporary files are leftovers of a compaction
+    /// that a crash cut short after (or before) its rename: they are removed.
+    fn files(&self) -> Result<Files> {
+        let mut snapshots = Vec::new();
+        let mut segments = Vec::new();
+        let listing = io("reading the folder", &self.dir, fs::read_dir(&self.dir))?;
+        for item in listing {
+            let item = io("reading the folder", &self.dir, item)?;
+            let path = item.path();
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                io("removing", &path, fs::remove_file(&path))?;
+                continue;
+            }
+            let parsed = [Kind::Snapshot, Kind::Segment]
+                .into_iter()
+                .find_map(|kind| {
+                    let seq = name.strip_prefix(kind.prefix())?;
+                    (seq.len() == 16)
+                        .then(|| u64::from_str_radix(seq, 16).ok())
+                        .flatten()
+                        .map(|seq| (kind, seq))
+                });
+            match parsed {
+                Some((Kind::Snapshot, seq)) => snapshots.push((seq, path)),
+                Some((Kind::Segment, seq)) => segments.push((seq, path)),
+                None => {}
+            }
+        }
+        snapshots.sort();
+        segments.sort();
+        let snapshot = snapshots.pop();
+        for (_, old) in &snapshots {
+            io("removing", old, fs::remove_file(old))?;
+        }
+        if let Some((covered, _)) = &snapshot {
+            for (_, old) in segments.iter().filter(|(seq, _)| seq < covered) {
+                io("removing", old, fs::remove_file(old))?;
+            }
+            segments.retain(|(seq, _)| seq >= covered);
+        }
+        Ok(Files { snapshot, segments })
+    }
+
+    fn path(&self, kind: Kind, seq: u64) -> PathBuf {
+        self.dir.join(format!("{}{seq:016x}", kind.prefix()))
+    }
+
+    /// Reads the whole state in order: `visit` sees every record, the oldest first (a
+    /// key's later records supersede its earlier ones). Returns the fingerprint of the
+    /// destination the state is about.
+    pub fn read(&self, mut visit: impl FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>> {
+        // Appends wait while the log is read, and what they buffered is written out
+        // first: a frame half in the buffer would read as a torn write.
+        let mut writer = self.writer.lock().unwrap();
+        if let Some(w) = writer.as_mut() {
+            io("writing", &w.path, w.out.flush())?;
+        }
+        let files = self.files()?;
+        let mut fingerprint = None;
+        let paths = files.snapshot.iter().chain(&files.segments);
+        for (i, (_, path)) in paths.enumerate() {
+            let header = read_file(path, &mut visit)?;
+            if i == 0 {
+                fingerprint = header.fingerprint;
+            }
+        }
+        drop(writer);
+        *self.fingerprint.lock().unwrap() = Some(fingerprint);
+        Ok(fingerprint)
+    }
+
+    /// Change detection's view, and the destination it is about.
+    pub fn index(&self) -> Result<(Index, Option<Fingerprint>)> {
+        let mut index = Index::default();
+        let fingerprint = self.read(|record| index.insert(record))?;
+        Ok((index, fingerprint))
+    }
+
+    /// What the log holds for `key` (reads the whole log: for people, not for runs).
+    pub fn get(&self, key: &str) -> Result<Option<Delivered>> {
+        let mut found: Option<Delivered> = None;
+        self.read(|record| {
+            if record.key == key {
+                match &mut found {
+                    Some(state) => state.then(record),
+                    None => found = Some(Delivered::first(record)),
+                }
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Every key's state (for people and for compaction: holds the whole state).
+    pub fn all(
+        &self,
+    ) -> Result<(
+        std::collections::BTreeMap<String, Delivered>,
+        Option<Fingerprint>,
+    )> {
+        let mut all = std::collections::BTreeMap::<String, Delivered>::new();
+        let fingerprint = self.read(|record| match all.get_mut(record.key) {
+            Some(state) => state.then(record),
+            None => {
+                all.insert(record.key.to_string(), Delivered::first(record));
+            }
+        })?;
+        Ok((all, fingerprint))
+    }
+
+    /// The fingerprint the state is about, reading only a header when no run read the
+    /// log yet.
+    fn current_fingerprint(&self) -> Result<Option<Fingerprint>> {
+        if let Some(known) = *self.fingerprint.lock().unwrap() {
+            return Ok(known);
+        }
+        let files = self.files()?;
+        let first = files.snapshot.iter().chain(&files.segments).next();
+        let fingerprint = match first {
+            Some((_, path)) => read_header(path)?.fingerprint,
+            None => None,
+        };
+        *self.fingerprint.lock().unwrap() = Some(fingerprint);
+        Ok(fingerprint)
+    }
+
+    /// Appends the deliveries of one verdict. Durable after the next [`Self::sync`], or
+    /// within `sync_interval` of this call when appends keep coming.
+    pub fn append(&self, records: &[Delivery<'_>]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::with_capacity(records.len() * 64);
+        for record in records {
+            body = postcard::to_extend(record, body).expect("a delivery always encodes");
+        }
+        let fingerprint = self.current_fingerprint()?;
+        let mut writer = self.writer.lock().unwrap();
+        if writer.is_none() {
+            *writer = Some(self.new_segment(fingerprint)?);
+        }
+        let w = writer.as_mut().unwrap();
+        io("appending to", &w.path, write_frame(&mut w.out, &body))?;
+        w.dirty = true;
+        if w.last_sync.elapsed() >= self.sync_interval {
+            sync_writer(w)?;
+        }
+        Ok(())
+    }
+
+    fn new_segment(&self, fingerprint: Option<Fingerprint>) -> Result<Writer> {
+        let seq = self.files()?.next_seq();
+        let path = self.path(Kind::Segment, seq);
+        let file = io(
+            "creating",
+            &path,
+            OpenOptions::new().create_new(true).append(true).open(&path),
+        )?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let header = postcard::to_stdvec(&Header { fingerprint }).expect("a header encodes");
+        io("writing", &path, out.write_all(&MAGIC))?;
+        io("writing", &path, write_frame(&mut out, &header))?;
+        // The segment's name must survive a crash for its records to count.
+        sync_dir(&self.dir)?;
+        Ok(Writer {
+            path,
+            out,
+            last_sync: Instant::now(),
+            dirty: true,
+        })
+    }
+
+    /// Makes every append so far durable.
+    pub fn sync(&self) -> Result<()> {
+        match self.writer.lock().unwrap().as_mut() {
+            Some(w) => sync_writer(w),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends this process's segment (made durable); the next append starts a new one.
+    pub fn close_segment(&self) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap();
+        if let Some(w) = writer.as_mut() {
+            sync_writer(w)?;
+        }
+        *writer = None;
+        Ok(())
+    }
+
+    /// Forgets every delivery: the state is now about the destination `fingerprint`,
+    /// which has confirmed nothing yet. Written as an empty snapshot, so a crash leaves
+    /// the old state or the new one.
+    pub fn reset(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.close_segment()?;
+        let seq = self.files()?.next_seq();
+        self.write_snapshot(seq, Some(fingerprint), std::iter::empty())?;
+        self.files()?;
+        *self.fingerprint.lock().unwrap() = Some(Some(fingerprint));
+        Ok(())
+    }
+
+    /// Merges the snapshot and the segments into a new snapshot when the segments are
+    /// large next to it (at least a quarter of its size, or more than eight of them),
+    /// then deletes them whole. A first load (one segment, no snapshot) becomes the
+    /// snapshot by a rename: a run delivers each key at most once, so nothing in it is
+    /// superseded.
+    pub fn compact_if_worth_it(&self) -> Result<Option<Compacted>> {
+        self.close_segment()?;
+        let files = self.files()?;
+        let segment_bytes = files.segment_bytes();
+        if files.segments.is_empty() {
+            return Ok(None);
+        }
+        let snapshot_bytes = match &files.snapshot {
+            Some((_, path)) => io("reading", path, fs::metadata(path))?.len(),
+            None if files.segments.len() == 1 => {
+                let (seq, segment) = &files.segments[0];
+                let target = self.path(Kind::Snapshot, seq + 1);
+                io("renaming", segment, fs::rename(segment, &target))?;
+                sync_dir(&self.dir)?;
+                return Ok(Some(Compacted {
+                    keys: 0,
+                    segments: 1,
+                    bytes_before: segment_bytes,
+                    bytes_after: segment_bytes,
+                }));
+            }
+            None => 0,
+        };
+        if segment_bytes * 4 < snapshot_bytes && files.segments.len() <= 8 {
+            return Ok(None);
+        }
+        self.compact(files, snapshot_bytes + segment_bytes)
+            .map(Some)
+    }
+
+    fn compact(&self, files: Files, bytes_before: u64) -> Result<Compacted> {
+        let (all, fingerprint) = self.all()?;
+        let seq = files.next_seq();
+        let keys = all.len() as u64;
+        let path = self.write_snapshot(
+            seq,
+            fingerprint,
+            all.iter().map(|(key, state)| state.as_delivery(key)),
+        )?;
+        let bytes_after = io("reading", &path, fs::metadata(&path))?.len();
+        // Removes what the new snapshot covers.
+        self.files()?;
+        Ok(Compacted {
+            keys,
+            segments: files.segments.len(),
+            bytes_before,
+            bytes_after,
+        })
+    }
+
+    /// Writes a snapshot `seq` of `records` under a temporary name, makes it durable,
+    /// then renames it into place.
+    fn write_snapshot<'a>(
+        &self,
+        seq: u64,
+        fingerprint: Option<Fingerprint>,
+        records: impl Iterator<Item = Delivery<'a>>,
+    ) -> Result<PathBuf> {
+        let path = self.path(Kind::Snapshot, seq);
+        let tmp = path.with_extension("tmp");
+        let file = io("creating", &tmp, File::create(&tmp))?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let header = postcard::to_stdvec(&Header { fingerprint }).expect("a header encodes");
+        io("writing", &tmp, out.write_all(&MAGIC))?;
+        io("writing", &tmp, write_frame(&mut out, &header))?;
+        let mut chunk = Vec::with_capacity(CHUNK + 1024);
+        for record in records {
+            chunk = postcard::to_extend(&record, chunk).expect("a delivery always encodes");
+            if chunk.len() >= CHUNK {
+                io("writing", &tmp, write_frame(&mut out, &chunk))?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            io("writing", &tmp, write_frame(&mut out, &chunk))?;
+        }
+        let file = io(
+            "writing",
+            &tmp,
+            out.into_inner().map_err(|e| e.into_error()),
+        )?;
+        io("syncing", &tmp, file.sync_all())?;
+        io("renaming", &tmp, fs::rename(&tmp, &path))?;
+        sync_dir(&self.dir)?;
+        Ok(path)
+    }
+}
+
+fn sync_writer(w: &mut Writer) -> Result<()> {
+    if w.dirty {
+        io("writing", &w.path, w.out.flush())?;
+        io("syncing", &w.path, w.out.get_ref().sync_data())?;
+        w.dirty = false;
+    }
+    w.last_sync = Instant::now();
+    Ok(())
+}
+
+/// Makes a rename or a new file in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = io("opening", dir, File::open(dir))?;
+    io("syncing", dir, handle.sync_all())
+}
+
+/// Reads one file: its header, then every record to `visit`. A torn end is said as
+/// damage here: only [`repair_tail`] may cut it, and only on the last segment.
+fn read_file(path: &Path, visit: &mut impl FnMut(&Delivery<'_>)) -> Result<Header> {
+    let bytes = io("reading", path, fs::read(path))?;
+    let damaged = |offset: u64, what: String| LogError::Damaged {
+        path: path.to_path_buf(),
+        offset,
+        what,
+    };
+    let ending_error = |ending: Ending| match ending {
+        Ending::Clean => None,
+        Ending::Torn { offset } => Some(damaged(offset, "the file ends inside a frame".into())),
+        Ending::Damaged { offset, what } => Some(damaged(offset, what)),
+    };
+    let mut frames = match Frames::new(&bytes) {
+        Ok(frames) => frames,
+        Err(ending) => return Err(ending_error(ending).expect("not clean")),
+    };
+    let header_at = MAGIC.len() as u64;
+    let header: Header = match frames.next() {
+        Some(body) => postcard::from_bytes(body)
+            .map_err(|e| damaged(header_at, format!("an unreadable header: {e}")))?,
+        None => {
+            return Err(ending_error(frames.ending.clone())
+                .unwrap_or_else(|| damaged(header_at, "no header".into())));
+        }
+    };
+    loop {
+        let at = frames.position() as u64;
+        let Some(mut body) = frames.next() else {
+            break;
+        };
+        while !body.is_empty() {
+            let (record, rest) = postcard::take_from_bytes::<Delivery<'_>>(body)
+                .map_err(|e| damaged(at, format!("an unreadable record: {e}")))?;
+            visit(&record);
+            body = rest;
+        }
+    }
+    match ending_error(frames.ending) {
+        Some(err) => Err(err),
+        None => Ok(header),
+    }
+}
+
+/// Only the header of a file.
+fn read_header(path: &Path) -> Result<Header> {
+    let bytes = io("reading", path, fs::read(path))?;
+    let mut frames = Frames::new(&bytes).map_err(|_| LogError::Damaged {
+        path: path.to_path_buf(),
+        offset: 0,
+        what: "not a file of Sluice's delivered log".into(),
+    })?;
+    let body = frames.next().ok_or_else(|| LogError::Damaged {
+        path: path.to_path_buf(),
+        offset: MAGIC.len() as u64,
+        what: "no header".into(),
+    })?;
+    postcard::from_bytes(body).map_err(|e| LogError::Damaged {
+        path: path.to_path_buf(),
+        offset: MAGIC.len() as u64,
+        what: format!("an unreadable header: {e}"),
+    })
+}
+
+/// Cuts a write torn by a crash off the end of a segment, saying so with the file and
+/// the offset; damage anywhere (a bad checksum with data after it) is an error.
+fn repair_tail(path: &Path) -> Result<()> {
+    let bytes = io("reading", path, fs::read(path))?;
+    let ending = match Frames::new(&bytes) {
+        Ok(mut frames) => {
+            frames.by_ref().for_each(drop);
+            frames.ending
+        }
+        Err(ending) => ending,
+    };
+    match ending {
+        Ending::Clean => Ok(()),
+        Ending::Torn { offset } => {
+            tracing::warn!(
+                file = %path.display(),
+                offset,
+                cut = bytes.len() as u64 - offset,
+                "the delivered log ends in a write cut short by a crash: cutting it off \
+                 (the records in it are sent again)"
+            );
+            if offset <= MAGIC.len() as u64 {
+                // Not even its header was written: the segment held nothing.
+                io("removing", path, fs::remove_file(path))?;
+            } else {
+                let file = io("opening", path, OpenOptions::new().write(true).open(path))?;
+                io("cutting", path, file.set_len(offset))?;
+                io("syncing", path, file.sync_all())?;
+            }
+            Ok(())
+        }
+        Ending::Damaged { offset, what } => Err(LogError::Damaged {
+            path: path.to_path_buf(),
+            offset,
+            what,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

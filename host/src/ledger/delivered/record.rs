@@ -1,0 +1,207 @@
+//! What the delivered log holds: a header per file naming the destination, and one
+//! record per delivery. Records are postcard, written back to back inside frames.
+
+use std::collections::HashMap;
+
+use nohash_hasher::BuildNoHashHasher;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::PayloadHash;
+
+/// Which destination a sync's delivered state is about: a hash of the connector, the
+/// base URL and the settings. Change detection compares payloads against what *this*
+/// destination confirmed, so state kept for another one must not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint(pub [u8; 16]);
+
+impl Fingerprint {
+    /// The fingerprint of the parts that name a destination, in order.
+    pub fn of(parts: &[&str]) -> Fingerprint {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for part in parts {
+            // Length first, so that ("ab", "c") and ("a", "bc") differ.
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Fingerprint(hasher.digest128().to_le_bytes())
+    }
+}
+
+/// The first frame of every file of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The destination the records were delivered to; `None` in a segment written before
+    /// any source run of this version named it.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// One delivery, borrowed from the bytes it was read from (or the record it is written
+/// for): the log is read at the start of every run, so nothing is copied that a run does
+/// not keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery<'a> {
+    pub key: &'a str,
+    /// The hash of the payload the destination confirmed.
+    pub hash: [u8; 16],
+    pub destination_id: Option<&'a str>,
+    /// Sends since the key's previous record in the log (a snapshot holds the totals);
+    /// reading adds them up.
+    pub attempts: u32,
+    pub at_ms: u64,
+}
+
+impl Delivery<'_> {
+    pub fn payload_hash(&self) -> PayloadHash {
+        PayloadHash(u128::from_le_bytes(self.hash))
+    }
+}
+
+/// What the log holds for a key once every record of it is read, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub hash: PayloadHash,
+    pub destination_id: Option<String>,
+    /// Sends across all runs up to the last delivery.
+    pub attempts: u32,
+    pub at_ms: u64,
+}
+
+impl Delivered {
+    /// Folds a later record of the same key into this one.
+    pub fn then(&mut self, later: &Delivery<'_>) {
+        self.hash = later.payload_hash();
+        if let Some(id) = later.destination_id {
+            self.destination_id = Some(id.to_string());
+        }
+        self.attempts = self.attempts.saturating_add(later.attempts);
+        self.at_ms = later.at_ms;
+    }
+
+    pub fn first(record: &Delivery<'_>) -> Delivered {
+        Delivered {
+            hash: record.payload_hash(),
+            destination_id: record.destination_id.map(str::to_string),
+            attempts: record.attempts,
+            at_ms: record.at_ms,
+        }
+    }
+
+    pub fn as_delivery<'a>(&'a self, key: &'a str) -> Delivery<'a> {
+        Delivery {
+            key,
+            hash: self.hash.0.to_le_bytes(),
+            destination_id: self.destination_id.as_deref(),
+            attempts: self.attempts,
+            at_ms: self.at_ms,
+        }
+    }
+}
+
+/// Change detection's view of the log: for each key, the payload the destination last
+/// confirmed, as 64-bit hashes of both (16 bytes a key, so 10,000,000 keys fit in about
+/// 270 MiB). Two keys whose 64-bit hashes collide only cost a resend: a record is
+/// skipped only when its payload's hash also matches.
+#[derive(Default)]
+pub struct Index {
+    map: HashMap<u64, u64, BuildNoHashHasher<u64>>,
+}
+
+impl Index {
+    pub fn insert(&mut self, record: &Delivery<'_>) {
+        self.map
+            .insert(key_hash(record.key), record.payload_hash().0 as u64);
+    }
+
+    /// Whether the destination confirmed `hash` for `key`; `None` when the log has no
+    /// delivery of `key`.
+    pub fn confirmed(&self, key: &str, hash: PayloadHash) -> Option<bool> {
+        self.map
+            .get(&key_hash(key))
+            .map(|&confirmed| confirmed == hash.0 as u64)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    // Another seed than the payload's hash, so a key and a payload of the same text do
+    // not hash alike.
+    xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), 0x51_u64 << 56 | 0x1ce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(key: &str, payload: &str, id: Option<&'static str>, attempts: u32) -> Vec<u8> {
+        let record = Delivery {
+            key,
+            hash: PayloadHash::of(payload).0.to_le_bytes(),
+            destination_id: id,
+            attempts,
+            at_ms: 5,
+        };
+        postcard::to_stdvec(&record).unwrap()
+    }
+
+    #[test]
+    fn a_record_reads_back_borrowing_its_text() {
+        let bytes = delivery("k1", "{}", Some("001"), 2);
+        let (record, rest): (Delivery<'_>, _) = postcard::take_from_bytes(&bytes).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(record.key, "k1");
+        assert_eq!(record.destination_id, Some("001"));
+        assert_eq!(record.payload_hash(), PayloadHash::of("{}"));
+        // A key, a 16-byte hash, an id and two small numbers: no padding.
+        assert_eq!(bytes.len(), 1 + 2 + 16 + 1 + 1 + 3 + 1 + 1);
+    }
+
+    #[test]
+    fn later_records_of_a_key_add_attempts_and_keep_the_last_known_id() {
+        let first = delivery("k", "v1", Some("001"), 2);
+        let later = delivery("k", "v2", None, 3);
+        let first: Delivery<'_> = postcard::from_bytes(&first).unwrap();
+        let later: Delivery<'_> = postcard::from_bytes(&later).unwrap();
+        let mut state = Delivered::first(&first);
+        state.then(&later);
+        assert_eq!(
+            state,
+            Delivered {
+                hash: PayloadHash::of("v2"),
+                destination_id: Some("001".into()),
+                attempts: 5,
+                at_ms: 5,
+            }
+        );
+    }
+
+    #[test]
+    fn the_index_confirms_only_the_payload_last_delivered() {
+        let mut index = Index::default();
+        for bytes in [delivery("k", "v1", None, 1), delivery("k", "v2", None, 1)] {
+            index.insert(&postcard::from_bytes(&bytes).unwrap());
+        }
+        assert_eq!(index.confirmed("k", PayloadHash::of("v2")), Some(true));
+        assert_eq!(index.confirmed("k", PayloadHash::of("v1")), Some(false));
+        assert_eq!(index.confirmed("other", PayloadHash::of("v2")), None);
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn fingerprints_differ_when_any_part_or_its_boundary_differs() {
+        let base = Fingerprint::of(&["builtin:rest", "http://a", "{}"]);
+        assert_eq!(base, Fingerprint::of(&["builtin:rest", "http://a", "{}"]));
+        assert_ne!(base, Fingerprint::of(&["builtin:rest", "http://b", "{}"]));
+        assert_ne!(
+            base,
+            Fingerprint::of(&["builtin:salesforce", "http://a", "{}"])
+        );
+        assert_ne!(Fingerprint::of(&["ab", "c"]), Fingerprint::of(&["a", "bc"]));
+    }
+}
