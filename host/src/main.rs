@@ -56,6 +56,10 @@ enum Command {
         /// Print one JSON summary object per sync instead of the report.
         #[arg(long)]
         json: bool,
+        /// Send every record, even those the destination confirmed with the same data
+        /// (records held for a person stay held).
+        #[arg(long)]
+        full_resync: bool,
     },
     /// Retries failed records from the ledger, with their stored payloads.
     Retry {
@@ -297,9 +301,19 @@ fn finished(out: Output, code: ExitCode) -> ExitCode {
 
 async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<ExitCode> {
     match command {
-        Command::Run { config, sync, json } => {
+        Command::Run {
+            config,
+            sync,
+            json,
+            full_resync,
+        } => {
             let progress = commands::progress::Mode::detect(quiet);
-            commands::run::run(&config, sync.as_deref(), json, progress, out).await
+            let how = commands::run::How {
+                json,
+                progress,
+                full_resync,
+            };
+            commands::run::run(&config, sync.as_deref(), how, out).await
         }
         Command::Inspect {
             config,

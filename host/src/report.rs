@@ -27,6 +27,9 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
     if let Some(error) = &s.error {
         let _ = writeln!(out, "  error: {}", printable(error));
     }
+    if let Some(why) = &s.resent_because {
+        let _ = writeln!(out, "  sent again: {why}");
+    }
     let rows = [
         ("read", s.read),
         ("delivered", s.delivered),

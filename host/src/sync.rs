@@ -8,11 +8,12 @@ use anyhow::{Context, Result};
 use tracing::Instrument;
 
 use crate::builtin;
+use crate::config::SyncSpec;
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
 use crate::engine::{self, Input, Outcome, RunControl, RunReport, RunSummary};
 use crate::history::History;
 use crate::inspector::Inspector;
-use crate::ledger::{Ledger, LedgerSink, SyncLedger};
+use crate::ledger::{Fingerprint, Ledger, LedgerSink, RunStart};
 use crate::retry_job::{self, SelectionCounts};
 use crate::sandbox::{Connector, Runtime};
 
@@ -34,7 +35,7 @@ pub struct RetryReport {
 
 impl Host {
     pub fn new(config: &Config) -> Result<Self> {
-        let ledger = Ledger::open(&config.state_dir)?;
+        let ledger = Ledger::open_with(&config.state_dir, config.flush_interval)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             // Connectors build requests to their destination only: never follow a
@@ -110,14 +111,39 @@ impl Host {
 
     /// Runs the sync named `name` once over its source.
     pub async fn run(&self, config: &Config, name: &str, control: RunControl) -> Result<RunReport> {
+        self.run_with(config, name, control, false).await
+    }
+
+    /// [`Host::run`]; `full_resync` sends every record, whatever the destination
+    /// confirmed before (`sluice run --full-resync`).
+    pub async fn run_with(
+        &self,
+        config: &Config,
+        name: &str,
+        control: RunControl,
+        full_resync: bool,
+    ) -> Result<RunReport> {
         let sync = config.sync(name)?;
-        let ledger = self.ledger.sync(name)?;
+        let start = RunStart {
+            reads_source: true,
+            destination: Some(destination(config, sync)),
+            full_resync,
+        };
+        let sink = self.begin(name, start).await?;
         let input = Input::Source {
-            filter: Some(Arc::new(ledger.clone())),
+            filter: Some(sink.clone()),
             send_all: sync.mode == SendMode::All,
             spool_dir: config.state_dir.clone(),
         };
-        self.run_input(config, name, ledger, input, control).await
+        self.run_input(config, name, sink, input, control).await
+    }
+
+    /// The run's view of the ledger (reads the delivered log: kept off the executor).
+    async fn begin(&self, name: &str, start: RunStart) -> Result<Arc<LedgerSink>> {
+        let ledger = self.ledger.sync(name)?;
+        tokio::task::spawn_blocking(move || LedgerSink::begin(ledger, start))
+            .await
+            .context("reading the ledger crashed")?
     }
 
     /// One pass of the retry job for the sync named `name`.
@@ -139,7 +165,8 @@ impl Host {
             });
         }
         let input = Input::Records(selection.records);
-        let run = self.run_input(config, name, ledger, input, control).await?;
+        let sink = self.begin(name, RunStart::default()).await?;
+        let run = self.run_input(config, name, sink, input, control).await?;
         Ok(RetryReport {
             selection: selection.counts,
             run: Some(run),
@@ -150,7 +177,7 @@ impl Host {
         &self,
         config: &Config,
         name: &str,
-        ledger: SyncLedger,
+        sink: Arc<LedgerSink>,
         input: Input,
         mut control: RunControl,
     ) -> Result<RunReport> {
@@ -166,7 +193,7 @@ impl Host {
             )
         })?;
         let connector = self.connector(spec).await?;
-        control.sinks.push(LedgerSink::new(ledger));
+        control.sinks.push(sink.clone());
         if control.inspector.is_none() {
             control.inspector = Some(Arc::new(self.inspector(config, name)?));
         }
@@ -178,7 +205,11 @@ impl Host {
                 .instrument(span)
                 .await
             {
-                Ok(report) => report,
+                Ok(mut report) => {
+                    report.summary.resent_because =
+                        sink.resend_reason().map(|reason| reason.to_string());
+                    report
+                }
                 Err(err) => {
                     let summary =
                         RunSummary::not_started(name, &run_id, started_at_ms, format!("{err:#}"));
@@ -197,6 +228,7 @@ impl Host {
             report.summary.error = Some(gone.to_string());
         } else {
             stored?;
+            self.compact(name).await;
         }
         self.export_metrics(name, &report)?;
         Ok(report)
@@ -209,6 +241,27 @@ impl Host {
         tokio::task::spawn_blocking(move || ledger.flush())
             .await
             .context("flushing the ledger crashed")?
+    }
+
+    /// Compacts the sync's delivered log when it has grown enough (after the run is
+    /// durable; a compaction that fails leaves the state as it was, so it only warns).
+    async fn compact(&self, name: &str) {
+        let ledger = self.ledger.clone();
+        let sync = name.to_string();
+        let done = tokio::task::spawn_blocking(move || ledger.compact(&sync)).await;
+        match done {
+            Ok(Ok(Some(c))) => tracing::info!(
+                sync = name,
+                keys = c.keys,
+                segments = c.segments,
+                bytes_before = c.bytes_before,
+                bytes_after = c.bytes_after,
+                "compacted the delivered log"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::warn!(sync = name, "compacting the delivered log: {err:#}"),
+            Err(err) => tracing::warn!(sync = name, "compacting the delivered log crashed: {err}"),
+        }
     }
 
     /// The run's outcome, and (when asked for) the ledger's records by status.
@@ -230,4 +283,22 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// The destination a sync delivers to, as the ledger fingerprints it: the connector's
+/// component, the base URL and the settings (not the credentials: a rotated token still
+/// reaches the same records).
+pub fn destination(config: &Config, sync: &SyncSpec) -> Fingerprint {
+    let component = config
+        .connectors
+        .get(&sync.connector)
+        .map(|c| c.component.to_string())
+        .unwrap_or_default();
+    let mut parts = vec![component, sync.base_url.to_string()];
+    for (key, value) in &sync.settings {
+        parts.push(key.clone());
+        parts.push(value.clone());
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Fingerprint::of(&parts)
 }

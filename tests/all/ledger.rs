@@ -526,8 +526,12 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
     let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
     assert_eq!(
         version.as_deref(),
-        Some(&b"2"[..]),
+        Some(&b"3"[..]),
         "the ledger is marked upgraded"
+    );
+    assert!(
+        db.open_tree("sync:s").unwrap().is_empty(),
+        "delivered records live in the delivered log, not the store"
     );
     assert!(
         db.open_tree("failed:s").unwrap().is_empty(),

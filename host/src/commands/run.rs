@@ -13,16 +13,19 @@ use sluice::output::{Output, warn};
 use sluice::report::printable;
 use sluice::sync::Host;
 
+/// How `sluice run` runs and reports.
+pub struct How {
+    /// One JSON summary object per sync instead of the report.
+    pub json: bool,
+    pub progress: super::progress::Mode,
+    /// Send every record, whatever the destination confirmed before.
+    pub full_resync: bool,
+}
+
 /// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
 /// goes away (`sluice run | head -1`) the remaining syncs still run and are recorded:
 /// what a run does never depends on whether someone reads its report.
-pub async fn run(
-    path: &Path,
-    only: Option<&str>,
-    json: bool,
-    progress: super::progress::Mode,
-    out: &mut Output,
-) -> Result<ExitCode> {
+pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let names: Vec<String> = match only {
         Some(name) => vec![config.sync(name)?.name.clone()],
@@ -49,8 +52,10 @@ pub async fn run(
             counters: Some(counters.clone()),
             ..RunControl::default()
         };
-        let shown = super::progress::show(&name, counters, progress);
-        let report = host.run(&config, &name, control).await;
+        let shown = super::progress::show(&name, counters, how.progress);
+        let report = host
+            .run_with(&config, &name, control, how.full_resync)
+            .await;
         drop(shown);
         // A sync that cannot start (bad settings, missing credentials) is reported; the
         // other syncs still run.
@@ -63,7 +68,7 @@ pub async fn run(
                 continue;
             }
         };
-        if json {
+        if how.json {
             writeln!(out, "{}", serde_json::to_string(&report.summary)?)?;
         } else {
             write!(out, "{}", sluice::report::render(&report, &failures.take()))?;

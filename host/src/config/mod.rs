@@ -41,6 +41,9 @@ pub struct Config {
     pub connectors: BTreeMap<String, ConnectorSpec>,
     pub syncs: Vec<SyncSpec>,
     pub inspector: InspectorConfig,
+    /// How often the delivered log is made durable while a run appends to it
+    /// (`flush_interval`; a crash loses at most the confirmations of this long).
+    pub flush_interval: Duration,
 }
 
 /// Where a connector's component comes from.
@@ -214,6 +217,8 @@ pub const RATE_LIMIT_PER_RANGE: DurationRange = range(Duration::from_millis(1), 
 /// `retry_job.window` (and `sluice retry --window`): how far back failures are retried.
 pub const RETRY_WINDOW_RANGE: DurationRange = range(secs(60), secs(3650 * 24 * 3600));
 /// `inspector.max_age`: how long requests are kept.
+/// `flush_interval`: how much a crash may cost in confirmations to send again.
+pub const FLUSH_INTERVAL_RANGE: DurationRange = range(Duration::from_millis(10), secs(60));
 pub const INSPECTOR_AGE_RANGE: DurationRange = range(secs(60), secs(365 * 24 * 3600));
 
 impl DurationRange {

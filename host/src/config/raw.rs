@@ -14,6 +14,7 @@ pub struct Config {
     #[serde(default, rename = "sync")]
     pub syncs: Vec<Sync>,
     pub inspector: Option<Inspector>,
+    pub flush_interval: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]

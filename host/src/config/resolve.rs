@@ -111,6 +111,10 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
         },
         connectors,
         syncs,
+        flush_interval: match &raw.flush_interval {
+            None => crate::ledger::DEFAULT_SYNC_INTERVAL,
+            Some(d) => d.within("flush_interval", FLUSH_INTERVAL_RANGE)?,
+        },
         inspector: {
             let defaults = InspectorConfig::default();
             let i = raw.inspector.unwrap_or_default();

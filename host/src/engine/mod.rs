@@ -428,6 +428,7 @@ pub async fn run_sync(
         outcome,
         error,
         stopped_by,
+        resent_because: None,
         read,
         invalid_rows: c.get(Count::InvalidRows),
         duplicate_keys: c.get(Count::Duplicates),

@@ -33,6 +33,10 @@ pub struct RunSummary {
     /// branches on this, never on `error`'s text. Not kept in the run history.
     #[serde(skip)]
     pub stopped_by: Option<StopKind>,
+    /// Why the run sent records the destination had confirmed before (the destination
+    /// changed, or a full resync was asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_because: Option<String>,
     /// Records read (from the source, or picked by the retry job).
     pub read: u64,
     /// Source rows that could not become records (no key, not JSON); reported, skipped.

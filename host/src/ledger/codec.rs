@@ -6,10 +6,12 @@ use super::model::Entry;
 /// The layout of entries; a ledger of another version is refused, never reset.
 /// Version 1 stored entries as JSON. Version 2 stores them as postcard (binary) and keeps
 /// an index of failed records per sync; it still reads version 1 entries, so a version 1
-/// ledger is upgraded in place on open (its index built once).
-pub const SCHEMA_VERSION: u32 = 2;
+/// ledger is upgraded in place on open (its index built once). Version 3 keeps delivered
+/// records in each sync's delivered log instead of the store (entries keep the version 2
+/// layout); older ledgers have theirs moved there on open.
+pub const SCHEMA_VERSION: u32 = 3;
 /// Versions this Sluice opens.
-pub const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
+pub const READABLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 /// The first byte of a version 2 entry; a version 1 entry is a JSON object, `{`.
 const POSTCARD_TAG: u8 = 2;
 

@@ -17,21 +17,26 @@ pub mod codec;
 pub mod delivered;
 mod hash;
 pub mod model;
+mod records;
 mod sink;
 pub mod sled;
 pub mod store;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
+pub use self::delivered::Fingerprint;
+use self::delivered::{DeliveredLog, Delivery, LogError};
 pub use self::model::{Entry, PayloadHash, Resolution, Status};
-pub use self::sink::LedgerSink;
+pub use self::records::SyncLedger;
+pub use self::sink::{LedgerSink, ResendReason, RunStart};
 pub use self::store::{Store, StoreError, Tree};
 pub use crate::clock::now_ms;
 pub use crate::fate::Decision;
-use crate::fate::{Record, Settled};
 use codec::{READABLE_VERSIONS, SCHEMA_VERSION};
 
 const META_TREE: &str = "meta";
@@ -114,20 +119,57 @@ fn decode(path: &Path, key: &str, bytes: &[u8]) -> Result<Entry> {
 pub struct Ledger {
     store: Arc<dyn Store>,
     path: Arc<Path>,
+    /// Where each sync's delivered log lives (`<state_dir>/delivered`).
+    delivered_dir: PathBuf,
+    sync_interval: Duration,
+    /// The delivered log of each sync opened so far: one per sync per process, so its
+    /// appends share one segment.
+    logs: Mutex<HashMap<String, Arc<DeliveredLog>>>,
 }
+
+/// How often a delivered log is made durable while a run appends to it, unless the
+/// config says otherwise (`flush_interval`).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Ledger {
     /// Opens (creating if needed) the ledger under `state_dir`. A ledger held by another
     /// process, or a folder that is not a ledger, fails with an [`OpenError`] (reach it
     /// with `downcast_ref`); other failures are said for the operator.
     pub fn open(state_dir: &Path) -> Result<Ledger> {
+        Ledger::open_with(state_dir, DEFAULT_SYNC_INTERVAL)
+    }
+
+    /// [`Ledger::open`], with the delivered logs made durable every `sync_interval`.
+    pub fn open_with(state_dir: &Path, sync_interval: Duration) -> Result<Ledger> {
         let path = state_dir.join("ledger");
         let store: Arc<dyn Store> = Arc::new(sled::SledStore::open(&path)?);
-        check_schema(store.as_ref(), &path)?;
-        Ok(Ledger {
+        let ledger = Ledger {
             store,
             path: path.into(),
-        })
+            delivered_dir: state_dir.join("delivered"),
+            sync_interval,
+            logs: Mutex::new(HashMap::new()),
+        };
+        check_schema(&ledger)?;
+        Ok(ledger)
+    }
+
+    /// The delivered log of the sync `name`, opened (and its torn end repaired) once per
+    /// process.
+    fn log(&self, name: &str) -> Result<Arc<DeliveredLog>> {
+        let mut logs = self.logs.lock().unwrap();
+        if let Some(log) = logs.get(name) {
+            return Ok(log.clone());
+        }
+        let dir = self.delivered_dir.join(log_folder(name));
+        let log =
+            Arc::new(DeliveredLog::open(&dir, self.sync_interval).map_err(|e| self.log_error(e))?);
+        logs.insert(name.to_string(), log.clone());
+        Ok(log)
+    }
+
+    fn log_error(&self, err: LogError) -> anyhow::Error {
+        log_error(&self.path, err)
     }
 
     pub fn path(&self) -> &Path {
@@ -138,6 +180,7 @@ impl Ledger {
     pub fn sync(&self, name: &str) -> Result<SyncLedger> {
         let doing = "opening the records of a sync";
         Ok(SyncLedger {
+            delivered: self.log(name)?,
             tree: self
                 .store
                 .tree(&format!("{SYNC_PREFIX}{name}"))
@@ -155,11 +198,23 @@ impl Ledger {
         self.store.tree(name).at(&self.path, "opening the ledger")
     }
 
-    /// Makes every settled fate durable.
+    /// Makes every settled fate durable: each delivered log, then the store.
     pub fn flush(&self) -> Result<()> {
+        let logs: Vec<_> = self.logs.lock().unwrap().values().cloned().collect();
+        for log in logs {
+            log.sync().map_err(|e| self.log_error(e))?;
+        }
         self.store
             .flush()
             .at(&self.path, "writing the ledger to disk")
+    }
+
+    /// Compacts the delivered log of the sync `name` if it has grown enough (see
+    /// [`DeliveredLog::compact_if_worth_it`]).
+    pub fn compact(&self, name: &str) -> Result<Option<delivered::Compacted>> {
+        self.log(name)?
+            .compact_if_worth_it()
+            .map_err(|e| self.log_error(e))
     }
 
     /// Fails when the ledger's folder or database file is no longer the one opened: the
@@ -180,7 +235,8 @@ impl Ledger {
 
 /// Refuses a ledger of a layout this Sluice does not read, stamps a new one, and
 /// upgrades an older readable one in place.
-fn check_schema(store: &dyn Store, path: &Path) -> Result<()> {
+fn check_schema(ledger: &Ledger) -> Result<()> {
+    let (store, path) = (ledger.store.as_ref(), &*ledger.path);
     let opening = "opening the ledger";
     let meta = store.tree(META_TREE).at(path, opening)?;
     match meta.get(SCHEMA_KEY.as_bytes()).at(path, opening)? {
@@ -207,18 +263,20 @@ fn check_schema(store: &dyn Store, path: &Path) -> Result<()> {
                     "the ledger at `{}` has schema version {version}, and this Sluice reads \
                      versions {}; it was left untouched",
                     path.display(),
-                    READABLE_VERSIONS.join(" and ")
+                    READABLE_VERSIONS.join(", ")
                 );
             }
             if version != SCHEMA_VERSION.to_string() {
-                // Entries are rewritten as they settle; until then both layouts are
-                // read. The new version keeps an older Sluice from misreading them,
-                // and is written last, so an upgrade cut short is done again.
+                // The new version keeps an older Sluice from misreading the ledger, and
+                // is written last, so an upgrade cut short is done again.
                 tracing::info!(
                     ledger = %path.display(),
                     "upgrading the ledger from schema {version} to {SCHEMA_VERSION}"
                 );
-                build_failed_indexes(store, path)?;
+                if version == "1" {
+                    build_failed_indexes(store, path)?;
+                }
+                move_deliveries_to_logs(ledger)?;
                 store.flush().at(path, opening)?;
                 meta.insert(SCHEMA_KEY.as_bytes(), SCHEMA_VERSION.to_string().as_bytes())
                     .at(path, opening)?;
@@ -227,6 +285,95 @@ fn check_schema(store: &dyn Store, path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Moves every delivered entry out of the store into its sync's delivered log (an
+/// upgrade to version 3). The log is made durable before the entries are removed; a
+/// key already in the log (an upgrade cut short) is not appended twice.
+fn move_deliveries_to_logs(ledger: &Ledger) -> Result<()> {
+    let (store, path) = (ledger.store.as_ref(), &*ledger.path);
+    let doing = "upgrading the ledger";
+    for name in store.tree_names().at(path, doing)? {
+        let Some(sync) = name.strip_prefix(SYNC_PREFIX) else {
+            continue;
+        };
+        let tree = store.tree(&name).at(path, doing)?;
+        let mut moved: Vec<(String, Entry)> = Vec::new();
+        for item in tree.iter() {
+            let (key, value) = item.at(path, doing)?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let entry = decode(path, &key, &value)?;
+            if entry.status == Status::Delivered {
+                moved.push((key, entry));
+            }
+        }
+        if moved.is_empty() {
+            continue;
+        }
+        let log = ledger.log(sync)?;
+        let (already, _) = log.all().map_err(|e| ledger.log_error(e))?;
+        let deliveries: Vec<Delivery<'_>> = moved
+            .iter()
+            .filter(|(key, _)| !already.contains_key(key))
+            .map(|(key, entry)| Delivery {
+                key,
+                hash: entry
+                    .delivered_hash
+                    .or(entry.payload_hash)
+                    .unwrap_or(PayloadHash(0))
+                    .0
+                    .to_le_bytes(),
+                destination_id: entry.destination_id.as_deref(),
+                attempts: entry.attempts,
+                at_ms: entry.last_attempt_ms.unwrap_or(0),
+            })
+            .collect();
+        log.append(&deliveries).map_err(|e| ledger.log_error(e))?;
+        log.close_segment().map_err(|e| ledger.log_error(e))?;
+        let mut batch = store::Batch::default();
+        for (key, _) in &moved {
+            batch.remove(key.as_bytes());
+        }
+        tree.apply(&batch).at(path, doing)?;
+        tracing::info!(
+            sync,
+            records = moved.len(),
+            "moved delivered records into the delivered log"
+        );
+    }
+    Ok(())
+}
+
+/// The folder of a sync's delivered log: its name where it is plain, and a hash of the
+/// whole name, so that any two names get two folders.
+fn log_folder(name: &str) -> String {
+    let plain: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(40)
+        .collect();
+    let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+    format!("{plain}-{hash:016x}")
+}
+
+/// A failure of a delivered log, said for the operator.
+fn log_error(path: &Path, err: LogError) -> anyhow::Error {
+    match &err {
+        LogError::Io { source, .. } if crate::output::is_disk_full(source) => anyhow!(
+            "the disk holding the ledger at `{}` is full (no space left on device): {err}; \
+             free some space and run again (records whose fate was not written are sent again)",
+            path.display()
+        ),
+        LogError::Io { .. } => anyhow!(
+            "the delivered log of the ledger at `{}`: {err}",
+            path.display()
+        ),
+        LogError::Damaged { .. } => anyhow!(
+            "the delivered log of the ledger at `{}` is damaged: {err}. Nothing was reset: \
+             move the damaged file away to send its records again, or restore it from a backup",
+            path.display()
+        ),
+    }
 }
 
 /// Indexes the failed records of every sync (an upgrade from version 1).
@@ -260,146 +407,4 @@ fn build_failed_indexes(store: &dyn Store, path: &Path) -> Result<()> {
 )]
 pub struct LedgerGone {
     pub path: PathBuf,
-}
-
-/// The ledger of one sync.
-#[derive(Clone)]
-pub struct SyncLedger {
-    tree: Arc<dyn Tree>,
-    /// See [`FAILED_PREFIX`].
-    failed: Arc<dyn Tree>,
-    /// The ledger's folder, for messages.
-    path: Arc<Path>,
-}
-
-impl SyncLedger {
-    pub fn get(&self, key: &str) -> Result<Option<Entry>> {
-        let mut entry = None;
-        self.tree
-            .read(key.as_bytes(), &mut |bytes| {
-                entry = Some(decode(&self.path, key, bytes))
-            })
-            .at(&self.path, "reading")?;
-        entry.transpose()
-    }
-
-    /// Change detection: whether a record from the source needs sending.
-    pub fn decide(&self, record: &Record, send_all: bool) -> Result<Decision> {
-        let previous = self.get(&record.key)?;
-        Ok(model::decide(previous.as_ref(), &record.payload, send_all))
-    }
-
-    /// Every entry, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
-        self.tree.iter().map(|item| {
-            let (key, value) = item.at(&self.path, "reading")?;
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let entry = decode(&self.path, &key, &value)?;
-            Ok((key, entry))
-        })
-    }
-
-    /// Failed entries (rejected, pending or permanent), in key order, through the index:
-    /// proportional to the failures, not to the ledger.
-    pub fn failed(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
-        self.failed.iter().filter_map(|item| {
-            let read = || -> Result<Option<(String, Entry)>> {
-                let (key, _) = item.at(&self.path, "reading")?;
-                let key = String::from_utf8_lossy(&key).into_owned();
-                Ok(self
-                    .get(&key)?
-                    .filter(|entry| entry.status.is_failed())
-                    .map(|entry| (key, entry)))
-            };
-            read().transpose()
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.tree.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
-    }
-
-    /// A person marks `key` handled without sending it. Who and why are kept with the
-    /// record, so neither may be blank.
-    pub fn resolve(&self, key: &str, by: &str, why: &str) -> Result<Entry> {
-        if by.trim().is_empty() {
-            bail!("resolving `{key}`: say who resolved it (`--by`); it is blank");
-        }
-        if why.trim().is_empty() {
-            bail!("resolving `{key}`: say why it needs no sending (`--why`); it is blank");
-        }
-        let entry = self
-            .get(key)?
-            .with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
-        if entry.status == Status::Delivered {
-            bail!("record `{key}` is delivered: there is nothing to resolve");
-        }
-        let entry = model::resolved(
-            entry,
-            Resolution {
-                by: by.to_string(),
-                why: why.to_string(),
-                at_ms: now_ms(),
-            },
-        );
-        let doing = "resolving a record";
-        self.tree
-            .insert(key.as_bytes(), &codec::encode(&entry)?)
-            .at(&self.path, doing)?;
-        self.failed.remove(key.as_bytes()).at(&self.path, doing)?;
-        Ok(entry)
-    }
-
-    /// Records the fates of one verdict, in one store batch. A key settled twice in the
-    /// batch builds on its own earlier entry.
-    pub fn record(&self, settled: &[Settled], at_ms: u64) -> Result<()> {
-        self.write(settled, at_ms, false)
-    }
-
-    /// [`SyncLedger::record`]; `fresh` says the tree held nothing when this run began,
-    /// so there is no earlier entry to read.
-    fn write(&self, settled: &[Settled], at_ms: u64, fresh: bool) -> Result<()> {
-        let mut entries: std::collections::HashMap<&str, Entry> =
-            std::collections::HashMap::with_capacity(settled.len());
-        let mut was_failed = std::collections::HashSet::new();
-        for s in settled {
-            let key = s.record.key.as_str();
-            let previous = match entries.remove(key) {
-                Some(entry) => Some(entry),
-                None if fresh => None,
-                None => self.get(key)?,
-            };
-            if previous.as_ref().is_some_and(|p| p.status.is_failed()) {
-                was_failed.insert(key);
-            }
-            entries.insert(key, model::next_entry(previous, s, at_ms));
-        }
-        let (mut batch, mut failed, mut recovered) = (
-            store::Batch::default(),
-            store::Batch::default(),
-            store::Batch::default(),
-        );
-        for (key, entry) in &entries {
-            batch.insert(key.as_bytes(), codec::encode(entry)?);
-            if entry.status.is_failed() {
-                failed.insert(key.as_bytes(), Vec::new());
-            } else if was_failed.contains(key) {
-                recovered.remove(key.as_bytes());
-            }
-        }
-        // The index may hold too much, never too little (see FAILED_PREFIX).
-        let doing = "recording the fates of records";
-        if !failed.is_empty() {
-            self.failed.apply(&failed).at(&self.path, doing)?;
-        }
-        self.tree.apply(&batch).at(&self.path, doing)?;
-        if !recovered.is_empty() {
-            self.failed.apply(&recovered).at(&self.path, doing)?;
-        }
-        Ok(())
-    }
 }

@@ -112,10 +112,17 @@ pub fn decide(previous: Option<&Entry>, payload: &str, send_all: bool) -> Decisi
     }
 }
 
-/// The entry after `settled`, given what the ledger held before.
-pub fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
-    let hash = PayloadHash::of(&settled.record.payload);
-    let mut entry = previous.unwrap_or(Entry {
+/// What a run knows of a key the delivered log holds and the store does not: it was
+/// delivered (the views add the rest from the log).
+pub fn delivered_before() -> Entry {
+    Entry {
+        status: Status::Delivered,
+        ..empty()
+    }
+}
+
+fn empty() -> Entry {
+    Entry {
         status: Status::Pending,
         attempts: 0,
         first_failure_ms: None,
@@ -126,7 +133,13 @@ pub fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Ent
         payload_hash: None,
         payload: None,
         resolution: None,
-    });
+    }
+}
+
+/// The entry after `settled`, given what the ledger held before.
+pub fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
+    let hash = PayloadHash::of(&settled.record.payload);
+    let mut entry = previous.unwrap_or_else(empty);
     entry.attempts = entry.attempts.saturating_add(settled.attempts);
     if settled.attempts > 0 {
         entry.last_attempt_ms = Some(at_ms);

@@ -1,46 +1,150 @@
-//! The ledger seen from the engine: the sink a run settles fates into, and the filter
-//! that skips what the destination already has. The engine owns both interfaces.
+//! The ledger seen from the engine during one run: the sink it settles fates into, and
+//! the filter that skips what the destination already has. The engine owns both
+//! interfaces; this is where a run reads the delivered log (once, at its start).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Result;
+use nohash_hasher::BuildNoHashHasher;
 
-use super::SyncLedger;
+use super::delivered::{Fingerprint, Index};
+use super::{PayloadHash, SyncLedger, model};
 use crate::clock::now_ms;
 use crate::engine::{Filter, Sink};
 use crate::fate::{Decision, Record, Settled};
 
-/// The engine's sink into the ledger: each verdict's fates are written as one store
-/// batch, on the worker that settled them (sled takes concurrent writers; a single writer
-/// thread merging batches measured slower and let its queue grow under load).
+/// How a run begins, as far as the ledger is concerned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStart {
+    /// The run reads the source: read the delivered log for change detection. A retry
+    /// pass sends failed records only and reads nothing.
+    pub reads_source: bool,
+    /// The destination this run delivers to; when it differs from the one the delivered
+    /// state is about, that state is forgotten and every record is sent again.
+    pub destination: Option<Fingerprint>,
+    /// Send every record again, on purpose (`sluice run --full-resync`).
+    pub full_resync: bool,
+}
+
+/// Why a run sends records the destination had confirmed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendReason {
+    /// The connector, the base URL or the settings differ from the last run's.
+    DestinationChanged,
+    /// The operator asked for it.
+    FullResync,
+}
+
+impl std::fmt::Display for ResendReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResendReason::DestinationChanged => {
+                "the destination changed since the last run (connector, base_url or \
+                 settings): what the old one confirmed does not count, every record is sent"
+            }
+            ResendReason::FullResync => "a full resync was asked for: every record is sent",
+        })
+    }
+}
+
+/// The engine's sink into the ledger and its filter, for one run. Each verdict's fates
+/// are written on the worker that settled them (deliveries appended to the log under its
+/// lock, failures as one store batch).
 pub struct LedgerSink {
     ledger: SyncLedger,
-    /// The tree was empty when the run began. Runs of one state directory never overlap
-    /// (the store is held by one process, and `sluice serve` runs one job at a time) and
-    /// a run settles each key once, so no entry read back could exist: skip the read.
-    fresh: bool,
+    /// What the destination confirmed, for a run that reads the source.
+    index: Index,
+    /// Hashes of the keys the store held when the run began: any other key has no
+    /// stored entry, so its read is spared (runs of one state directory never overlap).
+    stored: HashSet<u64, BuildNoHashHasher<u64>>,
+    resend: Option<ResendReason>,
 }
 
 impl LedgerSink {
-    /// Made as the run begins, before any record settles.
-    pub fn new(ledger: SyncLedger) -> Arc<Self> {
-        let fresh = ledger.is_empty();
-        Arc::new(LedgerSink { ledger, fresh })
+    /// Made as the run begins, before any record is read or settled.
+    pub fn begin(ledger: SyncLedger, start: RunStart) -> Result<Arc<Self>> {
+        let mut resend = start.full_resync.then_some(ResendReason::FullResync);
+        let mut index = Index::default();
+        if start.reads_source {
+            let log = &ledger.delivered;
+            let (read, stored_destination) = log.index().map_err(|e| ledger.log_err(e))?;
+            index = read;
+            if let Some(destination) = start.destination {
+                match stored_destination {
+                    Some(stored) if stored == destination => {}
+                    Some(_) => {
+                        log.reset(destination).map_err(|e| ledger.log_err(e))?;
+                        index = Index::default();
+                        resend = Some(ResendReason::DestinationChanged);
+                    }
+                    // A new log, or one moved from an older ledger: it is about the
+                    // destination of this run from now on.
+                    None => log.stamp(destination).map_err(|e| ledger.log_err(e))?,
+                }
+            }
+        }
+        let mut stored = HashSet::default();
+        for item in ledger.tree.iter() {
+            let (key, _) = item.map_err(|e| super::storage_error(&ledger.path, "reading", e))?;
+            stored.insert(key_hash(&key));
+        }
+        Ok(Arc::new(LedgerSink {
+            ledger,
+            index,
+            stored,
+            resend,
+        }))
     }
+
+    /// Why this run sends what the destination confirmed before, if it does.
+    pub fn resend_reason(&self) -> Option<ResendReason> {
+        self.resend
+    }
+
+    fn may_be_stored(&self, key: &str) -> bool {
+        self.stored.contains(&key_hash(key.as_bytes()))
+    }
+}
+
+fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 impl Sink for LedgerSink {
     fn settle(&self, settled: &[Settled]) -> Result<()> {
-        self.ledger.write(settled, now_ms(), self.fresh)
+        self.ledger.write(
+            settled,
+            now_ms(),
+            &|key| self.may_be_stored(key),
+            &|key, payload| self.index.confirmed(key, PayloadHash::of(payload)),
+        )
     }
 }
 
-impl Filter for SyncLedger {
+impl Filter for LedgerSink {
     fn decide(&self, record: &Record, send_all: bool) -> Result<Decision> {
-        SyncLedger::decide(self, record, send_all)
+        let send_all = send_all || self.resend.is_some();
+        if self.may_be_stored(&record.key) {
+            if let Some(entry) = self.ledger.stored(&record.key)? {
+                return Ok(model::decide(Some(&entry), &record.payload, send_all));
+            }
+        }
+        if send_all {
+            return Ok(Decision::Send);
+        }
+        Ok(
+            match self
+                .index
+                .confirmed(&record.key, PayloadHash::of(&record.payload))
+            {
+                Some(true) => Decision::Unchanged,
+                _ => Decision::Send,
+            },
+        )
     }
 
     fn is_empty(&self) -> bool {
-        SyncLedger::is_empty(self)
+        self.index.is_empty() && self.stored.is_empty()
     }
 }

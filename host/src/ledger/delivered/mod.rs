@@ -354,6 +354,26 @@ impl DeliveredLog {
         Ok(())
     }
 
+    /// Names the destination of a state that has none (a new log, or one moved from an
+    /// older ledger) without forgetting it: the state is rewritten as a snapshot with
+    /// the fingerprint.
+    pub fn stamp(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.close_segment()?;
+        let files = self.files()?;
+        if files.snapshot.is_none() && files.segments.is_empty() {
+            return self.reset(fingerprint);
+        }
+        let (all, _) = self.all()?;
+        self.write_snapshot(
+            files.next_seq(),
+            Some(fingerprint),
+            all.iter().map(|(key, state)| state.as_delivery(key)),
+        )?;
+        self.files()?;
+        *self.fingerprint.lock().unwrap() = Some(Some(fingerprint));
+        Ok(())
+    }
+
     /// Merges the snapshot and the segments into a new snapshot when the segments are
     /// large next to it (at least a quarter of its size, or more than eight of them),
     /// then deletes them whole. A first load (one segment, no snapshot) becomes the
@@ -368,20 +388,25 @@ impl DeliveredLog {
         }
         let snapshot_bytes = match &files.snapshot {
             Some((_, path)) => io("reading", path, fs::metadata(path))?.len(),
-            None if files.segments.len() == 1 => {
-                let (seq, segment) = &files.segments[0];
-                let target = self.path(Kind::Snapshot, seq + 1);
-                io("renaming", segment, fs::rename(segment, &target))?;
-                sync_dir(&self.dir)?;
-                return Ok(Some(Compacted {
-                    keys: 0,
-                    segments: 1,
-                    bytes_before: segment_bytes,
-                    bytes_after: segment_bytes,
-                }));
-            }
             None => 0,
         };
+        let holds_nothing = match &files.snapshot {
+            Some((_, path)) => snapshot_bytes <= HEADER_ONLY_MAX && record_count(path)? == 0,
+            None => true,
+        };
+        if holds_nothing && files.segments.len() == 1 {
+            let (seq, segment) = &files.segments[0];
+            let target = self.path(Kind::Snapshot, seq + 1);
+            io("renaming", segment, fs::rename(segment, &target))?;
+            sync_dir(&self.dir)?;
+            self.files()?;
+            return Ok(Some(Compacted {
+                keys: record_count(&target)?,
+                segments: 1,
+                bytes_before: segment_bytes + snapshot_bytes,
+                bytes_after: segment_bytes,
+            }));
+        }
         if segment_bytes * 4 < snapshot_bytes && files.segments.len() <= 8 {
             return Ok(None);
         }
@@ -506,6 +531,16 @@ fn read_file(path: &Path, visit: &mut impl FnMut(&Delivery<'_>)) -> Result<Heade
         Some(err) => Err(err),
         None => Ok(header),
     }
+}
+
+/// A file that holds only a header is at most this large.
+const HEADER_ONLY_MAX: u64 = 64;
+
+/// How many records a file holds.
+fn record_count(path: &Path) -> Result<u64> {
+    let mut n = 0;
+    read_file(path, &mut |_| n += 1)?;
+    Ok(n)
 }
 
 /// Only the header of a file.

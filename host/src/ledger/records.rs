@@ -1,0 +1,314 @@
+//! The ledger of one sync: its failed and resolved records in the store (random access
+//! by key, with their payloads, for the retry job and for people), and what the
+//! destination confirmed in the sync's delivered log (read whole, at a run's start).
+//!
+//! A key's entry in the store, when there is one, is the newer truth: a record that
+//! failed after an earlier delivery has both, and its entry says it failed. Its entry
+//! counts the attempts since that delivery; the views add the log's (see [`SyncLedger::get`]).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use super::delivered::{Delivered, DeliveredLog, Delivery};
+use super::{
+    Entry, PayloadHash, Resolution, Status, Storage, Tree, codec, decode, log_error, model, store,
+};
+use crate::clock::now_ms;
+use crate::fate::{Decision, Fate, Record, Settled};
+
+/// The ledger of one sync.
+#[derive(Clone)]
+pub struct SyncLedger {
+    pub(super) tree: Arc<dyn Tree>,
+    /// See [`super::FAILED_PREFIX`].
+    pub(super) failed: Arc<dyn Tree>,
+    pub(super) delivered: Arc<DeliveredLog>,
+    /// The ledger's folder, for messages.
+    pub(super) path: Arc<Path>,
+}
+
+/// A delivered record's entry, as the views show it.
+fn delivered_entry(d: Delivered) -> Entry {
+    Entry {
+        status: Status::Delivered,
+        attempts: d.attempts,
+        first_failure_ms: None,
+        last_attempt_ms: Some(d.at_ms).filter(|&ms| ms > 0),
+        failure: None,
+        destination_id: d.destination_id,
+        delivered_hash: Some(d.hash),
+        payload_hash: Some(d.hash),
+        payload: None,
+        resolution: None,
+    }
+}
+
+/// A stored entry with what the log knows of the same key's earlier delivery.
+fn with_delivery(mut entry: Entry, delivered: Option<Delivered>) -> Entry {
+    if let Some(d) = delivered {
+        entry.attempts = entry.attempts.saturating_add(d.attempts);
+        entry.destination_id = entry.destination_id.or(d.destination_id);
+        entry.delivered_hash = entry.delivered_hash.or(Some(d.hash));
+    }
+    entry
+}
+
+impl SyncLedger {
+    pub(super) fn log_err(&self, err: super::delivered::LogError) -> anyhow::Error {
+        log_error(&self.path, err)
+    }
+
+    /// The entry stored for `key`, without what the log holds (for the retry job and
+    /// the engine: no log read).
+    pub fn stored(&self, key: &str) -> Result<Option<Entry>> {
+        let mut entry = None;
+        self.tree
+            .read(key.as_bytes(), &mut |bytes| {
+                entry = Some(decode(&self.path, key, bytes))
+            })
+            .at(&self.path, "reading")?;
+        entry.transpose()
+    }
+
+    /// Everything the ledger knows of `key` (reads the delivered log: for people).
+    pub fn get(&self, key: &str) -> Result<Option<Entry>> {
+        Ok(self.get_many(&[key])?.pop().flatten())
+    }
+
+    /// [`SyncLedger::get`] for several keys, in one read of the delivered log.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        let wanted: HashSet<&str> = keys.iter().copied().collect();
+        let mut found: HashMap<String, Delivered> = HashMap::new();
+        self.delivered
+            .read(|d| {
+                if wanted.contains(d.key) {
+                    match found.get_mut(d.key) {
+                        Some(state) => state.then(d),
+                        None => {
+                            found.insert(d.key.to_string(), Delivered::first(d));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| self.log_err(e))?;
+        keys.iter()
+            .map(|key| {
+                let delivered = found.remove(*key);
+                Ok(match self.stored(key)? {
+                    Some(entry) => Some(with_delivery(entry, delivered)),
+                    None => delivered.map(delivered_entry),
+                })
+            })
+            .collect()
+    }
+
+    /// Change detection for one record, as a run decides it (reads the delivered log:
+    /// a run uses [`super::LedgerSink`], which reads it once).
+    pub fn decide(&self, record: &Record, send_all: bool) -> Result<Decision> {
+        let previous = self.get(&record.key)?;
+        Ok(model::decide(previous.as_ref(), &record.payload, send_all))
+    }
+
+    /// Every entry, in key order (holds every key of the log in memory: for people).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = Result<(String, Entry)>> + '_> {
+        match self.all() {
+            Ok(all) => Box::new(all.into_iter().map(Ok)),
+            Err(err) => Box::new(std::iter::once(Err(err))),
+        }
+    }
+
+    fn all(&self) -> Result<BTreeMap<String, Entry>> {
+        let (mut delivered, _) = self.delivered.all().map_err(|e| self.log_err(e))?;
+        let mut all = BTreeMap::new();
+        for item in self.tree.iter() {
+            let (key, value) = item.at(&self.path, "reading")?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let entry = decode(&self.path, &key, &value)?;
+            let earlier = delivered.remove(&key);
+            all.insert(key, with_delivery(entry, earlier));
+        }
+        all.extend(
+            delivered
+                .into_iter()
+                .map(|(key, d)| (key, delivered_entry(d))),
+        );
+        Ok(all)
+    }
+
+    /// Failed entries (rejected, pending or permanent), in key order, through the index:
+    /// proportional to the failures, not to the ledger. What the log holds of an earlier
+    /// delivery is not read: see [`SyncLedger::get`].
+    pub fn failed(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
+        self.failed.iter().filter_map(|item| {
+            let read = || -> Result<Option<(String, Entry)>> {
+                let (key, _) = item.at(&self.path, "reading")?;
+                let key = String::from_utf8_lossy(&key).into_owned();
+                Ok(self
+                    .stored(&key)?
+                    .filter(|entry| entry.status.is_failed())
+                    .map(|entry| (key, entry)))
+            };
+            read().transpose()
+        })
+    }
+
+    /// How many keys the ledger holds (reads the whole log).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A person marks `key` handled without sending it. Who and why are kept with the
+    /// record, so neither may be blank.
+    pub fn resolve(&self, key: &str, by: &str, why: &str) -> Result<Entry> {
+        if by.trim().is_empty() {
+            bail!("resolving `{key}`: say who resolved it (`--by`); it is blank");
+        }
+        if why.trim().is_empty() {
+            bail!("resolving `{key}`: say why it needs no sending (`--why`); it is blank");
+        }
+        let entry = self
+            .stored(key)?
+            .or(self.get(key)?)
+            .with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
+        if entry.status == Status::Delivered {
+            bail!("record `{key}` is delivered: there is nothing to resolve");
+        }
+        let entry = model::resolved(
+            entry,
+            Resolution {
+                by: by.to_string(),
+                why: why.to_string(),
+                at_ms: now_ms(),
+            },
+        );
+        let doing = "resolving a record";
+        self.tree
+            .insert(key.as_bytes(), &codec::encode(&entry)?)
+            .at(&self.path, doing)?;
+        self.failed.remove(key.as_bytes()).at(&self.path, doing)?;
+        Ok(entry)
+    }
+
+    /// Records the fates of one verdict (as a run outside the engine would: every
+    /// earlier entry is read from the store).
+    pub fn record(&self, settled: &[Settled], at_ms: u64) -> Result<()> {
+        self.write(settled, at_ms, &|_| true, &|_, _| None)
+    }
+
+    /// Writes the fates of one verdict: deliveries to the log, the rest to the store.
+    /// `may_be_stored(key)` is false for a key the store cannot hold (spares a read);
+    /// `confirmed(key, payload)` says whether the log holds a delivery of the key, and
+    /// of this payload (`Some(true)`). A key settled twice in the batch builds on its
+    /// own earlier entry.
+    pub(super) fn write(
+        &self,
+        settled: &[Settled],
+        at_ms: u64,
+        may_be_stored: &dyn Fn(&str) -> bool,
+        confirmed: &dyn Fn(&str, &str) -> Option<bool>,
+    ) -> Result<()> {
+        let mut entries: HashMap<&str, Option<Entry>> = HashMap::with_capacity(settled.len());
+        let mut was_stored = HashSet::new();
+        // Deliveries, by key: the payload hash, the id, the attempts so far.
+        let mut deliveries: HashMap<&str, ([u8; 16], Option<Cow<'_, str>>, u32)> = HashMap::new();
+        for s in settled {
+            let key = s.record.key.as_str();
+            let previous = match entries.remove(key) {
+                Some(entry) => entry,
+                None if may_be_stored(key) => {
+                    let stored = self.stored(key)?;
+                    if stored.is_some() {
+                        was_stored.insert(key);
+                    }
+                    stored
+                }
+                None => None,
+            };
+            match &s.fate {
+                Fate::Delivered(id) => {
+                    let attempts = previous
+                        .as_ref()
+                        .map_or(0, |p| p.attempts)
+                        .saturating_add(s.attempts);
+                    let id = match id {
+                        Some(id) => Some(Cow::Borrowed(id.as_str())),
+                        None => previous.and_then(|p| p.destination_id).map(Cow::Owned),
+                    };
+                    let hash = PayloadHash::of(&s.record.payload).0.to_le_bytes();
+                    deliveries.insert(key, (hash, id, attempts));
+                    entries.insert(key, None);
+                }
+                fate => {
+                    let previous = match previous {
+                        Some(entry) => Some(entry),
+                        None => match confirmed(key, &s.record.payload) {
+                            // Unconfirmed, but the destination holds this data already.
+                            Some(true) if matches!(fate, Fate::Pending(_)) => continue,
+                            Some(_) => Some(model::delivered_before()),
+                            None => None,
+                        },
+                    };
+                    deliveries.remove(key);
+                    entries.insert(key, Some(model::next_entry(previous, s, at_ms)));
+                }
+            }
+        }
+        let doing = "recording the fates of records";
+        let (mut batch, mut failed, mut recovered) = (
+            store::Batch::default(),
+            store::Batch::default(),
+            store::Batch::default(),
+        );
+        for (key, entry) in &entries {
+            match entry {
+                Some(entry) => {
+                    batch.insert(key.as_bytes(), codec::encode(entry)?);
+                    if entry.status.is_failed() {
+                        failed.insert(key.as_bytes(), Vec::new());
+                    } else {
+                        recovered.remove(key.as_bytes());
+                    }
+                }
+                // Delivered: the log holds it now; its stored entry goes, after the log
+                // has it.
+                None if was_stored.contains(key) => {
+                    batch.remove(key.as_bytes());
+                    recovered.remove(key.as_bytes());
+                }
+                None => {}
+            }
+        }
+        let deliveries: Vec<Delivery<'_>> = deliveries
+            .iter()
+            .map(|(key, (hash, id, attempts))| Delivery {
+                key,
+                hash: *hash,
+                destination_id: id.as_deref(),
+                attempts: *attempts,
+                at_ms,
+            })
+            .collect();
+        self.delivered
+            .append(&deliveries)
+            .map_err(|e| self.log_err(e))?;
+        // The index may hold too much, never too little (see FAILED_PREFIX).
+        if !failed.is_empty() {
+            self.failed.apply(&failed).at(&self.path, doing)?;
+        }
+        if !batch.is_empty() {
+            self.tree.apply(&batch).at(&self.path, doing)?;
+        }
+        if !recovered.is_empty() {
+            self.failed.apply(&recovered).at(&self.path, doing)?;
+        }
+        Ok(())
+    }
+}
