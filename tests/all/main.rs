@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod conformance;
 mod crash;
+mod delivered;
 mod engine;
 mod hostile;
 mod ledger;
