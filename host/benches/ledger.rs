@@ -162,7 +162,22 @@ fn ledger_part(dir: &Path, data: &Path, records: usize) -> Result<()> {
                 report.requests
             );
         }
-        let size = disk_usage(&dir.join("state-ledger").join("ledger"))?;
+        // The store (failed records, history, inspector) and the delivered log.
+        let store = disk_usage(&dir.join("state-ledger").join("ledger"))?;
+        let log = disk_usage(&dir.join("state-ledger").join("delivered"))?;
+        println!(
+            "        delivered log after the {name} run: {:.1} MiB in {} files ({:.1} bytes per record); \
+             store {:.1} MiB allocated",
+            log.apparent as f64 / MIB,
+            log.files,
+            log.apparent as f64 / n as f64,
+            store.allocated as f64 / MIB,
+        );
+        let size = DiskUsage {
+            allocated: store.allocated + log.allocated,
+            apparent: store.apparent + log.apparent,
+            files: store.files + log.files,
+        };
         // From the last response the destination sent to Sluice's exit: what Sluice still
         // had to do (write the ledger, flush it) once every record was answered.
         let drain = report.last_served_ms.map_or_else(
