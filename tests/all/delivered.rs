@@ -280,3 +280,30 @@ async fn sigkill_during_a_compaction_leaves_a_state_that_loses_nothing() {
         (RECORDS as u64, 0, RECORDS as u64)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_is_decided_by_its_last_row_whichever_rows_changed() {
+    let dest = rest_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let row = |key: &str, v: u32| {
+        format!("{{\"id\": \"{key}\", \"email\": \"{key}@example.com\", \"v\": {v}}}\n")
+    };
+    std::fs::write(dir.path().join("data.jsonl"), row("a", 1) + &row("b", 1)).unwrap();
+    let config = write_config(dir.path(), &dest.base_url(), V1);
+    assert_eq!(counts(&run(&config, &[]).await), (2, 2, 0));
+
+    // `a`: a changed row, then the delivered one last; `b`: the delivered row, then a
+    // changed one last. Rows are decided as they are read, before the repeats are known.
+    let rows = row("a", 2) + &row("a", 1) + &row("b", 1) + &row("b", 2);
+    std::fs::write(dir.path().join("data.jsonl"), rows).unwrap();
+    let summary = run(&config, &[]).await;
+    assert_eq!(summary["duplicate_keys"], 2, "{summary}");
+    assert_eq!(summary["unchanged"], 1, "{summary}");
+    assert_eq!(summary["delivered"], 1, "{summary}");
+    let stored = dest.stored();
+    assert_eq!(
+        stored["a"]["v"], 1,
+        "a's last row is what the destination holds"
+    );
+    assert_eq!(stored["b"]["v"], 2);
+}

@@ -5,14 +5,15 @@
 use anyhow::Result;
 
 pub use crate::fate::Decision;
-use crate::source::Record;
 
 /// Decides, record by record, what a run does with what it reads from the source. Called
-/// from the one reader thread, once per record read.
+/// from the one reader thread, once per row read (before repeated keys are known: a
+/// decision about a row that a later row of its key replaces is not used).
 pub trait Filter: Send + Sync {
-    /// Whether `record` is sent; `send_all` sends even what the destination already has
-    /// (a permanent record whose data is unchanged is still held).
-    fn decide(&self, record: &Record, send_all: bool) -> Result<Decision>;
+    /// Whether the record `key` with `payload` is sent; `send_all` sends even what the
+    /// destination already has (a permanent record whose data is unchanged is still
+    /// held). Borrowed: most rows of a rerun are decided without being copied.
+    fn decide(&self, key: &str, payload: &str, send_all: bool) -> Result<Decision>;
 
     /// Nothing is known yet, so every record is sent: the reader then skips the lookups.
     fn is_empty(&self) -> bool;

@@ -21,7 +21,7 @@ use super::counters::Count;
 use super::filter::{Decision, Filter};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
-use crate::source::spool::{SpoolReader, SpoolWriter};
+use crate::source::spool::{SpoolReader, SpoolWriter, Spooled};
 use crate::source::{self, Record, Row, RowReader};
 
 /// Where a run's records come from.
@@ -89,8 +89,12 @@ pub(super) fn read(
         } => {
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
             let filter = filter.filter(|filter| !filter.is_empty());
+            let decide = |key: &str, payload: &str| match &filter {
+                Some(filter) => filter.decide(key, payload, send_all),
+                None => Ok(Decision::Send),
+            };
             let rows = source::open(spec, &spool_dir)?;
-            let spooled = spool_source(rows, &spool_dir, &shared.stop, |line, reason| {
+            let spooled = spool_source(rows, &spool_dir, &shared.stop, decide, |line, reason| {
                 report(&mut invalid, line, reason, Count::InvalidRows);
             })?;
             match spooled {
@@ -99,31 +103,29 @@ pub(super) fn read(
                     if shared.stop.is_cancelled() {
                         break false;
                     }
-                    let Some((line, record)) = spooled.records.next_record()? else {
+                    let Some((line, row)) = spooled.records.next_record()? else {
                         break true;
                     };
                     shared.counters.add(Count::Read, 1);
-                    if !spooled.wins(&record.key, line) {
+                    if !spooled.wins(row.key(), line) {
                         let reason = format!(
                             "key `{}` appears again later in the source; the last row wins",
-                            record.key
+                            row.key()
                         );
                         report(&mut repeated, line, reason, Count::Duplicates);
                         continue;
                     }
-                    if let Some(filter) = &filter {
-                        match filter.decide(&record, send_all)? {
-                            Decision::Send => {}
-                            Decision::Unchanged => {
-                                shared.counters.add(Count::Unchanged, 1);
-                                continue;
-                            }
-                            Decision::Held => {
-                                shared.counters.add(Count::Held, 1);
-                                continue;
-                            }
+                    let record = match row {
+                        Spooled::Send(record) => record,
+                        Spooled::Decided { decision, .. } => {
+                            let count = match decision {
+                                Decision::Held => Count::Held,
+                                _ => Count::Unchanged,
+                            };
+                            shared.counters.add(count, 1);
+                            continue;
                         }
-                    }
+                    };
                     if !emit(record) {
                         break false;
                     }
@@ -143,12 +145,12 @@ pub(super) fn read(
 
 /// A source read to its end: its records in the spool, and for each key that occurs more
 /// than once, the line of its last row.
-struct Spooled {
+struct SourceRead {
     records: SpoolReader,
     last_of_repeated: HashMap<KeyHash, u64, ByKeyHash>,
 }
 
-impl Spooled {
+impl SourceRead {
     /// Whether the row of `key` at `line` is the one sent: the last row of its key.
     fn wins(&self, key: &str, line: u64) -> bool {
         self.last_of_repeated.is_empty()
@@ -160,13 +162,16 @@ impl Spooled {
 }
 
 /// Reads every row of the source once: unusable rows go to `invalid` as they come,
-/// records to a spool in `dir`. `None` when the run was stopped meanwhile.
+/// records to a spool in `dir`, each decided by `decide` as it is read (a record not to
+/// send keeps only its key in the spool: a rerun with little changed writes little).
+/// `None` when the run was stopped meanwhile.
 fn spool_source(
     mut rows: Box<dyn RowReader>,
     dir: &Path,
     stop: &CancellationToken,
+    mut decide: impl FnMut(&str, &str) -> Result<Decision>,
     mut invalid: impl FnMut(u64, String),
-) -> Result<Option<Spooled>> {
+) -> Result<Option<SourceRead>> {
     let mut spool = SpoolWriter::new(dir)?;
     // 17 bytes a key in the table: a million keys take about 36 MB (54 while the table
     // grows), payloads nothing.
@@ -183,11 +188,14 @@ fn spool_source(
                 if !seen.insert(hash) {
                     last_of_repeated.insert(hash, line);
                 }
-                spool.push(line, key, payload)?;
+                match decide(key, payload)? {
+                    Decision::Send => spool.push(line, key, payload)?,
+                    decision => spool.push_decided(line, key, decision)?,
+                }
             }
         }
     }
-    Ok(Some(Spooled {
+    Ok(Some(SourceRead {
         records: spool.finish()?,
         last_of_repeated,
     }))
@@ -251,13 +259,17 @@ mod tests {
     /// The records sent, by line, and the rows skipped, after reading `spec`'s source once.
     fn winners(rows: Box<dyn RowReader>, dir: &Path) -> (Vec<(u64, String, String)>, Vec<u64>) {
         let mut invalid = Vec::new();
-        let mut spooled = spool_source(rows, dir, &CancellationToken::new(), |line, _| {
+        let send = |_: &str, _: &str| Ok(Decision::Send);
+        let mut spooled = spool_source(rows, dir, &CancellationToken::new(), send, |line, _| {
             invalid.push(line)
         })
         .unwrap()
         .unwrap();
         let mut sent = Vec::new();
-        while let Some((line, record)) = spooled.records.next_record().unwrap() {
+        while let Some((line, row)) = spooled.records.next_record().unwrap() {
+            let Spooled::Send(record) = row else {
+                panic!("every row is sent");
+            };
             if spooled.wins(&record.key, line) {
                 sent.push((line, record.key, record.payload));
             }
@@ -352,9 +364,15 @@ mod tests {
         stop.cancel();
         let rows = source::open(&spec(&path), dir.path()).unwrap();
         assert!(
-            spool_source(rows, dir.path(), &stop, |_, _| {})
-                .unwrap()
-                .is_none()
+            spool_source(
+                rows,
+                dir.path(),
+                &stop,
+                |_, _| Ok(Decision::Send),
+                |_, _| {}
+            )
+            .unwrap()
+            .is_none()
         );
     }
 }

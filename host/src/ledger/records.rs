@@ -215,6 +215,30 @@ impl SyncLedger {
         may_be_stored: &dyn Fn(&str) -> bool,
         confirmed: &dyn Fn(&str, &str) -> Option<bool>,
     ) -> Result<()> {
+        // The common case, a batch delivered whose keys the store cannot hold: straight
+        // to the log.
+        let all_new_deliveries = settled
+            .iter()
+            .all(|s| matches!(s.fate, Fate::Delivered(_)) && !may_be_stored(&s.record.key));
+        if all_new_deliveries {
+            let deliveries: Vec<Delivery<'_>> = settled
+                .iter()
+                .map(|s| Delivery {
+                    key: &s.record.key,
+                    hash: PayloadHash::of(&s.record.payload).0.to_le_bytes(),
+                    destination_id: match &s.fate {
+                        Fate::Delivered(id) => id.as_deref(),
+                        _ => None,
+                    },
+                    attempts: s.attempts,
+                    at_ms,
+                })
+                .collect();
+            return self
+                .delivered
+                .append(&deliveries)
+                .map_err(|e| self.log_err(e));
+        }
         let mut entries: HashMap<&str, Option<Entry>> = HashMap::with_capacity(settled.len());
         let mut was_stored = HashSet::new();
         // Deliveries, by key: the payload hash, the id, the attempts so far.

@@ -12,7 +12,7 @@ use super::delivered::{Fingerprint, Index};
 use super::{PayloadHash, SyncLedger, model};
 use crate::clock::now_ms;
 use crate::engine::{Filter, Sink};
-use crate::fate::{Decision, Record, Settled};
+use crate::fate::{Decision, Settled};
 
 /// How a run begins, as far as the ledger is concerned.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,7 +103,7 @@ impl LedgerSink {
     }
 
     fn may_be_stored(&self, key: &str) -> bool {
-        self.stored.contains(&key_hash(key.as_bytes()))
+        !self.stored.is_empty() && self.stored.contains(&key_hash(key.as_bytes()))
     }
 }
 
@@ -123,25 +123,20 @@ impl Sink for LedgerSink {
 }
 
 impl Filter for LedgerSink {
-    fn decide(&self, record: &Record, send_all: bool) -> Result<Decision> {
+    fn decide(&self, key: &str, payload: &str, send_all: bool) -> Result<Decision> {
         let send_all = send_all || self.resend.is_some();
-        if self.may_be_stored(&record.key) {
-            if let Some(entry) = self.ledger.stored(&record.key)? {
-                return Ok(model::decide(Some(&entry), &record.payload, send_all));
+        if self.may_be_stored(key) {
+            if let Some(entry) = self.ledger.stored(key)? {
+                return Ok(model::decide(Some(&entry), payload, send_all));
             }
         }
         if send_all {
             return Ok(Decision::Send);
         }
-        Ok(
-            match self
-                .index
-                .confirmed(&record.key, PayloadHash::of(&record.payload))
-            {
-                Some(true) => Decision::Unchanged,
-                _ => Decision::Send,
-            },
-        )
+        Ok(match self.index.confirmed(key, PayloadHash::of(payload)) {
+            Some(true) => Decision::Unchanged,
+            _ => Decision::Send,
+        })
     }
 
     fn is_empty(&self) -> bool {

@@ -13,6 +13,29 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::Record;
+use crate::fate::Decision;
+
+/// The payload length that marks a row decided as it was read: unchanged, or held.
+const UNCHANGED: u64 = u64::MAX;
+const HELD: u64 = u64::MAX - 1;
+
+/// A row read back from the spool.
+pub enum Spooled {
+    /// A record to send (if it is its key's last row).
+    Send(Record),
+    /// A row the ledger decided not to send as it was read: only its key was kept, since
+    /// a later row of the same key may still be the one that counts.
+    Decided { key: String, decision: Decision },
+}
+
+impl Spooled {
+    pub fn key(&self) -> &str {
+        match self {
+            Spooled::Send(record) => &record.key,
+            Spooled::Decided { key, .. } => key,
+        }
+    }
+}
 
 const BUFFER: usize = 256 * 1024;
 
@@ -40,10 +63,24 @@ impl SpoolWriter {
     }
 
     pub fn push(&mut self, line: u64, key: &str, payload: &str) -> Result<()> {
+        self.write(line, key, payload.len() as u64, payload)
+    }
+
+    /// A row not to send (`Unchanged` or `Held`): its key only, not its payload.
+    pub fn push_decided(&mut self, line: u64, key: &str, decision: Decision) -> Result<()> {
+        let mark = match decision {
+            Decision::Unchanged => UNCHANGED,
+            Decision::Held => HELD,
+            Decision::Send => bail!("a record to send is spooled with its payload"),
+        };
+        self.write(line, key, mark, "")
+    }
+
+    fn write(&mut self, line: u64, key: &str, mark: u64, payload: &str) -> Result<()> {
         let mut head = [0u8; 24];
         head[..8].copy_from_slice(&line.to_le_bytes());
         head[8..16].copy_from_slice(&(key.len() as u64).to_le_bytes());
-        head[16..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        head[16..].copy_from_slice(&mark.to_le_bytes());
         self.out
             .write_all(&head)
             .and_then(|()| self.out.write_all(key.as_bytes()))
@@ -86,7 +123,7 @@ pub struct SpoolReader {
 
 impl SpoolReader {
     /// The next record and its line.
-    pub fn next_record(&mut self) -> Result<Option<(u64, Record)>> {
+    pub fn next_record(&mut self) -> Result<Option<(u64, Spooled)>> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -98,8 +135,21 @@ impl SpoolReader {
         let number = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
         let line = number(0);
         let key = self.text(number(8))?;
-        let payload = self.text(number(16))?;
-        Ok(Some((line, Record { key, payload })))
+        let row = match number(16) {
+            UNCHANGED => Spooled::Decided {
+                key,
+                decision: Decision::Unchanged,
+            },
+            HELD => Spooled::Decided {
+                key,
+                decision: Decision::Held,
+            },
+            len => Spooled::Send(Record {
+                key,
+                payload: self.text(len)?,
+            }),
+        };
+        Ok(Some((line, row)))
     }
 
     fn text(&mut self, len: u64) -> Result<String> {
@@ -126,12 +176,18 @@ mod tests {
         spool.push(3, "k1", r#"{"id":"k1"}"#).unwrap();
         spool.push(7, "", "").unwrap();
         spool.push(u64::MAX, "k3", &big).unwrap();
+        spool.push_decided(9, "k4", Decision::Unchanged).unwrap();
+        spool.push_decided(10, "k5", Decision::Held).unwrap();
+        assert!(spool.push_decided(11, "k6", Decision::Send).is_err());
         // Unlinked: nothing is left in the folder.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let mut reader = spool.finish().unwrap();
         let mut out = Vec::new();
-        while let Some((line, record)) = reader.next_record().unwrap() {
-            out.push((line, record.key, record.payload));
+        while let Some((line, row)) = reader.next_record().unwrap() {
+            out.push(match row {
+                Spooled::Send(record) => (line, record.key, record.payload),
+                Spooled::Decided { key, decision } => (line, key, format!("<{decision:?}>")),
+            });
         }
         assert_eq!(
             out,
@@ -139,6 +195,8 @@ mod tests {
                 (3, "k1".to_string(), r#"{"id":"k1"}"#.to_string()),
                 (7, String::new(), String::new()),
                 (u64::MAX, "k3".to_string(), big),
+                (9, "k4".to_string(), "<Unchanged>".to_string()),
+                (10, "k5".to_string(), "<Held>".to_string()),
             ]
         );
     }

@@ -226,7 +226,17 @@ impl DeliveredLog {
 
     /// Change detection's view, and the destination it is about.
     pub fn index(&self) -> Result<(Index, Option<Fingerprint>)> {
-        let mut index = Index::default();
+        // Sized from the files, so the table does not grow (and rehash) while read: a
+        // record takes at least about 20 bytes.
+        let files = self.files()?;
+        let bytes: u64 = files
+            .snapshot
+            .iter()
+            .chain(&files.segments)
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut index = Index::with_capacity((bytes / 40) as usize);
         let fingerprint = self.read(|record| index.insert(record))?;
         Ok((index, fingerprint))
     }

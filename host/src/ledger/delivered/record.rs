@@ -107,6 +107,12 @@ pub struct Index {
 }
 
 impl Index {
+    pub fn with_capacity(keys: usize) -> Index {
+        Index {
+            map: HashMap::with_capacity_and_hasher(keys, BuildNoHashHasher::default()),
+        }
+    }
+
     pub fn insert(&mut self, record: &Delivery<'_>) {
         self.map
             .insert(key_hash(record.key), record.payload_hash().0 as u64);
