@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -38,8 +38,8 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::handle::Server;
 
 /// Where records are posted.
 pub const PATH: &str = "/v1/records";
@@ -249,20 +249,18 @@ impl Hostile {
 
 /// A running hostile destination; dropping it stops the server.
 pub struct HostileHandle {
-    addr: SocketAddr,
+    server: Server,
     state: Arc<Hostile>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl HostileHandle {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// Switches what the destination does from the next request on: `misbehaviour` for
@@ -289,33 +287,16 @@ impl HostileHandle {
     }
 
     /// Stops accepting connections and waits (a few seconds at most) for the server to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 
 impl fmt::Debug for HostileHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostileHandle")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for HostileHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -328,12 +309,7 @@ pub async fn start(config: HostileConfig) -> anyhow::Result<HostileHandle> {
     }
     HeaderName::try_from(config.credential_header.as_str())
         .with_context(|| format!("{:?} is not a header name", config.credential_header))?;
-    let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", config.port))?;
-    let addr = tcp
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let (tcp, addr) = Server::bind(config.port).await?;
     let state = Arc::new(Hostile {
         credential_header: config.credential_header.to_ascii_lowercase(),
         key_field: config.key_field,
@@ -348,27 +324,18 @@ pub async fn start(config: HostileConfig) -> anyhow::Result<HostileHandle> {
         .route(PATH, any(records))
         .fallback(not_found)
         .with_state(Arc::clone(&state));
-    let (stop, stopped) = oneshot::channel::<()>();
     let listener = ResettableListener(tcp);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(
+    let server = Server::spawn(addr, "hostile destination", |stopped| {
+        axum::serve(
             listener,
             router.into_make_service_with_connect_info::<Conn>(),
         )
         .with_graceful_shutdown(async {
             let _ = stopped.await;
-        });
-        if let Err(error) = served.await {
-            tracing::warn!(%addr, %error, "hostile destination stopped with an error");
-        }
+        })
+        .into_future()
     });
-    tracing::debug!(%addr, "hostile destination listening");
-    Ok(HostileHandle {
-        addr,
-        state,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    Ok(HostileHandle { server, state })
 }
 
 /// What the handler of one connection can do to it: reset it.
