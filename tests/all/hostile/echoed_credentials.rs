@@ -172,13 +172,10 @@ async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file()
 /// bisected down to single records, each rejected with the scrubbed code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
-    let dest = hostile::start(HostileConfig {
-        misbehaviour: Misbehaviour::EchoCredential { status: 422 },
-        credential_header: "X-Api-Key".into(),
-        ..HostileConfig::default()
-    })
-    .await
-    .unwrap();
+    let echo = HostileConfig::doing(Misbehaviour::EchoCredential { status: 422 }, None);
+    let dest = hostile::start(echo.with_credential_header("X-Api-Key"))
+        .await
+        .unwrap();
     let setup = scenario(
         &dest,
         5,

@@ -111,6 +111,15 @@ impl HostileConfig {
             ..HostileConfig::default()
         }
     }
+
+    /// This destination, reading the credential from `header` (an API key's own header)
+    /// rather than `Authorization`.
+    pub fn with_credential_header(self, header: &str) -> Self {
+        HostileConfig {
+            credential_header: header.to_owned(),
+            ..self
+        }
+    }
 }
 
 impl Default for HostileConfig {

@@ -2,6 +2,7 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use sluice_sim::SimHandle;
 
 pub struct Reply {
     pub status: u16,
@@ -34,6 +35,11 @@ pub async fn send(method: &str, url: &str, body: &str, token: Option<&str>) -> R
         request = request.bearer_auth(token);
     }
     reply(request.send().await.expect("the simulator answers")).await
+}
+
+/// Sends `body` (any text) with `method` to `path` on `sim`, without credentials.
+pub async fn call(sim: &SimHandle, method: &str, path: &str, body: &str) -> Reply {
+    send(method, &format!("{}{path}", sim.base_url()), body, None).await
 }
 
 /// Posts an `application/x-www-form-urlencoded` body.
