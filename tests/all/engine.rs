@@ -32,14 +32,13 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let faults = Faults::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
-    let setup = Scenario::rest(&dest.base_url())
+    let ran = Scenario::rest(&dest.base_url())
         .records(contacts(60))
         .sync("batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
+        .run().await;
+    let fates = &ran.fates;
     // Six batches, exactly four attempts each.
-    assert_summary(
-        &report.summary,
+    ran.expect(
         Expect::completed()
             .delivered(0)
             .rejected(60)
@@ -75,12 +74,12 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
-    let setup = Scenario::rest(&dest.base_url())
+    let ran = Scenario::rest(&dest.base_url())
         .records(contacts(200))
         .sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n")
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    assert_summary(&report.summary, Expect::completed().delivered(200));
+        .run()
+        .await;
+    ran.expect(Expect::completed().delivered(200));
     let times: Vec<_> = dest.requests().iter().map(|r| r.arrived).collect();
     assert_eq!(times.len(), 20);
     // GCRA with a burst of 5 and one request per 100ms after it: any stretch of requests
@@ -117,13 +116,12 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
         .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n")
         .setup();
     let started = std::time::Instant::now();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+    let ran = common::Ran::of(setup).await;
+    let fates = &ran.fates;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
     // pending too, without a request, and the run does not stall.
-    assert_summary(
-        s,
+    ran.expect(
         Expect::completed()
             .delivered(10)
             .pending(20)
@@ -144,12 +142,12 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
     let dest = accept_all(one_a_second()).await;
-    let setup = Scenario::rest(&dest.base_url())
+    let ran = Scenario::rest(&dest.base_url())
         .records(contacts(30))
         .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n")
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
+        .run()
+        .await;
+    let s = ran.summary();
     assert_eq!((s.delivered, s.pending), (30, 0));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     assert!(s.rate_limit_wait_ms >= 500);
@@ -158,15 +156,16 @@ async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let dest = accept_all(Faults::default()).await;
-    let setup = Scenario::rest(&dest.base_url())
+    let ran = Scenario::rest(&dest.base_url())
         .records(contacts(500))
         .settings("{ path = \"/v1/nowhere\" }")
         .batch(10)
         .concurrency(2)
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::failed().delivered(0).pending(s.read));
+        .run()
+        .await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(Expect::failed().delivered(0).pending(s.read));
     assert!(
         s.error.as_deref().unwrap().contains("HTTP_404"),
         "{:?}",
@@ -191,15 +190,15 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
         ..Faults::default()
     };
     let dest = accept_all(faults).await;
-    let setup = Scenario::rest(&dest.base_url())
+    let ran = Scenario::rest(&dest.base_url())
         .records(contacts(40))
         .sync("batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+        .run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
     // A timeout is no answer: the records stay pending, and a run that delivered nothing
     // because its destination never answered has failed.
-    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(40));
+    ran.expect(Expect::failed().delivered(0).rejected(0).pending(40));
     assert!(
         s.error
             .as_deref()

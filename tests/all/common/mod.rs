@@ -18,7 +18,7 @@ mod scenario;
 mod sims;
 mod summary;
 
-pub use scenario::{Scenario, contacts, contacts_jsonl};
+pub use scenario::{Ran, Scenario, contacts, contacts_jsonl};
 pub use sims::{accepting, checking_emails, checking_emails_with, closed_port, rest_sim};
 pub use summary::{Expect, assert_summary, assert_summary_of};
 

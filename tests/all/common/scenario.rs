@@ -10,7 +10,7 @@ use sluice::engine::{RunReport, RunSummary};
 use sluice::ledger::Entry;
 use sluice::sync::Host;
 
-use super::{Fates, Setup, cache_dir};
+use super::{Expect, Fates, Setup, assert_summary, cache_dir};
 
 /// Retry settings that keep a test quick: the only place a test's backoff is made short.
 pub const FAST_RETRIES: &str = "initial_backoff = \"5ms\"\nmax_backoff = \"50ms\"\n";
@@ -221,6 +221,12 @@ impl Ran {
 
     pub fn summary(&self) -> &RunSummary {
         &self.report.summary
+    }
+
+    /// Asserts every field of the summary that `expect` names (see [`assert_summary`]).
+    #[track_caller]
+    pub fn expect(&self, expect: Expect) {
+        assert_summary(self.summary(), expect);
     }
 
     /// The ledger's entry for `key` in sync `s`, which must exist.

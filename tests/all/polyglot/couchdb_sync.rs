@@ -16,11 +16,10 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
     records[4].as_object_mut().unwrap().remove("name");
     records[5]["_secret"] = json!(1);
     records[6]["id"] = json!("_design/app");
-    let setup = couch_sync(&records, &dest, 2).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(
-        s,
+    let ran = couch_sync(&records, &dest, 2).run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(
         Expect::completed()
             .read(300)
             .delivered(296)
@@ -66,10 +65,10 @@ async fn js_couchdb_a_request_too_large_is_bisected_to_the_document() {
     .await;
     let mut records = documents(100);
     records[60]["notes"] = json!("n".repeat(30_000));
-    let setup = couch_sync(&records, &dest, 1).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(99).rejected(1));
+    let ran = couch_sync(&records, &dest, 1).run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(99).rejected(1));
     assert_eq!(
         fates.codes(),
         BTreeMap::from([("doc0060".to_string(), "too_large".to_string())])
@@ -103,10 +102,9 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
         ..CouchDbConfig::default()
     })
     .await;
-    let setup = couch_sync(&documents(500), &dest, 2).setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(500).pending(0));
+    let ran = couch_sync(&documents(500), &dest, 2).run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(500).pending(0));
     let stats = dest.stats();
     assert!(stats.rate_limited > 0 && stats.server_errors > 0);
     assert_eq!(s.rate_limit_waits, stats.rate_limited);
@@ -127,12 +125,12 @@ async fn js_couchdb_refused_credentials_stop_the_run() {
         ..CouchDbConfig::default()
     })
     .await;
-    let setup = couch_sync(&documents(200), &dest, 2)
+    let ran = couch_sync(&documents(200), &dest, 2)
         .sync("auth = { bearer_env = \"COUCH_TOKEN_401\" }")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::failed().delivered(0).pending(200));
+        .run()
+        .await;
+    let fates = &ran.fates;
+    ran.expect(Expect::failed().delivered(0).pending(200));
     assert!(dest.stored().is_empty());
     assert!(fates.keys(is_delivered).is_empty());
 }

@@ -15,11 +15,10 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
     records[10]["firstname"] = json!("A name far longer than twenty characters");
     records[20].as_object_mut().unwrap().remove("lastname");
     records[30]["email"] = json!("not-an-email");
-    let setup = hubspot_sync(&records, &dest, 2).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(
-        s,
+    let ran = hubspot_sync(&records, &dest, 2).run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(
         Expect::completed()
             .read(300)
             .delivered(297)
@@ -70,10 +69,10 @@ async fn python_hubspot_an_unknown_property_refuses_the_batch_and_bisection_find
     .await;
     let mut records = contacts(100);
     records[37]["favorite_color"] = json!("teal");
-    let setup = hubspot_sync(&records, &dest, 1).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(99).rejected(1));
+    let ran = hubspot_sync(&records, &dest, 1).run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(99).rejected(1));
     let (fate, _) = &fates.all()["c0037@example.com"];
     let Fate::Rejected(f) = fate else {
         panic!("{fate:?}")
@@ -95,10 +94,9 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
         ..HubSpotConfig::default()
     })
     .await;
-    let setup = hubspot_sync(&contacts(100), &dest, 1).setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(100).rejected(0));
+    let ran = hubspot_sync(&contacts(100), &dest, 1).run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(100).rejected(0));
     // The batch of 100 and both halves of 50 were refused; every request taken held at
     // most 30 inputs. (After a first half is taken, the engine splits its sibling without
     // sending it, assuming it holds a bad record; for a refusal by size that costs a few
@@ -131,9 +129,9 @@ async fn python_hubspot_honours_retry_after() {
     .await;
     let setup = hubspot_sync(&contacts(500), &dest, 2).setup();
     let started = SystemTime::now();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(500).pending(0));
+    let ran = common::Ran::of(setup).await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(500).pending(0));
     let limited = dest.stats().rate_limited;
     assert!(limited > 0);
     assert_eq!(s.rate_limit_waits, limited);
@@ -151,10 +149,10 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
         ..HubSpotConfig::default()
     })
     .await;
-    let setup = hubspot_sync(&contacts(500), &dest, 1).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::failed());
+    let ran = hubspot_sync(&contacts(500), &dest, 1).run().await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(Expect::failed());
     assert_eq!((s.delivered, s.rejected), (200, 0));
     assert_eq!(s.pending, s.read - 200);
     let error = s.error.as_deref().unwrap();
@@ -194,15 +192,14 @@ async fn python_hubspot_an_expired_token_is_renewed() {
         ..HubSpotConfig::default()
     })
     .await;
-    let setup = hubspot_sync(&contacts(600), &dest, 2)
+    let ran = hubspot_sync(&contacts(600), &dest, 2)
         .sync(&format!(
             "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"HS_RENEW_ID\", client_secret_env = \"HS_RENEW_SECRET\", refresh_token_env = \"HS_RENEW_REFRESH\" }} }}",
             dest.base_url()
         ))
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(600));
+        .run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(600));
     assert!(s.auth_renewals >= 2, "six batches, two requests a session");
     assert_eq!(
         dest.stats().token_refreshes,

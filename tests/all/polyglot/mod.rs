@@ -22,7 +22,7 @@ use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
 
 use crate::common::{
-    self, Expect, Scenario, assert_summary, is_delivered, is_pending, is_rejected, response, show,
+    self, Expect, Scenario, is_delivered, is_pending, is_rejected, response, show,
 };
 
 mod couchdb_contract;

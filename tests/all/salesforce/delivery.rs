@@ -7,12 +7,10 @@ use super::*;
 async fn a_clean_sync_delivers_every_record_exactly_once() {
     let dest = sim(Faults::default(), None).await;
     let records = common::accounts(230);
-    let setup = accounts_to(&dest, records).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+    let ran = accounts_to(&dest, records).run().await;
+    let fates = &ran.fates;
     // 230 records in batches of 50.
-    assert_summary(
-        s,
+    ran.expect(
         Expect::completed()
             .read(230)
             .delivered(230)
@@ -67,11 +65,9 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
     bad(100, "DACO-02", &|r| {
         r.as_object_mut().unwrap().remove("ParentCrmId");
     });
-    let setup = accounts_to(&dest, records).setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(
-        s,
+    let ran = accounts_to(&dest, records).run().await;
+    let fates = &ran.fates;
+    ran.expect(
         Expect::completed()
             .delivered(113)
             .rejected(4)
@@ -97,12 +93,13 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
     let dest = sim(faults, None).await;
     // Ten attempts: a row locked 30% of the time is locked ten times in a row once in
     // 170,000 tries. (With the default five, about one record in 400 is rejected.)
-    let setup = accounts_to(&dest, common::accounts(200))
+    let ran = accounts_to(&dest, common::accounts(200))
         .retry("max_attempts = 10")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(200).rejected(0).pending(0));
+        .run()
+        .await;
+    let fates = &ran.fates;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(200).rejected(0).pending(0));
     let locks = dest.stats().record_errors["UNABLE_TO_LOCK_ROW"];
     assert!(
         locks > 30,

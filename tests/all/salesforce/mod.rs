@@ -12,8 +12,8 @@ use sluice_sim::validation::{CustomRule, Rules};
 use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
 
 use crate::common::{
-    self, Expect, Scenario, assert_summary, configured, is_delivered, is_pending, is_permanent,
-    is_rejected, response, show,
+    self, Expect, Scenario, configured, is_delivered, is_pending, is_permanent, is_rejected,
+    response, show,
 };
 
 mod contract;

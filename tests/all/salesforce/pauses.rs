@@ -14,9 +14,9 @@ async fn a_429_pauses_every_worker_until_retry_after() {
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(300)).setup();
     let started = SystemTime::now();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(300).pending(0));
+    let ran = common::Ran::of(setup).await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(300).pending(0));
     assert_eq!(dest.stored().len(), 300);
     let limited = dest.stats().rate_limited;
     assert!(limited > 0);
@@ -39,10 +39,9 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
         RetryAfterStyle::HttpDate,
     );
     let dest = sim(faults, None).await;
-    let setup = accounts_to(&dest, common::accounts(250)).setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(250).pending(0));
+    let ran = accounts_to(&dest, common::accounts(250)).run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(250).pending(0));
     assert!(dest.requests().iter().any(|r| r.status == 403));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     common::assert_waits_honoured(&dest, 3);
@@ -52,10 +51,9 @@ async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
 async fn bursts_of_server_errors_are_retried_after_backoff() {
     let faults = Faults::error_burst(2, 2, 500);
     let dest = sim(faults, None).await;
-    let setup = accounts_to(&dest, common::accounts(200)).setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(200).rejected(0));
+    let ran = accounts_to(&dest, common::accounts(200)).run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(200).rejected(0));
     let errors = dest.stats().server_errors;
     assert!(errors >= 2);
     assert_eq!(s.transient_failures, errors);

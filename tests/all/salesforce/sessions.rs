@@ -18,15 +18,14 @@ async fn an_expired_session_is_renewed_and_the_run_completes() {
         }),
     };
     let dest = sim(Faults::default(), Some(auth)).await;
-    let setup = accounts_to(&dest, common::accounts(500))
+    let ran = accounts_to(&dest, common::accounts(500))
         .sync(&format!(
             "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"SF_RENEW_ID\", client_secret_env = \"SF_RENEW_SECRET\", refresh_token_env = \"SF_RENEW_REFRESH\" }} }}",
             dest.base_url()
         ))
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::completed().delivered(500).pending(0));
+        .run().await;
+    let s = ran.summary();
+    ran.expect(Expect::completed().delivered(500).pending(0));
     let stats = dest.stats();
     assert!(
         s.auth_renewals >= 2,
@@ -61,13 +60,14 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         oauth: None,
     };
     let dest = sim(Faults::default(), Some(auth)).await;
-    let setup = accounts_to(&dest, common::accounts(400))
+    let ran = accounts_to(&dest, common::accounts(400))
         .sync("auth = { bearer_env = \"SF_STATIC_TOKEN\" }")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+        .run()
+        .await;
+    let fates = &ran.fates;
+    let s = ran.summary();
     // Two requests of 50 were accepted before the session expired.
-    assert_summary(s, Expect::failed().delivered(100).pending(s.read - 100));
+    ran.expect(Expect::failed().delivered(100).pending(s.read - 100));
     let error = s.error.as_deref().unwrap();
     assert!(
         error.contains("refused renewed credentials") && error.contains("INVALID_SESSION_ID"),
