@@ -91,50 +91,16 @@ fn settings_are_checked() {
 #[test]
 fn every_response_is_classified() {
     let mut plain = configured("rest", &[("path", "/v1/x")]);
+    #[rustfmt::skip]
     let cases: &[common::ResponseCase] = &[
-        (
-            200,
-            &[],
-            r#"{"accepted": 3}"#,
-            "per-record[delivered(-), delivered(-), delivered(-)]",
-        ),
-        (
-            204,
-            &[],
-            "",
-            "per-record[delivered(-), delivered(-), delivered(-)]",
-        ),
-        (
-            400,
-            &[],
-            r#"{"error": {"code": "INVALID_EMAIL", "message": "bad"}}"#,
-            "batch-rejected(INVALID_EMAIL)",
-        ),
-        (
-            409,
-            &[],
-            r#"{"error": "CONFLICT"}"#,
-            "batch-rejected(CONFLICT)",
-        ),
-        (
-            422,
-            &[],
-            r#"{"code": "UNPROCESSABLE", "message": "no"}"#,
-            "batch-rejected(UNPROCESSABLE)",
-        ),
+        (200, &[], r#"{"accepted": 3}"#, "per-record[delivered(-), delivered(-), delivered(-)]"),
+        (204, &[], "", "per-record[delivered(-), delivered(-), delivered(-)]"),
+        (400, &[], r#"{"error": {"code": "INVALID_EMAIL", "message": "bad"}}"#, "batch-rejected(INVALID_EMAIL)"),
+        (409, &[], r#"{"error": "CONFLICT"}"#, "batch-rejected(CONFLICT)"),
+        (422, &[], r#"{"code": "UNPROCESSABLE", "message": "no"}"#, "batch-rejected(UNPROCESSABLE)"),
         (422, &[], "", "batch-rejected(HTTP_422)"),
-        (
-            429,
-            &[("retry-after", "3")],
-            "",
-            "rate-limited(after 3000 ms)",
-        ),
-        (
-            503,
-            &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")],
-            "",
-            "rate-limited(until 1700000005000 ms since the epoch)",
-        ),
+        (429, &[("retry-after", "3")], "", "rate-limited(after 3000 ms)"),
+        (503, &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")], "", "rate-limited(until 1700000005000 ms since the epoch)"),
         (503, &[], "", "rate-limited(no wait given)"),
         (408, &[], "", "transient(HTTP_408)"),
         (500, &[], "", "transient(HTTP_500)"),

@@ -151,104 +151,30 @@ fn python_hubspot_classifies_recorded_responses() {
         ("bad email", strings(&["email"]))
     );
 
+    #[rustfmt::skip]
     let cases: &[common::ResponseCase] = &[
-        (
-            429,
-            &[("retry-after", "7")],
-            r#"{"policyName": "TEN_SECONDLY_ROLLING"}"#,
-            "rate-limited(after 7000 ms)",
-        ),
-        (
-            429,
-            &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")],
-            "",
-            "rate-limited(until 1700000005000 ms since the epoch)",
-        ),
-        (
-            429,
-            &[],
-            r#"{"policyName": "SECONDLY"}"#,
-            "rate-limited(after 1000 ms)",
-        ),
-        (
-            429,
-            &[],
-            r#"{"policyName": "TEN_SECONDLY_ROLLING"}"#,
-            "rate-limited(after 10000 ms)",
-        ),
+        (429, &[("retry-after", "7")], r#"{"policyName": "TEN_SECONDLY_ROLLING"}"#, "rate-limited(after 7000 ms)"),
+        (429, &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")], "", "rate-limited(until 1700000005000 ms since the epoch)"),
+        (429, &[], r#"{"policyName": "SECONDLY"}"#, "rate-limited(after 1000 ms)"),
+        (429, &[], r#"{"policyName": "TEN_SECONDLY_ROLLING"}"#, "rate-limited(after 10000 ms)"),
         (429, &[], "", "rate-limited(no wait given)"),
-        (
-            429,
-            &[("retry-after", "5")],
-            r#"{"status": "error", "policyName": "DAILY"}"#,
-            "fatal(DAILY_LIMIT_REACHED)",
-        ),
-        (
-            400,
-            &[],
-            r#"{"status": "error", "category": "VALIDATION_ERROR", "message": "m", "errors": [{"code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": ["color"]}}]}"#,
-            "batch-rejected(PROPERTY_DOESNT_EXIST)",
-        ),
-        (
-            400,
-            &[],
-            r#"{"status": "error", "category": "VALIDATION_ERROR", "message": "too many"}"#,
-            "batch-rejected(VALIDATION_ERROR)",
-        ),
+        (429, &[("retry-after", "5")], r#"{"status": "error", "policyName": "DAILY"}"#, "fatal(DAILY_LIMIT_REACHED)"),
+        (400, &[], r#"{"status": "error", "category": "VALIDATION_ERROR", "message": "m", "errors": [{"code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": ["color"]}}]}"#, "batch-rejected(PROPERTY_DOESNT_EXIST)"),
+        (400, &[], r#"{"status": "error", "category": "VALIDATION_ERROR", "message": "too many"}"#, "batch-rejected(VALIDATION_ERROR)"),
         (400, &[], "", "batch-rejected(HTTP_400)"),
-        (
-            401,
-            &[],
-            r#"{"status": "error", "category": "EXPIRED_AUTHENTICATION", "message": "expired"}"#,
-            "auth-expired(EXPIRED_AUTHENTICATION)",
-        ),
-        (
-            403,
-            &[],
-            r#"{"category": "MISSING_SCOPES", "message": "scopes"}"#,
-            "fatal(MISSING_SCOPES)",
-        ),
+        (401, &[], r#"{"status": "error", "category": "EXPIRED_AUTHENTICATION", "message": "expired"}"#, "auth-expired(EXPIRED_AUTHENTICATION)"),
+        (403, &[], r#"{"category": "MISSING_SCOPES", "message": "scopes"}"#, "fatal(MISSING_SCOPES)"),
         (404, &[], "", "fatal(HTTP_404)"),
-        (
-            500,
-            &[],
-            r#"{"category": "INTERNAL_ERROR", "message": "oops"}"#,
-            "transient(INTERNAL_ERROR)",
-        ),
-        (
-            502,
-            &[],
-            "<html><body>Bad Gateway</body></html>",
-            "transient(HTTP_502)",
-        ),
-        (
-            503,
-            &[("retry-after", "2")],
-            "",
-            "rate-limited(after 2000 ms)",
-        ),
+        (500, &[], r#"{"category": "INTERNAL_ERROR", "message": "oops"}"#, "transient(INTERNAL_ERROR)"),
+        (502, &[], "<html><body>Bad Gateway</body></html>", "transient(HTTP_502)"),
+        (503, &[("retry-after", "2")], "", "rate-limited(after 2000 ms)"),
         (503, &[], "", "transient(HTTP_503)"),
         (200, &[], "", "transient(MALFORMED_RESPONSE)"),
         (200, &[], "not json", "transient(MALFORMED_RESPONSE)"),
         (200, &[], "[]", "transient(MALFORMED_RESPONSE)"),
-        (
-            200,
-            &[],
-            r#"{"results": {}}"#,
-            "transient(MALFORMED_RESPONSE)",
-        ),
-        (
-            200,
-            &[],
-            r#"{"results": [7]}"#,
-            "transient(MALFORMED_RESPONSE)",
-        ),
-        (
-            200,
-            &[],
-            r#"{"results": []}"#,
-            "per-record[retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT)]",
-        ),
+        (200, &[], r#"{"results": {}}"#, "transient(MALFORMED_RESPONSE)"),
+        (200, &[], r#"{"results": [7]}"#, "transient(MALFORMED_RESPONSE)"),
+        (200, &[], r#"{"results": []}"#, "per-record[retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT), retry(NO_RESULT)]"),
     ];
     common::assert_classified(&mut hs, &keys, cases);
     // A body of 10 MiB is no trap and no answer.

@@ -153,59 +153,20 @@ fn every_response_is_classified() {
         panic!("{}", show(&v));
     }
 
+    #[rustfmt::skip]
     let cases: &[common::ResponseCase] = &[
-        (
-            401,
-            &[],
-            r#"[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]"#,
-            "auth-expired(INVALID_SESSION_ID)",
-        ),
-        (
-            403,
-            &[("retry-after", "7")],
-            r#"[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]"#,
-            "rate-limited(after 7000 ms)",
-        ),
-        (
-            403,
-            &[],
-            r#"[{"message": "no access", "errorCode": "INSUFFICIENT_ACCESS"}]"#,
-            "fatal(INSUFFICIENT_ACCESS)",
-        ),
-        (
-            429,
-            &[("retry-after", "Tue, 14 Nov 2023 22:13:30 GMT")],
-            "",
-            "rate-limited(until 1700000010000 ms since the epoch)",
-        ),
+        (401, &[], r#"[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]"#, "auth-expired(INVALID_SESSION_ID)"),
+        (403, &[("retry-after", "7")], r#"[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]"#, "rate-limited(after 7000 ms)"),
+        (403, &[], r#"[{"message": "no access", "errorCode": "INSUFFICIENT_ACCESS"}]"#, "fatal(INSUFFICIENT_ACCESS)"),
+        (429, &[("retry-after", "Tue, 14 Nov 2023 22:13:30 GMT")], "", "rate-limited(until 1700000010000 ms since the epoch)"),
         (429, &[], "", "rate-limited(no wait given)"),
-        (
-            500,
-            &[],
-            r#"[{"message": "oops", "errorCode": "UNKNOWN_EXCEPTION"}]"#,
-            "transient(UNKNOWN_EXCEPTION)",
-        ),
+        (500, &[], r#"[{"message": "oops", "errorCode": "UNKNOWN_EXCEPTION"}]"#, "transient(UNKNOWN_EXCEPTION)"),
         (503, &[], "<html>down</html>", "transient(HTTP_503)"),
-        (
-            400,
-            &[],
-            r#"[{"message": "bad json", "errorCode": "JSON_PARSER_ERROR"}]"#,
-            "batch-rejected(JSON_PARSER_ERROR)",
-        ),
-        (
-            404,
-            &[],
-            r#"[{"message": "no such object", "errorCode": "NOT_FOUND"}]"#,
-            "fatal(NOT_FOUND)",
-        ),
+        (400, &[], r#"[{"message": "bad json", "errorCode": "JSON_PARSER_ERROR"}]"#, "batch-rejected(JSON_PARSER_ERROR)"),
+        (404, &[], r#"[{"message": "no such object", "errorCode": "NOT_FOUND"}]"#, "fatal(NOT_FOUND)"),
         (200, &[], "not json", "transient(MALFORMED_RESPONSE)"),
         (200, &[], "", "transient(MALFORMED_RESPONSE)"),
-        (
-            200,
-            &[],
-            r#"[{"id": "1", "success": true, "errors": []}]"#,
-            "transient(MALFORMED_RESPONSE)",
-        ),
+        (200, &[], r#"[{"id": "1", "success": true, "errors": []}]"#, "transient(MALFORMED_RESPONSE)"),
     ];
     common::assert_classified(&mut sf, &keys(2), cases);
 }
