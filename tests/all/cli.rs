@@ -4,10 +4,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_sim::faults::{Faults, Latency};
+use sluice_sim::faults::Faults;
 use sluice_sim::rest::RestMode;
 
-use crate::common;
+use crate::common::{self, Scenario};
 
 /// A destination that takes everything, and a folder with a config of `syncs` to it.
 async fn accepting_syncs(
@@ -91,13 +91,7 @@ async fn run_json_prints_one_summary_per_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
-    let faults = Faults {
-        latency: Some(Latency {
-            every: 1,
-            delay: Duration::from_millis(100),
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::slow(1, 100);
     let dest = common::rest_sim(RestMode::AcceptAll, faults).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -139,19 +133,12 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_commands_show_and_fix_what_failed() {
     let dest = common::checking_emails().await;
-    let dir = tempfile::tempdir().unwrap();
     let data = "{\"id\": \"good\", \"email\": \"a@example.com\"}\n{\"id\": \"bad\", \"email\": \"nope\"}\n";
-    std::fs::write(dir.path().join("s.jsonl"), data).unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "cache_dir = \"{}\"\n[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"{}\"\nsettings = {{ path = \"/v1/records\", results_pointer = \"/results\" }}\n",
-            crate::common::cache_dir().display(),
-            dest.base_url()
-        ),
-    )
-    .unwrap();
+    let setup = Scenario::rest(&dest.base_url())
+        .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
+        .source("jsonl", data.as_bytes())
+        .setup();
+    let config = setup.config_path();
     let sluice = async |args: &[&str]| common::sluice_ok(args, &config, &[]).await;
     sluice(&["run", "--json"]).await;
 
@@ -241,14 +228,11 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.jsonl"), "").unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        "[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = { jsonl = \"s.jsonl\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\nsettings = { path = \"/x\" }\n[sync.retry_job]\nschedule = [\"03:15\"]\n",
-    )
-    .unwrap();
+    let setup = Scenario::new("builtin:rest", "http://127.0.0.1:9")
+        .settings("{ path = \"/x\" }")
+        .sync("[sync.retry_job]\nschedule = [\"03:15\"]")
+        .setup();
+    let config = setup.config_path();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--config"])
         .arg(&config)

@@ -6,7 +6,9 @@ use std::time::Duration;
 use sluice::config::Config;
 use sluice::engine::{Outcome, RunControl};
 use sluice::sync::Host;
-use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::TooManyRequests;
+use sluice_sim::faults::RetryAfterStyle::Seconds;
 use sluice_sim::rest::RestMode;
 use sluice_sim::{RequestRecord, SimHandle};
 
@@ -34,8 +36,12 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let dest = accept_all(faults).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(60))
-        .sync("batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n")
-        .run().await;
+        .batch(10)
+        .concurrency(6)
+        .retry("max_attempts = 4\nmultiplier = 2.0")
+        .retry("initial_backoff = \"40ms\"\nmax_backoff = \"100ms\"")
+        .run()
+        .await;
     let fates = &ran.fates;
     // Six batches, exactly four attempts each.
     ran.expect(
@@ -76,7 +82,9 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(200))
-        .sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n")
+        .batch(10)
+        .concurrency(4)
+        .sync("rate_limit = { requests = 5, per = \"500ms\" }")
         .run()
         .await;
     ran.expect(Expect::completed().delivered(200));
@@ -100,21 +108,23 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
 /// A destination that takes one request a second and answers the others 429 with the
 /// seconds left of its window.
 fn one_a_second() -> Faults {
-    Faults::rate_limited(
-        1,
-        1000,
-        LimitStyle::TooManyRequests,
-        RetryAfterStyle::Seconds,
-    )
+    Faults::rate_limited(1, 1000, TooManyRequests, Seconds)
+}
+
+/// 30 contacts to `dest` in batches of 10 by one worker, which may spend `budget` waiting
+/// out rate limits.
+fn thirty_by_one_worker(dest: &SimHandle, budget: &str) -> Scenario {
+    Scenario::rest(&dest.base_url())
+        .records(contacts(30))
+        .batch(10)
+        .concurrency(1)
+        .retry(&format!("max_rate_limit_wait = \"{budget}\""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     let dest = accept_all(one_a_second()).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
-        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n")
-        .setup();
+    let setup = thirty_by_one_worker(&dest, "300ms").setup();
     let started = std::time::Instant::now();
     let ran = common::Ran::of(setup).await;
     let fates = &ran.fates;
@@ -142,11 +152,7 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
     let dest = accept_all(one_a_second()).await;
-    let ran = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
-        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n")
-        .run()
-        .await;
+    let ran = thirty_by_one_worker(&dest, "5s").run().await;
     let s = ran.summary();
     assert_eq!((s.delivered, s.pending), (30, 0));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
@@ -182,18 +188,16 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_are_retried_and_never_taken_for_deliveries() {
-    let faults = Faults {
-        latency: Some(Latency {
-            every: 1,
-            delay: Duration::from_millis(400),
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::slow(1, 400);
     let dest = accept_all(faults).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(40))
-        .sync("batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n")
-        .run().await;
+        .batch(10)
+        .concurrency(4)
+        .sync("request_timeout = \"100ms\"")
+        .retry("max_attempts = 2\ninitial_backoff = \"5ms\"")
+        .run()
+        .await;
     let fates = &ran.fates;
     let s = ran.summary();
     // A timeout is no answer: the records stay pending, and a run that delivered nothing

@@ -35,12 +35,7 @@ async fn an_unclosed_csv_quote_costs_only_its_row() {
         "csv",
         b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n",
     );
-    let out = common::sluice_ok(
-        &["run", "--json"],
-        &setup.dir.path().join("sluice.toml"),
-        &[],
-    )
-    .await;
+    let out = common::sluice_ok(&["run", "--json"], &setup.config_path(), &[]).await;
     let summary = &common::json_lines(&out)[0];
     assert_eq!(
         (
@@ -63,12 +58,7 @@ async fn an_unclosed_csv_quote_costs_only_its_row() {
         ]
     );
     // The report names the row and why.
-    let again = common::sluice_ok(
-        &["run", "--sync", "s"],
-        &setup.dir.path().join("sluice.toml"),
-        &[],
-    )
-    .await;
+    let again = common::sluice_ok(&["run", "--sync", "s"], &setup.config_path(), &[]).await;
     assert!(
         again.contains("skipped source line 5: unclosed quote"),
         "{again}"

@@ -386,7 +386,7 @@ async fn concurrent_workers_stop_sending_to_a_dead_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_run_exits_1_when_the_destination_is_down() {
     let setup = down(20, 1).await.setup();
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let output = common::sluice(&["run", "--quiet", "--json"], &config, &[]).await;
     assert_eq!(
         output.status.code(),

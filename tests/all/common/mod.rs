@@ -114,6 +114,13 @@ pub struct Setup {
     pub config: Config,
 }
 
+impl Setup {
+    /// The config file, `sluice.toml` in the folder.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.toml")
+    }
+}
+
 /// Writes `records` as JSONL and a config whose `[[sync]]` is `sync_toml` (which may
 /// refer to `{base_url}`, `{port}` and `{data}`), with a connector `c` of `component`.
 pub fn setup(

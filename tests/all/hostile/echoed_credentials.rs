@@ -40,7 +40,7 @@ async fn assert_secret_nowhere(
     env: &[(&str, &str)],
     secrets: &[&str],
 ) -> (Value, Vec<Value>) {
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let mut env = env.to_vec();
     env.push(("RUST_LOG", "debug"));
     let human = common::sluice(&["run"], &config, &env).await;

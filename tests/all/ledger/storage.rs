@@ -131,7 +131,7 @@ async fn a_second_process_on_the_same_ledger_is_refused() {
         .records(contacts(5))
         .setup();
     let held = Ledger::open(&setup.config.state_dir).unwrap();
-    let output = common::sluice(&["run"], &setup.dir.path().join("sluice.toml"), &[]).await;
+    let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

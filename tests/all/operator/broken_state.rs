@@ -106,17 +106,7 @@ async fn retry_while_locked(args: &[&str], config: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_directory_removed_during_a_run_fails_the_run() {
-    let dest = common::rest_sim(
-        RestMode::AcceptAll,
-        Faults {
-            latency: Some(Latency {
-                every: 1,
-                delay: Duration::from_millis(150),
-            }),
-            ..Faults::default()
-        },
-    )
-    .await;
+    let dest = common::rest_sim(RestMode::AcceptAll, Faults::slow(1, 150)).await;
     let (dir, config) = one_sync(
         &dest,
         &common::contacts_jsonl("a", 20),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use sluice::config::Config;
 use sluice_sim::SimHandle;
-use sluice_sim::faults::{Faults, Latency};
+use sluice_sim::faults::Faults;
 use sluice_sim::rest::RestMode;
 
 use crate::common;

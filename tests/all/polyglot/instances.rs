@@ -15,7 +15,7 @@ async fn each_worker_instantiates_its_connector_once() {
         ("js-couchdb", to_couch(&couch).records(documents(1000))),
     ] {
         let setup = scenario.batch(50).concurrency(3).setup();
-        let path = setup.dir.path().join("sluice.toml");
+        let path = setup.config_path();
         let env = [
             ("RUST_LOG", "warn,sluice::connector=debug"),
             ("NO_COLOR", "1"),

@@ -176,11 +176,12 @@ async fn hubspot_sim(config: HubSpotConfig) -> SimHandle {
 
 /// The Python HubSpot connector sending to `dest`, with records keyed by email.
 fn to_hubspot(dest: &SimHandle) -> Scenario {
-    Scenario::new(
-        &component("python-hubspot").display().to_string(),
-        &dest.base_url(),
-    )
-    .key("email")
+    through("python-hubspot", dest).key("email")
+}
+
+/// A sync through the built component `name` to `dest`.
+fn through(name: &str, dest: &SimHandle) -> Scenario {
+    Scenario::new(&component(name).display().to_string(), &dest.base_url())
 }
 
 /// `records` (keyed by email) to `dest` through the Python HubSpot connector, in batches
@@ -224,11 +225,7 @@ async fn couch_sim(config: CouchDbConfig) -> SimHandle {
 
 /// The JavaScript CouchDB connector sending to database `crm` of `dest`.
 fn to_couch(dest: &SimHandle) -> Scenario {
-    Scenario::new(
-        &component("js-couchdb").display().to_string(),
-        &dest.base_url(),
-    )
-    .settings("{ db = \"crm\" }")
+    through("js-couchdb", dest).settings("{ db = \"crm\" }")
 }
 
 /// `records` to `dest` through the JavaScript CouchDB connector, in batches of 100 by

@@ -115,7 +115,7 @@ async fn base_urls_path_and_query_reach_the_destination_and_the_inspector_hides_
         .records(five_records())
         .settings("{ path = \"/bulk?mode=upsert&sig=conn3ctor-sig-value\", results_pointer = \"/results\" }")
         .setup();
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let (report, fates) = common::run(&setup).await;
     assert_eq!(report.summary.delivered, 1);
     assert_eq!(fates.all().len(), 5);

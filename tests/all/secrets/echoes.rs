@@ -139,7 +139,7 @@ async fn a_token_endpoint_quoting_the_client_secret_is_scrubbed_from_the_error()
             "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/refuse\", client_id_env = \"SECRETS_REFUSE_ID\", client_secret_env = \"SECRETS_REFUSE_SECRET\", refresh_token_env = \"SECRETS_REFUSE_REFRESH\" }} }}"
         ))
         .setup();
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let run = common::sluice(
         &["run", "--json"],
         &config,

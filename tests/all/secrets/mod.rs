@@ -222,7 +222,7 @@ async fn run_and_look(
     env: &[(&str, &str)],
     secrets: &[String],
 ) -> (Value, Vec<Value>, Vec<Exchange>) {
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let mut env = env.to_vec();
     env.push(("RUST_LOG", "trace"));
     let run = common::sluice(&["run", "--json"], &config, &env).await;

@@ -60,6 +60,17 @@ impl Faults {
         }
     }
 
+    /// Delays every `every`th request by `delay_ms` before answering it.
+    pub fn slow(every: u64, delay_ms: u64) -> Self {
+        Faults {
+            latency: Some(Latency {
+                every,
+                delay: Duration::from_millis(delay_ms),
+            }),
+            ..Faults::default()
+        }
+    }
+
     /// Fails each record with a row lock with `probability`, drawn from `seed`.
     pub fn locking(seed: u64, probability: f64) -> Self {
         Faults {

@@ -2,9 +2,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use sluice_sim::SimHandle;
+use sluice_sim::faults::Faults;
 use sluice_sim::faults::LimitStyle::{RequestLimitExceeded, ServiceUnavailable, TooManyRequests};
 use sluice_sim::faults::RetryAfterStyle::{Absent, HttpDate, Seconds};
-use sluice_sim::faults::{Faults, Latency};
 use sluice_sim::rest::{self, RestConfig};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 
@@ -190,11 +190,7 @@ async fn error_bursts_follow_the_request_ordinal() {
 #[tokio::test]
 async fn latency_delays_every_nth_request() {
     let delay = Duration::from_millis(150);
-    let faults = Faults {
-        latency: Some(Latency { every: 2, delay }),
-        ..Default::default()
-    };
-    let sim = rest_with(faults).await;
+    let sim = rest_with(Faults::slow(2, 150)).await;
     assert_eq!(rest_post(&sim, "fast").await.status, 200);
     let started = Instant::now();
     assert_eq!(rest_post(&sim, "slow").await.status, 200);
