@@ -36,8 +36,7 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let dest = accept_all(faults).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(60))
-        .batch(10)
-        .concurrency(6)
+        .batches(10, 6)
         .retry("max_attempts = 4\nmultiplier = 2.0")
         .retry("initial_backoff = \"40ms\"\nmax_backoff = \"100ms\"")
         .run()
@@ -82,8 +81,7 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(200))
-        .batch(10)
-        .concurrency(4)
+        .batches(10, 4)
         .sync("rate_limit = { requests = 5, per = \"500ms\" }")
         .run()
         .await;
@@ -116,8 +114,7 @@ fn one_a_second() -> Faults {
 fn thirty_by_one_worker(dest: &SimHandle, budget: &str) -> Scenario {
     Scenario::rest(&dest.base_url())
         .records(contacts(30))
-        .batch(10)
-        .concurrency(1)
+        .batches(10, 1)
         .retry(&format!("max_rate_limit_wait = \"{budget}\""))
 }
 
@@ -165,8 +162,7 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(500))
         .settings("{ path = \"/v1/nowhere\" }")
-        .batch(10)
-        .concurrency(2)
+        .batches(10, 2)
         .run()
         .await;
     let fates = &ran.fates;
@@ -192,8 +188,7 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     let dest = accept_all(faults).await;
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(40))
-        .batch(10)
-        .concurrency(4)
+        .batches(10, 4)
         .sync("request_timeout = \"100ms\"")
         .retry("max_attempts = 2\ninitial_backoff = \"5ms\"")
         .run()

@@ -193,8 +193,7 @@ fn sync(
 ) -> Scenario {
     Scenario::rest(&dest.base_url())
         .records(records)
-        .batch(batch)
-        .concurrency(workers)
+        .batches(batch, workers)
         .fast_retries()
 }
 
@@ -359,8 +358,7 @@ async fn a_request_to_a_forbidden_host_is_refused_before_it_leaves() {
     let ran = Scenario::new(&hostile.display().to_string(), &dest.base_url())
         .records(contacts(30))
         .settings("{ mode = \"forbidden-host\" }")
-        .batch(10)
-        .concurrency(2)
+        .batches(10, 2)
         .run()
         .await;
     let (s, fates) = (ran.summary(), &ran.fates);

@@ -14,8 +14,7 @@ use crate::common::{
 fn setup(dest: &SimHandle, format: &str, data: &[u8]) -> Setup {
     Scenario::rest(&dest.base_url())
         .source(format, data)
-        .batch(2)
-        .concurrency(1)
+        .batches(2, 1)
         .setup()
 }
 

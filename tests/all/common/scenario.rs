@@ -115,6 +115,11 @@ impl Scenario {
         self
     }
 
+    /// Batches of `size` records, sent by `workers` workers.
+    pub fn batches(self, size: usize, workers: usize) -> Self {
+        self.batch(size).concurrency(workers)
+    }
+
     pub fn batch(self, size: usize) -> Self {
         self.sync(&format!("batch_size = {size}"))
     }

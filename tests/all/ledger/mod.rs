@@ -31,8 +31,7 @@ const PER_RECORD: &str =
 fn batches_of_20(dest: &SimHandle, records: Vec<serde_json::Value>) -> Scenario {
     Scenario::rest(&dest.base_url())
         .records(records)
-        .batch(20)
-        .concurrency(2)
+        .batches(20, 2)
         .fast_retries()
 }
 

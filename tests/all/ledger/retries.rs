@@ -133,8 +133,7 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
     let port = down.addr().port();
     let setup = Scenario::rest(&down.base_url())
         .records(contacts(40))
-        .batch(20)
-        .concurrency(1)
+        .batches(20, 1)
         .retry("max_attempts = 2")
         .fast_retries()
         .setup();

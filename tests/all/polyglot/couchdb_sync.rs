@@ -6,11 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
     let faults = Faults::locking(5, 0.25);
-    let dest = couch_sim(CouchDbConfig {
-        faults,
-        ..CouchDbConfig::default()
-    })
-    .await;
+    let dest = couch_with(faults).await;
     let mut records = documents(300);
     records[3]["email"] = json!("bad,email.com");
     records[4].as_object_mut().unwrap().remove("name");
@@ -97,11 +93,7 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
         }),
         ..Faults::default()
     };
-    let dest = couch_sim(CouchDbConfig {
-        faults,
-        ..CouchDbConfig::default()
-    })
-    .await;
+    let dest = couch_with(faults).await;
     let ran = couch_sync(&documents(500), &dest, 2).run().await;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(500).pending(0));

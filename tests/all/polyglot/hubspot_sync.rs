@@ -6,11 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() {
     let faults = Faults::locking(11, 0.2);
-    let dest = hubspot_sim(HubSpotConfig {
-        faults,
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_with(faults).await;
     let mut records = contacts(300);
     records[10]["firstname"] = json!("A name far longer than twenty characters");
     records[20].as_object_mut().unwrap().remove("lastname");
@@ -122,11 +118,7 @@ async fn python_hubspot_honours_retry_after() {
         LimitStyle::TooManyRequests,
         RetryAfterStyle::Seconds,
     );
-    let dest = hubspot_sim(HubSpotConfig {
-        faults,
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_with(faults).await;
     let setup = hubspot_sync(&contacts(500), &dest, 2).setup();
     let started = SystemTime::now();
     let ran = common::Ran::of(setup).await;

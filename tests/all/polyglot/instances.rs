@@ -14,7 +14,7 @@ async fn each_worker_instantiates_its_connector_once() {
         ("python-hubspot", to_hubspot(&hub).records(contacts(1000))),
         ("js-couchdb", to_couch(&couch).records(documents(1000))),
     ] {
-        let setup = scenario.batch(50).concurrency(3).setup();
+        let setup = scenario.batches(50, 3).setup();
         let path = setup.config_path();
         let env = [
             ("RUST_LOG", "warn,sluice::connector=debug"),

@@ -165,6 +165,15 @@ fn contacts(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The simulated HubSpot with `faults`, otherwise as [`hubspot_sim`].
+async fn hubspot_with(faults: Faults) -> SimHandle {
+    hubspot_sim(HubSpotConfig {
+        faults,
+        ..HubSpotConfig::default()
+    })
+    .await
+}
+
 async fn hubspot_sim(config: HubSpotConfig) -> SimHandle {
     hubspot::start(HubSpotConfig {
         rules: hubspot_rules(),
@@ -194,8 +203,7 @@ fn hubspot_sync(records: &[Value], dest: &SimHandle, workers: usize) -> Scenario
 fn in_batches_of_100(scenario: Scenario, records: &[Value], workers: usize) -> Scenario {
     scenario
         .records(records.to_vec())
-        .batch(100)
-        .concurrency(workers)
+        .batches(100, workers)
         .fast_retries()
 }
 
@@ -211,6 +219,15 @@ fn documents(n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| json!({"id": format!("doc{i:04}"), "name": format!("Doc {i}"), "email": format!("d{i}@example.com")}))
         .collect()
+}
+
+/// The simulated CouchDB with `faults`, otherwise as [`couch_sim`].
+async fn couch_with(faults: Faults) -> SimHandle {
+    couch_sim(CouchDbConfig {
+        faults,
+        ..CouchDbConfig::default()
+    })
+    .await
 }
 
 async fn couch_sim(config: CouchDbConfig) -> SimHandle {

@@ -32,8 +32,7 @@ fn accounts_to(dest: &SimHandle, records: Vec<serde_json::Value>) -> Scenario {
     Scenario::new("builtin:salesforce", &dest.base_url())
         .records(records)
         .settings(r#"{ object = "Account", external_id_field = "External_Id__c", parent_field = "ParentCrmId" }"#)
-        .batch(50)
-        .concurrency(3)
+        .batches(50, 3)
         .fast_retries()
 }
 
