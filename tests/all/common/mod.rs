@@ -261,6 +261,18 @@ pub fn set_env(name: &str, value: &str) {
     unsafe { std::env::set_var(name, value) }
 }
 
+/// The `auth` line of a sync that renews its sessions through OAuth2 at `base_url`'s token
+/// endpoint, as client `client` with secret `secret` and refresh token `refresh`, read from
+/// `{prefix}_ID`, `{prefix}_SECRET` and `{prefix}_REFRESH` (set here).
+pub fn oauth2_renewal(prefix: &str, base_url: &str) -> String {
+    set_env(&format!("{prefix}_ID"), "client");
+    set_env(&format!("{prefix}_SECRET"), "secret");
+    set_env(&format!("{prefix}_REFRESH"), "refresh");
+    format!(
+        "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/token\", client_id_env = \"{prefix}_ID\", client_secret_env = \"{prefix}_SECRET\", refresh_token_env = \"{prefix}_REFRESH\" }} }}"
+    )
+}
+
 /// No request arrives while the destination has said to wait, except those already in
 /// flight when it said so (at most one per other worker, arriving right away).
 pub fn assert_waits_honoured(dest: &sluice_sim::SimHandle, concurrency: usize) {

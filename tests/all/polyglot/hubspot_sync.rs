@@ -167,17 +167,10 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_an_expired_token_is_renewed() {
-    common::set_env("HS_RENEW_ID", "client");
-    common::set_env("HS_RENEW_SECRET", "secret");
-    common::set_env("HS_RENEW_REFRESH", "refresh");
     let auth = AuthConfig {
         tokens: vec![],
         session_requests: Some(2),
-        oauth: Some(OAuthClient {
-            client_id: "client".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        }),
+        oauth: Some(OAuthClient::new("client", "secret", "refresh")),
     };
     let dest = hubspot_sim(HubSpotConfig {
         auth: Some(auth),
@@ -185,11 +178,9 @@ async fn python_hubspot_an_expired_token_is_renewed() {
     })
     .await;
     let ran = hubspot_sync(&contacts(600), &dest, 2)
-        .sync(&format!(
-            "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"HS_RENEW_ID\", client_secret_env = \"HS_RENEW_SECRET\", refresh_token_env = \"HS_RENEW_REFRESH\" }} }}",
-            dest.base_url()
-        ))
-        .run().await;
+        .sync(&common::oauth2_renewal("HS_RENEW", &dest.base_url()))
+        .run()
+        .await;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(600));
     assert!(s.auth_renewals >= 2, "six batches, two requests a session");

@@ -5,25 +5,16 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_is_renewed_and_the_run_completes() {
-    common::set_env("SF_RENEW_ID", "client");
-    common::set_env("SF_RENEW_SECRET", "secret");
-    common::set_env("SF_RENEW_REFRESH", "refresh");
     let auth = AuthConfig {
         tokens: vec![],
         session_requests: Some(3),
-        oauth: Some(OAuthClient {
-            client_id: "client".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        }),
+        oauth: Some(OAuthClient::new("client", "secret", "refresh")),
     };
     let dest = sim(Faults::default(), Some(auth)).await;
     let ran = accounts_to(&dest, common::accounts(500))
-        .sync(&format!(
-            "auth = {{ oauth2 = {{ token_url = \"{}/oauth2/token\", client_id_env = \"SF_RENEW_ID\", client_secret_env = \"SF_RENEW_SECRET\", refresh_token_env = \"SF_RENEW_REFRESH\" }} }}",
-            dest.base_url()
-        ))
-        .run().await;
+        .sync(&common::oauth2_renewal("SF_RENEW", &dest.base_url()))
+        .run()
+        .await;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(500).pending(0));
     let stats = dest.stats();

@@ -166,19 +166,14 @@ pub(crate) fn with_retry_after(mut response: Response, retry_after: Option<&str>
     response
 }
 
-/// The answer to a rate-limited request, with the `Retry-After` the faults chose:
-/// `unavailable` in the 503 style, else `limited`, given the style's own status.
+/// The answer to a rate-limited request: `answer` given the status of the refusal's
+/// style (503 for service unavailable), with the `Retry-After` the faults chose.
 pub(crate) fn rate_limited(
     style: LimitStyle,
     retry_after: Option<&str>,
-    unavailable: impl FnOnce() -> Response,
-    limited: impl FnOnce(u16) -> Response,
+    answer: impl FnOnce(u16) -> Response,
 ) -> Response {
-    let response = match style {
-        LimitStyle::ServiceUnavailable => unavailable(),
-        other => limited(other.status()),
-    };
-    with_retry_after(response, retry_after)
+    with_retry_after(answer(style.status()), retry_after)
 }
 
 /// The response to an error burst: a 500 from the API itself has a JSON body in the API's

@@ -241,6 +241,10 @@ async fn bulk_docs(
     common::answered(shared, seq, 201, all_ok, keys, count, answers)
 }
 
+/// CouchDB's reasons for a rate-limited request.
+const UNAVAILABLE: &str = "Service temporarily unavailable; retry later";
+const TOO_MANY_REQUESTS: &str = "You've exceeded your current limit for this request class.";
+
 /// CouchDB's error body.
 fn error_response(status: u16, error: &str, reason: &str) -> Response {
     json_response(status, &json!({"error": error, "reason": reason}))
@@ -253,18 +257,12 @@ fn refusal_response(refusal: &Refusal) -> Response {
             "unauthorized",
             "You are not authorized to access this db.",
         ),
-        Refusal::RateLimited { style, retry_after } => common::rate_limited(
-            *style,
-            retry_after.as_deref(),
-            || {
-                let message = "Service temporarily unavailable; retry later";
-                error_response(503, "service_unavailable", message)
-            },
-            |_| {
-                let message = "You've exceeded your current limit for this request class.";
-                error_response(429, "too_many_requests", message)
-            },
-        ),
+        Refusal::RateLimited { style, retry_after } => {
+            common::rate_limited(*style, retry_after.as_deref(), |status| match status {
+                503 => error_response(503, "service_unavailable", UNAVAILABLE),
+                _ => error_response(429, "too_many_requests", TOO_MANY_REQUESTS),
+            })
+        }
         Refusal::ServerError { status } => burst_response(
             *status,
             json!({"error": "unknown_error", "reason": "internal server error"}),

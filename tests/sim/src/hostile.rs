@@ -134,11 +134,14 @@ impl Default for HostileConfig {
     }
 }
 
-/// The labels of [`HostileRequest::answer`].
+/// The labels of [`HostileRequest::answer`]: those the other simulators also give, and one
+/// per misbehaviour.
 pub mod answer {
-    /// Processed normally: every record with a key stored.
-    pub const OK: &str = "ok";
-    pub const RATE_LIMITED: &str = "rate_limited";
+    /// `OK`: processed normally, every record with a key stored. `BAD_REQUEST`: a body that
+    /// is not a JSON array, or too large (400 or 413). `NOT_FOUND`: any path but
+    /// [`super::PATH`] (404).
+    pub use crate::outcome::{BAD_REQUEST, NOT_FOUND, OK, RATE_LIMITED};
+
     pub const ECHOED: &str = "echoed";
     pub const HUGE: &str = "huge";
     pub const TRUNCATED: &str = "truncated";
@@ -146,10 +149,6 @@ pub mod answer {
     pub const RESET: &str = "reset";
     pub const REDIRECTED: &str = "redirected";
     pub const WRONG_LENGTH: &str = "wrong_length";
-    /// A body that is not a JSON array, or too large: 400 or 413.
-    pub const BAD_REQUEST: &str = "bad_request";
-    /// Any path but [`super::PATH`]: 404.
-    pub const NOT_FOUND: &str = "not_found";
 }
 
 /// One request as the destination received it.

@@ -391,24 +391,24 @@ fn refusal_response(refusal: &Refusal, seq: u64) -> Response {
             seq,
             Vec::new(),
         ),
-        Refusal::RateLimited { style, retry_after } => common::rate_limited(
-            *style,
-            retry_after.as_deref(),
-            || {
-                let message = "Service temporarily unavailable; retry later";
-                error_response(503, "SERVICE_UNAVAILABLE", message, seq, Vec::new())
-            },
-            |_| {
-                let body = json!({
-                    "status": "error",
-                    "message": "You have reached your ten_secondly_rolling limit.",
-                    "errorType": "RATE_LIMIT",
-                    "correlationId": correlation_id(seq),
-                    "policyName": "TEN_SECONDLY_ROLLING",
-                });
-                json_response(429, &body)
-            },
-        ),
+        Refusal::RateLimited { style, retry_after } => {
+            common::rate_limited(*style, retry_after.as_deref(), |status| match status {
+                503 => {
+                    let message = "Service temporarily unavailable; retry later";
+                    error_response(503, "SERVICE_UNAVAILABLE", message, seq, Vec::new())
+                }
+                _ => {
+                    let body = json!({
+                        "status": "error",
+                        "message": "You have reached your ten_secondly_rolling limit.",
+                        "errorType": "RATE_LIMIT",
+                        "correlationId": correlation_id(seq),
+                        "policyName": "TEN_SECONDLY_ROLLING",
+                    });
+                    json_response(429, &body)
+                }
+            })
+        }
         Refusal::ServerError { status } => burst_response(
             *status,
             json!({

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::AuthConfig;
 use crate::common::{self, burst_response, json_response};
-use crate::faults::{Faults, StableHash};
+use crate::faults::{Faults, LimitStyle, StableHash};
 use crate::handle::SimHandle;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
@@ -155,21 +155,18 @@ fn refusal_response(refusal: &Refusal, seq: u64) -> Response {
         Refusal::Unauthorized(_) => {
             error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         }
-        Refusal::RateLimited { style, retry_after } => common::rate_limited(
-            *style,
-            retry_after.as_deref(),
-            || {
-                let message = "Server temporarily unavailable; retry later";
-                error_response(503, "SERVER_UNAVAILABLE", message)
-            },
-            |status| {
-                error_response(
-                    status,
-                    "REQUEST_LIMIT_EXCEEDED",
-                    "TotalRequests Limit exceeded.",
-                )
-            },
-        ),
+        Refusal::RateLimited { style, retry_after } => {
+            let (code, message) = match style {
+                LimitStyle::ServiceUnavailable => (
+                    "SERVER_UNAVAILABLE",
+                    "Server temporarily unavailable; retry later",
+                ),
+                _ => ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+            };
+            common::rate_limited(*style, retry_after.as_deref(), |status| {
+                error_response(status, code, message)
+            })
+        }
         Refusal::ServerError { status } => {
             let message = format!(
                 "An unexpected error occurred. Please include this ErrorId if you contact support: {seq}-sim"

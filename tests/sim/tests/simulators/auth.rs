@@ -11,11 +11,7 @@ fn auth() -> AuthConfig {
     AuthConfig {
         tokens: vec!["initial-token".into()],
         session_requests: Some(2),
-        oauth: Some(OAuthClient {
-            client_id: "sluice".into(),
-            client_secret: "s3cret".into(),
-            refresh_token: "r3fresh".into(),
-        }),
+        oauth: Some(OAuthClient::new("sluice", "s3cret", "r3fresh")),
     }
 }
 
