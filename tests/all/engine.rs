@@ -41,7 +41,6 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
         .retry("initial_backoff = \"40ms\"\nmax_backoff = \"100ms\"")
         .run()
         .await;
-    let fates = &ran.fates;
     // Six batches, exactly four attempts each.
     ran.expect(
         Expect::completed()
@@ -51,7 +50,7 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
             .transient_failures(24)
             .retries(60 * 3),
     );
-    assert!(fates.all().values().all(|(_, attempts)| *attempts == 4));
+    assert!(ran.fates.all().values().all(|(_, attempts)| *attempts == 4));
 
     let requests = dest.requests();
     let batches = by_batch(&requests);
@@ -124,7 +123,6 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     let setup = thirty_by_one_worker(&dest, "300ms").setup();
     let started = std::time::Instant::now();
     let ran = common::Ran::of(setup).await;
-    let fates = &ran.fates;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
     // pending too, without a request, and the run does not stall.
@@ -140,9 +138,13 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
         "the run waited: {:?}",
         started.elapsed()
     );
-    let pending = fates.keys(is_pending);
+    let pending = ran.fates.keys(is_pending);
     assert_eq!(pending.len(), 20);
-    assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
+    assert!(
+        pending
+            .iter()
+            .all(|k| ran.fates.codes()[k] == "RATE_LIMITED")
+    );
     assert_eq!(dest.stored().len(), 10);
 }
 
@@ -165,7 +167,6 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
         .batches(10, 2)
         .run()
         .await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(Expect::failed().delivered(0).pending(s.read));
     assert!(
@@ -179,7 +180,7 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
         s.requests
     );
     assert!(dest.stored().is_empty());
-    assert!(fates.keys(is_delivered).is_empty());
+    assert!(ran.fates.keys(is_delivered).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +194,6 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
         .retry("max_attempts = 2\ninitial_backoff = \"5ms\"")
         .run()
         .await;
-    let fates = &ran.fates;
     let s = ran.summary();
     // A timeout is no answer: the records stay pending, and a run that delivered nothing
     // because its destination never answered has failed.
@@ -210,11 +210,11 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     // others stop at their next.
     assert!((2..=8).contains(&s.requests), "{} requests", s.requests);
     assert!(
-        fates.codes().len() == 40 && fates.codes().values().all(|c| c == "TIMEOUT"),
+        ran.fates.codes().len() == 40 && ran.fates.codes().values().all(|c| c == "TIMEOUT"),
         "{:?}",
-        fates.codes()
+        ran.fates.codes()
     );
-    assert!(fates.keys(is_delivered).is_empty());
+    assert!(ran.fates.keys(is_delivered).is_empty());
 }
 
 /// Three syncs of 50 records on one host: `traps` (a connector that traps in classify),

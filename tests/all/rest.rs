@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::ServiceUnavailable;
+use sluice_sim::faults::RetryAfterStyle::HttpDate;
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
@@ -288,12 +290,7 @@ async fn per_record_results_settle_each_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_an_http_date_pauses_until_that_time() {
-    let faults = Faults::rate_limited(
-        2,
-        1000,
-        LimitStyle::ServiceUnavailable,
-        RetryAfterStyle::HttpDate,
-    );
+    let faults = Faults::rate_limited(2, 1000, ServiceUnavailable, HttpDate);
     let dest = sim(RestMode::AcceptAll, faults).await;
     let ran = sync(&dest, contacts(500), 100, 2).run().await;
     let s = ran.summary();
@@ -310,7 +307,6 @@ async fn transient_failures_past_max_attempts_reject_the_batch() {
         .retry("max_attempts = 3")
         .run()
         .await;
-    let fates = &ran.fates;
     // Two batches, three attempts each.
     assert_summary(
         ran.summary(),
@@ -321,8 +317,8 @@ async fn transient_failures_past_max_attempts_reject_the_batch() {
             .requests(6)
             .transient_failures(6),
     );
-    assert!(fates.codes().values().all(|c| c == "HTTP_502"));
-    assert!(fates.all().values().all(|(_, attempts)| *attempts == 3));
+    assert!(ran.fates.codes().values().all(|c| c == "HTTP_502"));
+    assert!(ran.fates.all().values().all(|(_, attempts)| *attempts == 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,6 +273,17 @@ pub fn oauth2_renewal(prefix: &str, base_url: &str) -> String {
     )
 }
 
+/// A destination's credentials: no token valid at the start, sessions of
+/// `session_requests` requests, renewed through the OAuth2 client [`oauth2_renewal`] signs
+/// in as.
+pub fn sessions_renewed_by_oauth2(session_requests: u64) -> sluice_sim::AuthConfig {
+    sluice_sim::AuthConfig {
+        tokens: vec![],
+        session_requests: Some(session_requests),
+        oauth: Some(sluice_sim::OAuthClient::new("client", "secret", "refresh")),
+    }
+}
+
 /// No request arrives while the destination has said to wait, except those already in
 /// flight when it said so (at most one per other worker, arriving right away).
 pub fn assert_waits_honoured(dest: &sluice_sim::SimHandle, concurrency: usize) {

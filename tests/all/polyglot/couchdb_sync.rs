@@ -13,7 +13,6 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
     records[5]["_secret"] = json!(1);
     records[6]["id"] = json!("_design/app");
     let ran = couch_sync(&records, &dest, 2).run().await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(
         Expect::completed()
@@ -23,7 +22,7 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
             .pending(0),
     );
     assert_eq!(
-        fates.codes(),
+        ran.fates.codes(),
         BTreeMap::from([
             ("doc0003".to_string(), "forbidden".to_string()),
             ("doc0004".into(), "forbidden".into()),
@@ -36,16 +35,16 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
     assert_eq!(s.retries, conflicts);
     let stored = dest.stored();
     assert_eq!(stored.len(), 296);
-    for key in fates.keys(is_delivered) {
+    for key in ran.fates.keys(is_delivered) {
         // Written once, so at its first revision, which the fate carries.
         assert_eq!(
-            fates.all()[&key].0,
+            ran.fates.all()[&key].0,
             Fate::Delivered(Some(couchdb::revision(&key, 1)))
         );
         assert_eq!(stored[&key]["_id"], json!(key));
     }
     assert!(
-        fates
+        ran.fates
             .keys(is_rejected)
             .iter()
             .all(|k| !stored.contains_key(k))
@@ -62,11 +61,10 @@ async fn js_couchdb_a_request_too_large_is_bisected_to_the_document() {
     let mut records = documents(100);
     records[60]["notes"] = json!("n".repeat(30_000));
     let ran = couch_sync(&records, &dest, 1).run().await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(99).rejected(1));
     assert_eq!(
-        fates.codes(),
+        ran.fates.codes(),
         BTreeMap::from([("doc0060".to_string(), "too_large".to_string())])
     );
     assert!(
@@ -121,8 +119,7 @@ async fn js_couchdb_refused_credentials_stop_the_run() {
         .sync("auth = { bearer_env = \"COUCH_TOKEN_401\" }")
         .run()
         .await;
-    let fates = &ran.fates;
     ran.expect(Expect::failed().delivered(0).pending(200));
     assert!(dest.stored().is_empty());
-    assert!(fates.keys(is_delivered).is_empty());
+    assert!(ran.fates.keys(is_delivered).is_empty());
 }

@@ -12,7 +12,6 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
     records[20].as_object_mut().unwrap().remove("lastname");
     records[30]["email"] = json!("not-an-email");
     let ran = hubspot_sync(&records, &dest, 2).run().await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(
         Expect::completed()
@@ -22,7 +21,7 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
             .pending(0),
     );
     assert_eq!(
-        fates.codes(),
+        ran.fates.codes(),
         BTreeMap::from([
             (
                 "c0010@example.com".to_string(),
@@ -45,9 +44,9 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
     // Delivered records carry the id HubSpot gave them, found by email in shuffled results.
     let stored = dest.stored();
     assert_eq!(stored.len(), 297);
-    for key in fates.keys(is_delivered) {
+    for key in ran.fates.keys(is_delivered) {
         assert_eq!(
-            fates.all()[&key].0,
+            ran.fates.all()[&key].0,
             Fate::Delivered(Some(hubspot::record_id("contacts", &key)))
         );
         assert_eq!(stored[&key]["email"], json!(key));
@@ -66,10 +65,9 @@ async fn python_hubspot_an_unknown_property_refuses_the_batch_and_bisection_find
     let mut records = contacts(100);
     records[37]["favorite_color"] = json!("teal");
     let ran = hubspot_sync(&records, &dest, 1).run().await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(99).rejected(1));
-    let (fate, _) = &fates.all()["c0037@example.com"];
+    let (fate, _) = &ran.fates.all()["c0037@example.com"];
     let Fate::Rejected(f) = fate else {
         panic!("{fate:?}")
     };
@@ -112,12 +110,7 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_honours_retry_after() {
-    let faults = Faults::rate_limited(
-        2,
-        1000,
-        LimitStyle::TooManyRequests,
-        RetryAfterStyle::Seconds,
-    );
+    let faults = Faults::rate_limited(2, 1000, TooManyRequests, Seconds);
     let dest = hubspot_with(faults).await;
     let setup = hubspot_sync(&contacts(500), &dest, 2).setup();
     let started = SystemTime::now();
@@ -142,7 +135,6 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
     })
     .await;
     let ran = hubspot_sync(&contacts(500), &dest, 1).run().await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(Expect::failed());
     assert_eq!((s.delivered, s.rejected), (200, 0));
@@ -157,21 +149,17 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
     );
     // The batch the daily limit refused is reported pending with its failure (batches
     // still queued when the run stopped are counted pending, but not reported one by one).
-    let codes = fates.codes();
+    let codes = ran.fates.codes();
     assert!(
         codes.len() >= 100 && codes.values().all(|c| c == "DAILY_LIMIT_REACHED"),
         "{codes:?}"
     );
-    assert!(fates.keys(is_pending).len() as u64 <= s.pending);
+    assert!(ran.fates.keys(is_pending).len() as u64 <= s.pending);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_an_expired_token_is_renewed() {
-    let auth = AuthConfig {
-        tokens: vec![],
-        session_requests: Some(2),
-        oauth: Some(OAuthClient::new("client", "secret", "refresh")),
-    };
+    let auth = common::sessions_renewed_by_oauth2(2);
     let dest = hubspot_sim(HubSpotConfig {
         auth: Some(auth),
         ..HubSpotConfig::default()

@@ -16,10 +16,12 @@ use serde_json::{Value, json};
 use sluice::engine::Fate;
 use sluice::sandbox::{ConnectorInstance, SandboxLimits, SourceRecord};
 use sluice_sim::couchdb::{self, CouchDbConfig};
-use sluice_sim::faults::{ErrorBurst, Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::LimitStyle::{self, TooManyRequests};
+use sluice_sim::faults::RetryAfterStyle::{self, Seconds};
+use sluice_sim::faults::{ErrorBurst, Faults, RateLimit};
 use sluice_sim::hubspot::{self, HubSpotConfig};
 use sluice_sim::validation::Rules;
-use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
+use sluice_sim::{AuthConfig, SimHandle};
 
 use crate::common::{
     self, Expect, Scenario, is_delivered, is_pending, is_rejected, response, show,

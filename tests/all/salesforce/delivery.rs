@@ -8,7 +8,6 @@ async fn a_clean_sync_delivers_every_record_exactly_once() {
     let dest = sim(Faults::default(), None).await;
     let records = common::accounts(230);
     let ran = accounts_to(&dest, records).run().await;
-    let fates = &ran.fates;
     // 230 records in batches of 50.
     ran.expect(
         Expect::completed()
@@ -27,9 +26,9 @@ async fn a_clean_sync_delivers_every_record_exactly_once() {
         "no record was sent twice"
     );
     assert_eq!(stored["A0007"]["Name"], json!("Account 7"));
-    assert_eq!(fates.keys(is_delivered).len(), 230);
+    assert_eq!(ran.fates.keys(is_delivered).len(), 230);
     // The destination's ids are kept.
-    let (fate, attempts) = &fates.all()["A0007"];
+    let (fate, attempts) = &ran.fates.all()["A0007"];
     assert_eq!(
         *fate,
         sluice::engine::Fate::Delivered(Some(salesforce::record_id("Account", "A0007")))
@@ -66,7 +65,6 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
         r.as_object_mut().unwrap().remove("ParentCrmId");
     });
     let ran = accounts_to(&dest, records).run().await;
-    let fates = &ran.fates;
     ran.expect(
         Expect::completed()
             .delivered(113)
@@ -74,15 +72,15 @@ async fn invalid_records_are_rejected_with_the_destination_codes_and_parentless_
             .permanent(3)
             .pending(0),
     );
-    assert_eq!(fates.codes(), expected);
-    assert_eq!(fates.keys(is_permanent), ["A0061", "A0099", "A0100"]);
+    assert_eq!(ran.fates.codes(), expected);
+    assert_eq!(ran.fates.keys(is_permanent), ["A0061", "A0099", "A0100"]);
     assert_eq!(
-        fates.keys(is_rejected),
+        ran.fates.keys(is_rejected),
         ["A0003", "A0017", "A0018", "A0060"]
     );
     // The destination holds exactly the valid records; DACO-02 records never left.
     let stored: BTreeSet<String> = dest.stored().into_keys().collect();
-    let valid: BTreeSet<String> = fates.keys(is_delivered).into_iter().collect();
+    let valid: BTreeSet<String> = ran.fates.keys(is_delivered).into_iter().collect();
     assert_eq!(stored, valid);
     assert_eq!(dest.stats().records_received, 118);
 }
@@ -97,7 +95,6 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
         .retry("max_attempts = 10")
         .run()
         .await;
-    let fates = &ran.fates;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(200).rejected(0).pending(0));
     let locks = dest.stats().record_errors["UNABLE_TO_LOCK_ROW"];
@@ -109,7 +106,8 @@ async fn locked_rows_are_retried_in_the_run_until_delivered() {
     assert_eq!(s.retries, locks);
     assert_eq!(dest.stats().records_received, 200 + locks);
     assert_eq!(dest.stored().len(), 200);
-    let resent = fates
+    let resent = ran
+        .fates
         .all()
         .values()
         .filter(|(_, attempts)| *attempts > 1)

@@ -6,10 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::{RequestLimitExceeded, TooManyRequests};
+use sluice_sim::faults::RetryAfterStyle::{HttpDate, Seconds};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 use sluice_sim::validation::{CustomRule, Rules};
-use sluice_sim::{AuthConfig, OAuthClient, SimHandle};
+use sluice_sim::{AuthConfig, SimHandle};
 
 use crate::common::{
     self, Expect, Scenario, configured, is_delivered, is_pending, is_permanent, is_rejected,

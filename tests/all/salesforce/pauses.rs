@@ -5,12 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_every_worker_until_retry_after() {
-    let faults = Faults::rate_limited(
-        2,
-        1000,
-        LimitStyle::TooManyRequests,
-        RetryAfterStyle::Seconds,
-    );
+    let faults = Faults::rate_limited(2, 1000, TooManyRequests, Seconds);
     let dest = sim(faults, None).await;
     let setup = accounts_to(&dest, common::accounts(300)).setup();
     let started = SystemTime::now();
@@ -32,12 +27,7 @@ async fn a_429_pauses_every_worker_until_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_exceeded_with_an_http_date_is_a_rate_limit() {
-    let faults = Faults::rate_limited(
-        3,
-        1000,
-        LimitStyle::RequestLimitExceeded,
-        RetryAfterStyle::HttpDate,
-    );
+    let faults = Faults::rate_limited(3, 1000, RequestLimitExceeded, HttpDate);
     let dest = sim(faults, None).await;
     let ran = accounts_to(&dest, common::accounts(250)).run().await;
     let s = ran.summary();

@@ -5,11 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_is_renewed_and_the_run_completes() {
-    let auth = AuthConfig {
-        tokens: vec![],
-        session_requests: Some(3),
-        oauth: Some(OAuthClient::new("client", "secret", "refresh")),
-    };
+    let auth = common::sessions_renewed_by_oauth2(3);
     let dest = sim(Faults::default(), Some(auth)).await;
     let ran = accounts_to(&dest, common::accounts(500))
         .sync(&common::oauth2_renewal("SF_RENEW", &dest.base_url()))
@@ -55,7 +51,6 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         .sync("auth = { bearer_env = \"SF_STATIC_TOKEN\" }")
         .run()
         .await;
-    let fates = &ran.fates;
     let s = ran.summary();
     // Two requests of 50 were accepted before the session expired.
     ran.expect(Expect::failed().delivered(100).pending(s.read - 100));
@@ -69,11 +64,11 @@ async fn a_session_that_cannot_be_renewed_stops_the_run_with_records_pending() {
         "the secret leaked into the error: {error}"
     );
     let stored: BTreeSet<String> = dest.stored().into_keys().collect();
-    let delivered: BTreeSet<String> = fates.keys(is_delivered).into_iter().collect();
+    let delivered: BTreeSet<String> = ran.fates.keys(is_delivered).into_iter().collect();
     assert_eq!(
         stored, delivered,
         "nothing is marked delivered that the destination did not store"
     );
-    assert!(!fates.keys(is_pending).is_empty());
-    assert_eq!(fates.keys(is_rejected).len(), 0);
+    assert!(!ran.fates.keys(is_pending).is_empty());
+    assert_eq!(ran.fates.keys(is_rejected).len(), 0);
 }

@@ -104,10 +104,7 @@ fn a_fragment_in_base_url_is_refused_and_a_plain_query_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_urls_path_and_query_reach_the_destination_and_the_inspector_hides_keys() {
-    let echo = Echo {
-        header: "authorization",
-        ..Echo::default()
-    };
+    let echo = Echo::of("authorization");
     let base_url = serve(echo.clone()).await;
     // base_url with a path and a query.
     let setup = common::Scenario::rest(&base_url)

@@ -5,10 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
-    let echo = Echo {
-        header: "authorization",
-        ..Echo::default()
-    };
+    let echo = Echo::of("authorization");
     let token = "tok-Echo-5ecret-0123456789/abc+Z";
     let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_ECHO_BEARER\" }").await;
     let secrets = [token.to_string(), format!("Bearer {token}")];
@@ -30,9 +27,8 @@ async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere() {
     let echo = Echo {
-        header: "authorization",
         disguise: true,
-        ..Echo::default()
+        ..Echo::of("authorization")
     };
     let token = "tok-Disguised-5ecret-0123456789";
     let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_DISGUISED_BEARER\" }").await;
@@ -57,10 +53,7 @@ async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_api_key_is_printed_and_stored_nowhere() {
-    let echo = Echo {
-        header: "x-tenant-credential",
-        ..Echo::default()
-    };
+    let echo = Echo::of("x-tenant-credential");
     let key = "key_Echo5ecret:0123456789";
     let (_, setup) = echoed(
         &echo,
@@ -79,9 +72,8 @@ async fn an_echoed_api_key_is_printed_and_stored_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_and_earlier_oauth2_tokens_and_client_secrets_are_scrubbed() {
     let echo = Echo {
-        header: "authorization",
         expire_first: true,
-        ..Echo::default()
+        ..Echo::of("authorization")
     };
     let (client_secret, refresh) = ("client-Echo5ecret-42", "refresh-Echo5ecret-42");
     let (_, setup) = echoed(

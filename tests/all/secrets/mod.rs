@@ -39,6 +39,16 @@ struct Echo {
     disguise: bool,
 }
 
+impl Echo {
+    /// A destination echoing the request header `header` (lower-case).
+    fn of(header: &'static str) -> Echo {
+        Echo {
+            header,
+            ..Echo::default()
+        }
+    }
+}
+
 /// `text` as JSON string content with every character written as a `\u` escape.
 fn unicode_escaped(text: &str) -> String {
     text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect()
