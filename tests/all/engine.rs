@@ -37,8 +37,7 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let ran = Scenario::rest(&dest.base_url())
         .records(contacts(60))
         .batches(10, 6)
-        .retry("max_attempts = 4\nmultiplier = 2.0")
-        .retry("initial_backoff = \"40ms\"\nmax_backoff = \"100ms\"")
+        .retry("max_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0")
         .run()
         .await;
     // Six batches, exactly four attempts each.

@@ -29,11 +29,8 @@ fn stored(dest: &SimHandle) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unclosed_csv_quote_costs_only_its_row() {
     let dest = common::accepting().await;
-    let setup = setup(
-        &dest,
-        "csv",
-        b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n",
-    );
+    let csv = b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n";
+    let setup = setup(&dest, "csv", csv);
     let out = common::sluice_ok(&["run", "--json"], &setup.config_path(), &[]).await;
     let summary = &common::json_lines(&out)[0];
     assert_eq!(
@@ -131,11 +128,8 @@ async fn a_byte_order_mark_is_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numeric_keys_keep_every_digit() {
     let dest = common::accepting().await;
-    let setup = setup(
-        &dest,
-        "jsonl",
-        b"{\"id\": 12345678901234567890123, \"v\": 1}\n{\"id\": 12345678901234567890124, \"v\": 2}\n{\"id\": 1.50}\n{\"id\": 1.5}\n",
-    );
+    let jsonl = b"{\"id\": 12345678901234567890123, \"v\": 1}\n{\"id\": 12345678901234567890124, \"v\": 2}\n{\"id\": 1.50}\n{\"id\": 1.5}\n";
+    let setup = setup(&dest, "jsonl", jsonl);
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     assert_eq!(

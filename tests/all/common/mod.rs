@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::config::Config;
-use sluice::engine::{Fate, RunControl, RunReport, Settled, Sink};
+use sluice::engine::{Fate, RunControl, RunReport, RunSummary, Settled, Sink};
 use sluice::sandbox::Runtime;
 use sluice::sync::Host;
 
@@ -282,6 +282,16 @@ pub fn sessions_renewed_by_oauth2(session_requests: u64) -> sluice_sim::AuthConf
         session_requests: Some(session_requests),
         oauth: Some(sluice_sim::OAuthClient::new("client", "secret", "refresh")),
     }
+}
+
+/// The row locks `dest` reported, of which there was at least one, each of which cost the
+/// run exactly one retry.
+#[track_caller]
+pub fn locks_each_retried_once(dest: &sluice_sim::SimHandle, summary: &RunSummary) -> u64 {
+    let locks = dest.stats().record_errors["UNABLE_TO_LOCK_ROW"];
+    assert!(locks > 0, "the destination locked no row");
+    assert_eq!(summary.retries, locks, "one retry per row lock");
+    locks
 }
 
 /// No request arrives while the destination has said to wait, except those already in

@@ -135,15 +135,23 @@ fn scrubbed_refusal() -> Value {
     ])
 }
 
+/// A destination that echoes the bearer token [`SECRET`] (read from `env`) in answers of
+/// `status`, and five records sent to it by [`assert_secret_nowhere`]: the destination, the
+/// JSON summary and the ledger's entries.
+async fn bearer_echoed_in(status: u16, env: &str) -> (HostileHandle, Value, Vec<Value>) {
+    let dest = destination(Misbehaviour::EchoCredential { status }, None).await;
+    let auth = format!("auth = {{ bearer_env = \"{env}\" }}");
+    let setup = scenario(&dest, 5, &auth).setup();
+    let (summary, ledger) = assert_secret_nowhere(&setup, &[(env, SECRET)], &[SECRET]).await;
+    (dest, summary, ledger)
+}
+
 /// The destination puts the bearer token into every per-record error (code, message as
 /// is, in base64 and percent-encoded, and the field list), a response header and the body.
 /// The records are rejected with the scrubbed failure; the token is nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_bearer_token_reaches_no_output_log_ledger_inspector_or_file() {
-    let dest = destination(Misbehaviour::EchoCredential { status: 200 }, None).await;
-    let setup = scenario(&dest, 5, "auth = { bearer_env = \"HOSTILE_ECHO_BEARER\" }").setup();
-    let (summary, ledger) =
-        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_BEARER", SECRET)], &[SECRET]).await;
+    let (dest, summary, ledger) = bearer_echoed_in(200, "HOSTILE_ECHO_BEARER").await;
     assert_eq!(dest.request_count(), 2, "one request a run");
     assert!(
         dest.requests()
@@ -212,10 +220,7 @@ async fn an_echoed_api_key_in_a_refused_batch_reaches_nothing() {
 /// renewal): the run fails, its records pending, and the error is scrubbed too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_token_in_a_refusal_of_credentials_is_kept_out_of_the_run_error() {
-    let dest = destination(Misbehaviour::EchoCredential { status: 401 }, None).await;
-    let setup = scenario(&dest, 5, "auth = { bearer_env = \"HOSTILE_ECHO_401\" }").setup();
-    let (summary, ledger) =
-        assert_secret_nowhere(&setup, &[("HOSTILE_ECHO_401", SECRET)], &[SECRET]).await;
+    let (dest, summary, ledger) = bearer_echoed_in(401, "HOSTILE_ECHO_401").await;
     assert_eq!(
         (
             &summary["outcome"],

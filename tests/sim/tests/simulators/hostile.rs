@@ -8,6 +8,8 @@ use sluice_sim::hostile::{
     self, ECHO_HEADER, HostileConfig, HostileHandle, Misbehaviour, PATH, answer, credential_forms,
 };
 
+use crate::support::results;
+
 async fn start(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
     hostile::start(HostileConfig::doing(misbehaviour, times))
         .await
@@ -149,7 +151,7 @@ async fn an_echo_repeats_the_credential_everywhere() {
         format!("Bearer {secret}").as_str()
     );
     let body = json_of(response).await;
-    let results = body["results"].as_array().unwrap();
+    let results = results(&body);
     assert_eq!(results.len(), 3);
     let error = &results[0]["error"];
     assert_eq!(error["code"], format!("DENIED Bearer {secret}"));
@@ -303,9 +305,9 @@ async fn a_redirect_points_elsewhere() {
 async fn wrong_length_results_miss_or_add_entries() {
     let dest = start(Misbehaviour::WrongLength { delta: -1 }, None).await;
     let body = json_of(post(&dest, "t").await.unwrap()).await;
-    assert_eq!(body["results"].as_array().unwrap().len(), 2);
+    assert_eq!(results(&body).len(), 2);
     dest.set(Misbehaviour::WrongLength { delta: 2 }, None);
     let body = json_of(post(&dest, "t").await.unwrap()).await;
-    assert_eq!(body["results"].as_array().unwrap().len(), 5);
+    assert_eq!(results(&body).len(), 5);
     assert_eq!(dest.stored().len(), 2);
 }

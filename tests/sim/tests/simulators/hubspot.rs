@@ -6,7 +6,7 @@ use sluice_sim::faults::Faults;
 use sluice_sim::hubspot::{self, HubSpotConfig};
 use sluice_sim::validation::Rules;
 
-use crate::support::call;
+use crate::support::{call, results};
 
 const PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
 
@@ -32,10 +32,8 @@ fn a_and(b: Value) -> [Value; 2] {
     ]
 }
 
-fn emails_of(results: &Value) -> Vec<String> {
-    results["results"]
-        .as_array()
-        .unwrap()
+fn emails_of(body: &Value) -> Vec<String> {
+    results(body)
         .iter()
         .map(|r| r["properties"]["email"].as_str().unwrap().to_owned())
         .collect()
@@ -59,9 +57,7 @@ async fn stores_by_id_and_answers_out_of_order() {
     assert_ne!(emails, sent, "results are not in input order");
     let (a, b): (BTreeSet<_>, BTreeSet<_>) = (emails.iter().collect(), sent.iter().collect());
     assert_eq!(a, b);
-    let first = body["results"]
-        .as_array()
-        .unwrap()
+    let first = results(&body)
         .iter()
         .find(|r| r["properties"]["email"] == "c0@example.com")
         .unwrap();

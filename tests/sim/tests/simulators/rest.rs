@@ -4,7 +4,7 @@ use sluice_sim::faults::Faults;
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 
-use crate::support::call;
+use crate::support::{call, results};
 
 async fn start(config: RestConfig) -> SimHandle {
     rest::start(config).await.unwrap()
@@ -227,9 +227,7 @@ async fn row_locks_per_record_and_per_batch() {
     .await;
     let records: Vec<Value> = (0..40).map(|i| json!({"id": i})).collect();
     let (_, body) = post(&sim, &Value::Array(records)).await;
-    let locked = body["results"]
-        .as_array()
-        .unwrap()
+    let locked = results(&body)
         .iter()
         .filter(|r| r["error"]["code"] == "UNABLE_TO_LOCK_ROW")
         .count();

@@ -17,6 +17,11 @@ impl Reply {
     }
 }
 
+/// The `results` array of an answer, which must be there.
+pub fn results(body: &Value) -> &[Value] {
+    body["results"].as_array().expect("a results array")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
