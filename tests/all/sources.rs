@@ -6,7 +6,7 @@ use sluice::config::Config;
 use sluice_sim::SimHandle;
 
 use crate::common::{
-    self, Expect, Scenario, Setup, assert_summary, assert_summary_of, is_delivered,
+    self, Expect, Ran, Scenario, Setup, assert_summary, assert_summary_of, is_delivered,
 };
 
 /// A sync `s` whose source is `data` in `format` ("jsonl" or "csv"), keyed by `id`, sent
@@ -80,16 +80,12 @@ async fn a_row_that_is_not_utf8_is_skipped_and_reported() {
         ),
     ] {
         let dest = common::accepting().await;
-        let setup = setup(&dest, format, data);
-        let (report, fates) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_summary_of(
-            format,
-            s,
-            Expect::completed().read(2).delivered(2).invalid_rows(1),
-        );
-        assert_eq!(fates.keys(is_delivered), ["a", "c"], "{format}");
-        let skipped: Vec<(u64, &str)> = report
+        let ran = Ran::of(setup(&dest, format, data)).await;
+        let expect = Expect::completed().read(2).delivered(2).invalid_rows(1);
+        assert_summary_of(format, ran.summary(), expect);
+        assert_eq!(ran.fates.keys(is_delivered), ["a", "c"], "{format}");
+        let skipped: Vec<(u64, &str)> = ran
+            .report
             .invalid_rows
             .iter()
             .map(|r| (r.line, r.reason.as_str()))
@@ -109,15 +105,9 @@ async fn a_byte_order_mark_is_ignored() {
         ("csv", &b"\xEF\xBB\xBFid,n\na,1\nb,2\n"[..]),
     ] {
         let dest = common::accepting().await;
-        let setup = setup(&dest, format, data);
-        let (report, _) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_eq!(
-            (s.read, s.delivered, s.invalid_rows),
-            (2, 2, 0),
-            "{format}: {:?}",
-            report.invalid_rows
-        );
+        let ran = Ran::of(setup(&dest, format, data)).await;
+        let expect = Expect::default().read(2).delivered(2).invalid_rows(0);
+        assert_summary_of(format, ran.summary(), expect);
         let keys: Vec<String> = stored(&dest).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"], "{format}");
     }
