@@ -121,32 +121,6 @@ impl Setup {
     }
 }
 
-/// Writes `records` as JSONL and a config whose `[[sync]]` is `sync_toml` (which may
-/// refer to `{base_url}`, `{port}` and `{data}`), with a connector `c` of `component`.
-pub fn setup(
-    records: &[serde_json::Value],
-    component: &str,
-    base_url: &str,
-    sync_toml: &str,
-) -> Setup {
-    setup_keyed(records, "id", component, base_url, sync_toml)
-}
-
-/// [`setup`], with the records' key in the field `key` rather than `id`.
-pub fn setup_keyed(
-    records: &[serde_json::Value],
-    key: &str,
-    component: &str,
-    base_url: &str,
-    sync_toml: &str,
-) -> Setup {
-    Scenario::new(component, base_url)
-        .records(records.to_vec())
-        .key(key)
-        .sync(sync_toml)
-        .setup()
-}
-
 /// Runs the config's sync `s` once, with a fresh `Fates` sink.
 pub async fn run(setup: &Setup) -> (RunReport, Arc<Fates>) {
     let (_, report, fates) = run_keeping_host(setup).await;

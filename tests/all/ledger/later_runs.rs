@@ -101,8 +101,10 @@ async fn permanent_records_wait_until_their_data_changes() {
     let records: Vec<_> = (0..10)
         .map(|i| json!({"id": format!("p{i}"), "Name": "n", "ParentCrmId": if i < 3 { "" } else { "P1" }}))
         .collect();
-    let sync = "settings = { object = \"Account\", external_id_field = \"External_Id__c\", parent_field = \"ParentCrmId\" }\n";
-    let setup = common::setup(&records, "builtin:salesforce", &dest.base_url(), sync);
+    let setup = Scenario::new("builtin:salesforce", &dest.base_url())
+        .records(records.clone())
+        .settings("{ object = \"Account\", external_id_field = \"External_Id__c\", parent_field = \"ParentCrmId\" }")
+        .setup();
     let (first, fates) = common::run(&setup).await;
     assert_eq!((first.summary.permanent, first.summary.delivered), (3, 7));
     assert_eq!(
