@@ -34,8 +34,7 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let faults = Faults::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
-    let ran = Scenario::rest(&dest.base_url())
-        .records(contacts(60))
+    let ran = Scenario::contacts_to(&dest.base_url(), 60)
         .batches(10, 6)
         .retry("max_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0")
         .run()
@@ -77,8 +76,7 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
-    let ran = Scenario::rest(&dest.base_url())
-        .records(contacts(200))
+    let ran = Scenario::contacts_to(&dest.base_url(), 200)
         .batches(10, 4)
         .sync("rate_limit = { requests = 5, per = \"500ms\" }")
         .run()
@@ -110,8 +108,7 @@ fn one_a_second() -> Faults {
 /// 30 contacts to `dest` in batches of 10 by one worker, which may spend `budget` waiting
 /// out rate limits.
 fn thirty_by_one_worker(dest: &SimHandle, budget: &str) -> Scenario {
-    Scenario::rest(&dest.base_url())
-        .records(contacts(30))
+    Scenario::contacts_to(&dest.base_url(), 30)
         .batches(10, 1)
         .retry(&format!("max_rate_limit_wait = \"{budget}\""))
 }
@@ -160,8 +157,7 @@ async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let dest = accept_all(Faults::default()).await;
-    let ran = Scenario::rest(&dest.base_url())
-        .records(contacts(500))
+    let ran = Scenario::contacts_to(&dest.base_url(), 500)
         .settings("{ path = \"/v1/nowhere\" }")
         .batches(10, 2)
         .run()
@@ -186,8 +182,7 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
 async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     let faults = Faults::slow(1, 400);
     let dest = accept_all(faults).await;
-    let ran = Scenario::rest(&dest.base_url())
-        .records(contacts(40))
+    let ran = Scenario::contacts_to(&dest.base_url(), 40)
         .batches(10, 4)
         .sync("request_timeout = \"100ms\"")
         .retry("max_attempts = 2\ninitial_backoff = \"5ms\"")

@@ -98,8 +98,7 @@ async fn throttled_run(
     concurrency: usize,
 ) -> (Throttle, RunReport, Arc<Fates>) {
     let dest = Throttle::start(retry_after).await;
-    let scenario = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
+    let scenario = Scenario::contacts_to(&dest.base_url(), 30)
         .batches(10, concurrency)
         .retry(THROTTLED_RETRY);
     let run = tokio::time::timeout(Duration::from_secs(60), scenario.run())
@@ -314,8 +313,7 @@ async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector(
 /// `n` contacts, sent in batches of ten by `workers` to a loopback port nothing listens
 /// on, three attempts each.
 async fn down(n: usize, workers: usize) -> Scenario {
-    Scenario::rest(&common::closed_port().await)
-        .records(contacts(n))
+    Scenario::contacts_to(&common::closed_port().await, n)
         .batches(10, workers)
         .retry("max_attempts = 3")
         .fast_retries()

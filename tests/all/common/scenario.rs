@@ -76,6 +76,11 @@ impl Scenario {
         Self::new("builtin:rest", base_url).settings(REST_PATH)
     }
 
+    /// [`contacts`]`(n)` through the bundled REST connector to `base_url`.
+    pub fn contacts_to(base_url: &str, n: usize) -> Self {
+        Self::rest(base_url).records(contacts(n))
+    }
+
     pub fn records(mut self, records: Vec<Value>) -> Self {
         self.records = records;
         self

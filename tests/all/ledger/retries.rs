@@ -131,8 +131,7 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
     let faults = Faults::error_burst(0, 1, 500);
     let down = common::rest_sim(RestMode::AcceptAll, faults).await;
     let port = down.addr().port();
-    let setup = Scenario::rest(&down.base_url())
-        .records(contacts(40))
+    let setup = Scenario::contacts_to(&down.base_url(), 40)
         .batches(20, 1)
         .retry("max_attempts = 2")
         .fast_retries()

@@ -127,9 +127,7 @@ fn foreign_corrupt_and_future_ledgers_are_refused_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_ledger_is_refused() {
     let dest = common::accepting().await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(5))
-        .setup();
+    let setup = Scenario::contacts_to(&dest.base_url(), 5).setup();
     let held = Ledger::open(&setup.config.state_dir).unwrap();
     let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
     assert_eq!(output.status.code(), Some(1));
