@@ -39,7 +39,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// The sync of `n` contacts to `dest`, with `extra` lines in its `[[sync]]` table.
 fn scenario(dest: &HostileHandle, n: usize, extra: &str) -> Scenario {
-    Scenario::contacts_to(&dest.base_url(), n)
+    Scenario::rest(&dest.base_url())
+        .records(contacts(n))
         .settings(SETTINGS)
         .batches(10, 1)
         .sync("max_response_bytes = \"64KiB\"")
