@@ -35,8 +35,10 @@ async fn statuses(url: &str, body: &str, tokens: &[Option<&str>]) -> Vec<u16> {
 
 #[tokio::test]
 async fn sessions_expire_after_their_budget_and_oauth_renews_them() {
-    let mut config = SalesforceConfig::default();
-    config.auth = Some(auth());
+    let config = SalesforceConfig {
+        auth: Some(auth()),
+        ..Default::default()
+    };
     let sim = salesforce::start(config).await.unwrap();
     let url = format!("{}{PATH}", sim.base_url());
     let body = json!({"records": [{"attributes": {"type": "Account"}, "Ext__c": "a"}]}).to_string();
@@ -129,9 +131,12 @@ async fn rest_auth_dialect_and_bad_token_requests() {
         "no OAuth client"
     );
 
-    let mut config = RestConfig::default();
-    config.auth = Some(auth());
-    let sim = rest::start(config).await.unwrap();
+    let sim = rest::start(RestConfig {
+        auth: Some(auth()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let token_url = format!("{}/oauth2/token", sim.base_url());
     let json_grant = "{\"grant_type\": \"refresh_token\"}";
     let reply = call(&sim, "POST", "/oauth2/token", json_grant).await;

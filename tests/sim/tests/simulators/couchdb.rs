@@ -117,7 +117,7 @@ async fn whole_request_refusals() {
         ("other", json!({"_id": "a"}), 404, "not_found"),
     ];
     for (db, doc, status, error) in doc_cases {
-        let (got, body) = bulk_to(&sim, db, &[doc.clone()]).await;
+        let (got, body) = bulk_to(&sim, db, std::slice::from_ref(&doc)).await;
         assert_eq!(
             (got, body["error"].as_str()),
             (status, Some(error)),
