@@ -37,6 +37,20 @@ pub fn contacts_jsonl(prefix: &str, n: usize) -> String {
         .collect()
 }
 
+/// `n` valid accounts with keys `A0000..`.
+pub fn accounts(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "id": format!("A{i:04}"),
+                "Name": format!("Account {i}"),
+                "Email": format!("a{i}@example.com"),
+                "ParentCrmId": "P1",
+            })
+        })
+        .collect()
+}
+
 /// A sync named `s` of a connector `c`, described field by field.
 #[derive(Clone)]
 pub struct Scenario {

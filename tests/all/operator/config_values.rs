@@ -105,12 +105,10 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
         );
     }
     // Not a duration, but a config error of the same kind: a directory is not "not found".
-    let text = format!(
-        "[connectors.c]\ncomponent = \".\"\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"http://127.0.0.1:9\"\n"
-    );
+    let text = "[connectors.c]\ncomponent = \".\"\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = { jsonl = \"s.jsonl\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\n";
     let err = format!(
         "{:#}",
-        Config::parse(&text, &dir.path().join("sluice.toml"))
+        Config::parse(text, &dir.path().join("sluice.toml"))
             .err()
             .unwrap()
     );
