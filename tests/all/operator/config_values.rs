@@ -2,98 +2,32 @@
 
 use super::*;
 
-#[test]
-fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
+/// The config of one REST sync `s` with these `connector`, `sync` and `top`-level lines,
+/// parsed.
+fn parse(connector: &str, sync: &str, top: &str) -> anyhow::Result<Config> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.jsonl"), common::contacts_jsonl("a", 1)).unwrap();
-    let parse = |connector: &str, sync: &str, top: &str| {
-        let text = format!(
-            "{top}\n[connectors.c]\ncomponent = \"builtin:rest\"\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"http://127.0.0.1:9\"\n{ACCEPT}\n{sync}\n"
-        );
-        Config::parse(&text, &dir.path().join("sluice.toml"))
-    };
+    let text = format!(
+        "{top}\n[connectors.c]\ncomponent = \"builtin:rest\"\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"http://127.0.0.1:9\"\n{ACCEPT}\n{sync}\n"
+    );
+    Config::parse(&text, &dir.path().join("sluice.toml"))
+}
+
+#[test]
+fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
     // (connector, sync, top-level) lines; the key, what was written and the range.
+    #[rustfmt::skip]
     let cases = [
-        (
-            "call_timeout = \"1000y\"",
-            "",
-            "",
-            "connectors.c.call_timeout",
-            "1000y",
-            "between 1ms and 10m",
-        ),
-        (
-            "",
-            "request_timeout = \"100000000000y\"",
-            "",
-            "request_timeout",
-            "100000000000y",
-            "between 1ms and 1h",
-        ),
-        (
-            "",
-            "rate_limit = { requests = 1, per = \"1000y\" }",
-            "",
-            "rate_limit.per",
-            "1000y",
-            "between 1ms and 1d",
-        ),
-        (
-            "",
-            "rate_limit = { requests = 5, per = \"0s\" }",
-            "",
-            "rate_limit.per",
-            "0s",
-            "between 1ms and 1d",
-        ),
-        (
-            "",
-            "[sync.retry]\ninitial_backoff = \"100000000000y\"\nmax_backoff = \"100000000000y\"",
-            "",
-            "retry.initial_backoff",
-            "100000000000y",
-            "between 0s and 1h",
-        ),
-        (
-            "",
-            "[sync.retry]\nmax_backoff = \"1000y\"",
-            "",
-            "retry.max_backoff",
-            "1000y",
-            "between 0s and 1h",
-        ),
-        (
-            "",
-            "[sync.retry]\nmax_rate_limit_wait = \"1000y\"",
-            "",
-            "retry.max_rate_limit_wait",
-            "1000y",
-            "between 0s and 1d",
-        ),
-        (
-            "",
-            "[sync.retry]\nmultiplier = 1000.0",
-            "",
-            "retry.multiplier",
-            "1000",
-            "between 1.0 and 100",
-        ),
-        (
-            "",
-            "[sync.retry_job]\nwindow = \"100000y\"",
-            "",
-            "retry_job.window",
-            "100000y",
-            "between 1m and 3650d",
-        ),
-        (
-            "",
-            "",
-            "[inspector]\nmax_age = \"1000y\"",
-            "inspector.max_age",
-            "1000y",
-            "between 1m and 365d",
-        ),
+        ("call_timeout = \"1000y\"", "", "", "connectors.c.call_timeout", "1000y", "between 1ms and 10m"),
+        ("", "request_timeout = \"100000000000y\"", "", "request_timeout", "100000000000y", "between 1ms and 1h"),
+        ("", "rate_limit = { requests = 1, per = \"1000y\" }", "", "rate_limit.per", "1000y", "between 1ms and 1d"),
+        ("", "rate_limit = { requests = 5, per = \"0s\" }", "", "rate_limit.per", "0s", "between 1ms and 1d"),
+        ("", "[sync.retry]\ninitial_backoff = \"100000000000y\"\nmax_backoff = \"100000000000y\"", "", "retry.initial_backoff", "100000000000y", "between 0s and 1h"),
+        ("", "[sync.retry]\nmax_backoff = \"1000y\"", "", "retry.max_backoff", "1000y", "between 0s and 1h"),
+        ("", "[sync.retry]\nmax_rate_limit_wait = \"1000y\"", "", "retry.max_rate_limit_wait", "1000y", "between 0s and 1d"),
+        ("", "[sync.retry]\nmultiplier = 1000.0", "", "retry.multiplier", "1000", "between 1.0 and 100"),
+        ("", "[sync.retry_job]\nwindow = \"100000y\"", "", "retry_job.window", "100000y", "between 1m and 3650d"),
+        ("", "", "[inspector]\nmax_age = \"1000y\"", "inspector.max_age", "1000y", "between 1m and 365d"),
     ];
     for (connector, sync, top, key, written, range) in cases {
         let err = format!("{:#}", parse(connector, sync, top).err().unwrap());
@@ -104,7 +38,13 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
             "{err}"
         );
     }
-    // Not a duration, but a config error of the same kind: a directory is not "not found".
+}
+
+/// Not a duration, but a config error of the same kind: a directory is not "not found".
+#[test]
+fn a_directory_as_the_component_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.jsonl"), common::contacts_jsonl("a", 1)).unwrap();
     let text = "[connectors.c]\ncomponent = \".\"\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = { jsonl = \"s.jsonl\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\n";
     let err = format!(
         "{:#}",
@@ -116,8 +56,10 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
         err.contains("connectors.c.component: `.` is a directory"),
         "{err}"
     );
+}
 
-    // The bounds themselves are accepted.
+#[test]
+fn the_bounds_themselves_are_accepted() {
     let config = parse(
         "call_timeout = \"10m\"",
         "request_timeout = \"1h\"\nrate_limit = { requests = 1, per = \"1d\" }\n[sync.retry]\ninitial_backoff = \"0s\"\nmax_backoff = \"1h\"\nmax_rate_limit_wait = \"1d\"\nmultiplier = 100.0\n[sync.retry_job]\nwindow = \"3650d\"",
