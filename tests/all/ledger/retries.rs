@@ -3,12 +3,16 @@
 
 use super::*;
 
-#[test]
-fn the_retry_job_picks_by_window_limit_age_and_code() {
+/// "Now" for the retry job's tests: day 100.
+const NOW: u64 = 100 * DAY_MS;
+
+/// A ledger whose sync `s` holds failures that began at different times, with retryable,
+/// non-retryable and permanent codes, and one delivered record.
+fn failures_of_different_ages() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path()).unwrap();
     let sync = ledger.sync("s").unwrap();
-    let now = 100 * DAY_MS;
+    let now = NOW;
     // Failures that began at different times (an injectable clock: `at_ms`).
     sync.record(&[settle("old", rejected("X"))], now - 9 * DAY_MS)
         .unwrap();
@@ -43,13 +47,23 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
     sync.record(&[settle("d6", rejected("INVALID_EMAIL"))], now - DAY_MS / 2)
         .unwrap();
 
-    let job = RetryJob::default();
-    let keys = |r: &Request| -> (Vec<String>, retry_job::SelectionCounts) {
-        let s = retry_job::select(&sync, &job, r, now).unwrap();
-        (s.records.into_iter().map(|r| r.key).collect(), s.counts)
-    };
+    drop(sync);
+    (dir, ledger)
+}
 
-    let (picked, counts) = keys(&Request::default());
+/// The keys the retry job picks from `sync` for `request` at [`NOW`], and its counts.
+fn picked(
+    sync: &sluice::ledger::SyncLedger,
+    request: &Request,
+) -> (Vec<String>, retry_job::SelectionCounts) {
+    let s = retry_job::select(sync, &RetryJob::default(), request, NOW).unwrap();
+    (s.records.into_iter().map(|r| r.key).collect(), s.counts)
+}
+
+#[test]
+fn by_default_the_retry_job_picks_retryable_failures_of_the_last_week_oldest_first() {
+    let (_dir, ledger) = failures_of_different_ages();
+    let (picked, counts) = picked(&ledger.sync("s").unwrap(), &Request::default());
     assert_eq!(picked, ["d6", "d5", "d1"], "oldest first, within 7 days");
     assert_eq!(
         (
@@ -60,47 +74,72 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
         ),
         (1, 1, 3, 0)
     );
+}
 
-    let (picked, counts) = keys(&Request {
+#[test]
+fn a_limit_leaves_the_rest_for_the_next_pass() {
+    let (_dir, ledger) = failures_of_different_ages();
+    let request = Request {
         limit: Some(2),
         ..Request::default()
-    });
+    };
+    let (picked, counts) = picked(&ledger.sync("s").unwrap(), &request);
     assert_eq!(
         (picked, counts.over_limit),
         (vec!["d6".to_string(), "d5".into()], 1)
     );
+}
 
-    let (picked, _) = keys(&Request {
-        window: Some(Duration::from_secs(10 * 24 * 3600)),
-        ..Request::default()
-    });
-    assert_eq!(picked, ["old", "d6", "d5", "d1"]);
+#[test]
+fn a_window_codes_or_permanent_ones_widen_or_narrow_the_pick() {
+    let (_dir, ledger) = failures_of_different_ages();
+    let sync = ledger.sync("s").unwrap();
+    let cases: [(Request, &[&str]); 4] = [
+        (
+            Request {
+                window: Some(Duration::from_secs(10 * 24 * 3600)),
+                ..Request::default()
+            },
+            &["old", "d6", "d5", "d1"],
+        ),
+        (
+            Request {
+                codes: vec!["INVALID_EMAIL".into()],
+                ..Request::default()
+            },
+            &["d6", "d1"],
+        ),
+        // Naming a non-retryable code retries it, permanent ones included.
+        (
+            Request {
+                codes: vec!["DACO-02".into()],
+                ..Request::default()
+            },
+            &["daco", "daco-rej"],
+        ),
+        (
+            Request {
+                include_permanent: true,
+                ..Request::default()
+            },
+            &["d6", "d5", "perm", "daco", "d1", "daco-rej"],
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(picked(&sync, &request).0, expected, "{request:?}");
+    }
+}
 
-    let (picked, _) = keys(&Request {
-        codes: vec!["INVALID_EMAIL".into()],
-        ..Request::default()
-    });
-    assert_eq!(picked, ["d6", "d1"]);
-
-    // Naming a non-retryable code retries it, permanent ones included.
-    let (picked, _) = keys(&Request {
-        codes: vec!["DACO-02".into()],
-        ..Request::default()
-    });
-    assert_eq!(picked, ["daco", "daco-rej"]);
-
-    let (picked, _) = keys(&Request {
-        include_permanent: true,
-        ..Request::default()
-    });
-    assert_eq!(picked, ["d6", "d5", "perm", "daco", "d1", "daco-rej"]);
-
+#[test]
+fn named_keys_are_taken_exactly_and_only_failed_ones_can_be_named() {
+    let (_dir, ledger) = failures_of_different_ages();
+    let sync = ledger.sync("s").unwrap();
     // --key takes exactly the records named, even permanent or expired ones, each once.
-    let (picked, _) = keys(&Request {
+    let request = Request {
         keys: vec!["daco".into(), "old".into(), "daco".into()],
         ..Request::default()
-    });
-    assert_eq!(picked, ["daco", "old"]);
+    };
+    assert_eq!(picked(&sync, &request).0, ["daco", "old"]);
     // A key that is delivered, or not in the ledger, cannot be named.
     for named in ["ok", "nope"] {
         let request = Request {
@@ -108,16 +147,19 @@ fn the_retry_job_picks_by_window_limit_age_and_code() {
             ..Request::default()
         };
         assert!(
-            retry_job::select(&sync, &job, &request, now).is_err(),
+            retry_job::select(&sync, &RetryJob::default(), &request, NOW).is_err(),
             "{named}"
         );
     }
+}
 
-    // A resolved record is no longer retried.
+#[test]
+fn a_resolved_record_is_no_longer_retried() {
+    let (_dir, ledger) = failures_of_different_ages();
+    let sync = ledger.sync("s").unwrap();
     sync.resolve("d5", "ana@example.com", "fixed by hand in the CRM")
         .unwrap();
-    let (picked, _) = keys(&Request::default());
-    assert_eq!(picked, ["d6", "d1"]);
+    assert_eq!(picked(&sync, &Request::default()).0, ["d6", "d1"]);
     let d5 = sync.get("d5").unwrap().unwrap();
     assert_eq!(
         (d5.status, d5.resolution.unwrap().by.as_str()),
