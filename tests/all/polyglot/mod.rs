@@ -136,6 +136,17 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// `instance` cannot build a request of `record` alone: the failure is `INVALID_JSON` and its
+/// message names the record as `named`.
+#[track_caller]
+fn assert_inexpressible(instance: &mut ConnectorInstance, record: SourceRecord, named: &str) {
+    let failure = instance.build_request(&[record]).unwrap().unwrap_err();
+    assert!(
+        failure.code == "INVALID_JSON" && failure.message.contains(named),
+        "{failure:?}"
+    );
+}
+
 /// A short form of a precheck answer: `-` to send, else `rejected(CODE)`.
 fn show_precheck(instance: &mut ConnectorInstance, batch: &[SourceRecord]) -> Vec<String> {
     use sluice::sandbox::PrecheckOutcome as P;
