@@ -5,8 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
-    let faults = Faults::locking(5, 0.25);
-    let dest = couch_with(faults).await;
+    let dest = couch_sim(|c| c.faults = Faults::locking(5, 0.25)).await;
     let mut records = documents(300);
     records[3]["email"] = json!("bad,email.com");
     records[4].as_object_mut().unwrap().remove("name");
@@ -51,11 +50,7 @@ async fn js_couchdb_retries_conflicts_and_rejects_forbidden_documents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_a_request_too_large_is_bisected_to_the_document() {
-    let dest = couch_sim(CouchDbConfig {
-        max_request_bytes: Some(20_000),
-        ..CouchDbConfig::default()
-    })
-    .await;
+    let dest = couch_sim(|c| c.max_request_bytes = Some(20_000)).await;
     let mut records = documents(100);
     records[60]["notes"] = json!("n".repeat(30_000));
     let ran = couch_sync(&records, &dest, 1).run().await;
@@ -89,7 +84,7 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
         }),
         ..Faults::default()
     };
-    let dest = couch_with(faults).await;
+    let dest = couch_sim(|c| c.faults = faults).await;
     let ran = couch_sync(&documents(500), &dest, 2).run().await;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(500).pending(0));
@@ -104,15 +99,12 @@ async fn js_couchdb_honours_429_with_an_http_date_and_retries_server_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_couchdb_refused_credentials_stop_the_run() {
     common::set_env("COUCH_TOKEN_401", "wrong-token");
-    let dest = couch_sim(CouchDbConfig {
-        auth: Some(AuthConfig {
-            tokens: vec!["right-token".into()],
-            session_requests: None,
-            oauth: None,
-        }),
-        ..CouchDbConfig::default()
-    })
-    .await;
+    let auth = AuthConfig {
+        tokens: vec!["right-token".into()],
+        session_requests: None,
+        oauth: None,
+    };
+    let dest = couch_sim(|c| c.auth = Some(auth)).await;
     let ran = couch_sync(&documents(200), &dest, 2)
         .sync("auth = { bearer_env = \"COUCH_TOKEN_401\" }")
         .run()

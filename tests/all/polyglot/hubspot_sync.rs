@@ -5,8 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() {
-    let faults = Faults::locking(11, 0.2);
-    let dest = hubspot_with(faults).await;
+    let dest = hubspot_sim(|c| c.faults = Faults::locking(11, 0.2)).await;
     let mut records = contacts(300);
     records[10]["firstname"] = json!("A name far longer than twenty characters");
     records[20].as_object_mut().unwrap().remove("lastname");
@@ -55,11 +54,7 @@ async fn python_hubspot_delivers_matching_results_by_id_and_errors_by_context() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_an_unknown_property_refuses_the_batch_and_bisection_finds_it() {
     let known = ["email", "firstname", "lastname"].map(String::from).into();
-    let dest = hubspot_sim(HubSpotConfig {
-        known_properties: Some(known),
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_sim(|c| c.known_properties = Some(known)).await;
     let mut records = contacts(100);
     records[37]["favorite_color"] = json!("teal");
     let ran = hubspot_sync(&records, &dest, 1).run().await;
@@ -81,11 +76,7 @@ async fn python_hubspot_an_unknown_property_refuses_the_batch_and_bisection_find
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
-    let dest = hubspot_sim(HubSpotConfig {
-        max_inputs: 30,
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_sim(|c| c.max_inputs = 30).await;
     let ran = hubspot_sync(&contacts(100), &dest, 1).run().await;
     let s = ran.summary();
     ran.expect(Expect::completed().delivered(100).rejected(0));
@@ -108,8 +99,8 @@ async fn python_hubspot_a_batch_over_the_input_limit_is_split_until_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_honours_retry_after() {
-    let faults = Faults::rate_limited(2, 1000, TooManyRequests, Seconds);
-    let dest = hubspot_with(faults).await;
+    let dest =
+        hubspot_sim(|c| c.faults = Faults::rate_limited(2, 1000, TooManyRequests, Seconds)).await;
     let setup = hubspot_sync(&contacts(500), &dest, 2).setup();
     let started = SystemTime::now();
     let ran = common::Ran::of(setup).await;
@@ -127,11 +118,7 @@ async fn python_hubspot_honours_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
-    let dest = hubspot_sim(HubSpotConfig {
-        daily_limit: Some(2),
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_sim(|c| c.daily_limit = Some(2)).await;
     let ran = hubspot_sync(&contacts(500), &dest, 1).run().await;
     let s = ran.summary();
     ran.expect(Expect::failed());
@@ -158,11 +145,7 @@ async fn python_hubspot_the_daily_limit_stops_the_run_with_records_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hubspot_an_expired_token_is_renewed() {
     let auth = common::sessions_renewed_by_oauth2(2);
-    let dest = hubspot_sim(HubSpotConfig {
-        auth: Some(auth),
-        ..HubSpotConfig::default()
-    })
-    .await;
+    let dest = hubspot_sim(|c| c.auth = Some(auth)).await;
     let ran = hubspot_sync(&contacts(600), &dest, 2)
         .sync(&common::oauth2_renewal("HS_RENEW", &dest.base_url()))
         .run()

@@ -8,8 +8,8 @@ use super::*;
 /// instantiate; that cost is paid once per worker, not once per batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_worker_instantiates_its_connector_once() {
-    let hub = hubspot_sim(HubSpotConfig::default()).await;
-    let couch = couch_sim(CouchDbConfig::default()).await;
+    let hub = hubspot_sim(|_| {}).await;
+    let couch = couch_sim(|_| {}).await;
     for (name, scenario) in [
         ("python-hubspot", to_hubspot(&hub).records(contacts(1000))),
         ("js-couchdb", to_couch(&couch).records(documents(1000))),

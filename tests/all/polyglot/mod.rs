@@ -178,22 +178,15 @@ fn contacts(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// The simulated HubSpot with `faults`, otherwise as [`hubspot_sim`].
-async fn hubspot_with(faults: Faults) -> SimHandle {
-    hubspot_sim(HubSpotConfig {
-        faults,
-        ..HubSpotConfig::default()
-    })
-    .await
-}
-
-async fn hubspot_sim(config: HubSpotConfig) -> SimHandle {
-    hubspot::start(HubSpotConfig {
+/// The simulated HubSpot checking [`hubspot_rules`], configured as the default but for
+/// what `set` changes.
+async fn hubspot_sim(set: impl FnOnce(&mut HubSpotConfig)) -> SimHandle {
+    let mut config = HubSpotConfig {
         rules: hubspot_rules(),
-        ..config
-    })
-    .await
-    .unwrap()
+        ..HubSpotConfig::default()
+    };
+    set(&mut config);
+    hubspot::start(config).await.unwrap()
 }
 
 /// The Python HubSpot connector sending to `dest`, with records keyed by email.
@@ -234,23 +227,16 @@ fn documents(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// The simulated CouchDB with `faults`, otherwise as [`couch_sim`].
-async fn couch_with(faults: Faults) -> SimHandle {
-    couch_sim(CouchDbConfig {
-        faults,
-        ..CouchDbConfig::default()
-    })
-    .await
-}
-
-async fn couch_sim(config: CouchDbConfig) -> SimHandle {
-    couchdb::start(CouchDbConfig {
+/// The simulated CouchDB serving `crm` and checking [`couch_rules`], configured as the
+/// default but for what `set` changes.
+async fn couch_sim(set: impl FnOnce(&mut CouchDbConfig)) -> SimHandle {
+    let mut config = CouchDbConfig {
         db: "crm".into(),
         rules: couch_rules(),
-        ..config
-    })
-    .await
-    .unwrap()
+        ..CouchDbConfig::default()
+    };
+    set(&mut config);
+    couchdb::start(config).await.unwrap()
 }
 
 /// The JavaScript CouchDB connector sending to database `crm` of `dest`.
