@@ -113,16 +113,21 @@ fn bench(args: &[String]) -> Result<()> {
         "µs/batch",
         "share"
     );
+    let mut checked_runs = Vec::new();
     for round in 1..=options.rounds {
-        let raw = run_raw(&data, options.records)?;
+        let raw = run_raw(&data, options.records, false)?;
         print_run(round, "raw", &raw);
+        let checked = run_raw(&data, options.records, true)?;
+        print_run(round, "native", &checked);
         let sluice = run_sluice(dir.path(), &data, options.records)?;
         print_run(round, "sluice", &sluice);
+        checked_runs.push((checked, sluice.per_second()));
         rounds.push((raw, sluice));
     }
     let alone = connector_alone(dir.path(), &data, options.records)?;
     let ledger = ledger_alone(dir.path(), &data)?;
     print_medians(&rounds, &alone, &ledger);
+    print_native(&checked_runs);
     // Other work on the machine skews every number: say how busy it was.
     println!("load average at the end: {}", load_average());
     Ok(())
@@ -177,6 +182,32 @@ fn print_run(round: usize, client: &str, run: &Run) {
         run.connector_share()
             .map_or_else(|| "-".to_string(), |s| format!("{:.1}%", s * 100.0)),
     );
+}
+
+/// The tuned native client (`native`: each line checked to be one JSON object, no DOM)
+/// against Sluice, round by round.
+fn print_native(runs: &[(Run, f64)]) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        }
+    };
+    let native = median(runs.iter().map(|(n, _)| n.per_second()).collect());
+    let ratio = median(runs.iter().map(|(n, s)| s / n.per_second()).collect());
+    let cpu = median(
+        runs.iter()
+            .map(|(n, _)| n.usage.cpu.as_secs_f64())
+            .collect(),
+    );
+    println!(
+        "  native client (reads the JSONL, checks each line is one object, splices the \
+         lines): {native:.0} records/s, {cpu:.2} CPU s"
+    );
+    println!("  sluice / native: {ratio:.3} (median of the per-round ratios; target at least 0.6)");
 }
 
 fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost, ledger: &LedgerCost) {
@@ -535,13 +566,16 @@ struct RawReport {
     elapsed_us: u64,
 }
 
-fn run_raw(data: &Path, records: usize) -> Result<Run> {
+/// One run of the raw client; `check`: the tuned native client, which checks that each
+/// line is one JSON object (without building it) before splicing it into the body.
+fn run_raw(data: &Path, records: usize, check: bool) -> Result<Run> {
     let server = start_server()?;
     let started = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--raw")
         .arg(format!("{}{PATH}", server.base_url))
         .arg(data)
+        .args(check.then_some("--check"))
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the raw client")?;
@@ -571,8 +605,10 @@ fn run_raw(data: &Path, records: usize) -> Result<Run> {
 
 /// The child side of [`run_raw`]: `--raw URL FILE`.
 fn raw_client(args: &[String]) -> Result<()> {
-    let [url, file] = args else {
-        bail!("usage: --raw URL FILE");
+    let (url, file, check) = match args {
+        [url, file] => (url, file, false),
+        [url, file, flag] if flag == "--check" => (url, file, true),
+        _ => bail!("usage: --raw URL FILE [--check]"),
     };
     let (url, file) = (url.clone(), PathBuf::from(file));
     // The same runtime `sluice` starts: one worker thread per core.
@@ -587,6 +623,11 @@ fn raw_client(args: &[String]) -> Result<()> {
             let (mut body, mut count) = (String::from("["), 0u64);
             for line in input.lines() {
                 let line = line?;
+                if check {
+                    let one_object = line.trim_start().starts_with('{')
+                        && serde_json::from_str::<serde::de::IgnoredAny>(&line).is_ok();
+                    ensure!(one_object, "a line is not one JSON object: {line}");
+                }
                 if count > 0 {
                     body.push(',');
                 }

@@ -4,10 +4,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_sim::faults::{Faults, Latency};
+use sluice_sim::SimHandle;
+use sluice_sim::faults::Faults;
 use sluice_sim::rest::RestMode;
 
-use crate::common;
+use crate::common::{self, Scenario, Setup};
 
 /// A destination that takes everything, and a folder with a config of `syncs` to it.
 async fn accepting_syncs(
@@ -91,13 +92,7 @@ async fn run_json_prints_one_summary_per_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
-    let faults = Faults {
-        latency: Some(Latency {
-            every: 1,
-            delay: Duration::from_millis(100),
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::slow(1, 100);
     let dest = common::rest_sim(RestMode::AcceptAll, faults).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -136,26 +131,34 @@ async fn sigint_stops_the_run_and_leaves_unconfirmed_records_pending() {
     assert_eq!(dest.stored().len() as u64, delivered);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_commands_show_and_fix_what_failed() {
+/// A destination that checks emails, and a sync of two records (`good`, and `bad` with an
+/// invalid email) already run once by the binary.
+async fn one_good_one_bad() -> (SimHandle, Setup) {
     let dest = common::checking_emails().await;
-    let dir = tempfile::tempdir().unwrap();
     let data = "{\"id\": \"good\", \"email\": \"a@example.com\"}\n{\"id\": \"bad\", \"email\": \"nope\"}\n";
-    std::fs::write(dir.path().join("s.jsonl"), data).unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "cache_dir = \"{}\"\n[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = {{ jsonl = \"s.jsonl\", key = \"id\" }}\nbase_url = \"{}\"\nsettings = {{ path = \"/v1/records\", results_pointer = \"/results\" }}\n",
-            crate::common::cache_dir().display(),
-            dest.base_url()
-        ),
-    )
-    .unwrap();
-    let sluice = async |args: &[&str]| common::sluice_ok(args, &config, &[]).await;
-    sluice(&["run", "--json"]).await;
+    let setup = Scenario::rest(&dest.base_url())
+        .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
+        .source("jsonl", data.as_bytes())
+        .setup();
+    sluice_ok(&setup, &["run", "--json"]).await;
+    (dest, setup)
+}
 
-    let list = common::json_lines(&sluice(&["ledger", "list", "--sync", "s", "--json"]).await);
+/// Runs the binary with `args` on `setup`'s config; it must succeed: its standard output.
+async fn sluice_ok(setup: &Setup, args: &[&str]) -> String {
+    common::sluice_ok(args, &setup.config_path(), &[]).await
+}
+
+/// [`sluice_ok`], whose output is one JSON value.
+async fn sluice_json(setup: &Setup, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(sluice_ok(setup, args).await.trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_list_shows_the_failure_first_with_its_code_fields_and_attempts() {
+    let (_dest, setup) = one_good_one_bad().await;
+    let list =
+        common::json_lines(&sluice_ok(&setup, &["ledger", "list", "--sync", "s", "--json"]).await);
     assert_eq!(list.len(), 2);
     assert_eq!(
         (
@@ -171,11 +174,15 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
         (list[1]["key"].as_str(), list[1]["status"].as_str()),
         (Some("good"), Some("delivered"))
     );
+}
 
-    let csv = sluice(&[
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_list_exports_the_rejected_records_as_csv() {
+    let (_dest, setup) = one_good_one_bad().await;
+    let args = [
         "ledger", "list", "--sync", "s", "--status", "rejected", "--csv",
-    ])
-    .await;
+    ];
+    let csv = sluice_ok(&setup, &args).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -188,9 +195,12 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
             .starts_with("bad,rejected,INVALID_EMAIL_ADDRESS,")
     );
     assert_eq!(lines.next(), None);
+}
 
-    let stats: serde_json::Value =
-        serde_json::from_str(&sluice(&["ledger", "stats", "--sync", "s", "--json"]).await).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_stats_count_the_records_by_status_and_code() {
+    let (_dest, setup) = one_good_one_bad().await;
+    let stats = sluice_json(&setup, &["ledger", "stats", "--sync", "s", "--json"]).await;
     assert_eq!(
         stats["by_status"],
         json!({"delivered": 1, "rejected": 1, "pending": 0, "permanent": 0, "resolved": 0})
@@ -199,30 +209,34 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
         stats["by_code"],
         json!([{"status": "rejected", "code": "INVALID_EMAIL_ADDRESS", "records": 1}])
     );
+}
 
-    let show: serde_json::Value =
-        serde_json::from_str(&sluice(&["ledger", "show", "--sync", "s", "bad"]).await).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_show_gives_a_record_s_payload_as_read() {
+    let (_dest, setup) = one_good_one_bad().await;
+    let show = sluice_json(&setup, &["ledger", "show", "--sync", "s", "bad"]).await;
     assert_eq!(
         show["payload"].as_str(),
         Some("{\"id\": \"bad\", \"email\": \"nope\"}")
     );
+}
 
-    let resolved: serde_json::Value = serde_json::from_str(
-        &sluice(&[
-            "ledger",
-            "resolve",
-            "--sync",
-            "s",
-            "--key",
-            "bad",
-            "--by",
-            "ana",
-            "--why",
-            "fixed in the CRM",
-        ])
-        .await,
-    )
-    .unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_record_is_not_sent_again_while_its_data_is_unchanged() {
+    let (_dest, setup) = one_good_one_bad().await;
+    let resolve = [
+        "ledger",
+        "resolve",
+        "--sync",
+        "s",
+        "--key",
+        "bad",
+        "--by",
+        "ana",
+        "--why",
+        "fixed in the CRM",
+    ];
+    let resolved = sluice_json(&setup, &resolve).await;
     assert_eq!(
         (
             resolved["status"].as_str(),
@@ -230,9 +244,7 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
         ),
         (Some("resolved"), Some("ana"))
     );
-    // A resolved record is not sent again while its data is unchanged.
-    let run: serde_json::Value =
-        serde_json::from_str(sluice(&["run", "--json"]).await.trim()).unwrap();
+    let run = sluice_json(&setup, &["run", "--json"]).await;
     assert_eq!(
         (run["unchanged"].as_u64(), run["requests"].as_u64()),
         (Some(2), Some(0))
@@ -241,14 +253,11 @@ async fn the_ledger_commands_show_and_fix_what_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_waits_for_its_schedule_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.jsonl"), "").unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        "[connectors.rest]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"rest\"\nsource = { jsonl = \"s.jsonl\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\nsettings = { path = \"/x\" }\n[sync.retry_job]\nschedule = [\"03:15\"]\n",
-    )
-    .unwrap();
+    let setup = Scenario::new("builtin:rest", "http://127.0.0.1:9")
+        .settings("{ path = \"/x\" }")
+        .sync("[sync.retry_job]\nschedule = [\"03:15\"]")
+        .setup();
+    let config = setup.config_path();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--config"])
         .arg(&config)

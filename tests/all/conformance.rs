@@ -145,30 +145,17 @@ fn hostile(mode: &str, phase: &str) -> Report {
 
 #[test]
 fn each_broken_behaviour_is_reported_by_name() {
-    for (mode, phase, violation, step_name) in [
+    #[rustfmt::skip]
+    let cases = [
         ("loop", "build-request", Violation::Timeout, "build-request"),
         ("loop", "classify", Violation::Timeout, "classify: 401"),
-        (
-            "memory-bomb",
-            "precheck",
-            Violation::MemoryLimit,
-            "precheck",
-        ),
+        ("memory-bomb", "precheck", Violation::MemoryLimit, "precheck"),
         ("trap", "classify", Violation::Trap, "classify: 500"),
         ("trap", "configure", Violation::Trap, "configure"),
-        (
-            "forbidden-host",
-            "build-request",
-            Violation::ForbiddenHost,
-            "build-request",
-        ),
-        (
-            "wrong-length",
-            "build-request",
-            Violation::WrongLength,
-            "precheck",
-        ),
-    ] {
+        ("forbidden-host", "build-request", Violation::ForbiddenHost, "build-request"),
+        ("wrong-length", "build-request", Violation::WrongLength, "precheck"),
+    ];
+    for (mode, phase, violation, step_name) in cases {
         let report = hostile(mode, phase);
         let text = report.to_string();
         assert!(!report.conformant(), "{mode}/{phase}:\n{text}");

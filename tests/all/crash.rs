@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sluice::ledger::{Ledger, Status};
-use sluice_sim::faults::{Faults, Latency};
+use sluice_sim::faults::Faults;
 use sluice_sim::rest::RestConfig;
 
 use crate::common;
@@ -15,13 +15,7 @@ const RECORDS: usize = 100_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_several_points_of_a_run_loses_nothing() {
     let dest = common::checking_emails_with(RestConfig {
-        faults: Faults {
-            latency: Some(Latency {
-                every: 1,
-                delay: Duration::from_millis(3),
-            }),
-            ..Faults::default()
-        },
+        faults: Faults::slow(1, 3),
         record_keys: false,
         ..RestConfig::default()
     })

@@ -6,7 +6,9 @@ use std::time::Duration;
 use sluice::config::Config;
 use sluice::engine::{Outcome, RunControl};
 use sluice::sync::Host;
-use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::TooManyRequests;
+use sluice_sim::faults::RetryAfterStyle::Seconds;
 use sluice_sim::rest::RestMode;
 use sluice_sim::{RequestRecord, SimHandle};
 
@@ -32,14 +34,13 @@ fn by_batch(requests: &[RequestRecord]) -> std::collections::BTreeMap<String, Ve
 async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
     let faults = Faults::error_burst(0, 10_000, 500);
     let dest = accept_all(faults).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(60))
-        .sync("batch_size = 10\nconcurrency = 6\n[sync.retry]\nmax_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0\n")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
+    let ran = Scenario::contacts_to(&dest.base_url(), 60)
+        .batches(10, 6)
+        .retry("max_attempts = 4\ninitial_backoff = \"40ms\"\nmax_backoff = \"100ms\"\nmultiplier = 2.0")
+        .run()
+        .await;
     // Six batches, exactly four attempts each.
-    assert_summary(
-        &report.summary,
+    ran.expect(
         Expect::completed()
             .delivered(0)
             .rejected(60)
@@ -47,7 +48,7 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
             .transient_failures(24)
             .retries(60 * 3),
     );
-    assert!(fates.all().values().all(|(_, attempts)| *attempts == 4));
+    assert!(ran.fates.all().values().all(|(_, attempts)| *attempts == 4));
 
     let requests = dest.requests();
     let batches = by_batch(&requests);
@@ -75,12 +76,12 @@ async fn backoff_spreads_attempts_within_the_ceiling_and_counts_them_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proactive_rate_limit_spaces_requests_across_workers() {
     let dest = accept_all(Faults::default()).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(200))
-        .sync("batch_size = 10\nconcurrency = 4\nrate_limit = { requests = 5, per = \"500ms\" }\n")
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    assert_summary(&report.summary, Expect::completed().delivered(200));
+    let ran = Scenario::contacts_to(&dest.base_url(), 200)
+        .batches(10, 4)
+        .sync("rate_limit = { requests = 5, per = \"500ms\" }")
+        .run()
+        .await;
+    ran.expect(Expect::completed().delivered(200));
     let times: Vec<_> = dest.requests().iter().map(|r| r.arrived).collect();
     assert_eq!(times.len(), 20);
     // GCRA with a burst of 5 and one request per 100ms after it: any stretch of requests
@@ -101,29 +102,27 @@ async fn a_proactive_rate_limit_spaces_requests_across_workers() {
 /// A destination that takes one request a second and answers the others 429 with the
 /// seconds left of its window.
 fn one_a_second() -> Faults {
-    Faults::rate_limited(
-        1,
-        1000,
-        LimitStyle::TooManyRequests,
-        RetryAfterStyle::Seconds,
-    )
+    Faults::rate_limited(1, 1000, TooManyRequests, Seconds)
+}
+
+/// 30 contacts to `dest` in batches of 10 by one worker, which may spend `budget` waiting
+/// out rate limits.
+fn thirty_by_one_worker(dest: &SimHandle, budget: &str) -> Scenario {
+    Scenario::contacts_to(&dest.base_url(), 30)
+        .batches(10, 1)
+        .retry(&format!("max_rate_limit_wait = \"{budget}\""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     let dest = accept_all(one_a_second()).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
-        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"300ms\"\n")
-        .setup();
+    let setup = thirty_by_one_worker(&dest, "300ms").setup();
     let started = std::time::Instant::now();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+    let ran = common::Ran::of(setup).await;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
     // pending too, without a request, and the run does not stall.
-    assert_summary(
-        s,
+    ran.expect(
         Expect::completed()
             .delivered(10)
             .pending(20)
@@ -135,21 +134,21 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
         "the run waited: {:?}",
         started.elapsed()
     );
-    let pending = fates.keys(is_pending);
+    let pending = ran.fates.keys(is_pending);
     assert_eq!(pending.len(), 20);
-    assert!(pending.iter().all(|k| fates.codes()[k] == "RATE_LIMITED"));
+    assert!(
+        pending
+            .iter()
+            .all(|k| ran.fates.codes()[k] == "RATE_LIMITED")
+    );
     assert_eq!(dest.stored().len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
     let dest = accept_all(one_a_second()).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
-        .sync("batch_size = 10\nconcurrency = 1\n[sync.retry]\nmax_rate_limit_wait = \"5s\"\n")
-        .setup();
-    let (report, _) = common::run(&setup).await;
-    let s = &report.summary;
+    let ran = thirty_by_one_worker(&dest, "5s").run().await;
+    let s = ran.summary();
     assert_eq!((s.delivered, s.pending), (30, 0));
     assert_eq!(s.rate_limit_waits, dest.stats().rate_limited);
     assert!(s.rate_limit_wait_ms >= 500);
@@ -158,15 +157,13 @@ async fn with_room_to_wait_a_rate_limited_destination_takes_every_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
     let dest = accept_all(Faults::default()).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(500))
+    let ran = Scenario::contacts_to(&dest.base_url(), 500)
         .settings("{ path = \"/v1/nowhere\" }")
-        .batch(10)
-        .concurrency(2)
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
-    assert_summary(s, Expect::failed().delivered(0).pending(s.read));
+        .batches(10, 2)
+        .run()
+        .await;
+    let s = ran.summary();
+    ran.expect(Expect::failed().delivered(0).pending(s.read));
     assert!(
         s.error.as_deref().unwrap().contains("HTTP_404"),
         "{:?}",
@@ -178,28 +175,23 @@ async fn a_fatal_verdict_stops_the_run_promptly_with_records_pending() {
         s.requests
     );
     assert!(dest.stored().is_empty());
-    assert!(fates.keys(is_delivered).is_empty());
+    assert!(ran.fates.keys(is_delivered).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_are_retried_and_never_taken_for_deliveries() {
-    let faults = Faults {
-        latency: Some(Latency {
-            every: 1,
-            delay: Duration::from_millis(400),
-        }),
-        ..Faults::default()
-    };
+    let faults = Faults::slow(1, 400);
     let dest = accept_all(faults).await;
-    let setup = Scenario::rest(&dest.base_url())
-        .records(contacts(40))
-        .sync("batch_size = 10\nconcurrency = 4\nrequest_timeout = \"100ms\"\n[sync.retry]\nmax_attempts = 2\ninitial_backoff = \"5ms\"\n")
-        .setup();
-    let (report, fates) = common::run(&setup).await;
-    let s = &report.summary;
+    let ran = Scenario::contacts_to(&dest.base_url(), 40)
+        .batches(10, 4)
+        .sync("request_timeout = \"100ms\"")
+        .retry("max_attempts = 2\ninitial_backoff = \"5ms\"")
+        .run()
+        .await;
+    let s = ran.summary();
     // A timeout is no answer: the records stay pending, and a run that delivered nothing
     // because its destination never answered has failed.
-    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(40));
+    ran.expect(Expect::failed().delivered(0).rejected(0).pending(40));
     assert!(
         s.error
             .as_deref()
@@ -212,11 +204,11 @@ async fn timeouts_are_retried_and_never_taken_for_deliveries() {
     // others stop at their next.
     assert!((2..=8).contains(&s.requests), "{} requests", s.requests);
     assert!(
-        fates.codes().len() == 40 && fates.codes().values().all(|c| c == "TIMEOUT"),
+        ran.fates.codes().len() == 40 && ran.fates.codes().values().all(|c| c == "TIMEOUT"),
         "{:?}",
-        fates.codes()
+        ran.fates.codes()
     );
-    assert!(fates.keys(is_delivered).is_empty());
+    assert!(ran.fates.keys(is_delivered).is_empty());
 }
 
 /// Three syncs of 50 records on one host: `traps` (a connector that traps in classify),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use sluice::inspector::{Exchange, Inspector, InspectorConfig};
 use sluice::ledger::Ledger;
-use sluice_sim::faults::{Faults, LimitStyle, RateLimit, RetryAfterStyle};
+use sluice_sim::faults::LimitStyle::{self, TooManyRequests};
+use sluice_sim::faults::RetryAfterStyle::{self, Seconds};
+use sluice_sim::faults::{Faults, RateLimit};
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::{AuthConfig, SimHandle};
 
@@ -61,12 +63,7 @@ async fn the_inspector_holds_every_exchange_and_no_secret_leaks_anywhere() {
             session_requests: Some(4),
             oauth: None,
         }),
-        faults: Faults::rate_limited(
-            2,
-            1000,
-            LimitStyle::TooManyRequests,
-            RetryAfterStyle::Seconds,
-        ),
+        faults: Faults::rate_limited(2, 1000, TooManyRequests, Seconds),
         ..RestConfig::default()
     })
     .await;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use sluice::sandbox::SourceRecord;
-use sluice_sim::faults::{Faults, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::ServiceUnavailable;
+use sluice_sim::faults::RetryAfterStyle::HttpDate;
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 use sluice_sim::{AuthConfig, SimHandle};
@@ -91,50 +93,16 @@ fn settings_are_checked() {
 #[test]
 fn every_response_is_classified() {
     let mut plain = configured("rest", &[("path", "/v1/x")]);
+    #[rustfmt::skip]
     let cases: &[common::ResponseCase] = &[
-        (
-            200,
-            &[],
-            r#"{"accepted": 3}"#,
-            "per-record[delivered(-), delivered(-), delivered(-)]",
-        ),
-        (
-            204,
-            &[],
-            "",
-            "per-record[delivered(-), delivered(-), delivered(-)]",
-        ),
-        (
-            400,
-            &[],
-            r#"{"error": {"code": "INVALID_EMAIL", "message": "bad"}}"#,
-            "batch-rejected(INVALID_EMAIL)",
-        ),
-        (
-            409,
-            &[],
-            r#"{"error": "CONFLICT"}"#,
-            "batch-rejected(CONFLICT)",
-        ),
-        (
-            422,
-            &[],
-            r#"{"code": "UNPROCESSABLE", "message": "no"}"#,
-            "batch-rejected(UNPROCESSABLE)",
-        ),
+        (200, &[], r#"{"accepted": 3}"#, "per-record[delivered(-), delivered(-), delivered(-)]"),
+        (204, &[], "", "per-record[delivered(-), delivered(-), delivered(-)]"),
+        (400, &[], r#"{"error": {"code": "INVALID_EMAIL", "message": "bad"}}"#, "batch-rejected(INVALID_EMAIL)"),
+        (409, &[], r#"{"error": "CONFLICT"}"#, "batch-rejected(CONFLICT)"),
+        (422, &[], r#"{"code": "UNPROCESSABLE", "message": "no"}"#, "batch-rejected(UNPROCESSABLE)"),
         (422, &[], "", "batch-rejected(HTTP_422)"),
-        (
-            429,
-            &[("retry-after", "3")],
-            "",
-            "rate-limited(after 3000 ms)",
-        ),
-        (
-            503,
-            &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")],
-            "",
-            "rate-limited(until 1700000005000 ms since the epoch)",
-        ),
+        (429, &[("retry-after", "3")], "", "rate-limited(after 3000 ms)"),
+        (503, &[("retry-after", "Tue, 14 Nov 2023 22:13:25 GMT")], "", "rate-limited(until 1700000005000 ms since the epoch)"),
         (503, &[], "", "rate-limited(no wait given)"),
         (408, &[], "", "transient(HTTP_408)"),
         (500, &[], "", "transient(HTTP_500)"),
@@ -227,8 +195,7 @@ fn sync(
 ) -> Scenario {
     Scenario::rest(&dest.base_url())
         .records(records)
-        .batch(batch)
-        .concurrency(workers)
+        .batches(batch, workers)
         .fast_retries()
 }
 
@@ -323,12 +290,7 @@ async fn per_record_results_settle_each_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_an_http_date_pauses_until_that_time() {
-    let faults = Faults::rate_limited(
-        2,
-        1000,
-        LimitStyle::ServiceUnavailable,
-        RetryAfterStyle::HttpDate,
-    );
+    let faults = Faults::rate_limited(2, 1000, ServiceUnavailable, HttpDate);
     let dest = sim(RestMode::AcceptAll, faults).await;
     let ran = sync(&dest, contacts(500), 100, 2).run().await;
     let s = ran.summary();
@@ -345,7 +307,6 @@ async fn transient_failures_past_max_attempts_reject_the_batch() {
         .retry("max_attempts = 3")
         .run()
         .await;
-    let fates = &ran.fates;
     // Two batches, three attempts each.
     assert_summary(
         ran.summary(),
@@ -356,8 +317,8 @@ async fn transient_failures_past_max_attempts_reject_the_batch() {
             .requests(6)
             .transient_failures(6),
     );
-    assert!(fates.codes().values().all(|c| c == "HTTP_502"));
-    assert!(fates.all().values().all(|(_, attempts)| *attempts == 3));
+    assert!(ran.fates.codes().values().all(|c| c == "HTTP_502"));
+    assert!(ran.fates.all().values().all(|(_, attempts)| *attempts == 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,8 +354,7 @@ async fn a_request_to_a_forbidden_host_is_refused_before_it_leaves() {
     let ran = Scenario::new(&hostile.display().to_string(), &dest.base_url())
         .records(contacts(30))
         .settings("{ mode = \"forbidden-host\" }")
-        .batch(10)
-        .concurrency(2)
+        .batches(10, 2)
         .run()
         .await;
     let (s, fates) = (ran.summary(), &ran.fates);

@@ -97,12 +97,23 @@ fn an_endless_loop_is_stopped_at_the_call_time_limit_in_every_call() {
     }
 }
 
+/// How a fresh instance in `mode` fails in each phase, by phase.
+fn failures(mode: &str) -> Vec<(&'static str, sluice::sandbox::GuestError)> {
+    let runtime = common::runtime();
+    PHASES
+        .into_iter()
+        .map(|phase| {
+            (
+                phase,
+                fail_in(&mut hostile(&runtime, mode, phase), mode, phase),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_memory_bomb_hits_the_memory_limit_in_every_call() {
-    let runtime = common::runtime();
-    for phase in PHASES {
-        let mut instance = hostile(&runtime, "memory-bomb", phase);
-        let err = fail_in(&mut instance, "memory-bomb", phase);
+    for (phase, err) in failures("memory-bomb") {
         assert_eq!(err.kind, GuestErrorKind::MemoryLimit, "{phase}: {err}");
         assert!(
             err.to_string().contains("memory limit of 16.0 MiB"),
@@ -113,10 +124,7 @@ fn a_memory_bomb_hits_the_memory_limit_in_every_call() {
 
 #[test]
 fn a_trap_is_reported_with_the_connector_and_the_call() {
-    let runtime = common::runtime();
-    for phase in PHASES {
-        let mut instance = hostile(&runtime, "trap", phase);
-        let err = fail_in(&mut instance, "trap", phase);
+    for (phase, err) in failures("trap") {
         assert!(
             matches!(err.kind, GuestErrorKind::Trap(_)),
             "{phase}: {err}"

@@ -6,7 +6,7 @@ use sluice::config::Config;
 use sluice_sim::SimHandle;
 
 use crate::common::{
-    self, Expect, Scenario, Setup, assert_summary, assert_summary_of, is_delivered,
+    self, Expect, Ran, Scenario, Setup, assert_summary, assert_summary_of, is_delivered,
 };
 
 /// A sync `s` whose source is `data` in `format` ("jsonl" or "csv"), keyed by `id`, sent
@@ -14,8 +14,7 @@ use crate::common::{
 fn setup(dest: &SimHandle, format: &str, data: &[u8]) -> Setup {
     Scenario::rest(&dest.base_url())
         .source(format, data)
-        .batch(2)
-        .concurrency(1)
+        .batches(2, 1)
         .setup()
 }
 
@@ -30,17 +29,9 @@ fn stored(dest: &SimHandle) -> Vec<(String, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unclosed_csv_quote_costs_only_its_row() {
     let dest = common::accepting().await;
-    let setup = setup(
-        &dest,
-        "csv",
-        b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n",
-    );
-    let out = common::sluice_ok(
-        &["run", "--json"],
-        &setup.dir.path().join("sluice.toml"),
-        &[],
-    )
-    .await;
+    let csv = b"id,name\nr1,\"Ann\r\nLee\"\nr2,\"Bo, Jr.\"\nr3,\"Cy\nr4,Di\nr5,Ed\nr6,Fay\n";
+    let setup = setup(&dest, "csv", csv);
+    let out = common::sluice_ok(&["run", "--json"], &setup.config_path(), &[]).await;
     let summary = &common::json_lines(&out)[0];
     assert_eq!(
         (
@@ -63,12 +54,7 @@ async fn an_unclosed_csv_quote_costs_only_its_row() {
         ]
     );
     // The report names the row and why.
-    let again = common::sluice_ok(
-        &["run", "--sync", "s"],
-        &setup.dir.path().join("sluice.toml"),
-        &[],
-    )
-    .await;
+    let again = common::sluice_ok(&["run", "--sync", "s"], &setup.config_path(), &[]).await;
     assert!(
         again.contains("skipped source line 5: unclosed quote"),
         "{again}"
@@ -94,16 +80,12 @@ async fn a_row_that_is_not_utf8_is_skipped_and_reported() {
         ),
     ] {
         let dest = common::accepting().await;
-        let setup = setup(&dest, format, data);
-        let (report, fates) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_summary_of(
-            format,
-            s,
-            Expect::completed().read(2).delivered(2).invalid_rows(1),
-        );
-        assert_eq!(fates.keys(is_delivered), ["a", "c"], "{format}");
-        let skipped: Vec<(u64, &str)> = report
+        let ran = Ran::of(setup(&dest, format, data)).await;
+        let expect = Expect::completed().read(2).delivered(2).invalid_rows(1);
+        assert_summary_of(format, ran.summary(), expect);
+        assert_eq!(ran.fates.keys(is_delivered), ["a", "c"], "{format}");
+        let skipped: Vec<(u64, &str)> = ran
+            .report
             .invalid_rows
             .iter()
             .map(|r| (r.line, r.reason.as_str()))
@@ -123,15 +105,9 @@ async fn a_byte_order_mark_is_ignored() {
         ("csv", &b"\xEF\xBB\xBFid,n\na,1\nb,2\n"[..]),
     ] {
         let dest = common::accepting().await;
-        let setup = setup(&dest, format, data);
-        let (report, _) = common::run(&setup).await;
-        let s = &report.summary;
-        assert_eq!(
-            (s.read, s.delivered, s.invalid_rows),
-            (2, 2, 0),
-            "{format}: {:?}",
-            report.invalid_rows
-        );
+        let ran = Ran::of(setup(&dest, format, data)).await;
+        let expect = Expect::default().read(2).delivered(2).invalid_rows(0);
+        assert_summary_of(format, ran.summary(), expect);
         let keys: Vec<String> = stored(&dest).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"], "{format}");
     }
@@ -142,11 +118,8 @@ async fn a_byte_order_mark_is_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numeric_keys_keep_every_digit() {
     let dest = common::accepting().await;
-    let setup = setup(
-        &dest,
-        "jsonl",
-        b"{\"id\": 12345678901234567890123, \"v\": 1}\n{\"id\": 12345678901234567890124, \"v\": 2}\n{\"id\": 1.50}\n{\"id\": 1.5}\n",
-    );
+    let jsonl = b"{\"id\": 12345678901234567890123, \"v\": 1}\n{\"id\": 12345678901234567890124, \"v\": 2}\n{\"id\": 1.50}\n{\"id\": 1.5}\n";
+    let setup = setup(&dest, "jsonl", jsonl);
     let (report, fates) = common::run(&setup).await;
     let s = &report.summary;
     assert_eq!(

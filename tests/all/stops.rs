@@ -1,30 +1,20 @@
 //! A run stopped early says which kind of cause stopped it, so a caller (`sluice serve`)
 //! branches on a type instead of the error's text.
 
-use serde_json::json;
 use sluice::engine::{Outcome, RunSummary, StopKind};
-use sluice_sim::faults::Faults;
-use sluice_sim::rest::{self, RestConfig, RestMode};
 
-use crate::common;
+use crate::common::{self, Ran, Scenario, contacts};
 
-fn contacts(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
-        .collect()
-}
-
+/// 30 contacts through `component` with `settings`, in batches of 10 by two workers, to a
+/// destination that accepts everything: the summary of a run that must have failed.
 async fn run(component: &str, settings: &str) -> RunSummary {
-    let dest = rest::start(RestConfig {
-        mode: RestMode::AcceptAll,
-        faults: Faults::default(),
-        ..RestConfig::default()
-    })
-    .await
-    .unwrap();
-    let sync = format!("settings = {settings}\nbatch_size = 10\nconcurrency = 2\n");
-    let setup = common::setup(&contacts(30), component, &dest.base_url(), &sync);
-    let (report, _) = common::run(&setup).await;
+    let dest = common::accepting().await;
+    let Ran { report, .. } = Scenario::new(component, &dest.base_url())
+        .records(contacts(30))
+        .settings(settings)
+        .batches(10, 2)
+        .run()
+        .await;
     let s = report.summary;
     assert_eq!(
         (s.outcome, s.delivered),

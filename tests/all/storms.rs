@@ -98,10 +98,8 @@ async fn throttled_run(
     concurrency: usize,
 ) -> (Throttle, RunReport, Arc<Fates>) {
     let dest = Throttle::start(retry_after).await;
-    let scenario = Scenario::rest(&dest.base_url())
-        .records(contacts(30))
-        .batch(10)
-        .concurrency(concurrency)
+    let scenario = Scenario::contacts_to(&dest.base_url(), 30)
+        .batches(10, concurrency)
         .retry(THROTTLED_RETRY);
     let run = tokio::time::timeout(Duration::from_secs(60), scenario.run())
         .await
@@ -202,7 +200,7 @@ async fn a_record_too_large_for_the_connector_memory_is_isolated_and_the_run_goe
     let dest = common::accepting().await;
     let mut records = contacts(400);
     records.insert(257, poison_record());
-    let ran = poison(&dest, records).batch(50).concurrency(2).run().await;
+    let ran = poison(&dest, records).batches(50, 2).run().await;
     let s = ran.summary();
     assert_summary(s, Expect::completed().delivered(400).rejected(1).pending(0));
     assert!(s.bisections >= 1);
@@ -237,7 +235,7 @@ async fn a_poison_record_sent_first_and_alone_is_judged_after_the_next_batch() {
     // other record, so only the next batch can show that the record is at fault.
     let mut records = vec![poison_record()];
     records.extend(contacts(20));
-    let ran = poison(&dest, records).batch(1).concurrency(1).run().await;
+    let ran = poison(&dest, records).batches(1, 1).run().await;
     assert_summary(
         ran.summary(),
         Expect::completed().delivered(20).rejected(1).pending(0),
@@ -256,19 +254,11 @@ async fn a_connector_that_fails_on_every_record_stops_the_run_without_rejecting_
         let ran = Scenario::new(&hostile.display().to_string(), &dest.base_url())
             .records(contacts(60))
             .settings("{ mode = \"memory-bomb\", phase = \"build-request\" }")
-            .batch(batch_size)
-            .concurrency(concurrency)
+            .batches(batch_size, concurrency)
             .run()
             .await;
         let s = ran.summary();
-        assert_summary(
-            s,
-            Expect::failed()
-                .delivered(0)
-                .rejected(0)
-                .requests(0)
-                .pending(s.read),
-        );
+        assert_summary(s, Expect::nothing_settled(s.read).requests(0));
         let error = s.error.as_deref().unwrap();
         assert!(
             error.contains("exceeded its memory limit") && error.contains("`build-request`"),
@@ -295,8 +285,7 @@ async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector(
     let ran = Scenario::rest(&dest.base_url())
         .records(records)
         .settings("{ path = \"/v1/records\", max_batch_bytes = \"4096\" }")
-        .batch(20)
-        .concurrency(2)
+        .batches(20, 2)
         .run()
         .await;
     assert_summary(
@@ -324,10 +313,8 @@ async fn a_record_larger_than_a_batch_is_rejected_without_calling_the_connector(
 /// `n` contacts, sent in batches of ten by `workers` to a loopback port nothing listens
 /// on, three attempts each.
 async fn down(n: usize, workers: usize) -> Scenario {
-    Scenario::rest(&common::closed_port().await)
-        .records(contacts(n))
-        .batch(10)
-        .concurrency(workers)
+    Scenario::contacts_to(&common::closed_port().await, n)
+        .batches(10, workers)
         .retry("max_attempts = 3")
         .fast_retries()
 }
@@ -337,14 +324,7 @@ async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pendin
     let ran = down(50, 1).await.run().await;
     let s = ran.summary();
     // One batch used up its three attempts; no other batch was sent.
-    assert_summary(
-        s,
-        Expect::failed()
-            .delivered(0)
-            .rejected(0)
-            .requests(3)
-            .pending(s.read),
-    );
+    assert_summary(s, Expect::nothing_settled(s.read).requests(3));
     let error = s.error.as_deref().unwrap();
     assert!(
         error.starts_with("the destination could not be reached"),
@@ -377,7 +357,7 @@ async fn a_destination_down_for_the_whole_run_fails_it_and_leaves_records_pendin
 async fn concurrent_workers_stop_sending_to_a_dead_destination() {
     let ran = down(200, 3).await.run().await;
     let s = ran.summary();
-    assert_summary(s, Expect::failed().delivered(0).rejected(0).pending(s.read));
+    assert_summary(s, Expect::nothing_settled(s.read));
     // At most each worker's first batch, three attempts each.
     assert!((3..=9).contains(&s.requests), "{} requests", s.requests);
     assert!(ran.fates.all().values().all(|(f, _)| is_pending(f)));
@@ -386,7 +366,7 @@ async fn concurrent_workers_stop_sending_to_a_dead_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_run_exits_1_when_the_destination_is_down() {
     let setup = down(20, 1).await.setup();
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let output = common::sluice(&["run", "--quiet", "--json"], &config, &[]).await;
     assert_eq!(
         output.status.code(),

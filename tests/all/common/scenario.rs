@@ -10,7 +10,7 @@ use sluice::engine::{RunReport, RunSummary};
 use sluice::ledger::Entry;
 use sluice::sync::Host;
 
-use super::{Fates, Setup, cache_dir};
+use super::{Expect, Fates, Setup, assert_summary, cache_dir};
 
 /// Retry settings that keep a test quick: the only place a test's backoff is made short.
 pub const FAST_RETRIES: &str = "initial_backoff = \"5ms\"\nmax_backoff = \"50ms\"\n";
@@ -33,6 +33,20 @@ pub fn contacts_jsonl(prefix: &str, n: usize) -> String {
                 "{}\n",
                 json!({"id": format!("{prefix}{i:05}"), "email": "x@example.com"})
             )
+        })
+        .collect()
+}
+
+/// `n` valid accounts with keys `A0000..`.
+pub fn accounts(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "id": format!("A{i:04}"),
+                "Name": format!("Account {i}"),
+                "Email": format!("a{i}@example.com"),
+                "ParentCrmId": "P1",
+            })
         })
         .collect()
 }
@@ -76,6 +90,11 @@ impl Scenario {
         Self::new("builtin:rest", base_url).settings(REST_PATH)
     }
 
+    /// [`contacts`]`(n)` through the bundled REST connector to `base_url`.
+    pub fn contacts_to(base_url: &str, n: usize) -> Self {
+        Self::rest(base_url).records(contacts(n))
+    }
+
     pub fn records(mut self, records: Vec<Value>) -> Self {
         self.records = records;
         self
@@ -113,6 +132,11 @@ impl Scenario {
     pub fn settings(mut self, table: &str) -> Self {
         self.settings = Some(table.to_owned());
         self
+    }
+
+    /// Batches of `size` records, sent by `workers` workers.
+    pub fn batches(self, size: usize, workers: usize) -> Self {
+        self.batch(size).concurrency(workers)
     }
 
     pub fn batch(self, size: usize) -> Self {
@@ -221,6 +245,12 @@ impl Ran {
 
     pub fn summary(&self) -> &RunSummary {
         &self.report.summary
+    }
+
+    /// Asserts every field of the summary that `expect` names (see [`assert_summary`]).
+    #[track_caller]
+    pub fn expect(&self, expect: Expect) {
+        assert_summary(self.summary(), expect);
     }
 
     /// The ledger's entry for `key` in sync `s`, which must exist.

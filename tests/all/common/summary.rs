@@ -39,6 +39,11 @@ impl Expect {
         Self::outcome(Outcome::Failed)
     }
 
+    /// A failed run that settled nothing: none delivered, none rejected, all `read` pending.
+    pub fn nothing_settled(read: u64) -> Self {
+        Self::failed().delivered(0).rejected(0).pending(read)
+    }
+
     pub fn outcome(outcome: Outcome) -> Self {
         Expect {
             outcome: Some(outcome),

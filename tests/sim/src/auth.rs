@@ -39,6 +39,16 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
+impl OAuthClient {
+    pub fn new(client_id: &str, client_secret: &str, refresh_token: &str) -> Self {
+        OAuthClient {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            refresh_token: refresh_token.to_owned(),
+        }
+    }
+}
+
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
@@ -150,11 +160,7 @@ mod tests {
         AuthConfig {
             tokens: vec!["t0".into()],
             session_requests: Some(2),
-            oauth: Some(OAuthClient {
-                client_id: "id".into(),
-                client_secret: "secret".into(),
-                refresh_token: "refresh".into(),
-            }),
+            oauth: Some(OAuthClient::new("id", "secret", "refresh")),
         }
     }
 

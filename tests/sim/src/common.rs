@@ -4,16 +4,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Form, FromRequest, Request, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use serde_json::{Value, json};
 
 use crate::auth::Grant;
+use crate::faults::LimitStyle;
+use crate::handle::{self, SimHandle};
 use crate::outcome;
-use crate::state::{Arrival, Shared};
+use crate::state::{Arrival, Refusal, Shared};
 
 /// Bodies larger than this are refused with 413: far above any batch a connector sends,
 /// and low enough that a runaway client cannot exhaust memory.
@@ -26,6 +30,30 @@ pub(crate) struct Received {
     pub(crate) body: Bytes,
 }
 
+/// Serves `own` routes on `port`, with the routes every simulator shares: the OAuth token
+/// endpoint at each of `token_paths`, and a logged 404 for anything else.
+pub(crate) async fn serve(
+    port: u16,
+    shared: Arc<Shared>,
+    own: Router,
+    token_paths: &[&str],
+) -> anyhow::Result<SimHandle> {
+    let others = token_paths
+        .iter()
+        .fold(Router::new(), |router, path| router.route(path, any(token)))
+        .fallback(not_found)
+        .with_state(Arc::clone(&shared));
+    handle::spawn(port, shared, own.merge(others)).await
+}
+
+/// The `Authorization` header's value, when it is text.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Logs a data request on arrival and reads its body. A body that cannot be read (too
 /// large, or the client went away) is answered here, with the response returned as `Err`.
 pub(crate) async fn receive(
@@ -34,11 +62,7 @@ pub(crate) async fn receive(
     allowed: &[&str],
 ) -> Result<Received, Response> {
     let (parts, body) = request.into_parts();
-    let authorization = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(&parts.headers);
     let method = parts.method.as_str();
     let data = allowed.contains(&method);
     let arrival = shared.arrive(method, parts.uri.path(), authorization.clone(), data);
@@ -71,6 +95,58 @@ pub(crate) async fn receive(
     }
 }
 
+/// Waits out the request's injected latency, then checks its credentials and the faults.
+/// A refused request is logged with the `keys` and `count` of its batch and answered with
+/// `refuse`'s response in the simulator's dialect, returned as `Err`.
+pub(crate) async fn admit(
+    shared: &Shared,
+    received: &Received,
+    keys: &[String],
+    count: usize,
+    refuse: impl FnOnce(&Refusal) -> Response,
+) -> Result<(), Response> {
+    shared.delay(received.arrival).await;
+    match shared.admit(received.authorization.as_deref()) {
+        Ok(()) => Ok(()),
+        Err(refusal) => {
+            let response = refuse(&refusal);
+            let status = response.status().as_u16();
+            shared.finish(
+                received.arrival.seq,
+                status,
+                refusal.outcome(),
+                keys.to_vec(),
+                count,
+            );
+            Err(response)
+        }
+    }
+}
+
+/// The label of a processed batch: `ok` when every record was stored, else `partial`.
+pub(crate) fn stored_label(all_stored: bool) -> &'static str {
+    if all_stored {
+        outcome::OK
+    } else {
+        outcome::PARTIAL
+    }
+}
+
+/// Logs a processed batch of `keys` (see [`stored_label`]) and answers it with `answers`,
+/// one per record, as a JSON array.
+pub(crate) fn answered(
+    shared: &Shared,
+    seq: u64,
+    status: u16,
+    all_stored: bool,
+    keys: Vec<String>,
+    count: usize,
+    answers: Vec<Value>,
+) -> Response {
+    shared.finish(seq, status, stored_label(all_stored), keys, count);
+    json_response(status, &Value::Array(answers))
+}
+
 /// A JSON response.
 pub(crate) fn json_response(status: u16, body: &Value) -> Response {
     text_response(status, "application/json;charset=UTF-8", body.to_string())
@@ -88,6 +164,16 @@ pub(crate) fn with_retry_after(mut response: Response, retry_after: Option<&str>
         response.headers_mut().insert(RETRY_AFTER, value);
     }
     response
+}
+
+/// The answer to a rate-limited request: `answer` given the status of the refusal's
+/// style (503 for service unavailable), with the `Retry-After` the faults chose.
+pub(crate) fn rate_limited(
+    style: LimitStyle,
+    retry_after: Option<&str>,
+    answer: impl FnOnce(u16) -> Response,
+) -> Response {
+    with_retry_after(answer(style.status()), retry_after)
 }
 
 /// The response to an error burst: a 500 from the API itself has a JSON body in the API's
@@ -110,11 +196,7 @@ pub(crate) fn burst_response(status: u16, api_body: Value) -> Response {
 /// `POST /oauth2/token`: the refresh-token grant, when the simulator has an OAuth client.
 /// Token requests are logged and counted, but no fault applies to them.
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(request.headers());
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let arrival = shared.arrive(&method, &path, authorization, false);
@@ -162,11 +244,7 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -
 
 /// Any path the simulator does not serve: logged, then 404.
 pub(crate) async fn not_found(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(request.headers());
     let arrival = shared.arrive(
         request.method().as_str(),
         request.uri().path(),

@@ -29,9 +29,9 @@ use axum::routing::any;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthConfig;
-use crate::common::{self, burst_response, json_response, with_retry_after};
-use crate::faults::{Faults, LimitStyle, StableHash};
-use crate::handle::{self, SimHandle};
+use crate::common::{self, burst_response, json_response};
+use crate::faults::{Faults, StableHash};
+use crate::handle::SimHandle;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
 use crate::upsert::{self, Candidate, Mode, Outcome};
@@ -98,11 +98,7 @@ pub async fn start(config: CouchDbConfig) -> anyhow::Result<SimHandle> {
     let bulk = Router::new()
         .route("/{db}/_bulk_docs", any(bulk_docs))
         .with_state(couch);
-    let others = Router::new()
-        .route("/oauth2/token", any(common::token))
-        .fallback(common::not_found)
-        .with_state(Arc::clone(&shared));
-    handle::spawn(config.port, shared, bulk.merge(others)).await
+    common::serve(config.port, shared, bulk, &["/oauth2/token"]).await
 }
 
 /// Reads the documents of a request; `Err` is the code and reason of a 400.
@@ -168,11 +164,7 @@ async fn bulk_docs(
         Err(_) => (Vec::new(), 0),
     };
 
-    shared.delay(received.arrival).await;
-    if let Err(refusal) = shared.admit(received.authorization.as_deref()) {
-        let response = refusal_response(&refusal);
-        let status = response.status().as_u16();
-        shared.finish(seq, status, refusal.outcome(), keys, count);
+    if let Err(response) = common::admit(shared, &received, &keys, count, refusal_response).await {
         return response;
     }
     if db != couch.db {
@@ -246,14 +238,12 @@ async fn bulk_docs(
         })
         .collect();
     drop(revisions);
-    let label = if all_ok {
-        outcome::OK
-    } else {
-        outcome::PARTIAL
-    };
-    shared.finish(seq, 201, label, keys, count);
-    json_response(201, &Value::Array(answers))
+    common::answered(shared, seq, 201, all_ok, keys, count, answers)
 }
+
+/// CouchDB's reasons for a rate-limited request.
+const UNAVAILABLE: &str = "Service temporarily unavailable; retry later";
+const TOO_MANY_REQUESTS: &str = "You've exceeded your current limit for this request class.";
 
 /// CouchDB's error body.
 fn error_response(status: u16, error: &str, reason: &str) -> Response {
@@ -268,19 +258,10 @@ fn refusal_response(refusal: &Refusal) -> Response {
             "You are not authorized to access this db.",
         ),
         Refusal::RateLimited { style, retry_after } => {
-            let response = match style {
-                LimitStyle::ServiceUnavailable => error_response(
-                    503,
-                    "service_unavailable",
-                    "Service temporarily unavailable; retry later",
-                ),
-                _ => error_response(
-                    429,
-                    "too_many_requests",
-                    "You've exceeded your current limit for this request class.",
-                ),
-            };
-            with_retry_after(response, retry_after.as_deref())
+            common::rate_limited(*style, retry_after.as_deref(), |status| match status {
+                503 => error_response(503, "service_unavailable", UNAVAILABLE),
+                _ => error_response(429, "too_many_requests", TOO_MANY_REQUESTS),
+            })
         }
         Refusal::ServerError { status } => burst_response(
             *status,

@@ -60,6 +60,17 @@ impl Faults {
         }
     }
 
+    /// Delays every `every`th request by `delay_ms` before answering it.
+    pub fn slow(every: u64, delay_ms: u64) -> Self {
+        Faults {
+            latency: Some(Latency {
+                every,
+                delay: Duration::from_millis(delay_ms),
+            }),
+            ..Faults::default()
+        }
+    }
+
     /// Fails each record with a row lock with `probability`, drawn from `seed`.
     pub fn locking(seed: u64, probability: f64) -> Self {
         Faults {
@@ -325,6 +336,22 @@ fn ceil_to_second(t: SystemTime) -> SystemTime {
 mod tests {
     use super::*;
 
+    /// The `Retry-After` and reopening of a request that must be refused (the `nth`).
+    fn refused(
+        l: &mut Limiter,
+        epoch: Instant,
+        wall: SystemTime,
+        nth: &str,
+    ) -> (Option<String>, SystemTime) {
+        match l.decide(epoch, wall) {
+            LimitDecision::Refuse {
+                retry_after,
+                not_before,
+            } => (retry_after, not_before),
+            LimitDecision::Serve => panic!("the {nth} request must be refused"),
+        }
+    }
+
     fn limiter(requests: u32, window_ms: u64, style: RetryAfterStyle) -> (Limiter, Instant) {
         let epoch = Instant::now();
         let config = RateLimit {
@@ -405,13 +432,7 @@ mod tests {
         let wall = SystemTime::now();
         assert_eq!(l.decide(epoch, wall), LimitDecision::Serve);
         assert_eq!(l.decide(epoch, wall), LimitDecision::Serve);
-        let LimitDecision::Refuse {
-            retry_after,
-            not_before,
-        } = l.decide(epoch, wall)
-        else {
-            panic!("third request must be refused");
-        };
+        let (retry_after, not_before) = refused(&mut l, epoch, wall, "third");
         assert_eq!(retry_after.as_deref(), Some("1"));
         assert_eq!(not_before, wall + Duration::from_secs(1));
         // A new window has begun, but the announced second has not passed.
@@ -432,13 +453,7 @@ mod tests {
         let (mut l, epoch) = limiter(1, 300, RetryAfterStyle::HttpDate);
         let wall = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
         assert_eq!(l.decide(epoch, wall), LimitDecision::Serve);
-        let LimitDecision::Refuse {
-            retry_after,
-            not_before,
-        } = l.decide(epoch, wall)
-        else {
-            panic!("second request must be refused");
-        };
+        let (retry_after, not_before) = refused(&mut l, epoch, wall, "second");
         // The window ends at ...000.550; the next whole second is ...001.
         assert_eq!(not_before, UNIX_EPOCH + Duration::from_secs(1_700_000_001));
         let parsed = httpdate::parse_http_date(retry_after.as_deref().unwrap_or_default());

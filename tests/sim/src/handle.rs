@@ -95,23 +95,99 @@ pub struct Stats {
     pub token_refreshes: u64,
 }
 
-/// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
-pub struct SimHandle {
+/// A server task on loopback, the part every simulator's handle shares: its address, and
+/// the way to stop it. Dropping it stops the server.
+pub(crate) struct Server {
     addr: SocketAddr,
-    shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `127.0.0.1:port` (0: any free port): the listener and its address.
+    pub(crate) async fn bind(port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        Ok((listener, addr))
+    }
+
+    /// Runs the server `serve` makes (given the signal to stop on) as a task; `what` names
+    /// it in the log.
+    pub(crate) fn spawn<F>(
+        addr: SocketAddr,
+        what: &'static str,
+        serve: impl FnOnce(oneshot::Receiver<()>) -> F,
+    ) -> Server
+    where
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = serve(stopped);
+        let task = tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::warn!(%addr, %error, "{what} stopped with an error");
+            }
+        });
+        tracing::debug!(%addr, "{what} listening");
+        Server {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits (a few seconds at most) for requests in
+    /// flight to finish.
+    pub(crate) async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
+pub struct SimHandle {
+    server: Server,
+    shared: Arc<Shared>,
 }
 
 impl SimHandle {
     /// The loopback address the simulator listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// Every request so far, in arrival order.
@@ -144,33 +220,16 @@ impl SimHandle {
 
     /// Stops accepting connections and waits (a few seconds at most) for requests in
     /// flight to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimHandle")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -181,31 +240,18 @@ pub(crate) async fn spawn(
     shared: Arc<Shared>,
     router: Router,
 ) -> anyhow::Result<SimHandle> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let (listener, addr) = Server::bind(port).await?;
     // Small responses must not wait for Nagle's algorithm: it would add tens of
     // milliseconds to every request of a benchmark.
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(error) = served.await {
-            tracing::warn!(%addr, %error, "simulated destination stopped with an error");
-        }
+    let server = Server::spawn(addr, "simulated destination", |stopped| {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future()
     });
-    tracing::debug!(%addr, "simulated destination listening");
-    Ok(SimHandle {
-        addr,
-        shared,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    Ok(SimHandle { server, shared })
 }

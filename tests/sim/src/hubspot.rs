@@ -30,9 +30,9 @@ use axum::routing::any;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthConfig;
-use crate::common::{self, burst_response, json_response, with_retry_after};
-use crate::faults::{Faults, LimitStyle, StableHash};
-use crate::handle::{self, SimHandle};
+use crate::common::{self, burst_response, json_response};
+use crate::faults::{Faults, StableHash};
+use crate::handle::SimHandle;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
 use crate::upsert::{self, Candidate, Mode, Outcome};
@@ -110,11 +110,7 @@ pub async fn start(config: HubSpotConfig) -> anyhow::Result<SimHandle> {
     let upserts = Router::new()
         .route(&path, any(batch_upsert))
         .with_state(hubspot);
-    let others = Router::new()
-        .route("/oauth2/token", any(common::token))
-        .fallback(common::not_found)
-        .with_state(Arc::clone(&shared));
-    handle::spawn(config.port, shared, upserts.merge(others)).await
+    common::serve(config.port, shared, upserts, &["/oauth2/token"]).await
 }
 
 /// One input of a batch, as far as it could be read.
@@ -163,11 +159,8 @@ async fn batch_upsert(State(hubspot): State<Arc<HubSpot>>, request: Request) -> 
         Err(_) => (Vec::new(), 0),
     };
 
-    shared.delay(received.arrival).await;
-    if let Err(refusal) = shared.admit(received.authorization.as_deref()) {
-        let response = refusal_response(&refusal, seq);
-        let status = response.status().as_u16();
-        shared.finish(seq, status, refusal.outcome(), keys, count);
+    let refuse = |refusal: &Refusal| refusal_response(refusal, seq);
+    if let Err(response) = common::admit(shared, &received, &keys, count, refuse).await {
         return response;
     }
     let served = hubspot.served.fetch_add(1, Ordering::Relaxed);
@@ -399,26 +392,22 @@ fn refusal_response(refusal: &Refusal, seq: u64) -> Response {
             Vec::new(),
         ),
         Refusal::RateLimited { style, retry_after } => {
-            let response = match style {
-                LimitStyle::ServiceUnavailable => error_response(
-                    503,
-                    "SERVICE_UNAVAILABLE",
-                    "Service temporarily unavailable; retry later",
-                    seq,
-                    Vec::new(),
-                ),
-                _ => json_response(
-                    429,
-                    &json!({
+            common::rate_limited(*style, retry_after.as_deref(), |status| match status {
+                503 => {
+                    let message = "Service temporarily unavailable; retry later";
+                    error_response(503, "SERVICE_UNAVAILABLE", message, seq, Vec::new())
+                }
+                _ => {
+                    let body = json!({
                         "status": "error",
                         "message": "You have reached your ten_secondly_rolling limit.",
                         "errorType": "RATE_LIMIT",
                         "correlationId": correlation_id(seq),
                         "policyName": "TEN_SECONDLY_ROLLING",
-                    }),
-                ),
-            };
-            with_retry_after(response, retry_after.as_deref())
+                    });
+                    json_response(429, &body)
+                }
+            })
         }
         Refusal::ServerError { status } => burst_response(
             *status,

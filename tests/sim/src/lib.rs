@@ -32,6 +32,19 @@ mod store;
 mod upsert;
 pub mod validation;
 
+#[cfg(test)]
+mod test_support {
+    use serde_json::{Map, Value};
+
+    /// A test record's fields: `v` must be a JSON object.
+    pub(crate) fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test records are objects"),
+        }
+    }
+}
+
 pub use auth::{AuthConfig, OAuthClient};
 pub use faults::Faults;
 pub use handle::{Announcement, RequestRecord, SimHandle, Stats};

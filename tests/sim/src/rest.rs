@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::AuthConfig;
 use crate::common::{self, burst_response, json_response, text_response, with_retry_after};
 use crate::faults::{Faults, LimitStyle, StableHash};
-use crate::handle::{self, SimHandle};
+use crate::handle::SimHandle;
 use crate::keys::probe_key;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
@@ -118,11 +118,7 @@ pub async fn start(config: RestConfig) -> anyhow::Result<SimHandle> {
     let records = Router::new()
         .route(&config.path, any(records))
         .with_state(rest);
-    let others = Router::new()
-        .route("/oauth2/token", any(common::token))
-        .fallback(common::not_found)
-        .with_state(Arc::clone(&shared));
-    handle::spawn(config.port, shared, records.merge(others)).await
+    common::serve(config.port, shared, records, &["/oauth2/token"]).await
 }
 
 /// A request body split into its records (as JSON text) and their keys.
@@ -184,16 +180,9 @@ async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
         Err(_) => (Vec::new(), 0),
     };
 
-    shared.delay(received.arrival).await;
-    if let Err(refusal) = shared.admit(received.authorization.as_deref()) {
-        let response = refusal_response(&refusal);
-        shared.finish(
-            seq,
-            response.status().as_u16(),
-            refusal.outcome(),
-            log_keys,
-            count,
-        );
+    if let Err(response) =
+        common::admit(shared, &received, &log_keys, count, refusal_response).await
+    {
         return response;
     }
     let batch = match parsed {
@@ -205,8 +194,8 @@ async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
     };
     let (status, label, response) = match rest.mode {
         RestMode::AcceptAll => accept_all(shared, batch, &rest.key_field),
-        RestMode::PerRecord => per_record(shared, batch, &rest.key_field),
-        RestMode::WholeBatch => whole_batch(shared, batch, &rest.key_field),
+        RestMode::PerRecord => checked(batch, |c| per_record(shared, c, &rest.key_field)),
+        RestMode::WholeBatch => checked(batch, |c| whole_batch(shared, c, &rest.key_field)),
     };
     shared.finish(seq, status, label, log_keys, count);
     response
@@ -259,26 +248,36 @@ fn candidates(batch: Batch<'_>) -> Result<Vec<Candidate>, String> {
         .collect()
 }
 
-fn per_record(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
-    let candidates = match candidates(batch) {
-        Ok(c) => c,
-        Err(message) => {
-            return (
-                400,
-                outcome::BAD_REQUEST,
-                error_response(400, "BAD_JSON", &message),
-            );
-        }
+/// `answer` for the batch's records parsed into fields; a 400 when one is not a JSON object.
+fn checked(batch: Batch<'_>, answer: impl FnOnce(Vec<Candidate>) -> Answer) -> Answer {
+    match candidates(batch) {
+        Ok(candidates) => answer(candidates),
+        Err(message) => (
+            400,
+            outcome::BAD_REQUEST,
+            error_response(400, "BAD_JSON", &message),
+        ),
+    }
+}
+
+/// Stores what passes validation, each record replacing any earlier one with its key;
+/// `all_or_none`: nothing, unless every record passes.
+fn store(
+    shared: &Shared,
+    candidates: Vec<Candidate>,
+    key_field: &str,
+    all_or_none: bool,
+) -> Vec<Outcome> {
+    let mode = Mode {
+        key_field,
+        merge: false,
+        all_or_none,
     };
-    let outcomes = upsert::upsert(
-        shared,
-        candidates,
-        Mode {
-            key_field,
-            merge: false,
-            all_or_none: false,
-        },
-    );
+    upsert::upsert(shared, candidates, mode)
+}
+
+fn per_record(shared: &Shared, candidates: Vec<Candidate>, key_field: &str) -> Answer {
+    let outcomes = store(shared, candidates, key_field, false);
     let all_stored = outcomes.iter().all(|o| matches!(o, Outcome::Stored { .. }));
     let results: Vec<Value> = outcomes
         .into_iter()
@@ -287,35 +286,13 @@ fn per_record(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
             Outcome::Failed(e) => json!({"id": null, "error": e}),
         })
         .collect();
-    let label = if all_stored {
-        outcome::OK
-    } else {
-        outcome::PARTIAL
-    };
+    let label = common::stored_label(all_stored);
     (200, label, json_response(200, &json!({"results": results})))
 }
 
-fn whole_batch(shared: &Shared, batch: Batch<'_>, key_field: &str) -> Answer {
-    let candidates = match candidates(batch) {
-        Ok(c) => c,
-        Err(message) => {
-            return (
-                400,
-                outcome::BAD_REQUEST,
-                error_response(400, "BAD_JSON", &message),
-            );
-        }
-    };
+fn whole_batch(shared: &Shared, candidates: Vec<Candidate>, key_field: &str) -> Answer {
     let accepted = candidates.len();
-    let outcomes = upsert::upsert(
-        shared,
-        candidates,
-        Mode {
-            key_field,
-            merge: false,
-            all_or_none: true,
-        },
-    );
+    let outcomes = store(shared, candidates, key_field, true);
     let first_fault = outcomes.into_iter().find_map(|o| match o {
         Outcome::Failed(e) if e.code != validation::ALL_OR_NONE_OPERATION_ROLLED_BACK => Some(e),
         _ => None,

@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthConfig;
-use crate::common::{self, burst_response, json_response, with_retry_after};
+use crate::common::{self, burst_response, json_response};
 use crate::faults::{Faults, LimitStyle, StableHash};
-use crate::handle::{self, SimHandle};
+use crate::handle::SimHandle;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
 use crate::upsert::{self, Candidate, Mode, Outcome};
@@ -52,11 +52,9 @@ pub async fn start(config: SalesforceConfig) -> anyhow::Result<SimHandle> {
             "/services/data/{version}/composite/sobjects/{object}/{id_field}",
             any(upsert_records),
         )
-        .route("/oauth2/token", any(common::token))
-        .route("/services/oauth2/token", any(common::token))
-        .fallback(common::not_found)
         .with_state(Arc::clone(&shared));
-    handle::spawn(config.port, shared, router).await
+    let token_paths = ["/oauth2/token", "/services/oauth2/token"];
+    common::serve(config.port, shared, router, &token_paths).await
 }
 
 #[derive(Deserialize)]
@@ -92,16 +90,8 @@ async fn upsert_records(
         Err(_) => (Vec::new(), 0),
     };
 
-    shared.delay(received.arrival).await;
-    if let Err(refusal) = shared.admit(received.authorization.as_deref()) {
-        let response = refusal_response(&refusal, seq);
-        shared.finish(
-            seq,
-            response.status().as_u16(),
-            refusal.outcome(),
-            keys,
-            count,
-        );
+    let refuse = |refusal: &Refusal| refusal_response(refusal, seq);
+    if let Err(response) = common::admit(&shared, &received, &keys, count, refuse).await {
         return response;
     }
 
@@ -152,13 +142,7 @@ async fn upsert_records(
             }),
         })
         .collect();
-    let label = if all_stored {
-        outcome::OK
-    } else {
-        outcome::PARTIAL
-    };
-    shared.finish(seq, 200, label, keys, count);
-    json_response(200, &Value::Array(results))
+    common::answered(&shared, seq, 200, all_stored, keys, count, results)
 }
 
 /// A Salesforce error response: a list of one error.
@@ -172,19 +156,16 @@ fn refusal_response(refusal: &Refusal, seq: u64) -> Response {
             error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         }
         Refusal::RateLimited { style, retry_after } => {
-            let response = match style {
-                LimitStyle::ServiceUnavailable => error_response(
-                    503,
+            let (code, message) = match style {
+                LimitStyle::ServiceUnavailable => (
                     "SERVER_UNAVAILABLE",
                     "Server temporarily unavailable; retry later",
                 ),
-                other => error_response(
-                    other.status(),
-                    "REQUEST_LIMIT_EXCEEDED",
-                    "TotalRequests Limit exceeded.",
-                ),
+                _ => ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
             };
-            with_retry_after(response, retry_after.as_deref())
+            common::rate_limited(*style, retry_after.as_deref(), |status| {
+                error_response(status, code, message)
+            })
         }
         Refusal::ServerError { status } => {
             let message = format!(

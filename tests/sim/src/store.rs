@@ -119,14 +119,8 @@ pub(crate) fn snapshot(texts: Vec<(String, Box<str>)>) -> BTreeMap<String, Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::object as fields;
     use serde_json::json;
-
-    fn fields(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test records are objects"),
-        }
-    }
 
     #[test]
     fn unique_values_move_with_updates() {

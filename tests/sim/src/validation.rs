@@ -206,14 +206,8 @@ fn display(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::object as record;
     use serde_json::json;
-
-    fn record(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test records are objects"),
-        }
-    }
 
     fn code(rules: &Rules, v: Value) -> Option<String> {
         check(rules, &record(v)).map(|e| e.code)

@@ -3,7 +3,7 @@ use sluice_sim::rest::{self, RestConfig};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 use sluice_sim::{AuthConfig, OAuthClient};
 
-use crate::support::{post_form, send};
+use crate::support::{call, post_form, send};
 
 const PATH: &str = "/services/data/v60.0/composite/sobjects/Account/Ext__c";
 
@@ -11,11 +11,7 @@ fn auth() -> AuthConfig {
     AuthConfig {
         tokens: vec!["initial-token".into()],
         session_requests: Some(2),
-        oauth: Some(OAuthClient {
-            client_id: "sluice".into(),
-            client_secret: "s3cret".into(),
-            refresh_token: "r3fresh".into(),
-        }),
+        oauth: Some(OAuthClient::new("sluice", "s3cret", "r3fresh")),
     }
 }
 
@@ -28,14 +24,22 @@ fn grant<'a>(secret: &'a str, refresh: &'a str) -> [(&'a str, &'a str); 4] {
     ]
 }
 
+/// The status of each request of `body` to `url`, sent with each of `tokens` in turn.
+async fn statuses(url: &str, body: &str, tokens: &[Option<&str>]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for token in tokens {
+        statuses.push(send("PATCH", url, body, *token).await.status);
+    }
+    statuses
+}
+
 #[tokio::test]
 async fn sessions_expire_after_their_budget_and_oauth_renews_them() {
-    let sim = salesforce::start(SalesforceConfig {
+    let config = SalesforceConfig {
         auth: Some(auth()),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    let sim = salesforce::start(config).await.unwrap();
     let url = format!("{}{PATH}", sim.base_url());
     let body = json!({"records": [{"attributes": {"type": "Account"}, "Ext__c": "a"}]}).to_string();
 
@@ -45,28 +49,11 @@ async fn sessions_expire_after_their_budget_and_oauth_renews_them() {
         reply.body,
         json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
     );
+    let initial = Some("initial-token");
     assert_eq!(
-        send("PATCH", &url, &body, Some("made-up")).await.status,
-        401
-    );
-    assert_eq!(
-        send("PATCH", &url, &body, Some("initial-token"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send("PATCH", &url, &body, Some("initial-token"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send("PATCH", &url, &body, Some("initial-token"))
-            .await
-            .status,
-        401,
-        "the budget of 2 is spent"
+        statuses(&url, &body, &[Some("made-up"), initial, initial, initial]).await,
+        [401, 200, 200, 401],
+        "a made-up token is refused; the budget of 2 is spent"
     );
 
     let token_url = format!("{}/oauth2/token", sim.base_url());
@@ -97,9 +84,8 @@ async fn sessions_expire_after_their_budget_and_oauth_renews_them() {
         "every token is new"
     );
 
-    assert_eq!(send("PATCH", &url, &body, Some(&token)).await.status, 200);
-    assert_eq!(send("PATCH", &url, &body, Some(&token)).await.status, 200);
-    assert_eq!(send("PATCH", &url, &body, Some(&token)).await.status, 401);
+    let renewed = Some(token.as_str());
+    assert_eq!(statuses(&url, &body, &[renewed; 3]).await, [200, 200, 401]);
 
     let stats = sim.stats();
     assert_eq!((stats.session_expired, stats.token_refreshes), (4, 2));
@@ -152,13 +138,8 @@ async fn rest_auth_dialect_and_bad_token_requests() {
     .await
     .unwrap();
     let token_url = format!("{}/oauth2/token", sim.base_url());
-    let reply = send(
-        "POST",
-        &token_url,
-        "{\"grant_type\": \"refresh_token\"}",
-        None,
-    )
-    .await;
+    let json_grant = "{\"grant_type\": \"refresh_token\"}";
+    let reply = call(&sim, "POST", "/oauth2/token", json_grant).await;
     assert_eq!(
         (reply.status, reply.body["error"].as_str()),
         (400, Some("invalid_request"))

@@ -2,34 +2,42 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use sluice_sim::SimHandle;
-use sluice_sim::faults::{Faults, Latency, LimitStyle, RetryAfterStyle};
+use sluice_sim::faults::Faults;
+use sluice_sim::faults::LimitStyle::{RequestLimitExceeded, ServiceUnavailable, TooManyRequests};
+use sluice_sim::faults::RetryAfterStyle::{Absent, HttpDate, Seconds};
 use sluice_sim::rest::{self, RestConfig};
 use sluice_sim::salesforce::{self, SalesforceConfig};
 
-use crate::support::{Reply, send};
+use crate::support::{Reply, call};
 
 const SF_PATH: &str = "/services/data/v60.0/composite/sobjects/Account/Ext__c";
 
+/// The REST simulator, accepting everything, with `faults`.
+async fn rest_with(faults: Faults) -> SimHandle {
+    let config = RestConfig {
+        faults,
+        ..Default::default()
+    };
+    rest::start(config).await.unwrap()
+}
+
+/// The Salesforce simulator with `faults`.
+async fn salesforce_with(faults: Faults) -> SimHandle {
+    let config = SalesforceConfig {
+        faults,
+        ..Default::default()
+    };
+    salesforce::start(config).await.unwrap()
+}
+
 async fn rest_post(sim: &SimHandle, key: &str) -> Reply {
     let body = json!([{"id": key}]).to_string();
-    send(
-        "POST",
-        &format!("{}/v1/records", sim.base_url()),
-        &body,
-        None,
-    )
-    .await
+    call(sim, "POST", "/v1/records", &body).await
 }
 
 async fn sf_upsert(sim: &SimHandle, key: &str) -> Reply {
     let body = json!({"records": [{"attributes": {"type": "Account"}, "Ext__c": key}]}).to_string();
-    send(
-        "PATCH",
-        &format!("{}{SF_PATH}", sim.base_url()),
-        &body,
-        None,
-    )
-    .await
+    call(sim, "PATCH", SF_PATH, &body).await
 }
 
 async fn sleep_until(t: SystemTime) {
@@ -40,18 +48,8 @@ async fn sleep_until(t: SystemTime) {
 
 #[tokio::test]
 async fn rate_limit_announces_seconds_and_stays_closed_until_then() {
-    let faults = Faults::rate_limited(
-        2,
-        200,
-        LimitStyle::TooManyRequests,
-        RetryAfterStyle::Seconds,
-    );
-    let sim = rest::start(RestConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let faults = Faults::rate_limited(2, 200, TooManyRequests, Seconds);
+    let sim = rest_with(faults).await;
     // The window may turn over between the requests; three inside one window are refused
     // at least once, and the first refusal is what matters.
     let mut refused = None;
@@ -102,18 +100,8 @@ async fn rate_limit_announces_seconds_and_stays_closed_until_then() {
 
 #[tokio::test]
 async fn salesforce_request_limit_with_an_http_date() {
-    let faults = Faults::rate_limited(
-        1,
-        300,
-        LimitStyle::RequestLimitExceeded,
-        RetryAfterStyle::HttpDate,
-    );
-    let sim = salesforce::start(SalesforceConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let faults = Faults::rate_limited(1, 300, RequestLimitExceeded, HttpDate);
+    let sim = salesforce_with(faults).await;
     let mut reply = sf_upsert(&sim, "a").await;
     assert_eq!(reply.status, 200);
     while reply.status == 200 {
@@ -151,18 +139,8 @@ async fn salesforce_request_limit_with_an_http_date() {
 
 #[tokio::test]
 async fn service_unavailable_without_retry_after_reopens_with_the_window() {
-    let faults = Faults::rate_limited(
-        1,
-        100,
-        LimitStyle::ServiceUnavailable,
-        RetryAfterStyle::Absent,
-    );
-    let sim = rest::start(RestConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let faults = Faults::rate_limited(1, 100, ServiceUnavailable, Absent);
+    let sim = rest_with(faults).await;
     let mut reply = rest_post(&sim, "a").await;
     while reply.status == 200 {
         reply = rest_post(&sim, "b").await;
@@ -181,12 +159,7 @@ async fn service_unavailable_without_retry_after_reopens_with_the_window() {
 #[tokio::test]
 async fn error_bursts_follow_the_request_ordinal() {
     let faults = Faults::error_burst(2, 1, 500);
-    let sim = rest::start(RestConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = rest_with(faults).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         statuses.push(rest_post(&sim, &format!("k{i}")).await.status);
@@ -202,12 +175,7 @@ async fn error_bursts_follow_the_request_ordinal() {
     assert_eq!(sim.requests()[2].outcome, "server_error");
 
     let faults = Faults::error_burst(0, 1, 502);
-    let sim = salesforce::start(SalesforceConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = salesforce_with(faults).await;
     let reply = sf_upsert(&sim, "a").await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.header("content-type"), Some("text/html"));
@@ -222,16 +190,7 @@ async fn error_bursts_follow_the_request_ordinal() {
 #[tokio::test]
 async fn latency_delays_every_nth_request() {
     let delay = Duration::from_millis(150);
-    let faults = Faults {
-        latency: Some(Latency { every: 2, delay }),
-        ..Default::default()
-    };
-    let sim = rest::start(RestConfig {
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = rest_with(Faults::slow(2, 150)).await;
     assert_eq!(rest_post(&sim, "fast").await.status, 200);
     let started = Instant::now();
     assert_eq!(rest_post(&sim, "slow").await.status, 200);

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use sluice_sim::hostile::{
     self, ECHO_HEADER, HostileConfig, HostileHandle, Misbehaviour, PATH, answer, credential_forms,
 };
+
+use crate::support::results;
 
 async fn start(misbehaviour: Misbehaviour, times: Option<u64>) -> HostileHandle {
     hostile::start(HostileConfig::doing(misbehaviour, times))
@@ -21,13 +24,17 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A request of `method` to `path` on `dest`, for the test to finish and send.
+fn to(dest: &HostileHandle, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    client().request(method, format!("{}{path}", dest.base_url()))
+}
+
 fn batch() -> String {
     json!([{"id": "a", "n": 1}, {"id": 7}, {"n": 3}]).to_string()
 }
 
 async fn post(dest: &HostileHandle, token: &str) -> reqwest::Result<reqwest::Response> {
-    client()
-        .post(format!("{}{PATH}", dest.base_url()))
+    to(dest, Method::POST, PATH)
         .bearer_auth(token)
         .header("content-type", "application/json")
         .body(batch())
@@ -69,8 +76,7 @@ async fn it_behaves_until_told_otherwise_and_records_everything() {
     );
 
     // Elsewhere: logged, 404, nothing stored.
-    let response = client()
-        .put(format!("{}/v2/other?x=1", dest.base_url()))
+    let response = to(&dest, Method::PUT, "/v2/other?x=1")
         .body("[]")
         .send()
         .await
@@ -84,8 +90,7 @@ async fn it_behaves_until_told_otherwise_and_records_everything() {
     assert_eq!(requests[1].answer, answer::NOT_FOUND);
 
     // Not a JSON array: 400, nothing stored.
-    let response = client()
-        .post(format!("{}{PATH}", dest.base_url()))
+    let response = to(&dest, Method::POST, PATH)
         .body("{}")
         .send()
         .await
@@ -146,7 +151,7 @@ async fn an_echo_repeats_the_credential_everywhere() {
         format!("Bearer {secret}").as_str()
     );
     let body = json_of(response).await;
-    let results = body["results"].as_array().unwrap();
+    let results = results(&body);
     assert_eq!(results.len(), 3);
     let error = &results[0]["error"];
     assert_eq!(error["code"], format!("DENIED Bearer {secret}"));
@@ -156,15 +161,11 @@ async fn an_echo_repeats_the_credential_everywhere() {
     assert!(dest.stored().is_empty());
 
     // A whole-batch error, and an API key (no scheme) in its own header.
-    let dest = hostile::start(HostileConfig {
-        misbehaviour: Misbehaviour::EchoCredential { status: 422 },
-        credential_header: "X-Api-Key".into(),
-        ..HostileConfig::default()
-    })
-    .await
-    .unwrap();
-    let response = client()
-        .post(format!("{}{PATH}", dest.base_url()))
+    let echo = HostileConfig::doing(Misbehaviour::EchoCredential { status: 422 }, None);
+    let dest = hostile::start(echo.with_credential_header("X-Api-Key"))
+        .await
+        .unwrap();
+    let response = to(&dest, Method::POST, PATH)
         .header("x-api-key", secret)
         .body(batch())
         .send()
@@ -179,8 +180,7 @@ async fn an_echo_repeats_the_credential_everywhere() {
 
     // A Basic credential: its decoded pair too.
     let dest = start(Misbehaviour::EchoCredential { status: 200 }, None).await;
-    let response = client()
-        .post(format!("{}{PATH}", dest.base_url()))
+    let response = to(&dest, Method::POST, PATH)
         .basic_auth("ops", Some(secret))
         .body(batch())
         .send()
@@ -238,8 +238,7 @@ async fn a_slow_body_sends_headers_at_once_and_outlasts_a_timeout() {
         None,
     )
     .await;
-    let error = client()
-        .post(format!("{}{PATH}", dest.base_url()))
+    let error = to(&dest, Method::POST, PATH)
         .timeout(Duration::from_millis(300))
         .body(batch())
         .send()
@@ -306,9 +305,9 @@ async fn a_redirect_points_elsewhere() {
 async fn wrong_length_results_miss_or_add_entries() {
     let dest = start(Misbehaviour::WrongLength { delta: -1 }, None).await;
     let body = json_of(post(&dest, "t").await.unwrap()).await;
-    assert_eq!(body["results"].as_array().unwrap().len(), 2);
+    assert_eq!(results(&body).len(), 2);
     dest.set(Misbehaviour::WrongLength { delta: 2 }, None);
     let body = json_of(post(&dest, "t").await.unwrap()).await;
-    assert_eq!(body["results"].as_array().unwrap().len(), 5);
+    assert_eq!(results(&body).len(), 5);
     assert_eq!(dest.stored().len(), 2);
 }

@@ -6,7 +6,7 @@ use sluice_sim::faults::Faults;
 use sluice_sim::hubspot::{self, HubSpotConfig};
 use sluice_sim::validation::Rules;
 
-use crate::support::send;
+use crate::support::{call, results};
 
 const PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
 
@@ -14,16 +14,26 @@ fn input(email: &str, properties: Value) -> Value {
     json!({"idProperty": "email", "id": email, "properties": properties})
 }
 
+async fn start(config: HubSpotConfig) -> SimHandle {
+    hubspot::start(config).await.unwrap()
+}
+
 async fn upsert(sim: &SimHandle, inputs: &[Value]) -> (u16, Value) {
     let body = json!({ "inputs": inputs }).to_string();
-    let reply = send("POST", &format!("{}{PATH}", sim.base_url()), &body, None).await;
+    let reply = call(sim, "POST", PATH, &body).await;
     (reply.status, reply.body)
 }
 
-fn emails_of(results: &Value) -> Vec<String> {
-    results["results"]
-        .as_array()
-        .unwrap()
+/// Two inputs: `a@example.com` with a last name, and `b@example.com` with `b`.
+fn a_and(b: Value) -> [Value; 2] {
+    [
+        input("a@example.com", json!({"lastname": "A"})),
+        input("b@example.com", b),
+    ]
+}
+
+fn emails_of(body: &Value) -> Vec<String> {
+    results(body)
         .iter()
         .map(|r| r["properties"]["email"].as_str().unwrap().to_owned())
         .collect()
@@ -31,7 +41,7 @@ fn emails_of(results: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn stores_by_id_and_answers_out_of_order() {
-    let sim = hubspot::start(HubSpotConfig::default()).await.unwrap();
+    let sim = start(HubSpotConfig::default()).await;
     let inputs: Vec<Value> = (0..20)
         .map(|i| {
             input(
@@ -47,9 +57,7 @@ async fn stores_by_id_and_answers_out_of_order() {
     assert_ne!(emails, sent, "results are not in input order");
     let (a, b): (BTreeSet<_>, BTreeSet<_>) = (emails.iter().collect(), sent.iter().collect());
     assert_eq!(a, b);
-    let first = body["results"]
-        .as_array()
-        .unwrap()
+    let first = results(&body)
         .iter()
         .find(|r| r["properties"]["email"] == "c0@example.com")
         .unwrap();
@@ -74,26 +82,20 @@ async fn stores_by_id_and_answers_out_of_order() {
 
 #[tokio::test]
 async fn refused_records_are_named_by_id_in_grouped_errors() {
-    let sim = hubspot::start(HubSpotConfig {
-        rules: Rules {
-            required: vec!["lastname".into()],
-            emails: vec!["email".into()],
-            ..Rules::default()
-        },
+    let rules = Rules {
+        required: vec!["lastname".into()],
+        emails: vec!["email".into()],
+        ..Rules::default()
+    };
+    let sim = start(HubSpotConfig {
+        rules,
         ..HubSpotConfig::default()
     })
-    .await
-    .unwrap();
-    let (status, body) = upsert(
-        &sim,
-        &[
-            input("a@example.com", json!({"lastname": "A"})),
-            input("b@example.com", json!({})),
-            input("c@example.com", json!({})),
-            input("not-an-email", json!({"lastname": "D"})),
-        ],
-    )
     .await;
+    let [a, b] = a_and(json!({}));
+    let c = input("c@example.com", json!({}));
+    let d = input("not-an-email", json!({"lastname": "D"}));
+    let (status, body) = upsert(&sim, &[a, b, c, d]).await;
     assert_eq!(status, 207);
     assert_eq!(emails_of(&body), ["a@example.com"]);
     let errors = body["errors"].as_array().unwrap();
@@ -118,21 +120,13 @@ async fn refused_records_are_named_by_id_in_grouped_errors() {
 
 #[tokio::test]
 async fn whole_batch_refusals_store_nothing() {
-    let sim = hubspot::start(HubSpotConfig {
+    let sim = start(HubSpotConfig {
         known_properties: Some(["email", "lastname"].map(String::from).into()),
         max_inputs: 2,
         ..HubSpotConfig::default()
     })
-    .await
-    .unwrap();
-    let (status, body) = upsert(
-        &sim,
-        &[
-            input("a@example.com", json!({"lastname": "A"})),
-            input("b@example.com", json!({"color": "teal"})),
-        ],
-    )
     .await;
+    let (status, body) = upsert(&sim, &a_and(json!({"color": "teal"}))).await;
     assert_eq!(
         (status, body["category"].as_str()),
         (400, Some("VALIDATION_ERROR"))
@@ -166,19 +160,17 @@ async fn whole_batch_refusals_store_nothing() {
 
 #[tokio::test]
 async fn the_daily_limit_refuses_everything_after_it() {
-    let sim = hubspot::start(HubSpotConfig {
+    let sim = start(HubSpotConfig {
         daily_limit: Some(1),
         faults: Faults::default(),
         ..HubSpotConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let (status, _) = upsert(&sim, &[input("a@example.com", json!({}))]).await;
     assert_eq!(status, 200);
     for _ in 0..2 {
-        let url = format!("{}{PATH}", sim.base_url());
         let body = json!({"inputs": [input("b@example.com", json!({}))]}).to_string();
-        let reply = send("POST", &url, &body, None).await;
+        let reply = call(&sim, "POST", PATH, &body).await;
         assert_eq!(reply.status, 429);
         assert_eq!(reply.body["policyName"], "DAILY");
         assert_eq!(reply.header("retry-after"), None);

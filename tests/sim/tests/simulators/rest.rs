@@ -4,17 +4,30 @@ use sluice_sim::faults::Faults;
 use sluice_sim::rest::{self, RestConfig, RestMode};
 use sluice_sim::validation::Rules;
 
-use crate::support::send;
+use crate::support::{call, results};
+
+async fn start(config: RestConfig) -> SimHandle {
+    rest::start(config).await.unwrap()
+}
+
+/// The simulator answering in `mode`, requiring a `name` and checking `email`.
+async fn checking_emails(mode: RestMode) -> SimHandle {
+    start(RestConfig {
+        mode,
+        rules: email_rules(),
+        ..Default::default()
+    })
+    .await
+}
 
 async fn post(sim: &SimHandle, body: &Value) -> (u16, Value) {
-    let reply = send(
-        "POST",
-        &format!("{}/v1/records", sim.base_url()),
-        &body.to_string(),
-        None,
-    )
-    .await;
+    let reply = call(sim, "POST", "/v1/records", &body.to_string()).await;
     (reply.status, reply.body)
+}
+
+/// The status and the error code of an answer in the REST dialect.
+fn refusal(status: u16, body: &Value) -> (u16, Option<&str>) {
+    (status, body["error"]["code"].as_str())
 }
 
 fn email_rules() -> Rules {
@@ -27,12 +40,7 @@ fn email_rules() -> Rules {
 
 #[tokio::test]
 async fn accept_all_stores_everything_by_key() {
-    let config = RestConfig {
-        mode: RestMode::AcceptAll,
-        rules: email_rules(),
-        ..Default::default()
-    };
-    let sim = rest::start(config).await.unwrap();
+    let sim = checking_emails(RestMode::AcceptAll).await;
     let (status, body) = post(
         &sim,
         &json!([{"id": "a", "email": "not an email"}, {"id": 42, "n": 1}]),
@@ -56,25 +64,13 @@ async fn accept_all_stores_everything_by_key() {
 
     let (status, body) = post(&sim, &json!([{"id": "b"}, {"name": "no key"}])).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        refusal(status, &body),
         (400, Some("REQUIRED_FIELD_MISSING"))
     );
     let (status, body) = post(&sim, &json!([{"id": "b"}, 7])).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("BAD_JSON"))
-    );
-    let reply = send(
-        "POST",
-        &format!("{}/v1/records", sim.base_url()),
-        "[{\"id\": ",
-        None,
-    )
-    .await;
-    assert_eq!(
-        (reply.status, reply.body["error"]["code"].as_str()),
-        (400, Some("BAD_JSON"))
-    );
+    assert_eq!(refusal(status, &body), (400, Some("BAD_JSON")));
+    let reply = call(&sim, "POST", "/v1/records", "[{\"id\": ").await;
+    assert_eq!(refusal(reply.status, &reply.body), (400, Some("BAD_JSON")));
     assert!(
         !sim.stored().contains_key("b"),
         "a refused batch stores nothing"
@@ -100,7 +96,7 @@ async fn accept_all_under_concurrency_without_key_log() {
         record_keys: false,
         ..Default::default()
     };
-    let sim = rest::start(config).await.unwrap();
+    let sim = start(config).await;
     let url = format!("{}/v1/records", sim.base_url());
     let client = crate::support::client();
     let mut tasks = Vec::new();
@@ -139,20 +135,14 @@ async fn per_record_results_by_position_in_an_envelope() {
         path: "/api/contacts".into(),
         ..Default::default()
     };
-    let sim = rest::start(config).await.unwrap();
+    let sim = start(config).await;
     let body = json!({"data": [
         {"external_id": "c1", "name": "Ann", "email": "ann@example.com"},
         {"external_id": "c2", "name": "Bob", "email": "bob@example"},
         {"external_id": "c3", "email": "cy@example.com"},
         {"name": "no key"},
     ]});
-    let reply = send(
-        "PUT",
-        &format!("{}/api/contacts", sim.base_url()),
-        &body.to_string(),
-        None,
-    )
-    .await;
+    let reply = call(&sim, "PUT", "/api/contacts", &body.to_string()).await;
     assert_eq!(reply.status, 200);
     let results = &reply.body["results"];
     assert_eq!(
@@ -168,29 +158,18 @@ async fn per_record_results_by_position_in_an_envelope() {
     assert_eq!(sim.requests()[0].keys, ["c1", "c2", "c3", ""]);
     assert_eq!(sim.requests()[0].outcome, "partial");
 
-    let reply = send(
-        "POST",
-        &format!("{}/api/contacts", sim.base_url()),
-        "[{\"external_id\": \"x\"}]",
-        None,
-    )
-    .await;
+    let reply = call(&sim, "POST", "/api/contacts", "[{\"external_id\": \"x\"}]").await;
     assert_eq!(
         reply.body["error"]["code"], "BAD_JSON",
         "the envelope is required"
     );
-    let reply = send("GET", &format!("{}/api/contacts", sim.base_url()), "", None).await;
+    let reply = call(&sim, "GET", "/api/contacts", "").await;
     assert_eq!(reply.status, 405);
 }
 
 #[tokio::test]
 async fn whole_batch_rejection_stores_nothing_until_the_bad_record_is_isolated() {
-    let config = RestConfig {
-        mode: RestMode::WholeBatch,
-        rules: email_rules(),
-        ..Default::default()
-    };
-    let sim = rest::start(config).await.unwrap();
+    let sim = checking_emails(RestMode::WholeBatch).await;
     let good = |k: &str| json!({"id": k, "name": k, "email": format!("{k}@example.com")});
     let bad = json!({"id": "bad", "name": "Bad", "email": "nopain,nogain.com"});
     let (status, body) = post(&sim, &json!([good("a"), bad, good("b"), good("c")])).await;
@@ -231,12 +210,9 @@ async fn row_locks_per_record_and_per_batch() {
         faults: faults.clone(),
         ..Default::default()
     };
-    let sim = rest::start(config).await.unwrap();
+    let sim = start(config).await;
     let (status, body) = post(&sim, &json!([{"id": "a"}])).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("UNABLE_TO_LOCK_ROW"))
-    );
+    assert_eq!(refusal(status, &body), (409, Some("UNABLE_TO_LOCK_ROW")));
     assert_eq!(sim.requests()[0].outcome, "conflict");
     assert!(sim.stored().is_empty());
 
@@ -244,17 +220,14 @@ async fn row_locks_per_record_and_per_batch() {
         lock_probability: 0.5,
         ..faults
     };
-    let sim = rest::start(RestConfig {
+    let sim = start(RestConfig {
         faults,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let records: Vec<Value> = (0..40).map(|i| json!({"id": i})).collect();
     let (_, body) = post(&sim, &Value::Array(records)).await;
-    let locked = body["results"]
-        .as_array()
-        .unwrap()
+    let locked = results(&body)
         .iter()
         .filter(|r| r["error"]["code"] == "UNABLE_TO_LOCK_ROW")
         .count();

@@ -6,7 +6,7 @@ use sluice_sim::faults::Faults;
 use sluice_sim::salesforce::{self, SalesforceConfig};
 use sluice_sim::validation::{CustomRule, Rules};
 
-use crate::support::send;
+use crate::support::call;
 
 const PATH: &str = "/services/data/v60.0/composite/sobjects/Account/External_Id__c";
 
@@ -18,9 +18,22 @@ fn account(key: &str, fields: Value) -> Value {
     record
 }
 
+async fn start(config: SalesforceConfig) -> SimHandle {
+    salesforce::start(config).await.unwrap()
+}
+
+/// The simulator checking records with `rules`.
+async fn checking(rules: Rules) -> SimHandle {
+    start(SalesforceConfig {
+        rules,
+        ..Default::default()
+    })
+    .await
+}
+
 async fn upsert(sim: &SimHandle, records: &[Value]) -> (u16, Value) {
     let body = json!({"allOrNone": false, "records": records}).to_string();
-    let reply = send("PATCH", &format!("{}{PATH}", sim.base_url()), &body, None).await;
+    let reply = call(sim, "PATCH", PATH, &body).await;
     (reply.status, reply.body)
 }
 
@@ -38,9 +51,7 @@ fn codes(results: &Value) -> Vec<Option<String>> {
 
 #[tokio::test]
 async fn stores_by_key_and_upserts_by_merging() {
-    let sim = salesforce::start(SalesforceConfig::default())
-        .await
-        .unwrap();
+    let sim = start(SalesforceConfig::default()).await;
     let (status, results) = upsert(
         &sim,
         &[
@@ -106,12 +117,7 @@ async fn every_validation_code_per_record() {
         parent_field: Some("Parent_Ext__c".into()),
         known_parents: Some(BTreeSet::from(["P-1".to_owned()])),
     };
-    let sim = salesforce::start(SalesforceConfig {
-        rules,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = checking(rules).await;
     let records = [
         account(
             "ok",
@@ -177,20 +183,9 @@ async fn all_or_none_stores_nothing_when_one_fails() {
         required: vec!["Name".into()],
         ..Default::default()
     };
-    let sim = salesforce::start(SalesforceConfig {
-        rules,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let sim = checking(rules).await;
     let body = json!({"allOrNone": true, "records": [account("a", json!({"Name": "A"})), account("b", json!({}))]});
-    let reply = send(
-        "PATCH",
-        &format!("{}{PATH}", sim.base_url()),
-        &body.to_string(),
-        None,
-    )
-    .await;
+    let reply = call(&sim, "PATCH", PATH, &body.to_string()).await;
     assert_eq!(reply.status, 200);
     let expected = [
         Some("ALL_OR_NONE_OPERATION_ROLLED_BACK".to_owned()),
@@ -202,14 +197,11 @@ async fn all_or_none_stores_nothing_when_one_fails() {
 
 #[tokio::test]
 async fn malformed_bodies_and_oversized_batches_are_refused_whole() {
-    let sim = salesforce::start(SalesforceConfig::default())
-        .await
-        .unwrap();
-    let url = format!("{}{PATH}", sim.base_url());
-    let reply = send("PATCH", &url, "{\"records\": [", None).await;
+    let sim = start(SalesforceConfig::default()).await;
+    let reply = call(&sim, "PATCH", PATH, "{\"records\": [").await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.body[0]["errorCode"], "JSON_PARSER_ERROR");
-    let reply = send("PATCH", &url, "{\"records\": [1, 2]}", None).await;
+    let reply = call(&sim, "PATCH", PATH, "{\"records\": [1, 2]}").await;
     assert_eq!(
         (reply.status, reply.body[0]["errorCode"].as_str()),
         (400, Some("JSON_PARSER_ERROR"))
@@ -227,15 +219,9 @@ async fn malformed_bodies_and_oversized_batches_are_refused_whole() {
     assert_eq!(status, 200);
     assert_eq!(sim.stored().len(), 200);
 
-    let reply = send("POST", &url, "{}", None).await;
+    let reply = call(&sim, "POST", PATH, "{}").await;
     assert_eq!(reply.status, 405);
-    let reply = send(
-        "GET",
-        &format!("{}/services/data/v60.0/sobjects", sim.base_url()),
-        "",
-        None,
-    )
-    .await;
+    let reply = call(&sim, "GET", "/services/data/v60.0/sobjects", "").await;
     assert_eq!(reply.status, 404);
     let outcomes: Vec<String> = sim.requests().into_iter().map(|r| r.outcome).collect();
     assert_eq!(
@@ -259,12 +245,11 @@ async fn locked_sim(seed: u64) -> SimHandle {
         lock_probability: 0.4,
         ..Default::default()
     };
-    salesforce::start(SalesforceConfig {
+    start(SalesforceConfig {
         faults,
         ..Default::default()
     })
     .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use sluice_sim::SimHandle;
 
 pub struct Reply {
     pub status: u16,
@@ -14,6 +15,11 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// The `results` array of an answer, which must be there.
+pub fn results(body: &Value) -> &[Value] {
+    body["results"].as_array().expect("a results array")
 }
 
 pub fn client() -> reqwest::Client {
@@ -34,6 +40,11 @@ pub async fn send(method: &str, url: &str, body: &str, token: Option<&str>) -> R
         request = request.bearer_auth(token);
     }
     reply(request.send().await.expect("the simulator answers")).await
+}
+
+/// Sends `body` (any text) with `method` to `path` on `sim`, without credentials.
+pub async fn call(sim: &SimHandle, method: &str, path: &str, body: &str) -> Reply {
+    send(method, &format!("{}{path}", sim.base_url()), body, None).await
 }
 
 /// Posts an `application/x-www-form-urlencoded` body.

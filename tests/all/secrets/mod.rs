@@ -19,6 +19,9 @@ use sluice::inspector::Exchange;
 
 use crate::common;
 
+mod base_url;
+mod echoes;
+
 /// A destination that echoes a credential header everywhere it can, and (for OAuth2)
 /// a token endpoint that issues a new access token on each call.
 #[derive(Clone, Default)]
@@ -34,6 +37,16 @@ struct Echo {
     /// Quote the credential in per-record errors with every character JSON-escaped
     /// (`\u0074...`): no byte of the body is the secret, but the connector reads it back.
     disguise: bool,
+}
+
+impl Echo {
+    /// A destination echoing the request header `header` (lower-case).
+    fn of(header: &'static str) -> Echo {
+        Echo {
+            header,
+            ..Echo::default()
+        }
+    }
 }
 
 /// `text` as JSON string content with every character written as a `\u` escape.
@@ -219,7 +232,7 @@ async fn run_and_look(
     env: &[(&str, &str)],
     secrets: &[String],
 ) -> (Value, Vec<Value>, Vec<Exchange>) {
-    let config = setup.dir.path().join("sluice.toml");
+    let config = setup.config_path();
     let mut env = env.to_vec();
     env.push(("RUST_LOG", "trace"));
     let run = common::sluice(&["run", "--json"], &config, &env).await;
@@ -311,300 +324,5 @@ fn assert_scrubbed_exchange(exchange: &Exchange) {
             .contains("\"raw\":\"[redacted]|[redacted]|[redacted]\""),
         "{}",
         exchange.response_body
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
-    let echo = Echo {
-        header: "authorization",
-        ..Echo::default()
-    };
-    let token = "tok-Echo-5ecret-0123456789/abc+Z";
-    let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_ECHO_BEARER\" }").await;
-    let secrets = [token.to_string(), format!("Bearer {token}")];
-    let (summary, ledger, exchanges) =
-        run_and_look(&setup, &[("SECRETS_ECHO_BEARER", token)], &secrets).await;
-    assert_eq!(summary["outcome"], "completed", "{summary}");
-    assert_scrubbed_failures(&summary, &ledger);
-    assert_eq!(exchanges.len(), 1);
-    assert_scrubbed_exchange(&exchanges[0]);
-    // The destination did get the token.
-    assert_eq!(
-        echo.seen.lock().unwrap().as_slice(),
-        [("/v1/records".to_string(), format!("Bearer {token}"))]
-    );
-}
-
-/// The transport cannot see a token hidden in JSON escapes, but the connector decodes it
-/// into its verdict: what a connector says is scrubbed too before anything stores it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere() {
-    let echo = Echo {
-        header: "authorization",
-        disguise: true,
-        ..Echo::default()
-    };
-    let token = "tok-Disguised-5ecret-0123456789";
-    let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_DISGUISED_BEARER\" }").await;
-    let secrets = [token.to_string()];
-    let (summary, ledger, _) =
-        run_and_look(&setup, &[("SECRETS_DISGUISED_BEARER", token)], &secrets).await;
-    assert_eq!(summary["rejected"], json!(5), "{summary}");
-    for row in &ledger {
-        assert_eq!(row["status"], "rejected", "{row}");
-        // The connector read the escapes back into the token, and the host took it out.
-        assert_eq!(
-            (&row["code"], &row["message"], &row["fields"]),
-            (
-                &json!("[redacted]"),
-                &json!("credential [redacted] refused"),
-                &json!(["[redacted]"])
-            ),
-            "{row}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_echoed_api_key_is_printed_and_stored_nowhere() {
-    let echo = Echo {
-        header: "x-tenant-credential",
-        ..Echo::default()
-    };
-    let key = "key_Echo5ecret:0123456789";
-    let (_, setup) = echoed(
-        &echo,
-        "{ header = \"X-Tenant-Credential\", value_env = \"SECRETS_ECHO_KEY\" }",
-    )
-    .await;
-    let (summary, ledger, exchanges) =
-        run_and_look(&setup, &[("SECRETS_ECHO_KEY", key)], &[key.to_string()]).await;
-    assert_eq!(summary["outcome"], "completed", "{summary}");
-    assert_scrubbed_failures(&summary, &ledger);
-    assert_eq!(exchanges.len(), 1);
-    assert_scrubbed_exchange(&exchanges[0]);
-    assert_eq!(echo.seen.lock().unwrap()[0].1, key);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewed_and_earlier_oauth2_tokens_and_client_secrets_are_scrubbed() {
-    let echo = Echo {
-        header: "authorization",
-        expire_first: true,
-        ..Echo::default()
-    };
-    let (client_secret, refresh) = ("client-Echo5ecret-42", "refresh-Echo5ecret-42");
-    let (_, setup) = echoed(
-        &echo,
-        "{ oauth2 = { token_url = \"{base_url}/oauth2/token\", client_id_env = \"SECRETS_ECHO_ID\", client_secret_env = \"SECRETS_ECHO_SECRET\", refresh_token_env = \"SECRETS_ECHO_REFRESH\" } }",
-    )
-    .await;
-    let secrets = [
-        client_secret.to_string(),
-        refresh.to_string(),
-        "acc-1-Echo5ecretAccessToken".to_string(),
-        "acc-2-Echo5ecretAccessToken".to_string(),
-    ];
-    let (summary, ledger, exchanges) = run_and_look(
-        &setup,
-        &[
-            ("SECRETS_ECHO_ID", "client-id"),
-            ("SECRETS_ECHO_SECRET", client_secret),
-            ("SECRETS_ECHO_REFRESH", refresh),
-        ],
-        &secrets,
-    )
-    .await;
-    assert_eq!(summary["auth_renewals"], 1, "{summary}");
-    assert_scrubbed_failures(&summary, &ledger);
-    // The second request carried the renewed token, and its answer quoted both.
-    let seen = echo.seen.lock().unwrap().clone();
-    assert_eq!(
-        seen.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(),
-        [
-            "Bearer acc-1-Echo5ecretAccessToken",
-            "Bearer acc-2-Echo5ecretAccessToken"
-        ]
-    );
-    assert_eq!(exchanges.len(), 2);
-    assert_scrubbed_exchange(&exchanges[0]);
-    let old = exchanges[0]
-        .response_headers
-        .iter()
-        .find(|(k, _)| k == "www-authenticate")
-        .unwrap();
-    assert_eq!(
-        old.1,
-        "Bearer error=\"invalid_token\", token=\"[redacted]\" old=\"[redacted] [redacted]\""
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_endpoint_quoting_the_client_secret_is_scrubbed_from_the_error() {
-    let base_url = serve(Echo::default()).await;
-    let (client_secret, refresh) = ("client Echo5ecret/43", "refresh-Echo5ecret-43");
-    let setup = common::Scenario::rest(&base_url)
-        .records(five_records())
-        .sync(&format!(
-            "auth = {{ oauth2 = {{ token_url = \"{base_url}/oauth2/refuse\", client_id_env = \"SECRETS_REFUSE_ID\", client_secret_env = \"SECRETS_REFUSE_SECRET\", refresh_token_env = \"SECRETS_REFUSE_REFRESH\" }} }}"
-        ))
-        .setup();
-    let config = setup.dir.path().join("sluice.toml");
-    let run = common::sluice(
-        &["run", "--json"],
-        &config,
-        &[
-            ("SECRETS_REFUSE_ID", "client-id"),
-            ("SECRETS_REFUSE_SECRET", client_secret),
-            ("SECRETS_REFUSE_REFRESH", refresh),
-            ("RUST_LOG", "trace"),
-        ],
-    )
-    .await;
-    assert!(!run.status.success());
-    let runs = common::sluice(&["runs", "--json"], &config, &[]).await;
-    let secrets = [client_secret.to_string(), refresh.to_string()];
-    for (what, bytes) in [
-        ("run stdout", &run.stdout),
-        ("run stderr", &run.stderr),
-        ("runs --json", &runs.stdout),
-    ] {
-        assert_absent(what, bytes, &secrets);
-    }
-    let history = common::json_lines(&String::from_utf8(runs.stdout).unwrap());
-    let error = history[0]["error"].as_str().unwrap();
-    assert!(
-        error.contains("OAuth2 token refresh at")
-            && error.contains("the server answered `invalid_client:[redacted]`: refresh token [redacted] ([redacted]) unknown for secret [redacted]"),
-        "{error}"
-    );
-}
-
-/// The config's error for `base_url = "{url}"`.
-fn base_url_error(url: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("data.jsonl"), "{\"id\": \"1\"}\n").unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[connectors.c]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ jsonl = \"data.jsonl\", key = \"id\" }}\nbase_url = \"{url}\"\nsettings = {{ path = \"/v1\" }}\n"
-        ),
-    )
-    .unwrap();
-    format!(
-        "{:#}",
-        Config::load(&path).expect_err("the config must be refused")
-    )
-}
-
-#[test]
-fn credentials_in_base_url_are_refused_without_being_shown() {
-    let cases = [
-        (
-            "https://svc-user:Pa55-w0rd-xyz@api.example.com/v1",
-            "`user:password@`",
-        ),
-        ("https://svc-user@api.example.com/v1", "`user:password@`"),
-        (
-            "https://api.example.com/v1?api_key=Pa55-w0rd-xyz",
-            "`api_key`",
-        ),
-        (
-            "https://api.example.com/v1?tenant=acme&API-KEY=Pa55-w0rd-xyz",
-            "`API-KEY`",
-        ),
-        (
-            "https://api.example.com/v1?Access_Token=Pa55-w0rd-xyz",
-            "`Access_Token`",
-        ),
-    ];
-    let mut cases: Vec<(String, String)> = cases
-        .iter()
-        .map(|(u, w)| (u.to_string(), w.to_string()))
-        .collect();
-    for name in [
-        "token",
-        "key",
-        "apikey",
-        "secret",
-        "password",
-        "sig",
-        "signature",
-    ] {
-        cases.push((
-            format!("https://api.example.com/v1?page=1&{name}=Pa55-w0rd-xyz"),
-            format!("the query parameter `{name}`"),
-        ));
-    }
-    for (url, names) in cases {
-        let error = base_url_error(&url);
-        assert!(
-            error.contains("base_url:") && error.contains(&names) && error.contains("`auth`"),
-            "{url}: {error}"
-        );
-        assert!(
-            !error.contains("Pa55-w0rd-xyz") && !error.contains("svc-user"),
-            "{url}: the error shows the credential: {error}"
-        );
-    }
-    // Unparseable, still not shown.
-    let error = base_url_error("https://svc-user:Pa55-w0rd-xyz@ bad host/v1?key=Pa55-w0rd-xyz");
-    assert!(error.contains("not a URL"), "{error}");
-    assert!(
-        !error.contains("Pa55") && !error.contains("svc-user"),
-        "{error}"
-    );
-}
-
-#[test]
-fn a_fragment_in_base_url_is_refused_and_a_plain_query_is_kept() {
-    let error = base_url_error("https://api.example.com/v1#section");
-    assert!(
-        error.contains("base_url:") && error.contains("fragment"),
-        "{error}"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("data.jsonl"), "{\"id\": \"1\"}\n").unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(
-        &path,
-        "[connectors.c]\ncomponent = \"builtin:rest\"\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = { jsonl = \"data.jsonl\", key = \"id\" }\nbase_url = \"https://api.example.com/v1?tenant=acme&page_key_hint=x\"\nsettings = { path = \"/v1\" }\n",
-    )
-    .unwrap();
-    let config = Config::load(&path).unwrap();
-    assert_eq!(
-        config.sync("s").unwrap().base_url.as_str(),
-        "https://api.example.com/v1?tenant=acme&page_key_hint=x"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn base_urls_path_and_query_reach_the_destination_and_the_inspector_hides_keys() {
-    let echo = Echo {
-        header: "authorization",
-        ..Echo::default()
-    };
-    let base_url = serve(echo.clone()).await;
-    // base_url with a path and a query.
-    let setup = common::Scenario::rest(&base_url)
-        .base_path("/api?tenant=acme")
-        .records(five_records())
-        .settings("{ path = \"/bulk?mode=upsert&sig=conn3ctor-sig-value\", results_pointer = \"/results\" }")
-        .setup();
-    let config = setup.dir.path().join("sluice.toml");
-    let (report, fates) = common::run(&setup).await;
-    assert_eq!(report.summary.delivered, 1);
-    assert_eq!(fates.all().len(), 5);
-    assert_eq!(
-        echo.seen.lock().unwrap()[0].0,
-        "/api/bulk?tenant=acme&mode=upsert&sig=conn3ctor-sig-value"
-    );
-    let inspect = common::sluice_ok(&["inspect", "--sync", "s", "--json"], &config, &[]).await;
-    let exchange: Exchange = serde_json::from_str(inspect.lines().next().unwrap()).unwrap();
-    assert_eq!(
-        exchange.url,
-        format!("{base_url}/api/bulk?tenant=acme&mode=upsert&sig=[redacted]")
     );
 }
