@@ -30,7 +30,6 @@ use sluice_sim::Faults;
 use sluice_sim::faults::{ErrorBurst, LimitStyle, RateLimit, RetryAfterStyle};
 use sluice_sim::rest::{RestConfig, RestMode};
 
-use clap::Parser;
 
 mod support;
 use support::{
@@ -64,17 +63,15 @@ struct Options {
     /// Requests per second the destination serves.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
-    /// `cargo bench` passes `--bench` to every bench target.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    _cargo: support::CargoBench,
 }
 
 // ---------------------------------------------------------------------------------------
 // The benchmark: the parent process.
 
 fn bench(args: &[String]) -> Result<()> {
-    let options =
-        Options::try_parse_from(std::iter::once("bench").chain(args.iter().map(String::as_str)))?;
+    let options: Options = support::options(args)?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.path();
     println!(

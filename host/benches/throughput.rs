@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use sluice::sandbox::{HttpResponse, Runtime, SandboxLimits, SourceRecord, Verdict};
 use sluice_sim::rest::{RestConfig, RestMode};
 
-use clap::Parser;
 
 mod support;
 use support::{
@@ -65,14 +64,12 @@ struct Options {
     /// Rounds of raw client and Sluice, alternating.
     #[arg(long, default_value = "3", value_parser = support::count)]
     rounds: usize,
-    /// `cargo bench` passes `--bench` to every bench target.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    _cargo: support::CargoBench,
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let options =
-        Options::try_parse_from(std::iter::once("bench").chain(args.iter().map(String::as_str)))?;
+    let options: Options = support::options(args)?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let data = dir.path().join("records.jsonl");
     let warm_up = dir.path().join("warm-up.jsonl");
@@ -184,18 +181,21 @@ fn print_run(round: usize, client: &str, run: &Run) {
     );
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 /// The tuned native client (`native`: each line checked to be one JSON object, no DOM)
 /// against Sluice, round by round.
 fn print_native(runs: &[(Run, f64)]) {
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        }
-    };
+    let median = median_of;
     let native = median(runs.iter().map(|(n, _)| n.per_second()).collect());
     let ratio = median(runs.iter().map(|(n, s)| s / n.per_second()).collect());
     let cpu = median(
@@ -211,16 +211,7 @@ fn print_native(runs: &[(Run, f64)]) {
 }
 
 fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost, ledger: &LedgerCost) {
-    let median = |f: &dyn Fn(&(Run, Run)) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        }
-    };
+    let median = |f: &dyn Fn(&(Run, Run)) -> f64| median_of(rounds.iter().map(f).collect());
     let raw = median(&|(r, _)| r.per_second());
     let sluice = median(&|(_, s)| s.per_second());
     println!("\nmedians over {} rounds:", rounds.len());

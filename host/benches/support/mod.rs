@@ -330,3 +330,17 @@ concurrency = {CONCURRENCY}
     std::fs::write(&path, text)?;
     Ok(path)
 }
+
+/// What `cargo bench` adds to every bench target's arguments.
+#[derive(clap::Args)]
+pub struct CargoBench {
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// A bench's options, from its arguments (after the program name).
+pub fn options<T: clap::Parser>(args: &[String]) -> anyhow::Result<T> {
+    Ok(T::try_parse_from(
+        std::iter::once("bench").chain(args.iter().map(String::as_str)),
+    )?)
+}
