@@ -30,7 +30,6 @@ use sluice_sim::Faults;
 use sluice_sim::faults::{ErrorBurst, LimitStyle, RateLimit, RetryAfterStyle};
 use sluice_sim::rest::{RestConfig, RestMode};
 
-
 mod support;
 use support::{
     BATCH, CONCURRENCY, MIB, Mix, PATH, SYNC, Server, Usage, load_average, record,

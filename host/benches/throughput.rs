@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use sluice::sandbox::{HttpResponse, Runtime, SandboxLimits, SourceRecord, Verdict};
 use sluice_sim::rest::{RestConfig, RestMode};
 
-
 mod support;
 use support::{
     BATCH, CONCURRENCY, MIB, Mix, PATH, Server, Stopped, Usage, load_average, record,

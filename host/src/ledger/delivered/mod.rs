@@ -18,6 +18,7 @@
 //! A crash loses at most the deliveries since the last sync; their records are simply
 //! sent again. A record is in the log only after the destination confirmed it.
 
+mod file;
 mod frame;
 mod record;
 
@@ -27,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use self::frame::{CHUNK, Ending, Frames, MAGIC, write_frame};
+use self::file::{HEADER_ONLY_MAX, read_file, read_header, record_count, repair_tail, sync_dir};
+use self::frame::{CHUNK, MAGIC, write_frame};
 pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index};
 
 /// Why the log cannot be read or written. `Damaged` names the file and the offset.
@@ -490,126 +492,6 @@ fn sync_writer(w: &mut Writer) -> Result<()> {
     }
     w.last_sync = Instant::now();
     Ok(())
-}
-
-/// Makes a rename or a new file in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = io("opening", dir, File::open(dir))?;
-    io("syncing", dir, handle.sync_all())
-}
-
-/// Reads one file: its header, then every record to `visit`. A torn end is said as
-/// damage here: only [`repair_tail`] may cut it, and only on the last segment.
-fn read_file(path: &Path, visit: &mut impl FnMut(&Delivery<'_>)) -> Result<Header> {
-    let bytes = io("reading", path, fs::read(path))?;
-    let damaged = |offset: u64, what: String| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset,
-        what,
-    };
-    let ending_error = |ending: Ending| match ending {
-        Ending::Clean => None,
-        Ending::Torn { offset } => Some(damaged(offset, "the file ends inside a frame".into())),
-        Ending::Damaged { offset, what } => Some(damaged(offset, what)),
-    };
-    let mut frames = match Frames::new(&bytes) {
-        Ok(frames) => frames,
-        Err(ending) => return Err(ending_error(ending).expect("not clean")),
-    };
-    let header_at = MAGIC.len() as u64;
-    let header: Header = match frames.next() {
-        Some(body) => postcard::from_bytes(body)
-            .map_err(|e| damaged(header_at, format!("an unreadable header: {e}")))?,
-        None => {
-            return Err(ending_error(frames.ending.clone())
-                .unwrap_or_else(|| damaged(header_at, "no header".into())));
-        }
-    };
-    loop {
-        let at = frames.position() as u64;
-        let Some(mut body) = frames.next() else {
-            break;
-        };
-        while !body.is_empty() {
-            let (record, rest) = postcard::take_from_bytes::<Delivery<'_>>(body)
-                .map_err(|e| damaged(at, format!("an unreadable record: {e}")))?;
-            visit(&record);
-            body = rest;
-        }
-    }
-    match ending_error(frames.ending) {
-        Some(err) => Err(err),
-        None => Ok(header),
-    }
-}
-
-/// A file that holds only a header is at most this large.
-const HEADER_ONLY_MAX: u64 = 64;
-
-/// How many records a file holds.
-fn record_count(path: &Path) -> Result<u64> {
-    let mut n = 0;
-    read_file(path, &mut |_| n += 1)?;
-    Ok(n)
-}
-
-/// Only the header of a file.
-fn read_header(path: &Path) -> Result<Header> {
-    let bytes = io("reading", path, fs::read(path))?;
-    let mut frames = Frames::new(&bytes).map_err(|_| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: 0,
-        what: "not a file of Sluice's delivered log".into(),
-    })?;
-    let body = frames.next().ok_or_else(|| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: MAGIC.len() as u64,
-        what: "no header".into(),
-    })?;
-    postcard::from_bytes(body).map_err(|e| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: MAGIC.len() as u64,
-        what: format!("an unreadable header: {e}"),
-    })
-}
-
-/// Cuts a write torn by a crash off the end of a segment, saying so with the file and
-/// the offset; damage anywhere (a bad checksum with data after it) is an error.
-fn repair_tail(path: &Path) -> Result<()> {
-    let bytes = io("reading", path, fs::read(path))?;
-    let ending = match Frames::new(&bytes) {
-        Ok(mut frames) => {
-            frames.by_ref().for_each(drop);
-            frames.ending
-        }
-        Err(ending) => ending,
-    };
-    match ending {
-        Ending::Clean => Ok(()),
-        Ending::Torn { offset } => {
-            tracing::warn!(
-                file = %path.display(),
-                offset,
-                cut = bytes.len() as u64 - offset,
-                "the delivered log ends in a write cut short by a crash: cutting it off \
-                 (the records in it are sent again)"
-            );
-            if offset <= MAGIC.len() as u64 {
-                // Not even its header was written: the segment held nothing.
-                io("removing", path, fs::remove_file(path))?;
-            } else {
-                let file = io("opening", path, OpenOptions::new().write(true).open(path))?;
-                io("cutting", path, file.set_len(offset))?;
-                io("syncing", path, file.sync_all())?;
-            }
-            Ok(())
-        }
-        Ending::Damaged { offset, what } => Err(LogError::Damaged {
-            path: path.to_path_buf(),
-            offset,
-            what,
-        }),
-    }
 }
 
 #[cfg(test)]
