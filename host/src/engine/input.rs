@@ -3,13 +3,11 @@
 //! win), or records the retry job picked from the ledger.
 //!
 //! A source is read exactly once. The read spools every record to an unlinked file in the
-//! state directory and remembers a 128-bit hash of every key, reporting unusable rows as it
+//! state directory and remembers a 128-bit hash of every key (`repeats`), reporting unusable rows as it
 //! goes; the send pass then streams the spool and skips all but the last row of a repeated
 //! key. Reading the source twice would let a file replaced between the passes lose records
 //! unreported, and some sources (a command's output) cannot be read twice at all.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::Batcher;
 use super::counters::Count;
 use super::filter::{Decision, Filter};
+use super::repeats::{KeysSeen, Repeats};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
 use crate::source::spool::{SpoolReader, SpoolWriter, Spooled};
@@ -107,7 +106,7 @@ pub(super) fn read(
                         break true;
                     };
                     shared.counters.add(Count::Read, 1);
-                    if !spooled.wins(row.key(), line) {
+                    if !spooled.wins(row.key()) {
                         let reason = format!(
                             "key `{}` appears again later in the source; the last row wins",
                             row.key()
@@ -143,21 +142,17 @@ pub(super) fn read(
     Ok(skipped)
 }
 
-/// A source read to its end: its records in the spool, and for each key that occurs more
-/// than once, the line of its last row.
+/// A source read to its end: its records in the spool, and its repeated keys.
 struct SourceRead {
     records: SpoolReader,
-    last_of_repeated: HashMap<KeyHash, u64, ByKeyHash>,
+    repeats: Repeats,
 }
 
 impl SourceRead {
-    /// Whether the row of `key` at `line` is the one sent: the last row of its key.
-    fn wins(&self, key: &str, line: u64) -> bool {
-        self.last_of_repeated.is_empty()
-            || self
-                .last_of_repeated
-                .get(&KeyHash::of(key))
-                .is_none_or(|&last| last == line)
+    /// Whether the next row of the spool, of `key`, is the one sent: the last row of its
+    /// key. Called once per row, in order.
+    fn wins(&mut self, key: &str) -> bool {
+        self.repeats.is_last(key)
     }
 }
 
@@ -173,10 +168,7 @@ fn spool_source(
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<SourceRead>> {
     let mut spool = SpoolWriter::new(dir)?;
-    // 17 bytes a key in the table: a million keys take about 36 MB (54 while the table
-    // grows), payloads nothing.
-    let mut seen: HashSet<KeyHash, ByKeyHash> = HashSet::default();
-    let mut last_of_repeated: HashMap<KeyHash, u64, ByKeyHash> = HashMap::default();
+    let mut seen = KeysSeen::default();
     while let Some(row) = rows.next_row()? {
         if stop.is_cancelled() {
             return Ok(None);
@@ -184,10 +176,7 @@ fn spool_source(
         match row {
             Row::Invalid { line, reason } => invalid(line, reason),
             Row::Record { line, key, payload } => {
-                let hash = KeyHash::of(key);
-                if !seen.insert(hash) {
-                    last_of_repeated.insert(hash, line);
-                }
+                seen.add(key);
                 match decide(key, payload)? {
                     Decision::Send => spool.push(line, key, payload)?,
                     decision => spool.push_decided(line, key, decision)?,
@@ -197,47 +186,8 @@ fn spool_source(
     }
     Ok(Some(SourceRead {
         records: spool.finish()?,
-        last_of_repeated,
+        repeats: seen.repeats(),
     }))
-}
-
-/// A key's XXH3-128: no two distinct keys of a source share one in practice (a billion
-/// keys collide with a chance near 10^-21), and it costs the same for any key length.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct KeyHash(u64, u64);
-
-impl KeyHash {
-    fn of(key: &str) -> Self {
-        let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
-        KeyHash(hash as u64, (hash >> 64) as u64)
-    }
-}
-
-impl Hash for KeyHash {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Already uniformly spread: half of it places the entry, equality checks all.
-        state.write_u64(self.0);
-    }
-}
-
-/// Hashes a `KeyHash` by taking it as it is.
-type ByKeyHash = BuildHasherDefault<AsIs>;
-
-#[derive(Default)]
-struct AsIs(u64);
-
-impl Hasher for AsIs {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// False when no worker will take the batch any more; its records stay pending.
@@ -270,7 +220,7 @@ mod tests {
             let Spooled::Send(record) = row else {
                 panic!("every row is sent");
             };
-            if spooled.wins(&record.key, line) {
+            if spooled.wins(&record.key) {
                 sent.push((line, record.key, record.payload));
             }
         }

@@ -16,6 +16,7 @@ mod plan;
 mod poison;
 mod rate_limit;
 mod reach;
+mod repeats;
 mod stop;
 mod summary;
 mod verdict;

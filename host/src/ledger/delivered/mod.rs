@@ -206,6 +206,14 @@ impl DeliveredLog {
     /// key's later records supersede its earlier ones). Returns the fingerprint of the
     /// destination the state is about.
     pub fn read(&self, mut visit: impl FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>> {
+        self.read_parts(&mut |record, _| visit(record))
+    }
+
+    /// [`Self::read`], saying of each record whether it comes from the snapshot.
+    fn read_parts(
+        &self,
+        visit: &mut dyn FnMut(&Delivery<'_>, bool),
+    ) -> Result<Option<Fingerprint>> {
         // Appends wait while the log is read, and what they buffered is written out
         // first: a frame half in the buffer would read as a torn write.
         let mut writer = self.writer.lock().unwrap();
@@ -214,9 +222,10 @@ impl DeliveredLog {
         }
         let files = self.files()?;
         let mut fingerprint = None;
-        let paths = files.snapshot.iter().chain(&files.segments);
-        for (i, (_, path)) in paths.enumerate() {
-            let header = read_file(path, &mut visit)?;
+        let snapshot = files.snapshot.iter().map(|f| (f, true));
+        let paths = snapshot.chain(files.segments.iter().map(|f| (f, false)));
+        for (i, ((_, path), in_snapshot)) in paths.enumerate() {
+            let header = read_file(path, &mut |record| visit(record, in_snapshot))?;
             if i == 0 {
                 fingerprint = header.fingerprint;
             }
@@ -228,18 +237,22 @@ impl DeliveredLog {
 
     /// Change detection's view, and the destination it is about.
     pub fn index(&self) -> Result<(Index, Option<Fingerprint>)> {
-        // Sized from the files, so the table does not grow (and rehash) while read: a
-        // record takes at least about 20 bytes.
+        // Reserved from the snapshot's size (a record takes at least 20 bytes), so the
+        // vector does not grow while read; `seal` gives back the rest.
         let files = self.files()?;
-        let bytes: u64 = files
-            .snapshot
-            .iter()
-            .chain(&files.segments)
-            .filter_map(|(_, p)| fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        let mut index = Index::with_capacity((bytes / 40) as usize);
-        let fingerprint = self.read(|record| index.insert(record))?;
+        let snapshot_bytes = match &files.snapshot {
+            Some((_, path)) => io("reading", path, fs::metadata(path))?.len(),
+            None => 0,
+        };
+        let mut index = Index::with_capacity((snapshot_bytes / 20) as usize);
+        let fingerprint = self.read_parts(&mut |record, in_snapshot| {
+            if in_snapshot {
+                index.insert_base(record);
+            } else {
+                index.insert(record);
+            }
+        })?;
+        index.seal();
         Ok((index, fingerprint))
     }
 
