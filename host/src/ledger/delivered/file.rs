@@ -2,6 +2,7 @@
 //! cutting a torn end off the last segment, and making a new name durable.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::BufReader;
 use std::path::Path;
 
 use super::frame::{Ending, Frames, MAGIC};
@@ -13,46 +14,70 @@ pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     io("syncing", dir, handle.sync_all())
 }
 
-/// Reads one file: its header, then every record to `visit`. A torn end is said as
-/// damage here: only [`repair_tail`] may cut it, and only on the last segment.
-pub(super) fn read_file(path: &Path, visit: &mut impl FnMut(&Delivery<'_>)) -> Result<Header> {
-    let bytes = io("reading", path, fs::read(path))?;
+/// Opens a file of the log for reading its frames.
+fn open(path: &Path) -> Result<Frames<BufReader<File>>> {
+    let file = io("opening", path, File::open(path))?;
+    let len = io("reading", path, file.metadata())?.len();
+    let input = BufReader::with_capacity(256 * 1024, file);
+    match io("reading", path, Frames::new(input, len))? {
+        Ok(frames) => Ok(frames),
+        Err(ending) => Err(ending_error(path, ending).expect("not clean")),
+    }
+}
+
+/// How a file's end is said when it must be clean.
+fn ending_error(path: &Path, ending: Ending) -> Option<LogError> {
     let damaged = |offset: u64, what: String| LogError::Damaged {
         path: path.to_path_buf(),
         offset,
         what,
     };
-    let ending_error = |ending: Ending| match ending {
+    match ending {
         Ending::Clean => None,
         Ending::Torn { offset } => Some(damaged(offset, "the file ends inside a frame".into())),
         Ending::Damaged { offset, what } => Some(damaged(offset, what)),
-    };
-    let mut frames = match Frames::new(&bytes) {
-        Ok(frames) => frames,
-        Err(ending) => return Err(ending_error(ending).expect("not clean")),
-    };
+    }
+}
+
+/// The header: the first frame of `frames`.
+fn header(path: &Path, frames: &mut Frames<BufReader<File>>) -> Result<Header> {
     let header_at = MAGIC.len() as u64;
-    let header: Header = match frames.next() {
-        Some(body) => postcard::from_bytes(body)
-            .map_err(|e| damaged(header_at, format!("an unreadable header: {e}")))?,
-        None => {
-            return Err(ending_error(frames.ending.clone())
-                .unwrap_or_else(|| damaged(header_at, "no header".into())));
-        }
+    let damaged = |what: String| LogError::Damaged {
+        path: path.to_path_buf(),
+        offset: header_at,
+        what,
     };
+    match io("reading", path, frames.next())? {
+        Some(body) => {
+            postcard::from_bytes(body).map_err(|e| damaged(format!("an unreadable header: {e}")))
+        }
+        None => Err(ending_error(path, frames.ending.clone())
+            .unwrap_or_else(|| damaged("no header".into()))),
+    }
+}
+
+/// Reads one file: its header, then every record to `visit`. A torn end is said as
+/// damage here: only [`repair_tail`] may cut it, and only on the last segment.
+pub(super) fn read_file(path: &Path, visit: &mut impl FnMut(&Delivery<'_>)) -> Result<Header> {
+    let mut frames = open(path)?;
+    let header = header(path, &mut frames)?;
     loop {
-        let at = frames.position() as u64;
-        let Some(mut body) = frames.next() else {
+        let at = frames.position();
+        let Some(mut body) = io("reading", path, frames.next())? else {
             break;
         };
         while !body.is_empty() {
-            let (record, rest) = postcard::take_from_bytes::<Delivery<'_>>(body)
-                .map_err(|e| damaged(at, format!("an unreadable record: {e}")))?;
+            let (record, rest) =
+                postcard::take_from_bytes::<Delivery<'_>>(body).map_err(|e| LogError::Damaged {
+                    path: path.to_path_buf(),
+                    offset: at,
+                    what: format!("an unreadable record: {e}"),
+                })?;
             visit(&record);
             body = rest;
         }
     }
-    match ending_error(frames.ending) {
+    match ending_error(path, frames.ending) {
         Some(err) => Err(err),
         None => Ok(header),
     }
@@ -70,31 +95,19 @@ pub(super) fn record_count(path: &Path) -> Result<u64> {
 
 /// Only the header of a file.
 pub(super) fn read_header(path: &Path) -> Result<Header> {
-    let bytes = io("reading", path, fs::read(path))?;
-    let mut frames = Frames::new(&bytes).map_err(|_| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: 0,
-        what: "not a file of Sluice's delivered log".into(),
-    })?;
-    let body = frames.next().ok_or_else(|| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: MAGIC.len() as u64,
-        what: "no header".into(),
-    })?;
-    postcard::from_bytes(body).map_err(|e| LogError::Damaged {
-        path: path.to_path_buf(),
-        offset: MAGIC.len() as u64,
-        what: format!("an unreadable header: {e}"),
-    })
+    let mut frames = open(path)?;
+    header(path, &mut frames)
 }
 
 /// Cuts a write torn by a crash off the end of a segment, saying so with the file and
 /// the offset; damage anywhere (a bad checksum with data after it) is an error.
 pub(super) fn repair_tail(path: &Path) -> Result<()> {
-    let bytes = io("reading", path, fs::read(path))?;
-    let ending = match Frames::new(&bytes) {
+    let file = io("opening", path, File::open(path))?;
+    let len = io("reading", path, file.metadata())?.len();
+    let input = BufReader::with_capacity(256 * 1024, file);
+    let ending = match io("reading", path, Frames::new(input, len))? {
         Ok(mut frames) => {
-            frames.by_ref().for_each(drop);
+            while io("reading", path, frames.next())?.is_some() {}
             frames.ending
         }
         Err(ending) => ending,
@@ -105,7 +118,7 @@ pub(super) fn repair_tail(path: &Path) -> Result<()> {
             tracing::warn!(
                 file = %path.display(),
                 offset,
-                cut = bytes.len() as u64 - offset,
+                cut = len - offset,
                 "the delivered log ends in a write cut short by a crash: cutting it off \
                  (the records in it are sent again)"
             );

@@ -3,7 +3,7 @@
 //! verdict's in a segment, up to [`CHUNK`] bytes of them in a snapshot), so the framing
 //! costs next to nothing per record and a torn write costs at most one frame.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// The first bytes of every file of the log; the last byte is the layout's version.
 pub const MAGIC: [u8; 8] = *b"SLUICDL\x01";
@@ -43,102 +43,130 @@ pub enum Ending {
     Damaged { offset: u64, what: String },
 }
 
-/// The frames of one file's bytes (after checking its magic), and how the file ends.
-pub struct Frames<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// The frames of one file, read as a stream (a snapshot of ten million records is read
+/// through a small buffer, never held whole), and how the file ends.
+pub struct Frames<R> {
+    input: R,
+    /// Bytes of the file not read yet.
+    left: u64,
+    /// Where the next frame starts.
+    at: u64,
+    body: Vec<u8>,
     pub ending: Ending,
 }
 
-impl<'a> Frames<'a> {
-    /// `None` when `bytes` does not start with [`MAGIC`] (an empty file counts as torn
-    /// at 0: a crash between its creation and its header).
-    pub fn new(bytes: &'a [u8]) -> Result<Frames<'a>, Ending> {
-        if bytes.len() < MAGIC.len() {
-            if MAGIC.starts_with(bytes) {
-                return Err(Ending::Torn { offset: 0 });
-            }
-            return Err(Ending::Damaged {
-                offset: 0,
-                what: "not a file of Sluice's delivered log".into(),
-            });
+impl<R: Read> Frames<R> {
+    /// Checks the magic of a file of `len` bytes; `Err` with how it ends when it is not
+    /// one (an empty or shorter file counts as torn at 0: a crash between its creation and
+    /// its header).
+    pub fn new(mut input: R, len: u64) -> io::Result<Result<Frames<R>, Ending>> {
+        let mut magic = [0u8; MAGIC.len()];
+        let have = len.min(MAGIC.len() as u64) as usize;
+        input.read_exact(&mut magic[..have])?;
+        let magic = &magic[..have];
+        if have < MAGIC.len() {
+            return Ok(Err(if MAGIC.starts_with(magic) {
+                Ending::Torn { offset: 0 }
+            } else {
+                not_ours()
+            }));
         }
-        if bytes[..MAGIC.len()] != MAGIC {
-            return Err(Ending::Damaged {
-                offset: 0,
-                what: if bytes[..MAGIC.len() - 1] == MAGIC[..MAGIC.len() - 1] {
-                    format!(
-                        "written in layout {} of the delivered log, which this Sluice does not read",
-                        bytes[MAGIC.len() - 1]
-                    )
+        if magic != MAGIC {
+            return Ok(Err(
+                if magic[..MAGIC.len() - 1] == MAGIC[..MAGIC.len() - 1] {
+                    Ending::Damaged {
+                        offset: 0,
+                        what: format!(
+                            "written in layout {} of the delivered log, which this Sluice does not read",
+                            magic[MAGIC.len() - 1]
+                        ),
+                    }
                 } else {
-                    "not a file of Sluice's delivered log".into()
+                    not_ours()
                 },
-            });
+            ));
         }
-        Ok(Frames {
-            bytes,
-            at: MAGIC.len(),
+        Ok(Ok(Frames {
+            input,
+            left: len - MAGIC.len() as u64,
+            at: MAGIC.len() as u64,
+            body: Vec::new(),
             ending: Ending::Clean,
-        })
+        }))
     }
-}
 
-impl Frames<'_> {
     /// Where the next frame starts.
-    pub fn position(&self) -> usize {
+    pub fn position(&self) -> u64 {
         self.at
     }
-}
 
-impl<'a> Iterator for Frames<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.ending != Ending::Clean || self.at == self.bytes.len() {
-            return None;
+    /// The next frame's body; `None` at the end of the file or of its good frames (then
+    /// [`Frames::ending`] says which).
+    pub fn next(&mut self) -> io::Result<Option<&[u8]>> {
+        if self.ending != Ending::Clean || self.left == 0 {
+            return Ok(None);
         }
-        let rest = &self.bytes[self.at..];
-        let offset = self.at as u64;
-        let torn = Ending::Torn { offset };
-        if rest.len() < FRAME_HEAD {
+        let torn = Ending::Torn { offset: self.at };
+        if self.left < FRAME_HEAD as u64 {
             self.ending = torn;
-            return None;
+            return Ok(None);
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-        let after = rest.len() - FRAME_HEAD;
+        let mut head = [0u8; FRAME_HEAD];
+        self.input.read_exact(&mut head)?;
+        self.left -= FRAME_HEAD as u64;
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
         if len > MAX_FRAME {
-            self.ending = if only_zeros(rest) {
-                torn
-            } else {
-                Ending::Damaged {
-                    offset,
-                    what: format!("a frame declares {len} bytes"),
-                }
+            self.ending = Ending::Damaged {
+                offset: self.at,
+                what: format!("a frame declares {len} bytes"),
             };
-            return None;
+            return Ok(None);
         }
-        if len > after {
+        if len as u64 > self.left {
             // Cut short: the crash came while this frame was being written.
             self.ending = torn;
-            return None;
+            return Ok(None);
         }
-        let body = &rest[FRAME_HEAD..FRAME_HEAD + len];
-        if crc32c::crc32c(body) != crc || (len == 0 && crc == 0) {
-            let tail = &rest[FRAME_HEAD + len..];
-            self.ending = if only_zeros(tail) {
+        self.body.resize(len, 0);
+        self.input.read_exact(&mut self.body)?;
+        self.left -= len as u64;
+        if crc32c::crc32c(&self.body) != crc || (len == 0 && crc == 0) {
+            // A bad last frame (nothing but zeros after it, as a file system may leave
+            // after a power cut) is a write cut short; one with data after it is damage.
+            self.ending = if self.rest_is_zeros()? {
                 torn
             } else {
                 Ending::Damaged {
-                    offset,
+                    offset: self.at,
                     what: "a frame fails its checksum".into(),
                 }
             };
-            return None;
+            return Ok(None);
         }
-        self.at += FRAME_HEAD + len;
-        Some(body)
+        self.at += (FRAME_HEAD + len) as u64;
+        Ok(Some(&self.body))
+    }
+
+    /// Reads the rest of the file: whether it is all zeros.
+    fn rest_is_zeros(&mut self) -> io::Result<bool> {
+        let mut buffer = [0u8; 8192];
+        while self.left > 0 {
+            let n = self.left.min(buffer.len() as u64) as usize;
+            self.input.read_exact(&mut buffer[..n])?;
+            self.left -= n as u64;
+            if !only_zeros(&buffer[..n]) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn not_ours() -> Ending {
+    Ending::Damaged {
+        offset: 0,
+        what: "not a file of Sluice's delivered log".into(),
     }
 }
 
@@ -159,9 +187,16 @@ mod tests {
         out
     }
 
+    fn open(bytes: &[u8]) -> Result<Frames<&[u8]>, Ending> {
+        Frames::new(bytes, bytes.len() as u64).unwrap()
+    }
+
     fn read(bytes: &[u8]) -> (Vec<Vec<u8>>, Ending) {
-        let mut frames = Frames::new(bytes).unwrap();
-        let bodies = frames.by_ref().map(<[u8]>::to_vec).collect();
+        let mut frames = open(bytes).unwrap();
+        let mut bodies = Vec::new();
+        while let Some(body) = frames.next().unwrap() {
+            bodies.push(body.to_vec());
+        }
         (bodies, frames.ending)
     }
 
@@ -222,16 +257,13 @@ mod tests {
         let mut other = file(&[b"x"]);
         other[MAGIC.len() - 1] = 9;
         assert!(
-            matches!(Frames::new(&other), Err(Ending::Damaged { what, .. }) if what.contains("layout 9"))
+            matches!(open(&other), Err(Ending::Damaged { what, .. }) if what.contains("layout 9"))
         );
         assert!(matches!(
-            Frames::new(b"{\"json\": true}"),
+            open(b"{\"json\": true}"),
             Err(Ending::Damaged { .. })
         ));
-        assert!(matches!(
-            Frames::new(&MAGIC[..3]),
-            Err(Ending::Torn { offset: 0 })
-        ));
+        assert!(matches!(open(&MAGIC[..3]), Err(Ending::Torn { offset: 0 })));
     }
 
     proptest! {
