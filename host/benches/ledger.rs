@@ -42,7 +42,10 @@ const WARM_UP_RECORDS: usize = 2_000;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("--serve") => serve(args.get(1).map(String::as_str).unwrap_or("accept")),
+        Some("--serve") => serve(
+            args.get(1).map(String::as_str).unwrap_or("accept"),
+            args.get(2).and_then(|port| port.parse().ok()).unwrap_or(0),
+        ),
         _ => bench(&args),
     }
 }
@@ -132,8 +135,13 @@ fn ledger_part(dir: &Path, data: &Path, records: usize) -> Result<()> {
     );
 
     let mut ledger_sizes = Vec::new();
+    let mut port = None;
     for (round, name) in ["first", "second"].into_iter().enumerate() {
-        let server = start_server("accept")?;
+        let server = match port {
+            None => start_server("accept")?,
+            Some(port) => start_server_on("accept", port)?,
+        };
+        port = Some(port_of(&server)?);
         let config = write_config(dir, "ledger", data, "state-ledger", &server, &[])?;
         let run = sluice(dir, &["run"], &config)?;
         let report = server.stop::<ServerReport>()?;
@@ -504,8 +512,25 @@ fn start_server(mode: &str) -> Result<Server> {
     Server::start(&["--serve", mode])
 }
 
+/// A server on `port`: a sync's destination is its base URL, so a second run meant to
+/// find every record unchanged must meet the same one (another port is another
+/// destination, and every record would be sent again).
+fn start_server_on(mode: &str, port: u16) -> Result<Server> {
+    Server::start(&["--serve", mode, &port.to_string()])
+}
+
+/// The port of a server's base URL.
+fn port_of(server: &Server) -> Result<u16> {
+    server
+        .base_url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .with_context(|| format!("no port in {}", server.base_url))
+}
+
 /// The child side of [`Server`].
-fn serve(mode: &str) -> Result<()> {
+fn serve(mode: &str, port: u16) -> Result<()> {
     let mut faults = Faults::default();
     match mode {
         "accept" => {}
@@ -535,6 +560,7 @@ fn serve(mode: &str) -> Result<()> {
         record_keys: false,
         path: PATH.to_string(),
         faults,
+        port,
         ..Default::default()
     };
     support::serve(config, |sim| {

@@ -170,19 +170,31 @@ enum ConnectorCommand {
 
 /// `--call-timeout`: a duration within the range `call_timeout` accepts.
 fn parse_call_timeout(text: &str) -> Result<std::time::Duration, String> {
-    let limit = humantime::parse_duration(text)
-        .map_err(|err| format!("`{text}` is not a duration ({err}); expected for example 1s"))?;
-    sluice::config::CALL_TIMEOUT_RANGE
-        .check("--call-timeout", limit, text)
-        .map_err(|err| err.to_string())
+    duration_within(
+        text,
+        "--call-timeout",
+        sluice::config::CALL_TIMEOUT_RANGE,
+        "1s",
+    )
 }
 
 /// `--window`: a duration within the range `retry_job.window` accepts.
 fn parse_window(text: &str) -> Result<std::time::Duration, String> {
-    let window = humantime::parse_duration(text)
-        .map_err(|err| format!("`{text}` is not a duration ({err}); expected for example 7d"))?;
-    sluice::config::RETRY_WINDOW_RANGE
-        .check("--window", window, text)
+    duration_within(text, "--window", sluice::config::RETRY_WINDOW_RANGE, "7d")
+}
+
+/// A duration flag's value, within `range`; the error names the flag and an `example`.
+fn duration_within(
+    text: &str,
+    flag: &str,
+    range: sluice::config::DurationRange,
+    example: &str,
+) -> Result<std::time::Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|err| {
+        format!("`{text}` is not a duration ({err}); expected for example {example}")
+    })?;
+    range
+        .check(flag, value, text)
         .map_err(|err| err.to_string())
 }
 

@@ -60,6 +60,15 @@ async fn rest_sim() -> SimHandle {
     common::checking_emails_with(RestConfig::default()).await
 }
 
+/// A destination, and a sync `s` of `n` records to it, all at version 1, not run yet.
+async fn first_version(n: usize) -> (SimHandle, tempfile::TempDir, PathBuf) {
+    let dest = rest_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path(), n, |_| 1);
+    let config = write_config(dir.path(), &dest.base_url(), V1);
+    (dest, dir, config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_destination_gets_every_record_and_the_summary_says_why() {
     let (a, b) = (rest_sim().await, rest_sim().await);
@@ -110,10 +119,7 @@ async fn a_new_destination_gets_every_record_and_the_summary_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_resync_sends_every_record_and_keeps_the_ledger_delivered() {
-    let dest = rest_sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path(), 30, |_| 1);
-    let config = write_config(dir.path(), &dest.base_url(), V1);
+    let (dest, dir, config) = first_version(30).await;
     run(&config, &[]).await;
     let received = dest.stats().records_received;
 
@@ -161,10 +167,7 @@ fn delivered_files(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_that_change_some_records_after_a_compaction_send_only_those() {
-    let dest = rest_sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path(), 400, |_| 1);
-    let config = write_config(dir.path(), &dest.base_url(), V1);
+    let (dest, dir, config) = first_version(400).await;
     assert_eq!(counts(&run(&config, &[]).await), (400, 400, 0));
     let files = delivered_files(dir.path());
     assert!(
@@ -211,10 +214,7 @@ async fn runs_that_change_some_records_after_a_compaction_send_only_those() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_compaction_leaves_a_state_that_loses_nothing() {
     const RECORDS: usize = 60_000;
-    let dest = rest_sim().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path(), RECORDS, |_| 1);
-    let config = write_config(dir.path(), &dest.base_url(), V1);
+    let (dest, dir, config) = first_version(RECORDS).await;
     run(&config, &[]).await;
     let log_dir = std::fs::read_dir(dir.path().join("state").join("delivered"))
         .unwrap()
@@ -227,13 +227,7 @@ async fn sigkill_during_a_compaction_leaves_a_state_that_loses_nothing() {
     // compaction; the process is killed as soon as its new snapshot is being written.
     let mut killed_mid_compaction = 0;
     for _ in 0..3 {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--json", "--full-resync", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_sluice(&["run", "--json", "--full-resync"], &config);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let writing = std::fs::read_dir(&log_dir)

@@ -17,6 +17,13 @@ fn delivery<'a>(key: &'a str, payload: &str, id: Option<&'a str>) -> Delivery<'a
     }
 }
 
+/// A log in a new folder.
+fn new_log() -> (tempfile::TempDir, DeliveredLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    (dir, log)
+}
+
 fn state(log: &DeliveredLog) -> Vec<(String, PayloadHash, Option<String>, u32)> {
     let (all, _) = log.all().unwrap();
     all.into_iter()
@@ -44,8 +51,7 @@ fn only_segment(dir: &Path) -> PathBuf {
 
 #[test]
 fn appended_deliveries_read_back_after_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", Some("001")), delivery("b", "1", None)])
         .unwrap();
     log.append(&[delivery("a", "2", None)]).unwrap();
@@ -70,8 +76,7 @@ fn appended_deliveries_read_back_after_a_reopen() {
 
 #[test]
 fn a_segment_with_its_last_record_cut_short_is_cut_and_the_rest_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", None)]).unwrap();
     log.append(&[delivery("b", "1", None)]).unwrap();
     log.close_segment().unwrap();
@@ -103,8 +108,7 @@ fn a_segment_with_its_last_record_cut_short_is_cut_and_the_rest_kept() {
 
 #[test]
 fn a_flipped_byte_in_the_middle_of_a_segment_stops_with_the_file_and_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     for key in ["a", "b", "c"] {
         log.append(&[delivery(key, "1", None)]).unwrap();
     }
@@ -127,8 +131,7 @@ fn a_flipped_byte_in_the_middle_of_a_segment_stops_with_the_file_and_offset() {
 
 #[test]
 fn damage_in_a_snapshot_is_refused_even_at_its_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", None)]).unwrap();
     log.compact_if_worth_it().unwrap();
     let snapshot = dir.path().join(&names(dir.path())[0]);
@@ -149,8 +152,7 @@ fn damage_in_a_snapshot_is_refused_even_at_its_end() {
 
 #[test]
 fn a_first_load_becomes_the_snapshot_and_later_changes_compact_into_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     let keys: Vec<String> = (0..1000).map(|i| format!("acct-{i:06}")).collect();
     let first: Vec<_> = keys
         .iter()
@@ -205,8 +207,7 @@ fn a_first_load_becomes_the_snapshot_and_later_changes_compact_into_it() {
 
 #[test]
 fn a_compaction_cut_short_before_its_rename_leaves_the_old_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", None)]).unwrap();
     log.close_segment().unwrap();
     // What a crash mid-write leaves: a temporary snapshot, half written.
@@ -219,8 +220,7 @@ fn a_compaction_cut_short_before_its_rename_leaves_the_old_state() {
 
 #[test]
 fn a_compaction_cut_short_after_its_rename_leaves_the_new_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", None)]).unwrap();
     log.compact_if_worth_it().unwrap(); // snapshot-2
     log.append(&[delivery("a", "2", None), delivery("b", "2", None)])
@@ -246,8 +246,7 @@ fn a_compaction_cut_short_after_its_rename_leaves_the_new_state() {
 
 #[test]
 fn a_reset_forgets_every_delivery_and_names_the_new_destination() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let (dir, log) = new_log();
     log.append(&[delivery("a", "1", None)]).unwrap();
     let there = Fingerprint::of(&["there"]);
     log.reset(there).unwrap();
