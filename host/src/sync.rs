@@ -271,10 +271,7 @@ impl Host {
         metrics::counter!("sluice_runs_total", "sync" => name.to_string(), "outcome" => outcome)
             .increment(1);
         if self.ledger_gauges {
-            let mut by_status = std::collections::BTreeMap::new();
-            for item in self.ledger.sync(name)?.iter() {
-                *by_status.entry(item?.1.status).or_insert(0u64) += 1;
-            }
+            let by_status = self.ledger.sync(name)?.counts()?.by_status;
             for status in crate::ledger::Status::ALL {
                 let n = by_status.get(&status).copied().unwrap_or(0);
                 metrics::gauge!("sluice_ledger_records", "sync" => name.to_string(), "status" => status.name())

@@ -301,3 +301,29 @@ async fn a_repeated_key_is_decided_by_its_last_row_whichever_rows_changed() {
     );
     assert_eq!(stored["b"]["v"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_after_its_delivery_counts_once_as_refused_with_its_history() {
+    let (dest, dir, config) = first_version(20).await;
+    assert_eq!(counts(&run(&config, &[]).await), (20, 20, 0));
+    // k000003's new data is refused: the store holds its failure, the log its delivery.
+    let data = std::fs::read_to_string(dir.path().join("data.jsonl")).unwrap();
+    let data = data.replace("k000003@example.com", "broken");
+    std::fs::write(dir.path().join("data.jsonl"), data).unwrap();
+    let summary = run(&config, &[]).await;
+    assert_eq!(
+        (summary["rejected"].as_u64(), summary["unchanged"].as_u64()),
+        (Some(1), Some(19))
+    );
+    assert_eq!(dest.stored()["k000003"]["email"], "k000003@example.com");
+
+    let stats =
+        common::sluice_ok(&["ledger", "stats", "--sync", "s", "--json"], &config, &[]).await;
+    let stats: Value = serde_json::from_str(stats.trim()).unwrap();
+    assert_eq!(stats["by_status"]["delivered"], 19, "{stats}");
+    assert_eq!(stats["by_status"]["rejected"], 1, "{stats}");
+    // The views add the earlier delivery's attempts to the failure's.
+    let statuses = ledger_statuses(dir.path());
+    assert_eq!(statuses[3], ("k000003".into(), Status::Rejected, 2));
+    assert_eq!(statuses.len(), 20);
+}

@@ -190,19 +190,17 @@ pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<Exit
 
 pub fn stats(path: &Path, sync: &str, json: bool, out: &mut Output) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
+    // Counted without holding the keys: a ledger of millions stays cheap to summarize.
+    let counts = records.counts()?;
     let mut by_status: BTreeMap<&str, u64> = Status::ALL.iter().map(|s| (s.name(), 0)).collect();
-    let mut by_code: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for item in records.iter() {
-        let (_, e) = item?;
-        *by_status.entry(e.status.name()).or_default() += 1;
-        if let Some(f) = &e.failure
-            && e.status != Status::Delivered
-        {
-            *by_code
-                .entry((e.status.name().to_string(), f.code.clone()))
-                .or_default() += 1;
-        }
+    for (status, n) in &counts.by_status {
+        *by_status.entry(status.name()).or_default() += n;
     }
+    let by_code: BTreeMap<(String, String), u64> = counts
+        .by_code
+        .iter()
+        .map(|((status, code), n)| ((status.name().to_string(), code.clone()), *n))
+        .collect();
     if json {
         let codes: Vec<_> = by_code
             .iter()

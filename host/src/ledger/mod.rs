@@ -32,7 +32,7 @@ use anyhow::{Result, anyhow, bail};
 pub use self::delivered::Fingerprint;
 use self::delivered::{DeliveredLog, Delivery, LogError};
 pub use self::model::{Entry, PayloadHash, Resolution, Status};
-pub use self::records::SyncLedger;
+pub use self::records::{Counts, SyncLedger};
 pub use self::sink::{LedgerSink, ResendReason, RunStart};
 pub use self::store::{Store, StoreError, Tree};
 pub use crate::clock::now_ms;

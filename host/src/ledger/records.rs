@@ -20,6 +20,13 @@ use super::{
 use crate::clock::now_ms;
 use crate::fate::{Decision, Fate, Record, Settled};
 
+/// Records by status, and by status and failure code.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub by_status: BTreeMap<Status, u64>,
+    pub by_code: BTreeMap<(Status, String), u64>,
+}
+
 /// The ledger of one sync.
 #[derive(Clone)]
 pub struct SyncLedger {
@@ -156,9 +163,39 @@ impl SyncLedger {
         })
     }
 
+    /// How many records each status holds, and each failure code by status, without
+    /// holding the keys: the log's index (18 bytes a key) and the stored entries.
+    pub fn counts(&self) -> Result<Counts> {
+        let (index, _) = self.delivered.index().map_err(|e| self.log_err(e))?;
+        let mut counts = Counts::default();
+        let mut delivered = index.len() as u64;
+        for item in self.tree.iter() {
+            let (key, value) = item.at(&self.path, "reading")?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let entry = decode(&self.path, &key, &value)?;
+            // A stored entry is newer than the log's delivery of the same key.
+            if index.contains(&key) {
+                delivered -= 1;
+            }
+            *counts.by_status.entry(entry.status).or_default() += 1;
+            if let Some(failure) = &entry.failure
+                && entry.status != Status::Delivered
+            {
+                *counts
+                    .by_code
+                    .entry((entry.status, failure.code.clone()))
+                    .or_default() += 1;
+            }
+        }
+        *counts.by_status.entry(Status::Delivered).or_default() += delivered;
+        Ok(counts)
+    }
+
     /// How many keys the ledger holds (reads the whole log).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.counts()
+            .map(|c| c.by_status.values().sum::<u64>() as usize)
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -192,8 +192,20 @@ impl Index {
             .map(|&(_, payload)| payload)
     }
 
+    /// How many keys (a key of the snapshot that a segment delivered again counts once).
     pub fn len(&self) -> usize {
-        self.base.len() + self.overlay.len()
+        let only_in_segments = self
+            .overlay
+            .keys()
+            .filter(|&&key| self.base_get(key).is_none())
+            .count();
+        self.base.len() + only_in_segments
+    }
+
+    /// Whether the log holds a delivery of `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        let key = key_hash(key);
+        self.overlay.contains_key(&key) || self.base_get(key).is_some()
     }
 
     pub fn is_empty(&self) -> bool {
