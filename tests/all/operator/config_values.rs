@@ -28,6 +28,8 @@ fn absurd_durations_are_refused_at_config_time_with_the_key_and_its_range() {
         ("", "[sync.retry]\nmultiplier = 1000.0", "", "retry.multiplier", "1000", "between 1.0 and 100"),
         ("", "[sync.retry_job]\nwindow = \"100000y\"", "", "retry_job.window", "100000y", "between 1m and 3650d"),
         ("", "", "[inspector]\nmax_age = \"1000y\"", "inspector.max_age", "1000y", "between 1m and 365d"),
+        ("", "", "flush_interval = \"1ms\"", "flush_interval", "1ms", "between 10ms and 1m"),
+        ("", "", "flush_interval = \"2m\"", "flush_interval", "2m", "between 10ms and 1m"),
     ];
     for (connector, sync, top, key, written, range) in cases {
         let err = format!("{:#}", parse(connector, sync, top).err().unwrap());

@@ -259,3 +259,28 @@ fn a_reset_forgets_every_delivery_and_names_the_new_destination() {
     assert_eq!(fingerprint, Some(there));
     assert_eq!(index.len(), 1);
 }
+
+#[test]
+fn appends_reach_the_file_within_the_sync_interval_and_at_every_sync() {
+    let on_disk = |dir: &Path| fs::metadata(only_segment(dir)).unwrap().len();
+    // An interval of zero: every append is written out and synced as it comes.
+    let dir = tempfile::tempdir().unwrap();
+    let log = DeliveredLog::open(dir.path(), Duration::ZERO).unwrap();
+    log.append(&[delivery("a", "1", None)]).unwrap();
+    let after_one = on_disk(dir.path());
+    log.append(&[delivery("b", "1", None)]).unwrap();
+    assert!(
+        on_disk(dir.path()) > after_one,
+        "the second append is on disk"
+    );
+
+    // An hour: appends wait in the buffer until the ledger syncs the log.
+    let dir = tempfile::tempdir().unwrap();
+    let log = DeliveredLog::open(dir.path(), Duration::from_secs(3600)).unwrap();
+    log.append(&[delivery("a", "1", None)]).unwrap();
+    let buffered = on_disk(dir.path());
+    log.append(&[delivery("b", "1", None)]).unwrap();
+    assert_eq!(on_disk(dir.path()), buffered, "still in the buffer");
+    log.sync().unwrap();
+    assert!(on_disk(dir.path()) > buffered, "synced");
+}
