@@ -211,10 +211,13 @@ impl SyncLedger {
         if why.trim().is_empty() {
             bail!("resolving `{key}`: say why it needs no sending (`--why`); it is blank");
         }
-        let entry = self
-            .stored(key)?
-            .or(self.get(key)?)
-            .with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
+        let entry = match self.stored(key)? {
+            Some(entry) => Some(entry),
+            // Only the log may hold it: then it is delivered, which is refused below.
+            None => self.get(key)?,
+        };
+        let entry =
+            entry.with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
         if entry.status == Status::Delivered {
             bail!("record `{key}` is delivered: there is nothing to resolve");
         }
