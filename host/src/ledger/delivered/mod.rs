@@ -22,6 +22,7 @@ mod file;
 mod frame;
 mod record;
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -373,7 +374,7 @@ impl DeliveredLog {
     pub fn reset(&self, fingerprint: Fingerprint) -> Result<()> {
         self.close_segment()?;
         let seq = self.files()?.next_seq();
-        self.write_snapshot(seq, Some(fingerprint), std::iter::empty())?;
+        self.write_empty_snapshot(seq, Some(fingerprint))?;
         self.files()?;
         *self.fingerprint.lock().unwrap() = Some(Some(fingerprint));
         Ok(())
@@ -388,17 +389,10 @@ impl DeliveredLog {
         if files.snapshot.is_none() && files.segments.is_empty() {
             return self.reset(fingerprint);
         }
-        let (all, _) = self.all()?;
-        self.write_snapshot(
-            files.next_seq(),
-            Some(fingerprint),
-            all.iter().map(|(key, state)| state.as_delivery(key)),
-        )?;
-        self.files()?;
+        self.rewrite(&files, Some(fingerprint))?;
         *self.fingerprint.lock().unwrap() = Some(Some(fingerprint));
         Ok(())
     }
-
     /// Merges the snapshot and the segments into a new snapshot when the segments are
     /// large next to it (at least a quarter of its size, or more than eight of them),
     /// then deletes them whole. A first load (one segment, no snapshot) becomes the
@@ -440,17 +434,9 @@ impl DeliveredLog {
     }
 
     fn compact(&self, files: Files, bytes_before: u64) -> Result<Compacted> {
-        let (all, fingerprint) = self.all()?;
-        let seq = files.next_seq();
-        let keys = all.len() as u64;
-        let path = self.write_snapshot(
-            seq,
-            fingerprint,
-            all.iter().map(|(key, state)| state.as_delivery(key)),
-        )?;
+        let fingerprint = self.current_fingerprint()?;
+        let (path, keys) = self.rewrite(&files, fingerprint)?;
         let bytes_after = io("reading", &path, fs::metadata(&path))?.len();
-        // Removes what the new snapshot covers.
-        self.files()?;
         Ok(Compacted {
             keys,
             segments: files.segments.len(),
@@ -459,41 +445,122 @@ impl DeliveredLog {
         })
     }
 
-    /// Writes a snapshot `seq` of `records` under a temporary name, makes it durable,
-    /// then renames it into place.
-    fn write_snapshot<'a>(
-        &self,
-        seq: u64,
-        fingerprint: Option<Fingerprint>,
-        records: impl Iterator<Item = Delivery<'a>>,
-    ) -> Result<PathBuf> {
-        let path = self.path(Kind::Snapshot, seq);
+    /// Writes the state of `files` as one new snapshot about `fingerprint`, then removes
+    /// what it covers; its path and how many keys it holds. The oldest file (the
+    /// snapshot, or else the first segment) is streamed, each of its keys merged with what
+    /// the later segments say of it: only those later segments are held in memory, so a
+    /// compaction after a few changes costs what the changes cost, not the whole state.
+    fn rewrite(&self, files: &Files, fingerprint: Option<Fingerprint>) -> Result<(PathBuf, u64)> {
+        let mut paths = files.snapshot.iter().chain(&files.segments).map(|(_, p)| p);
+        let oldest = paths.next();
+        let mut newer: HashMap<String, Delivered> = HashMap::new();
+        for path in paths {
+            read_file(path, &mut |record| match newer.get_mut(record.key) {
+                Some(state) => state.then(record),
+                None => {
+                    newer.insert(record.key.to_string(), Delivered::first(record));
+                }
+            })?;
+        }
+        let mut out =
+            SnapshotWriter::create(self.path(Kind::Snapshot, files.next_seq()), fingerprint)?;
+        if let Some(oldest) = oldest {
+            let mut failed = None;
+            read_file(oldest, &mut |record| {
+                if failed.is_some() {
+                    return;
+                }
+                let written = match newer.remove(record.key) {
+                    Some(later) => {
+                        let mut state = Delivered::first(record);
+                        state.then_all(later);
+                        out.push(&state.as_delivery(record.key))
+                    }
+                    None => out.push(record),
+                };
+                failed = written.err();
+            })?;
+            if let Some(err) = failed {
+                return Err(err);
+            }
+        }
+        for (key, state) in &newer {
+            out.push(&state.as_delivery(key))?;
+        }
+        let keys = out.records;
+        let path = out.finish(&self.dir)?;
+        // Removes what the new snapshot covers.
+        self.files()?;
+        Ok((path, keys))
+    }
+
+    /// Writes an empty snapshot `seq` about `fingerprint`.
+    fn write_empty_snapshot(&self, seq: u64, fingerprint: Option<Fingerprint>) -> Result<PathBuf> {
+        SnapshotWriter::create(self.path(Kind::Snapshot, seq), fingerprint)?.finish(&self.dir)
+    }
+}
+
+/// A snapshot being written: under a temporary name, in chunks of records, made durable
+/// and renamed into place by [`SnapshotWriter::finish`].
+struct SnapshotWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    chunk: Vec<u8>,
+    records: u64,
+}
+
+impl SnapshotWriter {
+    fn create(path: PathBuf, fingerprint: Option<Fingerprint>) -> Result<SnapshotWriter> {
         let tmp = path.with_extension("tmp");
         let file = io("creating", &tmp, File::create(&tmp))?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
         let header = postcard::to_stdvec(&Header { fingerprint }).expect("a header encodes");
         io("writing", &tmp, out.write_all(&MAGIC))?;
         io("writing", &tmp, write_frame(&mut out, &header))?;
-        let mut chunk = Vec::with_capacity(CHUNK + 1024);
-        for record in records {
-            chunk = postcard::to_extend(&record, chunk).expect("a delivery always encodes");
-            if chunk.len() >= CHUNK {
-                io("writing", &tmp, write_frame(&mut out, &chunk))?;
-                chunk.clear();
-            }
+        Ok(SnapshotWriter {
+            path,
+            tmp,
+            out,
+            chunk: Vec::with_capacity(CHUNK + 1024),
+            records: 0,
+        })
+    }
+
+    fn push(&mut self, record: &Delivery<'_>) -> Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        self.chunk = postcard::to_extend(record, chunk).expect("a delivery always encodes");
+        self.records += 1;
+        if self.chunk.len() >= CHUNK {
+            io(
+                "writing",
+                &self.tmp,
+                write_frame(&mut self.out, &self.chunk),
+            )?;
+            self.chunk.clear();
         }
-        if !chunk.is_empty() {
-            io("writing", &tmp, write_frame(&mut out, &chunk))?;
+        Ok(())
+    }
+
+    /// Writes the rest, makes the file durable, renames it into place and makes the
+    /// rename durable.
+    fn finish(mut self, dir: &Path) -> Result<PathBuf> {
+        if !self.chunk.is_empty() {
+            io(
+                "writing",
+                &self.tmp,
+                write_frame(&mut self.out, &self.chunk),
+            )?;
         }
         let file = io(
             "writing",
-            &tmp,
-            out.into_inner().map_err(|e| e.into_error()),
+            &self.tmp,
+            self.out.into_inner().map_err(|e| e.into_error()),
         )?;
-        io("syncing", &tmp, file.sync_all())?;
-        io("renaming", &tmp, fs::rename(&tmp, &path))?;
-        sync_dir(&self.dir)?;
-        Ok(path)
+        io("syncing", &self.tmp, file.sync_all())?;
+        io("renaming", &self.tmp, fs::rename(&self.tmp, &self.path))?;
+        sync_dir(dir)?;
+        Ok(self.path)
     }
 }
 

@@ -77,6 +77,16 @@ impl Delivered {
         self.at_ms = later.at_ms;
     }
 
+    /// Folds in what later records of the same key add up to (see [`Delivered::then`]).
+    pub fn then_all(&mut self, later: Delivered) {
+        self.hash = later.hash;
+        if later.destination_id.is_some() {
+            self.destination_id = later.destination_id;
+        }
+        self.attempts = self.attempts.saturating_add(later.attempts);
+        self.at_ms = later.at_ms;
+    }
+
     pub fn first(record: &Delivery<'_>) -> Delivered {
         Delivered {
             hash: record.payload_hash(),

@@ -284,3 +284,33 @@ fn appends_reach_the_file_within_the_sync_interval_and_at_every_sync() {
     log.sync().unwrap();
     assert!(on_disk(dir.path()) > buffered, "synced");
 }
+
+#[test]
+fn segments_without_a_snapshot_compact_into_one_with_each_key_once() {
+    let (dir, log) = new_log();
+    for round in ["1", "2", "3"] {
+        log.append(&[
+            delivery("a", round, Some("id-a")),
+            delivery(round, round, None),
+        ])
+        .unwrap();
+        log.close_segment().unwrap();
+    }
+    let before = state(&log);
+    for _ in 0..7 {
+        log.append(&[delivery("b", "b", None)]).unwrap();
+        log.close_segment().unwrap();
+    }
+    let compacted = log.compact_if_worth_it().unwrap().unwrap();
+    assert_eq!((compacted.keys, compacted.segments), (5, 10));
+    let names = names(dir.path());
+    assert_eq!(names.len(), 1, "{names:?}");
+    let after = state(&log);
+    // In key order: 1, 2, 3 and a as they were, then b.
+    assert_eq!(after[..4], before[..]);
+    assert_eq!(
+        after[3],
+        ("a".into(), PayloadHash::of("3"), Some("id-a".into()), 3)
+    );
+    assert_eq!(after[4], ("b".into(), PayloadHash::of("b"), None, 7));
+}
