@@ -198,7 +198,9 @@ impl Host {
             control.inspector = Some(Arc::new(self.inspector(config, name)?));
         }
         // Every log line of the run carries the sync and the run id.
-        let span = tracing::info_span!("run", sync = %name, run = %control.run_id);
+        // At error level so that it is enabled under any filter: a warning logged during
+        // the run (a source command's stderr, a skipped row) always says which sync.
+        let span = tracing::error_span!("run", sync = %name, run = %control.run_id);
         let (run_id, started_at_ms) = (control.run_id.clone(), crate::clock::now_ms());
         let mut report =
             match engine::run_sync(connector, spec, sync, self.http.clone(), input, control)

@@ -60,7 +60,10 @@ fn a_good_config_resolves_paths_against_its_folder() {
     assert_eq!(sf.limits.memory, 32 * 1024 * 1024);
     assert_eq!(sf.limits.call_timeout.as_millis(), 250);
     let sync = config.sync("accounts").unwrap();
-    assert_eq!(sync.source.path, dir.path().join("data.jsonl"));
+    assert_eq!(
+        sync.source.origin,
+        sluice::config::SourceOrigin::File(dir.path().join("data.jsonl"))
+    );
     assert_eq!(
         sync.auth,
         AuthSpec::Bearer {

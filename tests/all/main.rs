@@ -5,6 +5,7 @@ mod common;
 
 mod classify_props;
 mod cli;
+mod command_source;
 mod config;
 mod conformance;
 mod crash;

@@ -136,9 +136,21 @@ pub enum SourceFormat {
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     pub format: SourceFormat,
-    pub path: PathBuf,
+    pub origin: SourceOrigin,
     /// The column or field holding each record's primary key.
     pub key: String,
+}
+
+/// Where a source's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOrigin {
+    File(PathBuf),
+    /// A program and its arguments, run as given (no shell) in the config's folder; its
+    /// standard output is the source.
+    Command {
+        argv: Vec<String>,
+        dir: PathBuf,
+    },
 }
 
 /// How the host authenticates requests. Secrets are named by environment variable only,

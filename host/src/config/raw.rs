@@ -76,6 +76,10 @@ pub struct RetryJob {
 pub struct Source {
     pub jsonl: Option<PathBuf>,
     pub csv: Option<PathBuf>,
+    /// A program and its arguments whose standard output is the source.
+    pub command: Option<Vec<String>>,
+    /// The format of a command's output: `jsonl` or `csv`.
+    pub format: Option<String>,
     pub key: String,
 }
 

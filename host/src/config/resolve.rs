@@ -166,17 +166,18 @@ fn resolve_sync(
             }
         );
     }
-    let source = match (s.source.jsonl, s.source.csv) {
-        (Some(p), None) => (SourceFormat::Jsonl, p),
-        (None, Some(p)) => (SourceFormat::Csv, p),
-        _ => bail!("source: give exactly one of `jsonl = \"FILE\"` or `csv = \"FILE\"`"),
-    };
+    let source = resolve_source(
+        s.source.jsonl,
+        s.source.csv,
+        s.source.command,
+        s.source.format,
+        &relative,
+    )?;
     let source = SourceSpec {
         format: source.0,
-        path: relative(&source.1),
+        origin: source.1,
         key: s.source.key,
     };
-    check_source_file(&source.path)?;
     if source.key.is_empty() {
         bail!("source.key: must name the field that holds each record's primary key");
     }
@@ -466,4 +467,55 @@ mod tests {
         let v: toml::Value = toml::from_str("a = { b = 1 }").unwrap();
         assert!(setting_string(&v["a"]).is_err());
     }
+}
+
+/// A source's format and origin: exactly one of a JSONL file, a CSV file, or a command
+/// with the `format` of its output.
+fn resolve_source(
+    jsonl: Option<PathBuf>,
+    csv: Option<PathBuf>,
+    command: Option<Vec<String>>,
+    format: Option<String>,
+    relative: &dyn Fn(&Path) -> PathBuf,
+) -> Result<(SourceFormat, SourceOrigin)> {
+    let one_of = "source: give exactly one of `jsonl = \"FILE\"`, `csv = \"FILE\"` or \
+                  `command = [\"PROGRAM\", \"ARG\", ...]` with `format = \"jsonl\"` or `\"csv\"`";
+    let (format_of_file, file) = match (jsonl, csv, &command) {
+        (Some(p), None, None) => (SourceFormat::Jsonl, p),
+        (None, Some(p), None) => (SourceFormat::Csv, p),
+        (None, None, Some(argv)) => {
+            let format = match format.as_deref() {
+                Some("jsonl") => SourceFormat::Jsonl,
+                Some("csv") => SourceFormat::Csv,
+                Some(other) => {
+                    bail!("source.format: `{other}` is not a format; expected `jsonl` or `csv`")
+                }
+                None => bail!(
+                    "source.format: a command's output needs its format: `format = \"jsonl\"` or `\"csv\"`"
+                ),
+            };
+            if argv.first().is_none_or(|program| program.trim().is_empty()) {
+                bail!(
+                    "source.command: give the program to run first, then its arguments (no shell is used)"
+                );
+            }
+            let dir = relative(Path::new("."));
+            return Ok((
+                format,
+                SourceOrigin::Command {
+                    argv: argv.clone(),
+                    dir,
+                },
+            ));
+        }
+        _ => bail!("{one_of}"),
+    };
+    if format.is_some() {
+        bail!(
+            "source.format: only a `command` takes a format; a file's is its key (`jsonl` or `csv`)"
+        );
+    }
+    let path = relative(&file);
+    check_source_file(&path)?;
+    Ok((format_of_file, SourceOrigin::File(path)))
 }

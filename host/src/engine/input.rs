@@ -230,7 +230,7 @@ mod tests {
     fn spec(path: &Path) -> SourceSpec {
         SourceSpec {
             format: SourceFormat::Jsonl,
-            path: path.to_path_buf(),
+            origin: crate::config::SourceOrigin::File(path.to_path_buf()),
             key: "id".into(),
         }
     }

@@ -70,8 +70,8 @@ impl CsvRows {
             scratch: scratch.to_path_buf(),
         };
         let names = rows.header()?;
-        rows.columns = Columns::new(names, key)
-            .with_context(|| format!("the header row of source file `{}`", rows.path))?;
+        rows.columns =
+            Columns::new(names, key).with_context(|| format!("the header row of {}", rows.path))?;
         Ok(rows)
     }
 
@@ -83,15 +83,11 @@ impl CsvRows {
             let line = self
                 .lines
                 .next()
-                .with_context(|| format!("reading the header row of source file `{path}`"))?;
+                .with_context(|| format!("reading the header row of {path}"))?;
             let Some(line) = line else {
                 match started {
-                    None => bail!(
-                        "source file `{path}` is empty: a CSV source starts with a header row"
-                    ),
-                    Some(at) => bail!(
-                        "the header row of source file `{path}` (line {at}) has an unclosed quote"
-                    ),
+                    None => bail!("{path} is empty: a CSV source starts with a header row"),
+                    Some(at) => bail!("the header row of {path} (line {at}) has an unclosed quote"),
                 }
             };
             if started.is_none() && line.content.is_empty() {
@@ -106,7 +102,7 @@ impl CsvRows {
             }
             if self.parser.fields.len > MAX_HEADER {
                 bail!(
-                    "the header row of source file `{path}` (line {}) is longer than {MAX_HEADER} bytes: an unclosed quote?",
+                    "the header row of {path} (line {}) is longer than {MAX_HEADER} bytes: an unclosed quote?",
                     started.unwrap_or(1)
                 );
             }
@@ -118,7 +114,7 @@ impl CsvRows {
                     .map(str::to_string)
                     .map_err(|err| {
                         anyhow::anyhow!(
-                            "the header row of source file `{path}`: {}",
+                            "the header row of {path}: {}",
                             not_utf8(&format!("column {}", i + 1), err.valid_up_to())
                         )
                     })
@@ -190,7 +186,7 @@ impl RowReader for CsvRows {
             let line = self
                 .lines
                 .next()
-                .with_context(|| format!("reading source file `{}` at line {at}", self.path))?;
+                .with_context(|| format!("reading {} at line {at}", self.path))?;
             let Some(line) = line else {
                 return self.at_end();
             };

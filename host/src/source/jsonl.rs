@@ -34,7 +34,7 @@ impl RowReader for JsonlRows {
         let line = self
             .lines
             .next_where(|line| !line.iter().all(|b| JSON_WHITESPACE.contains(b)))
-            .with_context(|| format!("reading source file `{}` at line {at}", self.path))?;
+            .with_context(|| format!("reading {} at line {at}", self.path))?;
         let Some(line) = line else { return Ok(None) };
         Ok(Some(match std::str::from_utf8(line.content) {
             Ok(text) => row(

@@ -2,6 +2,7 @@
 //! loaded whole, never opened twice, and a row that cannot become a record is reported
 //! with its line while the rows after it are read.
 
+mod command;
 mod csv;
 mod jsonl;
 mod lines;
@@ -15,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{SourceFormat, SourceSpec};
+use crate::config::{SourceFormat, SourceOrigin, SourceSpec};
 
 /// A record as read from the source: its key, and its fields as a serialized JSON
 /// object. The same type crosses into connectors, so a batch is never copied to convert.
@@ -47,23 +48,40 @@ pub trait RowReader: Send {
 /// How much a source is read ahead: rows are short and read in order.
 const READ_BUFFER: usize = 256 * 1024;
 
-/// Opens the source file. `scratch` is a directory for what a reader must keep on disk
-/// (the lines after an unclosed CSV quote).
+/// Opens the source: a file, or a command's output. `scratch` is a directory for what a
+/// reader must keep on disk (the lines after an unclosed CSV quote).
 pub fn open(spec: &SourceSpec, scratch: &Path) -> Result<Box<dyn RowReader>> {
-    let path = spec.path.display().to_string();
-    let file =
-        File::open(&spec.path).with_context(|| format!("cannot open source file `{path}`"))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read source file `{path}`"))?;
-    if meta.is_dir() {
-        bail!("the source `{path}` is a directory; give the JSONL or CSV file to read");
+    match &spec.origin {
+        SourceOrigin::File(path) => open_file(spec, path, scratch),
+        SourceOrigin::Command { argv, dir } => {
+            let output = command::CommandOutput::start(argv, dir)?;
+            let input = BufReader::with_capacity(READ_BUFFER, output);
+            reader(
+                &spec.format,
+                &spec.key,
+                Box::new(input),
+                command::describe(argv),
+                scratch,
+            )
+        }
     }
-    let input = BufReader::with_capacity(READ_BUFFER, file);
-    reader(&spec.format, &spec.key, Box::new(input), path, scratch)
 }
 
-/// Reads rows of `format` from `input`; `name` names it in errors.
+fn open_file(spec: &SourceSpec, path: &Path, scratch: &Path) -> Result<Box<dyn RowReader>> {
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot open source file `{name}`"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read source file `{name}`"))?;
+    if meta.is_dir() {
+        bail!("the source `{name}` is a directory; give the JSONL or CSV file to read");
+    }
+    let input = BufReader::with_capacity(READ_BUFFER, file);
+    let name = format!("source file `{name}`");
+    reader(&spec.format, &spec.key, Box::new(input), name, scratch)
+}
+
+/// Reads rows of `format` from `input`; `name` names it in errors (`source file `a.csv``).
 pub fn reader(
     format: &SourceFormat,
     key: &str,
@@ -152,13 +170,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = SourceSpec {
             format: SourceFormat::Jsonl,
-            path: dir.path().to_path_buf(),
+            origin: SourceOrigin::File(dir.path().to_path_buf()),
             key: "id".into(),
         };
         let err = format!("{:#}", open(&spec, dir.path()).err().unwrap());
         assert!(err.contains("is a directory"), "{err}");
         let spec = SourceSpec {
-            path: dir.path().join("gone.jsonl"),
+            origin: SourceOrigin::File(dir.path().join("gone.jsonl")),
             ..spec
         };
         let err = format!("{:#}", open(&spec, dir.path()).err().unwrap());

@@ -63,6 +63,8 @@ pub struct Scenario {
     /// The source file's format and bytes, when a test writes them itself.
     raw_source: Option<(String, Vec<u8>)>,
     settings: Option<String>,
+    /// The source as a command (a TOML array) and the format of its output.
+    command: Option<(String, String)>,
     sync: String,
     retry: String,
     connector: String,
@@ -79,6 +81,7 @@ impl Scenario {
             records: Vec::new(),
             raw_source: None,
             settings: None,
+            command: None,
             sync: String::new(),
             retry: String::new(),
             connector: String::new(),
@@ -110,6 +113,14 @@ impl Scenario {
     /// the records as JSONL.
     pub fn source(mut self, format: &str, data: &[u8]) -> Self {
         self.raw_source = Some((format.to_owned(), data.to_vec()));
+        self
+    }
+
+    /// The source as the output of `argv` (run without a shell, in the scenario's folder),
+    /// in `format`; the records are still written to `data.jsonl` there for it to read.
+    pub fn command_source(mut self, argv: &[&str], format: &str) -> Self {
+        let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+        self.command = Some((format!("[{}]", argv.join(", ")), format.to_owned()));
         self
     }
 
@@ -187,6 +198,19 @@ impl Scenario {
             base_url = self.base_url,
             base_path = self.base_path,
         );
+        if let Some((argv, format)) = &self.command {
+            let file_source = format!(
+                "source = {{ {} = \"{}\", key = \"{}\" }}\n",
+                self.source_file().0,
+                self.source_file().1,
+                self.key
+            );
+            let command_source = format!(
+                "source = {{ command = {argv}, format = \"{format}\", key = \"{}\" }}\n",
+                self.key
+            );
+            text = text.replace(&file_source, &command_source);
+        }
         if let Some(settings) = &self.settings {
             text.push_str(&format!("settings = {settings}\n"));
         }
