@@ -31,15 +31,7 @@ pub(super) struct Case {
 type Expectation = (fn(&Verdict) -> bool, &'static str);
 
 fn canned(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body,
-        received_at_ms: RECEIVED_AT_MS,
-    }
+    HttpResponse::recorded(status, headers, body, RECEIVED_AT_MS)
 }
 
 pub(super) fn cases(keys: &[String]) -> Vec<Case> {

@@ -13,6 +13,27 @@
 
 pub use super::wit::latest::{HttpResponse, SourceRecord};
 
+impl HttpResponse {
+    /// A response as a destination might have sent it: for the conformance check's
+    /// canned answers and for tests of `classify`.
+    pub fn recorded(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        received_at_ms: u64,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body,
+            received_at_ms,
+        }
+    }
+}
+
 /// Why a connector refused a record, a batch or a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

@@ -24,7 +24,6 @@ const TAIL_LINE_CHARS: usize = 300;
 pub struct CommandOutput {
     stdout: ChildStdout,
     child: Child,
-    program: String,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     stderr_reader: Option<JoinHandle<()>>,
     ended: bool,
@@ -73,7 +72,6 @@ impl CommandOutput {
         Ok(CommandOutput {
             stdout,
             child,
-            program: program.clone(),
             stderr_tail,
             stderr_reader: Some(stderr_reader),
             ended: false,

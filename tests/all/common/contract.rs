@@ -23,15 +23,7 @@ pub fn configured(name: &str, settings: &[(&str, &str)]) -> ConnectorInstance {
 
 /// A recorded response.
 pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-        received_at_ms: 1_700_000_000_000,
-    }
+    HttpResponse::recorded(status, headers, body.as_bytes().to_vec(), 1_700_000_000_000)
 }
 
 /// A verdict in a short, readable form for assertions (the checker's own).
