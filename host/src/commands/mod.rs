@@ -67,7 +67,13 @@ pub fn check_credentials<'a>(
 ) -> Result<()> {
     let mut missing = Vec::new();
     for name in syncs {
-        for (key, var) in config.sync(name)?.auth.env_vars() {
+        let sync = config.sync(name)?;
+        for (key, var) in sync
+            .auth
+            .env_vars()
+            .into_iter()
+            .chain(sync.source.env_vars())
+        {
             let problem = match std::env::var(var) {
                 Ok(value) if !value.is_empty() => continue,
                 Ok(_) => "is empty",

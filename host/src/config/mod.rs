@@ -141,6 +141,16 @@ pub struct SourceSpec {
     pub key: String,
 }
 
+impl SourceSpec {
+    /// The environment variables the source reads, with the key that names each.
+    pub fn env_vars(&self) -> Vec<(&'static str, &str)> {
+        match &self.origin {
+            SourceOrigin::Postgres { url_env, .. } => vec![("source.postgres.url_env", url_env)],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Where a source's rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceOrigin {
@@ -150,6 +160,12 @@ pub enum SourceOrigin {
     Command {
         argv: Vec<String>,
         dir: PathBuf,
+    },
+    /// A query's rows, each as a JSON object; the URL is read from `url_env` when the run
+    /// starts (it holds the password, so it is never written in the config).
+    Postgres {
+        url_env: String,
+        query: String,
     },
 }
 

@@ -80,7 +80,17 @@ pub struct Source {
     pub command: Option<Vec<String>>,
     /// The format of a command's output: `jsonl` or `csv`.
     pub format: Option<String>,
+    /// A query run on a PostgreSQL database.
+    pub postgres: Option<Postgres>,
     pub key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// The environment variable holding the connection URL (it carries the password).
+    pub url_env: String,
+    pub query: String,
 }
 
 #[derive(Deserialize)]

@@ -166,13 +166,40 @@ fn resolve_sync(
             }
         );
     }
-    let source = resolve_source(
-        s.source.jsonl,
-        s.source.csv,
-        s.source.command,
-        s.source.format,
-        &relative,
-    )?;
+    let source = match s.source.postgres {
+        Some(pg) => {
+            if s.source.jsonl.is_some() || s.source.csv.is_some() || s.source.command.is_some() {
+                bail!(
+                    "source: give one kind of source: a file, a `command` or `postgres`, not two"
+                );
+            }
+            if s.source.format.is_some() {
+                bail!(
+                    "source.format: a query's rows are JSON objects already; `format` is for a command"
+                );
+            }
+            if pg.query.trim().is_empty() {
+                bail!("source.postgres.query: give the query whose rows are the records");
+            }
+            if pg.url_env.trim().is_empty() {
+                bail!(
+                    "source.postgres.url_env: name the environment variable that holds the database URL"
+                );
+            }
+            let origin = SourceOrigin::Postgres {
+                url_env: pg.url_env,
+                query: pg.query,
+            };
+            (SourceFormat::Jsonl, origin)
+        }
+        None => resolve_source(
+            s.source.jsonl,
+            s.source.csv,
+            s.source.command,
+            s.source.format,
+            &relative,
+        )?,
+    };
     let source = SourceSpec {
         format: source.0,
         origin: source.1,

@@ -65,6 +65,8 @@ pub struct Scenario {
     settings: Option<String>,
     /// The source as a command (a TOML array) and the format of its output.
     command: Option<(String, String)>,
+    /// The source as a PostgreSQL query (a TOML inline table).
+    postgres: Option<String>,
     sync: String,
     retry: String,
     connector: String,
@@ -82,6 +84,7 @@ impl Scenario {
             raw_source: None,
             settings: None,
             command: None,
+            postgres: None,
             sync: String::new(),
             retry: String::new(),
             connector: String::new(),
@@ -121,6 +124,12 @@ impl Scenario {
     pub fn command_source(mut self, argv: &[&str], format: &str) -> Self {
         let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
         self.command = Some((format!("[{}]", argv.join(", ")), format.to_owned()));
+        self
+    }
+
+    /// The source as the rows of `query` on the PostgreSQL whose URL is in `url_env`.
+    pub fn postgres_source(mut self, url_env: &str, query: &str) -> Self {
+        self.postgres = Some(format!("{{ url_env = {url_env:?}, query = {query:?} }}"));
         self
     }
 
@@ -198,6 +207,19 @@ impl Scenario {
             base_url = self.base_url,
             base_path = self.base_path,
         );
+        if let Some(postgres) = &self.postgres {
+            let file_source = format!(
+                "source = {{ {} = \"{}\", key = \"{}\" }}\n",
+                self.source_file().0,
+                self.source_file().1,
+                self.key
+            );
+            let pg_source = format!(
+                "source = {{ postgres = {postgres}, key = \"{}\" }}\n",
+                self.key
+            );
+            text = text.replace(&file_source, &pg_source);
+        }
         if let Some((argv, format)) = &self.command {
             let file_source = format!(
                 "source = {{ {} = \"{}\", key = \"{}\" }}\n",

@@ -1,0 +1,120 @@
+//! A PostgreSQL query as the source, against a real PostgreSQL: every column type becomes
+//! the JSON the docs state, the key may be an integer column, and a query that fails
+//! fails the run before anything is sent.
+
+use serde_json::{Value, json};
+
+use crate::common::{self, Postgres, Scenario};
+
+const URL_ENV: &str = "SLUICE_TEST_ANALYTICS_DB_URL";
+
+async fn run_json(scenario: &Scenario, pg: &Postgres) -> (std::process::Output, Value) {
+    let setup = scenario.setup();
+    let output = common::sluice(
+        &["run", "--json"],
+        &setup.config_path(),
+        &[(URL_ENV, &pg.url)],
+    )
+    .await;
+    let summary = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_column_type_becomes_the_json_the_docs_state() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.execute(
+        r#"
+        create table accounts (
+            id bigint primary key, name text, score double precision, balance numeric,
+            odd numeric, active boolean, seen timestamptz, born date, at timestamp,
+            doc jsonb, tags text[], ref uuid, blob bytea, missing text, small smallint,
+            price numeric(10, 2)
+        );
+        insert into accounts values
+          (1, 'Ann "Quote" Lee ☃', 1.5, 12345678901234567890.123456789, 'NaN', true,
+           '2024-01-02 03:04:05.5+02', '2024-01-31', '2024-01-02 03:04:05',
+           '{"a": [1, {"b": null}]}', '{x,"y z"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+           '\x00ff10', null, 7, 19.99),
+          (2, 'Bo', -0.25, 0, 1, false, null, null, null, '[]', '{}', null, '', null, null, null);
+        "#,
+    )
+    .await;
+    let dest = common::accepting().await;
+    let scenario = Scenario::rest(&dest.base_url()).postgres_source(
+        URL_ENV,
+        "select * from accounts where id < 100 order by id;",
+    );
+    let (output, summary) = run_json(&scenario, &pg).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        (summary["read"].as_u64(), summary["delivered"].as_u64()),
+        (Some(2), Some(2)),
+        "{summary}"
+    );
+    let stored = dest.stored();
+    let one = &stored["1"];
+    let expected = json!({
+        "id": 1, "name": "Ann \"Quote\" Lee ☃", "score": 1.5,
+        "odd": "NaN", "active": true, "seen": "2024-01-02T01:04:05.5+00:00", "born": "2024-01-31",
+        "at": "2024-01-02T03:04:05.000000Z", "doc": {"a": [1, {"b": null}]}, "tags": ["x", "y z"],
+        "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "blob": "AP8Q", "missing": null, "small": 7,
+        "price": 19.99,
+        // Wider than a double: its exact text, as a string.
+        "balance": "12345678901234567890.123456789"
+    });
+    for (field, value) in expected.as_object().unwrap() {
+        assert_eq!(&one[field], value, "{field}: {one}");
+    }
+    assert_eq!(stored["2"]["balance"], 0);
+    assert_eq!(stored["2"]["blob"], "");
+    assert_eq!(stored["2"]["seen"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_fails_fails_the_run_with_the_databases_words_and_sends_nothing() {
+    let Some(pg) = Postgres::start() else { return };
+    let dest = common::accepting().await;
+    for (query, said) in [
+        (
+            "select * from nowhere",
+            "relation \"nowhere\" does not exist",
+        ),
+        ("selec 1", "syntax error at or near \"selec\""),
+        // Fails on its third row, after two were streamed.
+        (
+            "select g as id, 10 / (3 - g) as x from generate_series(1, 5) g",
+            "division by zero",
+        ),
+    ] {
+        let scenario = Scenario::rest(&dest.base_url()).postgres_source(URL_ENV, query);
+        let (output, summary) = run_json(&scenario, &pg).await;
+        assert_eq!(output.status.code(), Some(1), "{query}");
+        let error = summary["error"].as_str().unwrap_or_default();
+        assert!(error.contains(said), "{query}: {summary}");
+        assert!(
+            !error.contains(&pg.url),
+            "the URL is never printed: {error}"
+        );
+    }
+    assert_eq!(dest.stats().requests, 0, "nothing of a failed read is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_url_must_be_set_before_anything_runs() {
+    let dest = common::accepting().await;
+    let setup = Scenario::rest(&dest.base_url())
+        .postgres_source("SLUICE_TEST_UNSET_DB_URL", "select 1 as id")
+        .setup();
+    let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`SLUICE_TEST_UNSET_DB_URL` (source.postgres.url_env) is not set"),
+        "{stderr}"
+    );
+}
