@@ -118,3 +118,37 @@ async fn the_database_url_must_be_set_before_anything_runs() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_stream_fails_the_run_and_sends_nothing() {
+    let Some(pg) = Postgres::start() else { return };
+    let dest = common::accepting().await;
+    // Slow rows: about five seconds of them.
+    let query = "select g as id, pg_sleep(0.01) as slept from generate_series(1, 500) g";
+    let setup = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, query)
+        .setup();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--json", "--config"])
+        .arg(setup.config_path())
+        .env(URL_ENV, &pg.url)
+        .output();
+    let kill = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        pg.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where query like '%generate_series%' and pid <> pg_backend_pid()",
+        )
+        .await;
+    };
+    let (output, ()) = tokio::join!(child, kill);
+    let output = output.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = summary["error"].as_str().unwrap();
+    assert!(
+        error.contains("the PostgreSQL source's query failed while its rows were read"),
+        "{error}"
+    );
+    assert_eq!(dest.stats().requests, 0, "nothing of a cut read is sent");
+}
