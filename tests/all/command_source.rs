@@ -126,3 +126,17 @@ fn a_command_source_needs_its_format_and_a_program() {
     let err = refused(r#"{ jsonl = "a.jsonl", command = ["cat"], format = "jsonl", key = "id" }"#);
     assert!(err.contains("give exactly one of"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_lines_of_a_command_are_reported_with_their_numbers() {
+    let dest = common::checking_emails_with(RestConfig::default()).await;
+    let script = r#"echo '{"id": "a", "email": "a@example.com"}'; echo 'not json'; echo '{"id": "b", "email": "b@example.com"}'; echo '[1, 2]'"#;
+    let ran = Scenario::contacts_to(&dest.base_url(), 0)
+        .command_source(&["sh", "-c", script], "jsonl")
+        .run()
+        .await;
+    ran.expect(Expect::completed().delivered(2).invalid_rows(2));
+    let lines: Vec<u64> = ran.report.invalid_rows.iter().map(|row| row.line).collect();
+    assert_eq!(lines, [2, 4]);
+    assert_eq!(dest.stored().len(), 2);
+}

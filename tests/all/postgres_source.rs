@@ -152,3 +152,31 @@ async fn a_connection_dropped_mid_stream_fails_the_run_and_sends_nothing() {
     );
     assert_eq!(dest.stats().requests, 0, "nothing of a cut read is sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_100000_rows_is_delivered_exactly() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.execute(
+        "create table big as select g as id, 'name ' || g as name, g * 0.5 as half \
+         from generate_series(1, 100000) g",
+    )
+    .await;
+    let dest = common::accepting().await;
+    let scenario = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, "select * from big")
+        .batches(500, 4);
+    let (output, summary) = run_json(&scenario, &pg).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(summary["delivered"], 100_000, "{summary}");
+    let stored = dest.stored();
+    assert_eq!(stored.len(), 100_000);
+    for id in [1u64, 2, 50_000, 99_999, 100_000] {
+        let record = &stored[&id.to_string()];
+        assert_eq!(record["name"], format!("name {id}"));
+        assert_eq!(record["half"].as_f64(), Some(id as f64 * 0.5), "{record}");
+    }
+}
