@@ -207,31 +207,21 @@ impl Scenario {
             base_url = self.base_url,
             base_path = self.base_path,
         );
-        if let Some(postgres) = &self.postgres {
-            let file_source = format!(
-                "source = {{ {} = \"{}\", key = \"{}\" }}\n",
-                self.source_file().0,
-                self.source_file().1,
-                self.key
+        // A source that is not the data file: its table, in place of the file's.
+        let other_source = match (&self.postgres, &self.command) {
+            (Some(postgres), _) => Some(format!("postgres = {postgres}")),
+            (None, Some((argv, format))) => {
+                Some(format!("command = {argv}, format = \"{format}\""))
+            }
+            (None, None) => None,
+        };
+        if let Some(origin) = other_source {
+            let (format, file) = self.source_file();
+            let key = &self.key;
+            text = text.replace(
+                &format!("source = {{ {format} = \"{file}\", key = \"{key}\" }}\n"),
+                &format!("source = {{ {origin}, key = \"{key}\" }}\n"),
             );
-            let pg_source = format!(
-                "source = {{ postgres = {postgres}, key = \"{}\" }}\n",
-                self.key
-            );
-            text = text.replace(&file_source, &pg_source);
-        }
-        if let Some((argv, format)) = &self.command {
-            let file_source = format!(
-                "source = {{ {} = \"{}\", key = \"{}\" }}\n",
-                self.source_file().0,
-                self.source_file().1,
-                self.key
-            );
-            let command_source = format!(
-                "source = {{ command = {argv}, format = \"{format}\", key = \"{}\" }}\n",
-                self.key
-            );
-            text = text.replace(&file_source, &command_source);
         }
         if let Some(settings) = &self.settings {
             text.push_str(&format!("settings = {settings}\n"));
