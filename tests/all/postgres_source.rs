@@ -180,3 +180,29 @@ async fn a_table_of_100000_rows_is_delivered_exactly() {
         assert_eq!(record["half"].as_f64(), Some(id as f64 * 0.5), "{record}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_the_user_may_not_run_fails_with_the_permission_error() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.execute("create table secret (id int); create role reader login;")
+        .await;
+    let dest = common::accepting().await;
+    let reader_url = pg.url.replacen("sluice@", "reader@", 1);
+    let setup = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, "select * from secret")
+        .setup();
+    let output = common::sluice(
+        &["run", "--json"],
+        &setup.config_path(),
+        &[(URL_ENV, &reader_url)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = summary["error"].as_str().unwrap();
+    assert!(
+        error.contains("permission denied for table secret"),
+        "{error}"
+    );
+    assert_eq!(dest.stats().requests, 0);
+}
