@@ -84,7 +84,8 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
     for row in report.invalid_rows.iter().take(EXAMPLES) {
         let _ = writeln!(
             out,
-            "  skipped source line {}: {}",
+            "  skipped source {} {}: {}",
+            report.position,
             row.line,
             printable(&row.reason)
         );

@@ -206,3 +206,19 @@ async fn a_query_the_user_may_not_run_fails_with_the_permission_error() {
     );
     assert_eq!(dest.stats().requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_without_a_key_is_skipped_and_named_by_its_row_number() {
+    let Some(pg) = Postgres::start() else { return };
+    let dest = common::accepting().await;
+    let query = "select * from (values (1, 'a'), (null, 'b'), (3, 'c')) as t(id, name)";
+    let setup = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, query)
+        .setup();
+    let output = common::sluice(&["run"], &setup.config_path(), &[(URL_ENV, &pg.url)]).await;
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("skipped source row 2: "), "{report}");
+    let stored = dest.stored();
+    assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), ["1", "3"]);
+}

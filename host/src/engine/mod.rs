@@ -456,9 +456,14 @@ pub async fn run_sync(
         connector_ms: c.get(Count::ConnectorUs) / 1000,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
+    let position = match sync.source.origin {
+        crate::config::SourceOrigin::Postgres { .. } => "row",
+        _ => "line",
+    };
     Ok(RunReport {
         summary,
         invalid_rows,
+        position,
     })
 }
 

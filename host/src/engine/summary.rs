@@ -93,4 +93,7 @@ pub struct RunReport {
     pub summary: RunSummary,
     /// The first skipped source rows, unusable or repeated (at most `MAX_INVALID_ROWS_KEPT`).
     pub invalid_rows: Vec<InvalidRow>,
+    /// What a row's position counts in this source: `line` for a file or a command's
+    /// output, `row` for a query's rows.
+    pub position: &'static str,
 }
