@@ -33,7 +33,7 @@ pub struct QueryRows {
     ended: bool,
 }
 
-/// The query's rows as JSON text, with `bytea` and `timestamp` columns rewritten.
+/// The query's rows as JSON text, with `numeric`, `bytea` and `timestamp` columns rewritten.
 fn wrapped(query: &str, columns: &[(String, Type)]) -> String {
     let projection: Vec<String> = columns
         .iter()
