@@ -89,18 +89,9 @@ impl SyncLedger {
     /// [`SyncLedger::get`] for several keys, in one read of the delivered log.
     pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
         let wanted: HashSet<&str> = keys.iter().copied().collect();
-        let mut found: HashMap<String, Delivered> = HashMap::new();
-        self.delivered
-            .read(|d| {
-                if wanted.contains(d.key) {
-                    match found.get_mut(d.key) {
-                        Some(state) => state.then(d),
-                        None => {
-                            found.insert(d.key.to_string(), Delivered::first(d));
-                        }
-                    }
-                }
-            })
+        let (mut found, _) = self
+            .delivered
+            .states(|key| wanted.contains(key))
             .map_err(|e| self.log_err(e))?;
         keys.iter()
             .map(|key| {

@@ -14,12 +14,18 @@ pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     io("syncing", dir, handle.sync_all())
 }
 
-/// Opens a file of the log for reading its frames.
-fn open(path: &Path) -> Result<Frames<BufReader<File>>> {
+/// A file of the log, checked for its magic: its frames, or how it ends when it does not
+/// start like one; and its length.
+fn frames_of(path: &Path) -> Result<(std::result::Result<Frames<BufReader<File>>, Ending>, u64)> {
     let file = io("opening", path, File::open(path))?;
     let len = io("reading", path, file.metadata())?.len();
     let input = BufReader::with_capacity(256 * 1024, file);
-    match io("reading", path, Frames::new(input, len))? {
+    Ok((io("reading", path, Frames::new(input, len))?, len))
+}
+
+/// Opens a file of the log for reading its frames.
+fn open(path: &Path) -> Result<Frames<BufReader<File>>> {
+    match frames_of(path)?.0 {
         Ok(frames) => Ok(frames),
         Err(ending) => Err(ending_error(path, ending).expect("not clean")),
     }
@@ -102,10 +108,8 @@ pub(super) fn read_header(path: &Path) -> Result<Header> {
 /// Cuts a write torn by a crash off the end of a segment, saying so with the file and
 /// the offset; damage anywhere (a bad checksum with data after it) is an error.
 pub(super) fn repair_tail(path: &Path) -> Result<()> {
-    let file = io("opening", path, File::open(path))?;
-    let len = io("reading", path, file.metadata())?.len();
-    let input = BufReader::with_capacity(256 * 1024, file);
-    let ending = match io("reading", path, Frames::new(input, len))? {
+    let (frames, len) = frames_of(path)?;
+    let ending = match frames {
         Ok(mut frames) => {
             while io("reading", path, frames.next())?.is_some() {}
             frames.ending

@@ -22,7 +22,6 @@ mod file;
 mod frame;
 mod record;
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use self::file::{HEADER_ONLY_MAX, read_file, read_header, record_count, repair_tail, sync_dir};
 use self::frame::{CHUNK, MAGIC, write_frame};
-pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index};
+pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index, States, fold};
 
 /// Why the log cannot be read or written. `Damaged` names the file and the offset.
 #[derive(Debug, thiserror::Error)]
@@ -259,33 +258,23 @@ impl DeliveredLog {
 
     /// What the log holds for `key` (reads the whole log: for people, not for runs).
     pub fn get(&self, key: &str) -> Result<Option<Delivered>> {
-        let mut found: Option<Delivered> = None;
-        self.read(|record| {
-            if record.key == key {
-                match &mut found {
-                    Some(state) => state.then(record),
-                    None => found = Some(Delivered::first(record)),
-                }
-            }
-        })?;
-        Ok(found)
+        Ok(self.states(|k| k == key)?.0.remove(key))
     }
 
-    /// Every key's state (for people and for compaction: holds the whole state).
-    pub fn all(
-        &self,
-    ) -> Result<(
-        std::collections::BTreeMap<String, Delivered>,
-        Option<Fingerprint>,
-    )> {
-        let mut all = std::collections::BTreeMap::<String, Delivered>::new();
-        let fingerprint = self.read(|record| match all.get_mut(record.key) {
-            Some(state) => state.then(record),
-            None => {
-                all.insert(record.key.to_string(), Delivered::first(record));
+    /// Every key's state (for people and for migration: holds the whole state).
+    pub fn all(&self) -> Result<(States, Option<Fingerprint>)> {
+        self.states(|_| true)
+    }
+
+    /// The state of each `wanted` key, and the destination the log is about.
+    pub fn states(&self, wanted: impl Fn(&str) -> bool) -> Result<(States, Option<Fingerprint>)> {
+        let mut states = States::new();
+        let fingerprint = self.read(|record| {
+            if wanted(record.key) {
+                fold(&mut states, record);
             }
         })?;
-        Ok((all, fingerprint))
+        Ok((states, fingerprint))
     }
 
     /// The fingerprint the state is about, reading only a header when no run read the
@@ -453,14 +442,9 @@ impl DeliveredLog {
     fn rewrite(&self, files: &Files, fingerprint: Option<Fingerprint>) -> Result<(PathBuf, u64)> {
         let mut paths = files.snapshot.iter().chain(&files.segments).map(|(_, p)| p);
         let oldest = paths.next();
-        let mut newer: HashMap<String, Delivered> = HashMap::new();
+        let mut newer = States::new();
         for path in paths {
-            read_file(path, &mut |record| match newer.get_mut(record.key) {
-                Some(state) => state.then(record),
-                None => {
-                    newer.insert(record.key.to_string(), Delivered::first(record));
-                }
-            })?;
+            read_file(path, &mut |record| fold(&mut newer, record))?;
         }
         let mut out =
             SnapshotWriter::create(self.path(Kind::Snapshot, files.next_seq()), fingerprint)?;

@@ -107,6 +107,19 @@ impl Delivered {
     }
 }
 
+/// Each key's state, folded from its records in the order they were read.
+pub type States = HashMap<String, Delivered>;
+
+/// Folds `record` into the state of its key (its first record starts it).
+pub fn fold(states: &mut States, record: &Delivery<'_>) {
+    match states.get_mut(record.key) {
+        Some(state) => state.then(record),
+        None => {
+            states.insert(record.key.to_string(), Delivered::first(record));
+        }
+    }
+}
+
 /// Change detection's view of the log: for each key, the payload the destination last
 /// confirmed, as 64-bit hashes of both. The snapshot's keys (each once) are a vector
 /// sorted by key hash, 16 bytes a key, with a directory of its buckets by the hash's top

@@ -26,9 +26,12 @@ fn new_log() -> (tempfile::TempDir, DeliveredLog) {
 
 fn state(log: &DeliveredLog) -> Vec<(String, PayloadHash, Option<String>, u32)> {
     let (all, _) = log.all().unwrap();
-    all.into_iter()
+    let mut state: Vec<_> = all
+        .into_iter()
         .map(|(k, d)| (k, d.hash, d.destination_id, d.attempts))
-        .collect()
+        .collect();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    state
 }
 
 fn names(dir: &Path) -> Vec<String> {
