@@ -222,3 +222,30 @@ async fn a_row_without_a_key_is_skipped_and_named_by_its_row_number() {
     let stored = dest.stored();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), ["1", "3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_database_url_is_refused_without_printing_its_password() {
+    let dest = common::accepting().await;
+    let setup = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, "select 1 as id")
+        .setup();
+    for url in [
+        "postgres://sync:Zx9-secret-pw@127.0.0.1:notaport/db",
+        "postgres://sync:Zx9-secret-pw@127.0.0.1:1/db",
+    ] {
+        let output =
+            common::sluice(&["run", "--json"], &setup.config_path(), &[(URL_ENV, url)]).await;
+        assert_eq!(output.status.code(), Some(1), "{url}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stdout.contains("connecting to the PostgreSQL source"),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains("Zx9-secret-pw") && !stderr.contains("Zx9-secret-pw"),
+            "{stdout}{stderr}"
+        );
+    }
+    assert_eq!(dest.stats().requests, 0);
+}

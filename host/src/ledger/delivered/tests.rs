@@ -317,3 +317,23 @@ fn segments_without_a_snapshot_compact_into_one_with_each_key_once() {
     );
     assert_eq!(after[4], ("b".into(), PayloadHash::of("b"), None, 7));
 }
+
+#[test]
+fn a_frame_whose_checksum_holds_but_whose_records_do_not_decode_is_damage() {
+    let (dir, log) = new_log();
+    log.append(&[delivery("a", "1", None)]).unwrap();
+    log.close_segment().unwrap();
+    drop(log);
+    let segment = only_segment(dir.path());
+    let good_len = fs::metadata(&segment).unwrap().len();
+    // A well-framed body that is not records: a key length far past the frame's end.
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    frame::write_frame(&mut file, &[0xff, 0xff, 0xff, 0x0f, b'x']).unwrap();
+    drop(file);
+
+    let log = DeliveredLog::open(dir.path(), SECOND).unwrap();
+    let err = log.index().err().unwrap().to_string();
+    assert!(err.contains("an unreadable record"), "{err}");
+    assert!(err.contains(&format!("at byte {good_len}")), "{err}");
+    assert!(err.contains(&segment.display().to_string()), "{err}");
+}
