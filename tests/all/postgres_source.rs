@@ -75,6 +75,54 @@ async fn every_column_type_becomes_the_json_the_docs_state() {
     assert_eq!(stored["2"]["seen"], Value::Null);
 }
 
+/// Types the reader does not decode itself are written by the server's `to_json`; values at
+/// the edges of the decoded ones keep their meaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_types_and_edge_values_become_json_too() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.execute(
+        r#"
+        create type mood as enum ('calm', 'busy');
+        create table edges (
+            id text primary key, spell interval, feeling mood, noon time, amounts numeric[],
+            raw json, ratio real, count integer, code char(3), label varchar(10),
+            forever timestamptz, bad double precision, first date, tiny numeric
+        );
+        insert into edges values
+          ('e1', '1 day 02:00:00', 'busy', '12:30:00', '{1.5,2}',
+           E'{
+  "k": "line\\nbreak",
+  "n": [1,
+ 2]
+}', 0.1, -2147483648, 'ab',
+           'x', 'infinity', 'NaN', '0001-01-01', 0.000000000000000000000000000001);
+        "#,
+    )
+    .await;
+    let dest = common::accepting().await;
+    let scenario = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, "select * from edges");
+    let (output, summary) = run_json(&scenario, &pg).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(summary["delivered"].as_u64(), Some(1), "{summary}");
+    let expected = json!({
+        "id": "e1", "spell": "1 day 02:00:00", "feeling": "busy", "noon": "12:30:00",
+        "amounts": [1.5, 2], "raw": {"k": "line\nbreak", "n": [1, 2]}, "ratio": 0.1,
+        "count": -2147483648i64, "code": "ab ", "label": "x", "forever": "infinity",
+        "bad": "NaN", "first": "0001-01-01"
+    });
+    let mut stored = dest.stored()["e1"].clone();
+    // A number, not a string: 1e-30 has one significant digit. (The test's JSON parser
+    // reads floats to within a bit, so the value is compared that closely.)
+    let tiny = stored.as_object_mut().unwrap().remove("tiny").unwrap();
+    assert!((tiny.as_f64().unwrap() / 1e-30 - 1.0).abs() < 1e-12, "{tiny}");
+    assert_eq!(stored, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_that_fails_fails_the_run_with_the_databases_words_and_sends_nothing() {
     let Some(pg) = Postgres::start() else { return };
