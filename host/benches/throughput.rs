@@ -180,21 +180,10 @@ fn print_run(round: usize, client: &str, run: &Run) {
     );
 }
 
-/// The middle value (the mean of the two middle ones for an even count).
-fn median_of(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// The tuned native client (`native`: each line checked to be one JSON object, no DOM)
 /// against Sluice, round by round.
 fn print_native(runs: &[(Run, f64)]) {
-    let median = median_of;
+    let median = support::median_of;
     let native = median(runs.iter().map(|(n, _)| n.per_second()).collect());
     let ratio = median(runs.iter().map(|(n, s)| s / n.per_second()).collect());
     let cpu = median(
@@ -210,7 +199,8 @@ fn print_native(runs: &[(Run, f64)]) {
 }
 
 fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost, ledger: &LedgerCost) {
-    let median = |f: &dyn Fn(&(Run, Run)) -> f64| median_of(rounds.iter().map(f).collect());
+    let median =
+        |f: &dyn Fn(&(Run, Run)) -> f64| support::median_of(rounds.iter().map(f).collect());
     let raw = median(&|(r, _)| r.per_second());
     let sluice = median(&|(_, s)| s.per_second());
     println!("\nmedians over {} rounds:", rounds.len());

@@ -100,8 +100,7 @@ async fn other_types_and_edge_values_become_json_too() {
     )
     .await;
     let dest = common::accepting().await;
-    let scenario = Scenario::rest(&dest.base_url())
-        .postgres_source(URL_ENV, "select * from edges");
+    let scenario = Scenario::rest(&dest.base_url()).postgres_source(URL_ENV, "select * from edges");
     let (output, summary) = run_json(&scenario, &pg).await;
     assert!(
         output.status.success(),
@@ -119,7 +118,10 @@ async fn other_types_and_edge_values_become_json_too() {
     // A number, not a string: 1e-30 has one significant digit. (The test's JSON parser
     // reads floats to within a bit, so the value is compared that closely.)
     let tiny = stored.as_object_mut().unwrap().remove("tiny").unwrap();
-    assert!((tiny.as_f64().unwrap() / 1e-30 - 1.0).abs() < 1e-12, "{tiny}");
+    assert!(
+        (tiny.as_f64().unwrap() / 1e-30 - 1.0).abs() < 1e-12,
+        "{tiny}"
+    );
     assert_eq!(stored, expected);
 }
 
@@ -269,6 +271,24 @@ async fn a_row_without_a_key_is_skipped_and_named_by_its_row_number() {
     assert!(report.contains("skipped source row 2: "), "{report}");
     let stored = dest.stored();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), ["1", "3"]);
+}
+
+/// A query without the key's column is a mistake in the config, not a million rows each
+/// missing its key: the run stops before reading, naming the columns there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_without_the_key_column_fails_naming_its_columns() {
+    let Some(pg) = Postgres::start() else { return };
+    let dest = common::accepting().await;
+    let scenario = Scenario::rest(&dest.base_url())
+        .postgres_source(URL_ENV, "select 1 as account_id, 'a' as name");
+    let (output, summary) = run_json(&scenario, &pg).await;
+    assert_eq!(output.status.code(), Some(1));
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("has no column `id`, the sync's key; its columns are: account_id, name"),
+        "{summary}"
+    );
+    assert_eq!(dest.stats().requests, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

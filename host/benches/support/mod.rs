@@ -344,3 +344,14 @@ pub fn options<T: clap::Parser>(args: &[String]) -> anyhow::Result<T> {
         std::iter::once("bench").chain(args.iter().map(String::as_str)),
     )?)
 }
+
+/// The middle value (the mean of the two middle ones for an even count).
+pub fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

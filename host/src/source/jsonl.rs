@@ -76,11 +76,24 @@ pub(super) fn row<'a>(text: &'a str, key: &str, line: u64, unescaped: &'a mut St
             };
         }
     };
+    keyed(text, raw, key, line, unescaped)
+}
+
+/// The row of `payload` whose key field `key` holds the JSON `raw`: a record when that is a
+/// key, else an invalid row saying why. Shared with the readers that write their payloads
+/// themselves (a PostgreSQL query), so that a key means the same in every source.
+pub(super) fn keyed<'a>(
+    payload: &'a str,
+    raw: &'a str,
+    key: &str,
+    line: u64,
+    unescaped: &'a mut String,
+) -> Row<'a> {
     match key_text(raw, unescaped) {
         Some(k) => Row::Record {
             line,
             key: k,
-            payload: text,
+            payload,
         },
         None => Row::Invalid {
             line,

@@ -54,12 +54,9 @@ const READ_BUFFER: usize = 256 * 1024;
 pub fn open(spec: &SourceSpec, scratch: &Path) -> Result<Box<dyn RowReader>> {
     match &spec.origin {
         SourceOrigin::File(path) => open_file(spec, path, scratch),
-        SourceOrigin::Postgres { url_env, query } => {
-            let rows = postgres::QueryRows::start(url_env, query)?;
-            let input = BufReader::with_capacity(READ_BUFFER, rows);
-            let name = "the PostgreSQL source's query".to_string();
-            reader(&spec.format, &spec.key, Box::new(input), name, scratch)
-        }
+        SourceOrigin::Postgres { url_env, query } => Ok(Box::new(postgres::QueryRows::start(
+            url_env, query, &spec.key,
+        )?)),
         SourceOrigin::Command { argv, dir } => {
             let output = command::CommandOutput::start(argv, dir)?;
             let input = BufReader::with_capacity(READ_BUFFER, output);

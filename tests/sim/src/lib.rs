@@ -25,6 +25,7 @@ mod handle;
 pub mod hostile;
 pub mod hubspot;
 mod keys;
+pub mod postgres;
 pub mod rest;
 pub mod salesforce;
 mod state;

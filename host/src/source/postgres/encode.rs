@@ -11,7 +11,7 @@ use std::io::Write;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use tokio_postgres::types::Type;
 
 /// How a column is selected and written.
@@ -147,7 +147,9 @@ pub fn value(out: &mut Vec<u8>, kind: Kind, raw: Option<&[u8]>) -> Result<(), Ma
                 None => {
                     let date = NaiveDate::from_num_days_from_ce_opt(POSTGRES_EPOCH_DAYS + days)
                         .ok_or_else(bad)?;
-                    write!(out, "\"{}\"", date.format("%Y-%m-%d")).expect("writing to a Vec");
+                    out.push(b'"');
+                    calendar_date(out, date);
+                    out.push(b'"');
                 }
             }
         }
@@ -161,16 +163,33 @@ pub fn value(out: &mut Vec<u8>, kind: Kind, raw: Option<&[u8]>) -> Result<(), Ma
                 .checked_add(POSTGRES_EPOCH_MICROS)
                 .and_then(DateTime::from_timestamp_micros)
                 .ok_or_else(bad)?;
-            write!(out, "\"{}", at.format("%Y-%m-%dT%H:%M:%S")).expect("writing to a Vec");
-            let fraction = at.timestamp_subsec_micros();
+            out.push(b'"');
+            calendar_date(out, at.date_naive());
+            let time = at.time();
+            out.push(b'T');
+            two_digits(out, time.hour());
+            out.push(b':');
+            two_digits(out, time.minute());
+            out.push(b':');
+            two_digits(out, time.second());
+            let micros = at.timestamp_subsec_micros();
+            let mut fraction = [b'0'; 6];
+            let mut rest = micros;
+            for digit in fraction.iter_mut().rev() {
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
             if kind == Kind::Timestamp {
                 // Always six digits and `Z`: no zone was stored, UTC is assumed.
-                write!(out, ".{fraction:06}Z\"").expect("writing to a Vec");
+                out.push(b'.');
+                out.extend_from_slice(&fraction);
+                out.extend_from_slice(b"Z\"");
             } else {
                 // As PostgreSQL writes it in JSON: the fraction without trailing zeros.
-                if fraction > 0 {
-                    let digits = format!("{fraction:06}");
-                    write!(out, ".{}", digits.trim_end_matches('0')).expect("writing to a Vec");
+                if micros > 0 {
+                    let kept = 6 - fraction.iter().rev().take_while(|d| **d == b'0').count();
+                    out.push(b'.');
+                    out.extend_from_slice(&fraction[..kept]);
                 }
                 out.extend_from_slice(b"+00:00\"");
             }
@@ -187,6 +206,27 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 fn fixed<const N: usize>(raw: &[u8]) -> Option<[u8; N]> {
     raw.try_into().ok()
+}
+
+/// `2024-01-31`; chrono's `format` parses its pattern on every call, a cost per value.
+fn calendar_date(out: &mut Vec<u8>, date: NaiveDate) {
+    let year = date.year();
+    if (0..=9999).contains(&year) {
+        let year = year as u32;
+        two_digits(out, year / 100);
+        two_digits(out, year % 100);
+    } else {
+        // Beyond RFC 3339: ISO 8601's expanded years, as chrono writes them.
+        write!(out, "{year:+05}").expect("writing to a Vec");
+    }
+    out.push(b'-');
+    two_digits(out, date.month());
+    out.push(b'-');
+    two_digits(out, date.day());
+}
+
+fn two_digits(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
 }
 
 fn infinity(positive: bool, negative: bool) -> Option<&'static str> {

@@ -1,6 +1,6 @@
-//! A PostgreSQL query as the source: its rows, streamed, each as one JSON object that
-//! the JSONL reader then reads like a line of a file (so keys, invalid rows and positions
-//! work the same; a row's position is its row number).
+//! A PostgreSQL query as the source: its rows, streamed, each written as one JSON object
+//! whose key is read by the JSONL reader's rules (so a key means the same in every
+//! source); a row's position is its row number.
 //!
 //! The query is prepared first, to learn its columns' types; it then runs wrapped, each
 //! column selected the way [`encode::Kind`] says, and the binary rows are written as JSON
@@ -10,14 +10,13 @@
 
 mod encode;
 
-use std::io::{self, Read};
-
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, NoTls, Row, RowStream};
 
+use super::{Row as SourceRow, RowReader, jsonl};
 use encode::Kind;
 
 /// The rows of a query, as JSON lines.
@@ -28,16 +27,16 @@ pub struct QueryRows {
     rows: std::pin::Pin<Box<RowStream>>,
     /// Each column's kind, and its name written as JSON with its colon (`"id":`).
     columns: Vec<(Kind, Vec<u8>)>,
-    /// Rows written as JSON lines, read out from `taken`.
-    lines: Vec<u8>,
-    taken: usize,
-    /// Rows written so far, for naming the row a bad value is in.
-    written: u64,
-    ended: bool,
+    /// The sync's key field, and the column that holds it.
+    key: String,
+    key_column: usize,
+    /// The current row as JSON.
+    object: String,
+    /// The current row's key when its JSON had escapes to undo.
+    unescaped: String,
+    /// Rows read so far: the current row's number.
+    number: u64,
 }
-
-/// How much of the rows already received is written ahead of the reader.
-const WRITE_AHEAD: usize = 128 * 1024;
 
 /// The query, its columns selected as their kinds need; the columns are renamed by
 /// position (`c1`, `c2`, ...), so names that repeat or need quoting do not matter here.
@@ -84,9 +83,9 @@ fn said(err: &tokio_postgres::Error) -> String {
 }
 
 impl QueryRows {
-    /// Connects with the URL in `url_env` and starts `query`. Called on a blocking thread
-    /// of the runtime.
-    pub fn start(url_env: &str, query: &str) -> Result<QueryRows> {
+    /// Connects with the URL in `url_env` and starts `query`, whose column `key` holds each
+    /// row's key. Called on a blocking thread of the runtime.
+    pub fn start(url_env: &str, query: &str, key: &str) -> Result<QueryRows> {
         let url = std::env::var(url_env).map_err(|_| {
             anyhow!("source.postgres.url_env: the environment variable `{url_env}` is not set")
         })?;
@@ -122,6 +121,14 @@ impl QueryRows {
                 (*kind, name)
             })
             .collect();
+        let Some(key_column) = probe.columns().iter().position(|c| c.name() == key) else {
+            let names: Vec<&str> = probe.columns().iter().map(|c| c.name()).collect();
+            bail!(
+                "the PostgreSQL source's query has no column `{key}`, the sync's key; \
+                 its columns are: {}",
+                names.join(", ")
+            );
+        };
         let statement = wrapped(query, &kinds);
         let rows = handle
             .block_on(client.query_raw(&statement, std::iter::empty::<i32>()))
@@ -131,64 +138,71 @@ impl QueryRows {
             _client: client,
             rows: Box::pin(rows),
             columns,
-            lines: Vec::with_capacity(WRITE_AHEAD * 2),
-            taken: 0,
-            written: 0,
-            ended: false,
+            key: key.to_string(),
+            key_column,
+            object: String::new(),
+            unescaped: String::new(),
+            number: 0,
         })
     }
 
-    /// Writes the rows already received (waiting for the first one) as JSON lines.
-    fn write_ahead(&mut self) -> io::Result<()> {
-        self.lines.clear();
-        self.taken = 0;
-        let mut next = self.handle.block_on(self.rows.next());
-        loop {
-            match next {
-                None => {
-                    self.ended = true;
-                    return Ok(());
-                }
-                Some(Err(err)) => {
-                    return Err(io::Error::other(format!(
-                        "the PostgreSQL source's query failed while its rows were read: {}; \
-                         nothing of this read is sent",
-                        said(&err)
-                    )));
-                }
-                Some(Ok(row)) => self.write_row(&row)?,
-            }
-            if self.lines.len() >= WRITE_AHEAD {
-                return Ok(());
-            }
-            match self.rows.next().now_or_never() {
-                Some(ready) => next = ready,
-                None => return Ok(()),
-            }
-        }
-    }
-
-    fn write_row(&mut self, row: &Row) -> io::Result<()> {
-        self.written += 1;
-        self.lines.push(b'{');
+    /// Writes `row` as one JSON object into `object`; returns where its key's value is.
+    fn write(&mut self, row: &Row) -> Result<std::ops::Range<usize>> {
+        // Written as bytes, then kept as text: every value `encode` writes is UTF-8
+        // (checked text, JSON from the server, ASCII for the rest).
+        let mut out = std::mem::take(&mut self.object).into_bytes();
+        out.clear();
+        out.push(b'{');
+        let mut key = 0..0;
         for (i, (kind, name)) in self.columns.iter().enumerate() {
             if i > 0 {
-                self.lines.push(b',');
+                out.push(b',');
             }
-            self.lines.extend_from_slice(name);
-            let raw = row
-                .try_get::<_, Option<Bytes>>(i)
-                .map_err(io::Error::other)?;
-            encode::value(&mut self.lines, *kind, raw.map(|b| b.0)).map_err(|err| {
-                io::Error::other(format!(
+            out.extend_from_slice(name);
+            let raw = row.try_get::<_, Option<Bytes>>(i)?;
+            let start = out.len();
+            encode::value(&mut out, *kind, raw.map(|b| b.0)).map_err(|err| {
+                anyhow!(
                     "the PostgreSQL source's row {}, column {}: {err}",
-                    self.written,
+                    self.number,
                     String::from_utf8_lossy(&name[..name.len() - 1])
-                ))
+                )
             })?;
+            if i == self.key_column {
+                key = start..out.len();
+            }
         }
-        self.lines.extend_from_slice(b"}\n");
-        Ok(())
+        out.push(b'}');
+        self.object = String::from_utf8(out).context("a row written as JSON is not UTF-8")?;
+        Ok(key)
+    }
+}
+
+impl RowReader for QueryRows {
+    fn next_row(&mut self) -> Result<Option<SourceRow<'_>>> {
+        // Rows already received are taken without parking the thread.
+        let next = match self.rows.next().now_or_never() {
+            Some(ready) => ready,
+            None => self.handle.block_on(self.rows.next()),
+        };
+        let row = match next {
+            None => return Ok(None),
+            Some(Err(err)) => bail!(
+                "the PostgreSQL source's query failed while its rows were read: {}; \
+                 nothing of this read is sent",
+                said(&err)
+            ),
+            Some(Ok(row)) => row,
+        };
+        self.number += 1;
+        let key = self.write(&row)?;
+        Ok(Some(jsonl::keyed(
+            &self.object,
+            &self.object[key],
+            &self.key,
+            self.number,
+            &mut self.unescaped,
+        )))
     }
 }
 
@@ -196,28 +210,12 @@ impl QueryRows {
 struct Bytes<'a>(&'a [u8]);
 
 impl<'a> FromSql<'a> for Bytes<'a> {
-    fn from_sql(
-        _: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Bytes(raw))
     }
 
     fn accepts(_: &Type) -> bool {
         true
-    }
-}
-
-impl Read for QueryRows {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.taken == self.lines.len() && !self.ended {
-            self.write_ahead()?;
-        }
-        let ready = &self.lines[self.taken..];
-        let n = out.len().min(ready.len());
-        out[..n].copy_from_slice(&ready[..n]);
-        self.taken += n;
-        Ok(n)
     }
 }
 

@@ -19,40 +19,95 @@ fn each_kind_is_written_as_the_readme_table_says() {
         (Kind::Bool, vec![1], json!(true)),
         (Kind::Bool, vec![0], json!(false)),
         (Kind::Int2, (-7i16).to_be_bytes().to_vec(), json!(-7)),
-        (Kind::Int4, 123_456i32.to_be_bytes().to_vec(), json!(123_456)),
+        (
+            Kind::Int4,
+            123_456i32.to_be_bytes().to_vec(),
+            json!(123_456),
+        ),
         (Kind::Int8, i64::MIN.to_be_bytes().to_vec(), json!(i64::MIN)),
         (Kind::Oid, u32::MAX.to_be_bytes().to_vec(), json!(u32::MAX)),
         (Kind::Float4, 1.1f32.to_be_bytes().to_vec(), json!(1.1)),
-        (Kind::Float8, (-0.25f64).to_be_bytes().to_vec(), json!(-0.25)),
+        (
+            Kind::Float8,
+            (-0.25f64).to_be_bytes().to_vec(),
+            json!(-0.25),
+        ),
         (Kind::Float8, f64::NAN.to_be_bytes().to_vec(), json!("NaN")),
-        (Kind::Float4, f32::INFINITY.to_be_bytes().to_vec(), json!("Infinity")),
-        (Kind::Float8, f64::NEG_INFINITY.to_be_bytes().to_vec(), json!("-Infinity")),
-        (Kind::Text, "Ann \"Q\" ☃\n".as_bytes().to_vec(), json!("Ann \"Q\" ☃\n")),
+        (
+            Kind::Float4,
+            f32::INFINITY.to_be_bytes().to_vec(),
+            json!("Infinity"),
+        ),
+        (
+            Kind::Float8,
+            f64::NEG_INFINITY.to_be_bytes().to_vec(),
+            json!("-Infinity"),
+        ),
+        (
+            Kind::Text,
+            "Ann \"Q\" ☃\n".as_bytes().to_vec(),
+            json!("Ann \"Q\" ☃\n"),
+        ),
         (Kind::Bytea, vec![0x00, 0xff, 0x10], json!("AP8Q")),
         (Kind::Bytea, vec![], json!("")),
         (
             Kind::Uuid,
             vec![
-                0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd,
-                0x38, 0x0a, 0x11,
+                0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+                0x0a, 0x11,
             ],
             json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
         ),
         (Kind::Json, b"{\"a\":\n [1]}".to_vec(), json!({"a": [1]})),
-        (Kind::Jsonb, b"\x01{\"a\": null}".to_vec(), json!({"a": null})),
+        (
+            Kind::Jsonb,
+            b"\x01{\"a\": null}".to_vec(),
+            json!({"a": null}),
+        ),
         // 2024-01-31 is 8796 days after 2000-01-01.
-        (Kind::Date, 8796i32.to_be_bytes().to_vec(), json!("2024-01-31")),
-        (Kind::Date, (-1i32).to_be_bytes().to_vec(), json!("1999-12-31")),
-        (Kind::Date, i32::MAX.to_be_bytes().to_vec(), json!("infinity")),
-        (Kind::Timestamp, i64::MIN.to_be_bytes().to_vec(), json!("-infinity")),
+        (
+            Kind::Date,
+            8796i32.to_be_bytes().to_vec(),
+            json!("2024-01-31"),
+        ),
+        (
+            Kind::Date,
+            (-1i32).to_be_bytes().to_vec(),
+            json!("1999-12-31"),
+        ),
+        (
+            Kind::Date,
+            i32::MAX.to_be_bytes().to_vec(),
+            json!("infinity"),
+        ),
+        // Years RFC 3339 has no room for: ISO 8601's expanded form.
+        (
+            Kind::Date,
+            2_921_940i32.to_be_bytes().to_vec(),
+            json!("+10000-01-01"),
+        ),
+        (
+            Kind::Date,
+            (-746_482i32).to_be_bytes().to_vec(),
+            json!("-0044-03-15"),
+        ),
         (
             Kind::Timestamp,
-            (8767 * 86_400_000_000i64 + 11_045_000_000).to_be_bytes().to_vec(),
+            i64::MIN.to_be_bytes().to_vec(),
+            json!("-infinity"),
+        ),
+        (
+            Kind::Timestamp,
+            (8767 * 86_400_000_000i64 + 11_045_000_000)
+                .to_be_bytes()
+                .to_vec(),
             json!("2024-01-02T03:04:05.000000Z"),
         ),
         (
             Kind::Timestamptz,
-            (8767 * 86_400_000_000i64 + 3_845_500_000).to_be_bytes().to_vec(),
+            (8767 * 86_400_000_000i64 + 3_845_500_000)
+                .to_be_bytes()
+                .to_vec(),
             json!("2024-01-02T01:04:05.5+00:00"),
         ),
         (
@@ -78,13 +133,23 @@ fn a_numeric_is_a_number_only_when_a_double_holds_it_exactly() {
         ("-12.50", "-12.50"),
         ("123456789012345", "123456789012345"),
         ("1234567890123456", "\"1234567890123456\""),
-        ("0.000000000000000000000000000001", "0.000000000000000000000000000001"),
+        (
+            "0.000000000000000000000000000001",
+            "0.000000000000000000000000000001",
+        ),
         ("1000000000000000000000", "1000000000000000000000"),
-        ("12345678901234567890.123456789", "\"12345678901234567890.123456789\""),
+        (
+            "12345678901234567890.123456789",
+            "\"12345678901234567890.123456789\"",
+        ),
         ("0.1234567890123456", "\"0.1234567890123456\""),
     ];
     for (text, expected) in cases {
-        assert_eq!(written(Kind::Numeric, Some(text.as_bytes())), expected, "{text}");
+        assert_eq!(
+            written(Kind::Numeric, Some(text.as_bytes())),
+            expected,
+            "{text}"
+        );
     }
     let huge = format!("1{}", "0".repeat(400));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! A real PostgreSQL for the tests that need one: a fresh cluster in a temporary folder,
+//! A real PostgreSQL for the tests and benches that need one: a fresh cluster in a temporary folder,
 //! on a free loopback port, run as a non-root user (PostgreSQL refuses root), stopped when
 //! dropped. Without PostgreSQL installed, those tests are skipped, except under CI
 //! (`CI=true`), where they fail.
@@ -131,6 +131,25 @@ impl Postgres {
             bin,
             url: format!("postgres://sluice@127.0.0.1:{port}/postgres"),
         })
+    }
+
+    /// CPU time the server's processes have used, including backends that have ended
+    /// (the postmaster reaps them, and Linux adds a reaped child's time to its parent's).
+    /// Background workers that are still running are not counted.
+    pub fn server_cpu(&self) -> std::time::Duration {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        let pid = pid.lines().next().unwrap_or_default().trim();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime, stime, cutime and cstime
+        // are the 14th to 17th of the line, in clock ticks (100 a second on Linux).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: u64 = after
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|field| field.parse::<u64>().ok())
+            .sum();
+        std::time::Duration::from_millis(ticks * 10)
     }
 
     /// Runs `sql` (one or more statements).
