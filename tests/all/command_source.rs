@@ -140,3 +140,34 @@ async fn garbage_lines_of_a_command_are_reported_with_their_numbers() {
     assert_eq!(lines, [2, 4]);
     assert_eq!(dest.stored().len(), 2);
 }
+
+/// The program inherits the environment less the destinations' credentials: what it
+/// prints goes to the log unscrubbed, and an exporter has no use for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_runs_without_the_destinations_credentials() {
+    let dest = common::checking_emails_with(RestConfig::default()).await;
+    let script = r#"printf '{"id": "c1", "email": "a@example.com", "seen": "%s", "home": "%s"}\n' "${SLUICE_TEST_CMD_TOKEN:-absent}" "${SLUICE_TEST_CMD_OTHER:-absent}"; echo "token: ${SLUICE_TEST_CMD_TOKEN:-absent}" >&2"#;
+    let setup = Scenario::contacts_to(&dest.base_url(), 0)
+        .command_source(&["sh", "-c", script], "jsonl")
+        .sync(r#"auth = { bearer_env = "SLUICE_TEST_CMD_TOKEN" }"#)
+        .setup();
+    let token = "tok-Zq81-never-in-a-log";
+    let output = common::sluice(
+        &["run", "--json"],
+        &setup.config_path(),
+        &[
+            ("SLUICE_TEST_CMD_TOKEN", token),
+            ("SLUICE_TEST_CMD_OTHER", "kept"),
+        ],
+    )
+    .await;
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let stored = dest.stored();
+    assert_eq!(
+        (stored["c1"]["seen"].as_str(), stored["c1"]["home"].as_str()),
+        (Some("absent"), Some("kept"))
+    );
+    assert!(log.contains("token: absent"), "{log}");
+    assert!(!log.contains(token) && !String::from_utf8_lossy(&output.stdout).contains(token));
+}

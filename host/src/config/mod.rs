@@ -160,6 +160,10 @@ pub enum SourceOrigin {
     Command {
         argv: Vec<String>,
         dir: PathBuf,
+        /// Environment variables the program does not inherit: every destination
+        /// credential the config names. An exporter has no use for them, and what it
+        /// prints (its stderr goes to the log) is not scrubbed as responses are.
+        withheld: Vec<String>,
     },
     /// A query's rows, each as a JSON object; the URL is read from `url_env` when the run
     /// starts (it holds the password, so it is never written in the config).

@@ -101,6 +101,7 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
         }
         syncs.push(spec);
     }
+    withhold_credentials(&mut syncs);
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -137,6 +138,23 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
             config
         },
     })
+}
+
+/// Gives every command source the names of all the config's destination credentials, to
+/// run without them.
+fn withhold_credentials(syncs: &mut [SyncSpec]) {
+    let mut credentials: Vec<String> = syncs
+        .iter()
+        .flat_map(|sync| sync.auth.env_vars())
+        .map(|(_, var)| var.to_string())
+        .collect();
+    credentials.sort();
+    credentials.dedup();
+    for sync in syncs {
+        if let SourceOrigin::Command { withheld, .. } = &mut sync.source.origin {
+            withheld.clone_from(&credentials);
+        }
+    }
 }
 
 fn resolve_sync(
@@ -532,6 +550,8 @@ fn resolve_source(
                 SourceOrigin::Command {
                     argv: argv.clone(),
                     dir,
+                    // Filled in once every sync is resolved (`withhold_credentials`).
+                    withheld: Vec::new(),
                 },
             ));
         }

@@ -1,8 +1,9 @@
 //! A program's standard output as a source: how operators plug in `psql`, `bq`,
 //! `duckdb` or their own exporters without Sluice carrying every warehouse's driver.
 //!
-//! The argument list is run as given, without a shell, in the config's folder. What the
-//! program writes on stderr goes to the log, in the run's span (so tagged with the sync).
+//! The argument list is run as given, without a shell, in the config's folder, with the
+//! environment less the destinations' credentials. What the program writes on stderr goes
+//! to the log, in the run's span (so tagged with the sync).
 //! Its exit is checked when its output ends: a non-zero status or a signal is a read
 //! error, so the run fails before the source counts as read in full, and its last lines
 //! on stderr are in the message.
@@ -38,10 +39,14 @@ pub fn describe(argv: &[String]) -> String {
 }
 
 impl CommandOutput {
-    /// Starts `argv` in `dir`.
-    pub fn start(argv: &[String], dir: &Path) -> Result<CommandOutput> {
+    /// Starts `argv` in `dir`, without the environment variables named in `withheld`.
+    pub fn start(argv: &[String], dir: &Path, withheld: &[String]) -> Result<CommandOutput> {
         let (program, args) = argv.split_first().context("the source command is empty")?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        for name in withheld {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())

@@ -57,8 +57,12 @@ pub fn open(spec: &SourceSpec, scratch: &Path) -> Result<Box<dyn RowReader>> {
         SourceOrigin::Postgres { url_env, query } => Ok(Box::new(postgres::QueryRows::start(
             url_env, query, &spec.key,
         )?)),
-        SourceOrigin::Command { argv, dir } => {
-            let output = command::CommandOutput::start(argv, dir)?;
+        SourceOrigin::Command {
+            argv,
+            dir,
+            withheld,
+        } => {
+            let output = command::CommandOutput::start(argv, dir, withheld)?;
             let input = BufReader::with_capacity(READ_BUFFER, output);
             reader(
                 &spec.format,
