@@ -297,6 +297,35 @@ fn ledger_contents(path: &Path) -> Result<Vec<TreeContents>> {
     Ok(trees)
 }
 
+/// The retry job's selection alone, in this process, over the ledger in `state` (its
+/// `failed` records, the rest delivered): the default pass (up to 50,000) and a pass of one
+/// record, five times each; the medians. The ledger is closed again before the pass runs.
+fn selection_alone(state: &Path, failed: usize) -> Result<()> {
+    let ledger = sluice::ledger::Ledger::open(state)?;
+    let sync = ledger.sync(SYNC)?;
+    let job = sluice::config::RetryJob::default();
+    let now = sluice::clock::now_ms();
+    for limit in [job.max_records, 1] {
+        let request = sluice::retry_job::Request {
+            limit: Some(limit),
+            ..Default::default()
+        };
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let selection = sluice::retry_job::select(&sync, &job, &request, now)?;
+            times.push(started.elapsed().as_secs_f64());
+            ensure!(selection.counts.selected as usize == failed.min(limit));
+        }
+        println!(
+            "the retry job's selection alone over {failed} failed records, limit {limit}: \
+             {:.3} s (median of 5)",
+            support::median_of(times)
+        );
+    }
+    Ok(())
+}
+
 /// Part 2: a retry pass of `failed` records against a destination limited to `rate`
 /// requests per second, with and without Sluice's own proactive limit.
 fn retry_part(dir: &Path, data: &Path, failed: usize, rate: u32) -> Result<()> {
@@ -340,6 +369,10 @@ fn retry_part(dir: &Path, data: &Path, failed: usize, rate: u32) -> Result<()> {
             report.requests,
             report.server_errors
         );
+
+        if proactive.is_none() {
+            selection_alone(&dir.join(&state), failed)?;
+        }
 
         // The pass, against a fresh destination with a rate limit.
         let server = start_server(&format!("limit:{rate}"))?;
