@@ -19,6 +19,7 @@ pub mod history;
 pub mod inspector;
 pub mod ledger;
 pub mod output;
+pub mod pg;
 pub mod report;
 pub mod retry_job;
 pub mod sandbox;

@@ -35,7 +35,7 @@ pub struct RetryReport {
 
 impl Host {
     pub fn new(config: &Config) -> Result<Self> {
-        let ledger = Ledger::open_with(&config.state_dir, config.flush_interval)?;
+        let ledger = Ledger::for_config(config)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             // Connectors build requests to their destination only: never follow a

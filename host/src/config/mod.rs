@@ -44,6 +44,19 @@ pub struct Config {
     /// How often the delivered log is made durable while a run appends to it
     /// (`flush_interval`; a crash loses at most the confirmations of this long).
     pub flush_interval: Duration,
+    /// Where the ledger lives (`[state]`).
+    pub state: StateBackend,
+}
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateBackend {
+    /// In `state_dir`, embedded: no set-up, one process at a time.
+    #[default]
+    Embedded,
+    /// In a PostgreSQL database whose URL is in the environment variable `url_env`
+    /// (it holds the password, so it is never written in the config).
+    Postgres { url_env: String },
 }
 
 /// Where a connector's component comes from.

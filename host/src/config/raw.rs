@@ -15,6 +15,20 @@ pub struct Config {
     pub syncs: Vec<Sync>,
     pub inspector: Option<Inspector>,
     pub flush_interval: Option<HumanDuration>,
+    pub state: Option<State>,
+}
+
+/// `[state]`: where the ledger lives when not in `state_dir`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub postgres: Option<StatePostgres>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatePostgres {
+    pub url_env: String,
 }
 
 #[derive(Deserialize, Default)]

@@ -103,8 +103,19 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
     }
     withhold_credentials(&mut syncs);
 
+    let state = match raw.state.and_then(|state| state.postgres) {
+        None => StateBackend::Embedded,
+        Some(pg) if pg.url_env.trim().is_empty() => bail!(
+            "state.postgres.url_env: name the environment variable that holds the database URL"
+        ),
+        Some(pg) => StateBackend::Postgres {
+            url_env: pg.url_env,
+        },
+    };
+
     Ok(Config {
         path: path.to_path_buf(),
+        state,
         state_dir: relative(&raw.state_dir),
         cache_dir: match raw.cache_dir {
             Some(dir) => Some(relative(&dir)),

@@ -15,8 +15,10 @@
 
 pub mod codec;
 pub mod delivered;
+pub mod deliveries;
 mod hash;
 pub mod model;
+pub mod postgres;
 mod records;
 mod sink;
 pub mod sled;
@@ -31,6 +33,7 @@ use anyhow::{Result, anyhow, bail};
 
 pub use self::delivered::Fingerprint;
 use self::delivered::{DeliveredLog, Delivery, LogError};
+use self::deliveries::Deliveries;
 pub use self::model::{Entry, PayloadHash, Resolution, Status};
 pub use self::records::{Counts, SyncLedger};
 pub use self::sink::{LedgerSink, ResendReason, RunStart};
@@ -115,16 +118,26 @@ fn decode(path: &Path, key: &str, bytes: &[u8]) -> Result<Entry> {
     })
 }
 
-/// The ledger of one state directory. Only one process may hold it open.
+/// The ledger of one state directory or state database. Only one process may hold it
+/// open.
 pub struct Ledger {
     store: Arc<dyn Store>,
     path: Arc<Path>,
-    /// Where each sync's delivered log lives (`<state_dir>/delivered`).
-    delivered_dir: PathBuf,
-    sync_interval: Duration,
-    /// The delivered log of each sync opened so far: one per sync per process, so its
-    /// appends share one segment.
-    logs: Mutex<HashMap<String, Arc<DeliveredLog>>>,
+    backend: Backend,
+    /// The delivered set of each sync opened so far: one per sync per process, so a
+    /// log's appends share one segment.
+    logs: Mutex<HashMap<String, Arc<dyn Deliveries>>>,
+}
+
+/// Where the delivered sets live, beside the store.
+enum Backend {
+    /// Logs in `<state_dir>/delivered`, synced at most `sync_interval` apart.
+    Files {
+        delivered_dir: PathBuf,
+        sync_interval: Duration,
+    },
+    /// Tables of the state database.
+    Postgres(Arc<postgres::Db>),
 }
 
 /// How often a delivered log is made durable while a run appends to it, unless the
@@ -146,24 +159,64 @@ impl Ledger {
         let ledger = Ledger {
             store,
             path: path.into(),
-            delivered_dir: state_dir.join("delivered"),
-            sync_interval,
+            backend: Backend::Files {
+                delivered_dir: state_dir.join("delivered"),
+                sync_interval,
+            },
             logs: Mutex::new(HashMap::new()),
         };
         check_schema(&ledger)?;
         Ok(ledger)
     }
 
+    /// The ledger in the PostgreSQL database whose URL is in the variable `url_env`.
+    pub fn open_postgres(url_env: &str) -> Result<Ledger> {
+        Ledger::on_database(postgres::Db::connect_env(url_env)?)
+    }
+
+    /// The ledger in the database `db` is connected to.
+    pub fn on_database(db: postgres::Db) -> Result<Ledger> {
+        let url_env = db.url_env.clone();
+        let db = Arc::new(db);
+        postgres::prepare(&db)?;
+        let ledger = Ledger {
+            store: Arc::new(postgres::PgStore::new(db.clone())),
+            // Named in messages as a path is: by where its URL comes from.
+            path: PathBuf::from(format!("postgres:${url_env}")).into(),
+            backend: Backend::Postgres(db),
+            logs: Mutex::new(HashMap::new()),
+        };
+        check_schema(&ledger)?;
+        Ok(ledger)
+    }
+
+    /// The ledger a config names: its `[state]` database, or its state directory.
+    pub fn for_config(config: &crate::config::Config) -> Result<Ledger> {
+        match &config.state {
+            crate::config::StateBackend::Embedded => {
+                Ledger::open_with(&config.state_dir, config.flush_interval)
+            }
+            crate::config::StateBackend::Postgres { url_env } => Ledger::open_postgres(url_env),
+        }
+    }
+
     /// The delivered log of the sync `name`, opened (and its torn end repaired) once per
     /// process.
-    fn log(&self, name: &str) -> Result<Arc<DeliveredLog>> {
+    fn log(&self, name: &str) -> Result<Arc<dyn Deliveries>> {
         let mut logs = self.logs.lock().unwrap();
         if let Some(log) = logs.get(name) {
             return Ok(log.clone());
         }
-        let dir = self.delivered_dir.join(log_folder(name));
-        let log =
-            Arc::new(DeliveredLog::open(&dir, self.sync_interval).map_err(|e| self.log_error(e))?);
+        let log: Arc<dyn Deliveries> = match &self.backend {
+            Backend::Files {
+                delivered_dir,
+                sync_interval,
+            } => {
+                let dir = delivered_dir.join(log_folder(name));
+                Arc::new(DeliveredLog::open(&dir, *sync_interval).map_err(|e| self.log_error(e))?)
+            }
+            Backend::Postgres(db) => Arc::new(postgres::PgDeliveries::new(db.clone(), name)),
+        };
         logs.insert(name.to_string(), log.clone());
         Ok(log)
     }
@@ -210,7 +263,7 @@ impl Ledger {
     }
 
     /// Compacts the delivered log of the sync `name` if it has grown enough (see
-    /// [`DeliveredLog::compact_if_worth_it`]).
+    /// [`Deliveries::compact_if_worth_it`]).
     pub fn compact(&self, name: &str) -> Result<Option<delivered::Compacted>> {
         self.log(name)?
             .compact_if_worth_it()
@@ -371,6 +424,10 @@ fn log_error(path: &Path, err: LogError) -> anyhow::Error {
         LogError::Damaged { .. } => anyhow!(
             "the delivered log of the ledger at `{}` is damaged: {err}. Nothing was reset: \
              move the damaged file away to send its records again, or restore it from a backup",
+            path.display()
+        ),
+        LogError::Database(_) => anyhow!(
+            "the delivered records of the ledger at `{}`: {err}",
             path.display()
         ),
     }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use super::delivered::{Delivered, DeliveredLog, Delivery};
+use super::delivered::{Delivered, Delivery};
+use super::deliveries::Deliveries;
 use super::{
     Entry, PayloadHash, Resolution, Status, Storage, Tree, codec, decode, log_error, model, store,
 };
@@ -33,7 +34,7 @@ pub struct SyncLedger {
     pub(super) tree: Arc<dyn Tree>,
     /// See [`super::FAILED_PREFIX`].
     pub(super) failed: Arc<dyn Tree>,
-    pub(super) delivered: Arc<DeliveredLog>,
+    pub(super) delivered: Arc<dyn Deliveries>,
     /// The ledger's folder, for messages.
     pub(super) path: Arc<Path>,
 }
@@ -91,7 +92,7 @@ impl SyncLedger {
         let wanted: HashSet<&str> = keys.iter().copied().collect();
         let (mut found, _) = self
             .delivered
-            .states(|key| wanted.contains(key))
+            .states(&|key| wanted.contains(key))
             .map_err(|e| self.log_err(e))?;
         keys.iter()
             .map(|key| {

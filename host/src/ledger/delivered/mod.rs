@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use self::file::{HEADER_ONLY_MAX, read_file, read_header, record_count, repair_tail, sync_dir};
 use self::frame::{CHUNK, MAGIC, write_frame};
 pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index, States, fold};
+use super::deliveries::Deliveries;
 
 /// Why the log cannot be read or written. `Damaged` names the file and the offset.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +48,16 @@ pub enum LogError {
         offset: u64,
         what: String,
     },
+    /// The state database refused or lost a read or a write, in its words.
+    #[error("{0}")]
+    Database(String),
 }
 
 impl LogError {
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
             LogError::Io { source, .. } => Some(source),
-            LogError::Damaged { .. } => None,
+            LogError::Damaged { .. } | LogError::Database(_) => None,
         }
     }
 }
@@ -205,7 +209,7 @@ impl DeliveredLog {
     /// Reads the whole state in order: `visit` sees every record, the oldest first (a
     /// key's later records supersede its earlier ones). Returns the fingerprint of the
     /// destination the state is about.
-    pub fn read(&self, mut visit: impl FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>> {
+    fn read_all(&self, visit: &mut dyn FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>> {
         self.read_parts(&mut |record, _| visit(record))
     }
 
@@ -235,8 +239,9 @@ impl DeliveredLog {
         Ok(fingerprint)
     }
 
-    /// Change detection's view, and the destination it is about.
-    pub fn index(&self) -> Result<(Index, Option<Fingerprint>)> {
+    /// Change detection's view, and the destination it is about: the snapshot's keys
+    /// (each once) go straight into the sorted part of the index.
+    fn snapshot_index(&self) -> Result<(Index, Option<Fingerprint>)> {
         // Reserved from the snapshot's size (a record takes at least 20 bytes), so the
         // vector does not grow while read; `seal` gives back the rest.
         let files = self.files()?;
@@ -254,27 +259,6 @@ impl DeliveredLog {
         })?;
         index.seal();
         Ok((index, fingerprint))
-    }
-
-    /// What the log holds for `key` (reads the whole log: for people, not for runs).
-    pub fn get(&self, key: &str) -> Result<Option<Delivered>> {
-        Ok(self.states(|k| k == key)?.0.remove(key))
-    }
-
-    /// Every key's state (for people and for migration: holds the whole state).
-    pub fn all(&self) -> Result<(States, Option<Fingerprint>)> {
-        self.states(|_| true)
-    }
-
-    /// The state of each `wanted` key, and the destination the log is about.
-    pub fn states(&self, wanted: impl Fn(&str) -> bool) -> Result<(States, Option<Fingerprint>)> {
-        let mut states = States::new();
-        let fingerprint = self.read(|record| {
-            if wanted(record.key) {
-                fold(&mut states, record);
-            }
-        })?;
-        Ok((states, fingerprint))
     }
 
     /// The fingerprint the state is about, reading only a header when no run read the
@@ -295,7 +279,7 @@ impl DeliveredLog {
 
     /// Appends the deliveries of one verdict. Durable after the next [`Self::sync`], or
     /// within `sync_interval` of this call when appends keep coming.
-    pub fn append(&self, records: &[Delivery<'_>]) -> Result<()> {
+    fn append_frame(&self, records: &[Delivery<'_>]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -340,7 +324,7 @@ impl DeliveredLog {
     }
 
     /// Makes every append so far durable.
-    pub fn sync(&self) -> Result<()> {
+    fn sync_all(&self) -> Result<()> {
         match self.writer.lock().unwrap().as_mut() {
             Some(w) => sync_writer(w),
             None => Ok(()),
@@ -348,7 +332,7 @@ impl DeliveredLog {
     }
 
     /// Ends this process's segment (made durable); the next append starts a new one.
-    pub fn close_segment(&self) -> Result<()> {
+    fn end_segment(&self) -> Result<()> {
         let mut writer = self.writer.lock().unwrap();
         if let Some(w) = writer.as_mut() {
             sync_writer(w)?;
@@ -360,8 +344,8 @@ impl DeliveredLog {
     /// Forgets every delivery: the state is now about the destination `fingerprint`,
     /// which has confirmed nothing yet. Written as an empty snapshot, so a crash leaves
     /// the old state or the new one.
-    pub fn reset(&self, fingerprint: Fingerprint) -> Result<()> {
-        self.close_segment()?;
+    fn forget(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.end_segment()?;
         let seq = self.files()?.next_seq();
         self.write_empty_snapshot(seq, Some(fingerprint))?;
         self.files()?;
@@ -372,11 +356,11 @@ impl DeliveredLog {
     /// Names the destination of a state that has none (a new log, or one moved from an
     /// older ledger) without forgetting it: the state is rewritten as a snapshot with
     /// the fingerprint.
-    pub fn stamp(&self, fingerprint: Fingerprint) -> Result<()> {
-        self.close_segment()?;
+    fn name_destination(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.end_segment()?;
         let files = self.files()?;
         if files.snapshot.is_none() && files.segments.is_empty() {
-            return self.reset(fingerprint);
+            return self.forget(fingerprint);
         }
         self.rewrite(&files, Some(fingerprint))?;
         *self.fingerprint.lock().unwrap() = Some(Some(fingerprint));
@@ -387,8 +371,8 @@ impl DeliveredLog {
     /// then deletes them whole. A first load (one segment, no snapshot) becomes the
     /// snapshot by a rename: a run delivers each key at most once, so nothing in it is
     /// superseded.
-    pub fn compact_if_worth_it(&self) -> Result<Option<Compacted>> {
-        self.close_segment()?;
+    fn compact_when_worth_it(&self) -> Result<Option<Compacted>> {
+        self.end_segment()?;
         let files = self.files()?;
         let segment_bytes = files.segment_bytes();
         if files.segments.is_empty() {
@@ -556,6 +540,40 @@ fn sync_writer(w: &mut Writer) -> Result<()> {
     }
     w.last_sync = Instant::now();
     Ok(())
+}
+
+impl Deliveries for DeliveredLog {
+    fn read(&self, visit: &mut dyn FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>> {
+        self.read_all(visit)
+    }
+
+    fn append(&self, records: &[Delivery<'_>]) -> Result<()> {
+        self.append_frame(records)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.sync_all()
+    }
+
+    fn reset(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.forget(fingerprint)
+    }
+
+    fn stamp(&self, fingerprint: Fingerprint) -> Result<()> {
+        self.name_destination(fingerprint)
+    }
+
+    fn compact_if_worth_it(&self) -> Result<Option<Compacted>> {
+        self.compact_when_worth_it()
+    }
+
+    fn close_segment(&self) -> Result<()> {
+        self.end_segment()
+    }
+
+    fn index(&self) -> Result<(Index, Option<Fingerprint>)> {
+        self.snapshot_index()
+    }
 }
 
 #[cfg(test)]

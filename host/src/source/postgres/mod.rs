@@ -17,6 +17,7 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, NoTls, Row, RowStream};
 
 use super::{Row as SourceRow, RowReader, jsonl};
+use crate::pg::said;
 use encode::Kind;
 
 /// The rows of a query, as JSON lines.
@@ -63,23 +64,6 @@ fn trimmed(query: &str) -> &str {
     query
         .trim()
         .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
-}
-
-/// What the database said, without the connection's details.
-fn said(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!(" ({detail})"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => err.to_string(),
-    }
 }
 
 impl QueryRows {

@@ -1,0 +1,85 @@
+//! The state database's tables, their version, and the lock that keeps one Sluice process
+//! on them. A database of another version is refused and left untouched, never reset.
+
+use postgres::Client;
+
+use super::Db;
+
+/// The version these tables are at; an upgrade adds a step and raises it.
+pub const VERSION: i32 = 1;
+
+/// Serializes creating the tables between processes starting at once.
+const MIGRATION_LOCK: i64 = 0x736c_7569_6365_0001;
+/// Held by the process using the database, for as long as its connection lives.
+const IN_USE_LOCK: i64 = 0x736c_7569_6365_0002;
+
+const TABLES: &str = "
+    create table sluice_trees (name text primary key);
+    create table sluice_kv (
+        tree text not null, key bytea not null, value bytea not null,
+        primary key (tree, key)
+    );
+    create table sluice_delivered (
+        sync text not null, key text not null, hash bytea not null, destination_id text,
+        attempts bigint not null, at_ms bigint not null,
+        primary key (sync, key)
+    );
+    create table sluice_destinations (sync text primary key, fingerprint bytea not null);
+";
+
+/// Why the state database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the state database (the URL in `{url_env}`) has Sluice tables of version {found}, \
+         and this Sluice uses version {VERSION}; it was left untouched"
+    )]
+    Version { url_env: String, found: i32 },
+    #[error(
+        "the state database (the URL in `{url_env}`) is in use by another sluice process; \
+         only one process may use it at a time"
+    )]
+    InUse { url_env: String },
+    #[error("preparing the state database: {0}")]
+    Store(#[from] crate::ledger::StoreError),
+}
+
+/// Creates the tables if there are none, checks their version, and takes the database
+/// for this process.
+pub fn prepare(db: &Db) -> Result<(), SchemaError> {
+    let found = db.call(|client| {
+        let mut tx = client.transaction()?;
+        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute("create table if not exists sluice_schema (version integer not null)")?;
+        let found: Option<i32> = tx
+            .query_opt("select version from sluice_schema", &[])?
+            .map(|row| row.get(0));
+        if found.is_none() {
+            tx.batch_execute(TABLES)?;
+            tx.execute(
+                "insert into sluice_schema (version) values ($1)",
+                &[&VERSION],
+            )?;
+        }
+        tx.commit()?;
+        Ok(found)
+    })?;
+    if let Some(found) = found
+        && found != VERSION
+    {
+        return Err(SchemaError::Version {
+            url_env: db.url_env.clone(),
+            found,
+        });
+    }
+    let held = db.call(|client: &mut Client| {
+        let row = client.query_one("select pg_try_advisory_lock($1)", &[&IN_USE_LOCK])?;
+        Ok(row.get::<_, bool>(0))
+    })?;
+    if !held {
+        return Err(SchemaError::InUse {
+            url_env: db.url_env.clone(),
+        });
+    }
+    Ok(())
+}

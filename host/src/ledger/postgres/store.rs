@@ -1,0 +1,207 @@
+//! Trees as rows of `sluice_kv`, ordered by their bytes as sled orders them (`bytea`
+//! compares bytewise). A batch is one transaction of at most two statements.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Db;
+use crate::ledger::StoreError;
+use crate::ledger::store::{Batch, Pair, Pairs, Store, Tree};
+
+/// How many pairs an iteration reads a round trip.
+const PAGE: i64 = 1_000;
+
+pub struct PgStore {
+    db: Arc<Db>,
+}
+
+impl PgStore {
+    pub fn new(db: Arc<Db>) -> PgStore {
+        PgStore { db }
+    }
+}
+
+impl Store for PgStore {
+    fn tree(&self, name: &str) -> Result<Arc<dyn Tree>, StoreError> {
+        let owned = name.to_string();
+        self.db.call(move |client| {
+            client.execute(
+                "insert into sluice_trees (name) values ($1) on conflict do nothing",
+                &[&owned],
+            )
+        })?;
+        Ok(Arc::new(PgTree {
+            db: self.db.clone(),
+            name: name.to_string(),
+        }))
+    }
+
+    fn tree_names(&self) -> Result<Vec<String>, StoreError> {
+        self.db.call(|client| {
+            let rows = client.query("select name from sluice_trees order by name", &[])?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    /// Every write is committed before it returns.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The database cannot be moved away under the process as a folder can.
+    fn in_place(&self) -> bool {
+        true
+    }
+}
+
+pub struct PgTree {
+    db: Arc<Db>,
+    name: String,
+}
+
+impl PgTree {
+    /// One page of pairs after (or, in reverse, before) `from`.
+    fn page(&self, from: Option<Vec<u8>>, reverse: bool) -> Result<Vec<Pair>, StoreError> {
+        let tree = self.name.clone();
+        self.db.call(move |client| {
+            let sql = match (reverse, from.is_some()) {
+                (false, false) => "select key, value from sluice_kv where tree = $1 order by key limit $2",
+                (false, true) => "select key, value from sluice_kv where tree = $1 and key > $3 order by key limit $2",
+                (true, false) => "select key, value from sluice_kv where tree = $1 order by key desc limit $2",
+                (true, true) => "select key, value from sluice_kv where tree = $1 and key < $3 order by key desc limit $2",
+            };
+            let rows = match &from {
+                Some(from) => client.query(sql, &[&tree, &PAGE, from])?,
+                None => client.query(sql, &[&tree, &PAGE])?,
+            };
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn pairs(&self, reverse: bool) -> Pairs<'_> {
+        let mut buffered: std::vec::IntoIter<Pair> = Vec::new().into_iter();
+        let mut last: Option<Vec<u8>> = None;
+        let mut ended = false;
+        Box::new(std::iter::from_fn(move || {
+            loop {
+                if let Some(pair) = buffered.next() {
+                    last = Some(pair.0.clone());
+                    return Some(Ok(pair));
+                }
+                if ended {
+                    return None;
+                }
+                match self.page(last.clone(), reverse) {
+                    Ok(page) => {
+                        ended = (page.len() as i64) < PAGE;
+                        buffered = page.into_iter();
+                    }
+                    Err(err) => {
+                        ended = true;
+                        return Some(Err(err));
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Tree for PgTree {
+    fn read(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool, StoreError> {
+        let (tree, key) = (self.name.clone(), key.to_vec());
+        let value: Option<Vec<u8>> = self.db.call(move |client| {
+            let row = client.query_opt(
+                "select value from sluice_kv where tree = $1 and key = $2",
+                &[&tree, &key],
+            )?;
+            Ok(row.map(|row| row.get(0)))
+        })?;
+        match value {
+            Some(value) => {
+                read(&value);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.insert(key, value.to_vec());
+        self.apply(&batch)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let (tree, key) = (self.name.clone(), key.to_vec());
+        self.db.call(move |client| {
+            let removed = client.execute(
+                "delete from sluice_kv where tree = $1 and key = $2",
+                &[&tree, &key],
+            )?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn apply(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        // The last write of each key is what the batch leaves; a statement may not touch
+        // a row twice.
+        let mut last: HashMap<&[u8], Option<&Vec<u8>>> = HashMap::new();
+        for (key, value) in batch.ops() {
+            last.insert(key, value.as_ref());
+        }
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        let mut removed: Vec<Vec<u8>> = Vec::new();
+        for (key, value) in last {
+            match value {
+                Some(value) => {
+                    keys.push(key.to_vec());
+                    values.push(value.clone());
+                }
+                None => removed.push(key.to_vec()),
+            }
+        }
+        let tree = self.name.clone();
+        self.db.call(move |client| {
+            let mut tx = client.transaction()?;
+            if !removed.is_empty() {
+                tx.execute(
+                    "delete from sluice_kv where tree = $1 and key = any($2)",
+                    &[&tree, &removed],
+                )?;
+            }
+            if !keys.is_empty() {
+                tx.execute(
+                    "insert into sluice_kv (tree, key, value) \
+                     select $1, k, v from unnest($2::bytea[], $3::bytea[]) as u(k, v) \
+                     on conflict (tree, key) do update set value = excluded.value",
+                    &[&tree, &keys, &values],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn iter(&self) -> Pairs<'_> {
+        self.pairs(false)
+    }
+
+    fn iter_rev(&self) -> Pairs<'_> {
+        self.pairs(true)
+    }
+
+    fn len(&self) -> usize {
+        let tree = self.name.clone();
+        self.db
+            .call(move |client| {
+                let row =
+                    client.query_one("select count(*) from sluice_kv where tree = $1", &[&tree])?;
+                Ok(row.get::<_, i64>(0) as usize)
+            })
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

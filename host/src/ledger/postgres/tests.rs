@@ -1,0 +1,171 @@
+//! The state database against a real PostgreSQL (started in a temporary folder; skipped
+//! without PostgreSQL installed, except under CI): the store keeps the same contract as
+//! sled, deliveries fold as the log's do, and a database is never reset or shared.
+
+use sluice_sim::postgres::Postgres;
+
+use super::*;
+use crate::ledger::delivered::{Delivery, Fingerprint};
+use crate::ledger::deliveries::Deliveries;
+use crate::ledger::{Ledger, PayloadHash, Store};
+
+fn db(pg: &Postgres) -> Db {
+    Db::connect(pg.url.clone(), "TEST_STATE_URL").unwrap()
+}
+
+fn delivery<'a>(key: &'a str, hash: u128, id: Option<&'a str>, attempts: u32) -> Delivery<'a> {
+    Delivery {
+        key,
+        hash: hash.to_le_bytes(),
+        destination_id: id,
+        attempts,
+        at_ms: 1_000 + attempts as u64,
+    }
+}
+
+#[test]
+fn the_store_keeps_the_contract_of_every_store() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = std::sync::Arc::new(db(&pg));
+    prepare(&db).unwrap();
+    crate::ledger::store::check_contract(&PgStore::new(db));
+}
+
+#[test]
+fn a_tree_iterates_in_byte_order_across_pages() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = std::sync::Arc::new(db(&pg));
+    prepare(&db).unwrap();
+    let store = PgStore::new(db);
+    let tree = store.tree("many").unwrap();
+    let mut batch = crate::ledger::store::Batch::default();
+    let keys: Vec<Vec<u8>> = (0..2_500u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for key in &keys {
+        batch.insert(key, vec![0xff, key[3]]);
+    }
+    // A key written twice in one batch keeps its last value.
+    batch.insert(&keys[7], b"last".to_vec());
+    tree.apply(&batch).unwrap();
+    let read: Vec<Vec<u8>> = tree.iter().map(|p| p.unwrap().0).collect();
+    assert_eq!(read, keys);
+    let reversed: Vec<Vec<u8>> = tree.iter_rev().map(|p| p.unwrap().0).collect();
+    assert_eq!(reversed, keys.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(tree.get(&keys[7]).unwrap().as_deref(), Some(&b"last"[..]));
+    assert_eq!(tree.len(), 2_500);
+}
+
+#[test]
+fn deliveries_fold_as_the_log_does_and_reset_forgets_them() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = std::sync::Arc::new(db(&pg));
+    prepare(&db).unwrap();
+    let deliveries = PgDeliveries::new(db.clone(), "accounts");
+    let other = PgDeliveries::new(db, "contacts");
+    assert_eq!(deliveries.all().unwrap().1, None);
+    let first = Fingerprint::of(&["builtin:rest", "http://a"]);
+    deliveries.stamp(first).unwrap();
+    deliveries
+        .append(&[delivery("a", 1, Some("id-a"), 2), delivery("b", 2, None, 1)])
+        .unwrap();
+    // A later verdict: a new payload for `a` (no id this time: the old one stays), and a
+    // key delivered twice in one verdict.
+    deliveries
+        .append(&[
+            delivery("a", 3, None, 1),
+            delivery("c", 4, Some("id-c"), 1),
+            delivery("c", 5, None, 1),
+        ])
+        .unwrap();
+    other.append(&[delivery("a", 9, None, 1)]).unwrap();
+    let (states, fingerprint) = deliveries.all().unwrap();
+    assert_eq!(fingerprint, Some(first));
+    assert_eq!(states.len(), 3);
+    assert_eq!(states["a"].hash, PayloadHash(3));
+    assert_eq!(states["a"].destination_id.as_deref(), Some("id-a"));
+    assert_eq!(states["a"].attempts, 3);
+    assert_eq!(
+        (states["c"].hash, states["c"].attempts),
+        (PayloadHash(5), 2)
+    );
+    assert_eq!(states["c"].destination_id.as_deref(), Some("id-c"));
+    let (index, _) = deliveries.index().unwrap();
+    assert_eq!(index.confirmed("a", PayloadHash(3)), Some(true));
+    assert_eq!(index.confirmed("a", PayloadHash(1)), Some(false));
+    assert_eq!(index.confirmed("z", PayloadHash(3)), None);
+
+    let second = Fingerprint::of(&["builtin:rest", "http://b"]);
+    deliveries.reset(second).unwrap();
+    let (states, fingerprint) = deliveries.all().unwrap();
+    assert_eq!((states.len(), fingerprint), (0, Some(second)));
+    assert_eq!(
+        other.all().unwrap().0.len(),
+        1,
+        "another sync's deliveries stay"
+    );
+}
+
+#[test]
+fn a_read_of_many_deliveries_crosses_pages() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = std::sync::Arc::new(db(&pg));
+    prepare(&db).unwrap();
+    let deliveries = PgDeliveries::new(db, "big");
+    let keys: Vec<String> = (0..45_000).map(|i| format!("k{i:06}")).collect();
+    for chunk in keys.chunks(5_000) {
+        let records: Vec<Delivery<'_>> = chunk.iter().map(|k| delivery(k, 7, None, 1)).collect();
+        deliveries.append(&records).unwrap();
+    }
+    let mut seen = Vec::new();
+    deliveries
+        .read(&mut |d| seen.push(d.key.to_string()))
+        .unwrap();
+    assert_eq!(seen, keys);
+}
+
+#[test]
+fn a_database_in_use_or_of_another_version_is_refused_and_left_alone() {
+    let Some(pg) = Postgres::start() else { return };
+    let held = Ledger::on_database(db(&pg)).unwrap();
+    let err = Ledger::on_database(db(&pg)).err().unwrap().to_string();
+    assert!(err.contains("in use by another sluice process"), "{err}");
+    assert!(
+        err.contains("TEST_STATE_URL") && !err.contains(&pg.url),
+        "{err}"
+    );
+    held.sync("s")
+        .unwrap()
+        .delivered
+        .append(&[delivery("kept", 1, None, 1)])
+        .unwrap();
+    drop(held);
+
+    let admin = db(&pg);
+    admin
+        .call(|c| c.batch_execute("update sluice_schema set version = 99"))
+        .unwrap();
+    let err = Ledger::on_database(db(&pg)).err().unwrap().to_string();
+    assert!(
+        err.contains("version 99") && err.contains("left untouched"),
+        "{err}"
+    );
+    let kept: i64 = admin
+        .call(|c| {
+            Ok(c.query_one("select count(*) from sluice_delivered", &[])?
+                .get(0))
+        })
+        .unwrap();
+    assert_eq!(kept, 1);
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+    let err = Db::connect(
+        "postgres://sync:Zx9-state-pw@127.0.0.1:1/db".to_string(),
+        "SLUICE_DATABASE_URL",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("the URL in `SLUICE_DATABASE_URL`"), "{err}");
+    assert!(!err.contains("Zx9-state-pw"), "{err}");
+}
