@@ -55,8 +55,9 @@ pub enum StateBackend {
     #[default]
     Embedded,
     /// In a PostgreSQL database whose URL is in the environment variable `url_env`
-    /// (it holds the password, so it is never written in the config).
-    Postgres { url_env: String },
+    /// (it holds the password, so it is never written in the config), in the tables of
+    /// `schema` (several deployments may share a database, each in its own schema).
+    Postgres { url_env: String, schema: String },
 }
 
 /// Where a connector's component comes from.

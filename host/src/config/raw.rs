@@ -29,6 +29,7 @@ pub struct State {
 #[serde(deny_unknown_fields)]
 pub struct StatePostgres {
     pub url_env: String,
+    pub schema: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

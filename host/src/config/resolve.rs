@@ -108,9 +108,24 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
         Some(pg) if pg.url_env.trim().is_empty() => bail!(
             "state.postgres.url_env: name the environment variable that holds the database URL"
         ),
-        Some(pg) => StateBackend::Postgres {
-            url_env: pg.url_env,
-        },
+        Some(pg) => {
+            let schema = pg.schema.unwrap_or_else(|| "public".to_string());
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                || schema.starts_with(|c: char| c.is_ascii_digit())
+            {
+                bail!(
+                    "state.postgres.schema: `{schema}` must be a lowercase name of letters, \
+                     digits and `_`, not starting with a digit"
+                );
+            }
+            StateBackend::Postgres {
+                url_env: pg.url_env,
+                schema,
+            }
+        }
     };
 
     Ok(Config {

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::Batcher;
@@ -92,6 +92,13 @@ pub(super) fn read(
                 Some(filter) => filter.decide(key, payload, send_all),
                 None => Ok(Decision::Send),
             };
+            // The state directory holds only the spool when the ledger is in a database.
+            std::fs::create_dir_all(&spool_dir).with_context(|| {
+                format!(
+                    "creating the folder for the source's spool `{}`",
+                    spool_dir.display()
+                )
+            })?;
             let rows = source::open(spec, &spool_dir)?;
             let spooled = spool_source(rows, &spool_dir, &shared.stop, decide, |line, reason| {
                 report(&mut invalid, line, reason, Count::InvalidRows);

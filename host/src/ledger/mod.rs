@@ -170,8 +170,8 @@ impl Ledger {
     }
 
     /// The ledger in the PostgreSQL database whose URL is in the variable `url_env`.
-    pub fn open_postgres(url_env: &str) -> Result<Ledger> {
-        Ledger::on_database(postgres::Db::connect_env(url_env)?)
+    pub fn open_postgres(url_env: &str, schema: &str) -> Result<Ledger> {
+        Ledger::on_database(postgres::Db::connect_env(url_env, schema)?)
     }
 
     /// The ledger in the database `db` is connected to.
@@ -182,7 +182,7 @@ impl Ledger {
         let ledger = Ledger {
             store: Arc::new(postgres::PgStore::new(db.clone())),
             // Named in messages as a path is: by where its URL comes from.
-            path: PathBuf::from(format!("postgres:${url_env}")).into(),
+            path: PathBuf::from(format!("postgres:${url_env}/{}", db.schema)).into(),
             backend: Backend::Postgres(db),
             logs: Mutex::new(HashMap::new()),
         };
@@ -196,7 +196,9 @@ impl Ledger {
             crate::config::StateBackend::Embedded => {
                 Ledger::open_with(&config.state_dir, config.flush_interval)
             }
-            crate::config::StateBackend::Postgres { url_env } => Ledger::open_postgres(url_env),
+            crate::config::StateBackend::Postgres { url_env, schema } => {
+                Ledger::open_postgres(url_env, schema)
+            }
         }
     }
 

@@ -23,6 +23,7 @@ mod fates;
 mod scenario;
 mod seen;
 mod sims;
+pub mod state;
 mod summary;
 
 pub use auth::{oauth2_renewal, sessions_renewed_by_oauth2};

@@ -197,8 +197,9 @@ impl Scenario {
     pub fn config_text(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap();
         let mut text = format!(
-            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ {format} = \"{file}\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
+            "state_dir = \"state\"\ncache_dir = \"{cache}\"\n{state}\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ {format} = \"{file}\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
             cache = cache_dir().display(),
+            state = super::state::config_line(),
             component = self.component,
             connector = self.connector,
             key = self.key,

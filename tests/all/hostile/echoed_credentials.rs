@@ -7,24 +7,6 @@ use super::*;
 /// three forms is distinct.
 const SECRET: &str = "Zq8+Wm3=Xv5/Tk7+Pb2";
 
-/// Every file under `dir`, recursively, with its bytes.
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.push((path, bytes));
-            }
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -84,12 +66,13 @@ async fn assert_secret_nowhere(
         ("`sluice inspect`".into(), inspect_human.stdout.clone()),
         ("`sluice runs --json`".into(), runs.stdout.clone()),
     ];
-    let state = setup.config.state_dir.clone();
-    let files = files_under(&state);
-    assert!(!files.is_empty(), "nothing under {}", state.display());
-    for (path, bytes) in files {
-        places.push((format!("file {}", path.display()), bytes));
-    }
+    let stored = common::state::everything_stored(&setup.config).await;
+    assert!(
+        stored.iter().any(|(_, bytes)| !bytes.is_empty()),
+        "nothing stored for {}",
+        setup.config.state_dir.display()
+    );
+    places.extend(stored);
     let mut forms: Vec<String> = secrets.iter().flat_map(|s| credential_forms(s)).collect();
     forms.sort();
     forms.dedup();

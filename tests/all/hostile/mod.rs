@@ -8,7 +8,6 @@
 //! exact: three attempts, backoffs of 20 to 80 ms, a rate-limit budget of 400 ms.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -15,7 +15,7 @@ async fn later_runs_send_only_what_changed_or_failed() {
 
     let (first, _) = common::run(&setup).await;
     assert_eq!((first.summary.delivered, first.summary.rejected), (98, 2));
-    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let ledger = common::state::ledger_of(&setup.config);
     let sync = ledger.sync("s").unwrap();
     let broken = sync.get("c0007").unwrap().unwrap();
     assert_eq!(broken.status, Status::Rejected);
@@ -63,7 +63,7 @@ async fn later_runs_send_only_what_changed_or_failed() {
         json!("fixed@example.com")
     );
 
-    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let ledger = common::state::ledger_of(&setup.config);
     let fixed = ledger.sync("s").unwrap().get("c0007").unwrap().unwrap();
     assert_eq!(
         (
@@ -127,7 +127,7 @@ async fn permanent_records_wait_until_their_data_changes() {
     rewrite(&setup, &fixed);
     let (third, _) = common::run(&setup).await;
     assert_eq!((third.summary.held, third.summary.delivered), (2, 1));
-    let ledger = Ledger::open(&setup.config.state_dir).unwrap();
+    let ledger = common::state::ledger_of(&setup.config);
     let sync = ledger.sync("s").unwrap();
     assert_eq!(sync.get("p0").unwrap().unwrap().status, Status::Delivered);
     assert_eq!(sync.get("p1").unwrap().unwrap().status, Status::Permanent);

@@ -9,8 +9,7 @@ const NOW: u64 = 100 * DAY_MS;
 /// A ledger whose sync `s` holds failures that began at different times, with retryable,
 /// non-retryable and permanent codes, and one delivered record.
 fn failures_of_different_ages() -> (tempfile::TempDir, Ledger) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let (dir, ledger) = common::state::fresh_ledger();
     let sync = ledger.sync("s").unwrap();
     let now = NOW;
     // Failures that began at different times (an injectable clock: `at_ms`).
@@ -183,8 +182,7 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
         &first.summary,
         Expect::default().rejected(40).delivered(0).requests(4),
     );
-    let entry = Ledger::open(&setup.config.state_dir)
-        .unwrap()
+    let entry = common::state::ledger_of(&setup.config)
         .sync("s")
         .unwrap()
         .get("c0003")
@@ -240,8 +238,7 @@ async fn a_retry_pass_delivers_stored_payloads_through_the_engine() {
 /// writes) is skipped.
 #[test]
 fn the_failed_index_follows_every_change_of_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let (_dir, ledger) = common::state::fresh_ledger();
     let sync = ledger.sync("s").unwrap();
     let failed_keys = |sync: &sluice::ledger::SyncLedger| -> Vec<String> {
         sync.failed().map(|item| item.unwrap().0).collect()
@@ -282,19 +279,14 @@ fn the_failed_index_follows_every_change_of_status() {
     assert_eq!(failed_keys(&sync), ["d"]);
 
     // What a crash between the index and the entries would leave: an extra index entry.
-    drop((sync, ledger));
-    {
-        let db = reopened(|| sled::open(dir.path().join("ledger")));
-        let index = db.open_tree("failed:s").unwrap();
-        assert_eq!(
-            index.len(),
-            1,
-            "resolved and delivered records leave the index"
-        );
-        index.insert("r", &[]).unwrap();
-        db.flush().unwrap();
-    }
-    let ledger = reopened(|| Ledger::open(dir.path()));
+    let index = ledger.tree("failed:s").unwrap();
+    assert_eq!(
+        index.len(),
+        1,
+        "resolved and delivered records leave the index"
+    );
+    index.insert(b"r", &[]).unwrap();
+    drop(sync);
     let sync = ledger.sync("s").unwrap();
     assert_eq!(
         failed_keys(&sync),

@@ -132,7 +132,7 @@ fn foreign_corrupt_and_future_ledgers_are_refused_clearly() {
 async fn a_second_process_on_the_same_ledger_is_refused() {
     let dest = common::accepting().await;
     let setup = Scenario::contacts_to(&dest.base_url(), 5).setup();
-    let held = Ledger::open(&setup.config.state_dir).unwrap();
+    let held = common::state::ledger_of(&setup.config);
     let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);

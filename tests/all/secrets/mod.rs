@@ -3,7 +3,6 @@
 //! percent-encoded) never gets them printed or stored; credentials in base_url are refused;
 //! base_url's own path and query survive joining.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -196,20 +195,6 @@ async fn echoed(echo: &Echo, auth: &str) -> (String, common::Setup) {
     (base_url, setup)
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// No form of any of `secrets` is in `bytes`.
 fn assert_absent(what: &str, bytes: &[u8], secrets: &[String]) {
     let text = String::from_utf8_lossy(bytes);
@@ -257,15 +242,14 @@ async fn run_and_look(
     ] {
         assert_absent(what, bytes, secrets);
     }
-    let state = setup.config.state_dir.clone();
-    let stored = files(&state);
-    assert!(!stored.is_empty(), "nothing under {}", state.display());
-    for file in stored {
-        assert_absent(
-            &file.display().to_string(),
-            &std::fs::read(&file).unwrap(),
-            secrets,
-        );
+    let stored = common::state::everything_stored(&setup.config).await;
+    assert!(
+        stored.iter().any(|(_, bytes)| !bytes.is_empty()),
+        "nothing stored for {}",
+        setup.config.state_dir.display()
+    );
+    for (what, bytes) in stored {
+        assert_absent(&what, &bytes, secrets);
     }
     let ledger = common::json_lines(&String::from_utf8(list.stdout).unwrap());
     let exchanges = String::from_utf8(inspect.stdout)

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, sync_channel};
+use std::thread::JoinHandle;
 
 use postgres::{Client, NoTls};
 
@@ -14,30 +15,40 @@ type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 /// The state database's connection.
 pub struct Db {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Option<JoinHandle<()>>,
     /// Where the URL came from, for messages: the URL itself holds a password.
     pub url_env: String,
+    /// The schema whose tables hold the state (the connection's `search_path`).
+    pub schema: String,
 }
 
 impl Db {
     /// Connects with the URL in the environment variable `url_env`.
-    pub fn connect_env(url_env: &str) -> anyhow::Result<Db> {
+    pub fn connect_env(url_env: &str, schema: &str) -> anyhow::Result<Db> {
         let url = std::env::var(url_env).map_err(|_| {
             anyhow::anyhow!(
                 "state.postgres.url_env: the environment variable `{url_env}` is not set"
             )
         })?;
-        Db::connect(url, url_env)
+        Db::connect(url, url_env, schema)
     }
 
-    /// Connects with `url`, which messages name as "the URL in `url_env`".
-    pub fn connect(url: String, url_env: &str) -> anyhow::Result<Db> {
+    /// Connects with `url`, which messages name as "the URL in `url_env`", to the tables of
+    /// `schema` (created if missing; a plain lowercase name, checked by the config).
+    pub fn connect(url: String, url_env: &str, schema: &str) -> anyhow::Result<Db> {
+        let search_path =
+            format!("create schema if not exists \"{schema}\"; set search_path to \"{schema}\"");
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let (ready, connected) = sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sluice-state-db".into())
             .spawn(move || {
-                let mut client = match Client::connect(&url, NoTls) {
+                let connected = Client::connect(&url, NoTls).and_then(|mut client| {
+                    client.batch_execute(&search_path)?;
+                    Ok(client)
+                });
+                let mut client = match connected {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client
@@ -54,8 +65,10 @@ impl Db {
             })?;
         match connected.recv() {
             Ok(Ok(())) => Ok(Db {
-                jobs: Mutex::new(jobs),
+                jobs: Mutex::new(Some(jobs)),
+                thread: Some(thread),
                 url_env: url_env.to_string(),
+                schema: schema.to_string(),
             }),
             Ok(Err(said)) => Err(anyhow::anyhow!(
                 "connecting to the state database (the URL in `{url_env}`): {said}"
@@ -72,10 +85,14 @@ impl Db {
         job: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (answer, answered) = sync_channel(1);
-        let sent = self.jobs.lock().unwrap().send(Box::new(move |client| {
+        let job: Job = Box::new(move |client| {
             let _ = answer.send(job(client));
-        }));
-        if sent.is_err() {
+        });
+        let sent = match self.jobs.lock().unwrap().as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
             return Err(StoreError::Other(
                 "the state database's connection has ended".into(),
             ));
@@ -89,6 +106,18 @@ impl Db {
             Err(_) => Err(StoreError::Other(
                 "the state database's connection has ended".into(),
             )),
+        }
+    }
+}
+
+impl Drop for Db {
+    /// Closes the connection before returning, so that the locks its session held are
+    /// released by then: a ledger reopened right after is not refused as in use.
+    fn drop(&mut self) {
+        let _ = self.call(|client| client.batch_execute("select pg_advisory_unlock_all()"));
+        self.jobs.lock().unwrap().take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

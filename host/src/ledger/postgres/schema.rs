@@ -8,10 +8,11 @@ use super::Db;
 /// The version these tables are at; an upgrade adds a step and raises it.
 pub const VERSION: i32 = 1;
 
-/// Serializes creating the tables between processes starting at once.
-const MIGRATION_LOCK: i64 = 0x736c_7569_6365_0001;
-/// Held by the process using the database, for as long as its connection lives.
-const IN_USE_LOCK: i64 = 0x736c_7569_6365_0002;
+/// Serializes creating the tables between processes starting at once (with the schema's
+/// hash as the lock's second half).
+const MIGRATION_LOCK: i32 = 0x736c_0001;
+/// Held by the process using the schema, for as long as its connection lives.
+const IN_USE_LOCK: i32 = 0x736c_0002;
 
 const TABLES: &str = "
     create table sluice_trees (name text primary key);
@@ -31,15 +32,19 @@ const TABLES: &str = "
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error(
-        "the state database (the URL in `{url_env}`) has Sluice tables of version {found}, \
-         and this Sluice uses version {VERSION}; it was left untouched"
+        "the state database (the URL in `{url_env}`, schema `{schema}`) has Sluice tables \
+         of version {found}, and this Sluice uses version {VERSION}; it was left untouched"
     )]
-    Version { url_env: String, found: i32 },
+    Version {
+        url_env: String,
+        schema: String,
+        found: i32,
+    },
     #[error(
-        "the state database (the URL in `{url_env}`) is in use by another sluice process; \
-         only one process may use it at a time"
+        "the state database (the URL in `{url_env}`, schema `{schema}`) is in use by \
+         another sluice process; only one process may use it at a time"
     )]
-    InUse { url_env: String },
+    InUse { url_env: String, schema: String },
     #[error("preparing the state database: {0}")]
     Store(#[from] crate::ledger::StoreError),
 }
@@ -49,7 +54,10 @@ pub enum SchemaError {
 pub fn prepare(db: &Db) -> Result<(), SchemaError> {
     let found = db.call(|client| {
         let mut tx = client.transaction()?;
-        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.execute(
+            "select pg_advisory_xact_lock($1, hashtext(current_schema()))",
+            &[&MIGRATION_LOCK],
+        )?;
         tx.batch_execute("create table if not exists sluice_schema (version integer not null)")?;
         let found: Option<i32> = tx
             .query_opt("select version from sluice_schema", &[])?
@@ -69,16 +77,21 @@ pub fn prepare(db: &Db) -> Result<(), SchemaError> {
     {
         return Err(SchemaError::Version {
             url_env: db.url_env.clone(),
+            schema: db.schema.clone(),
             found,
         });
     }
     let held = db.call(|client: &mut Client| {
-        let row = client.query_one("select pg_try_advisory_lock($1)", &[&IN_USE_LOCK])?;
+        let row = client.query_one(
+            "select pg_try_advisory_lock($1, hashtext(current_schema()))",
+            &[&IN_USE_LOCK],
+        )?;
         Ok(row.get::<_, bool>(0))
     })?;
     if !held {
         return Err(SchemaError::InUse {
             url_env: db.url_env.clone(),
+            schema: db.schema.clone(),
         });
     }
     Ok(())

@@ -10,7 +10,7 @@ use crate::ledger::deliveries::Deliveries;
 use crate::ledger::{Ledger, PayloadHash, Store};
 
 fn db(pg: &Postgres) -> Db {
-    Db::connect(pg.url.clone(), "TEST_STATE_URL").unwrap()
+    Db::connect(pg.url.clone(), "TEST_STATE_URL", "public").unwrap()
 }
 
 fn delivery<'a>(key: &'a str, hash: u128, id: Option<&'a str>, attempts: u32) -> Delivery<'a> {
@@ -162,10 +162,31 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     let err = Db::connect(
         "postgres://sync:Zx9-state-pw@127.0.0.1:1/db".to_string(),
         "SLUICE_DATABASE_URL",
+        "public",
     )
     .err()
     .unwrap()
     .to_string();
     assert!(err.contains("the URL in `SLUICE_DATABASE_URL`"), "{err}");
     assert!(!err.contains("Zx9-state-pw"), "{err}");
+}
+
+#[test]
+fn two_schemas_of_one_database_are_two_ledgers() {
+    let Some(pg) = Postgres::start() else { return };
+    let open = |schema: &str| {
+        Ledger::on_database(Db::connect(pg.url.clone(), "TEST_STATE_URL", schema).unwrap()).unwrap()
+    };
+    let (blue, green) = (open("blue"), open("green"));
+    blue.sync("s")
+        .unwrap()
+        .delivered
+        .append(&[delivery("only-blue", 1, None, 1)])
+        .unwrap();
+    assert_eq!(blue.sync("s").unwrap().delivered.all().unwrap().0.len(), 1);
+    assert_eq!(green.sync("s").unwrap().delivered.all().unwrap().0.len(), 0);
+    // Dropping a ledger releases its schema at once.
+    drop(blue);
+    let again = open("blue");
+    assert_eq!(again.sync("s").unwrap().delivered.all().unwrap().0.len(), 1);
 }
