@@ -60,6 +60,10 @@ enum Command {
         /// (records held for a person stay held).
         #[arg(long)]
         full_resync: bool,
+        /// Run one partition of the keys, `I/N` (0 <= I < N): the records whose key
+        /// hashes to partition I of N, as a worker of a pool runs it.
+        #[arg(long, value_name = "I/N")]
+        partition: Option<sluice::source::partition::Partition>,
     },
     /// Retries failed records from the ledger, with their stored payloads.
     Retry {
@@ -318,12 +322,14 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             sync,
             json,
             full_resync,
+            partition,
         } => {
             let progress = commands::progress::Mode::detect(quiet);
             let how = commands::run::How {
                 json,
                 progress,
                 full_resync,
+                partition,
             };
             commands::run::run(&config, sync.as_deref(), how, out).await
         }

@@ -16,6 +16,7 @@ use crate::inspector::Inspector;
 use crate::ledger::{Fingerprint, Ledger, LedgerSink, RunStart};
 use crate::retry_job::{self, SelectionCounts};
 use crate::sandbox::{Connector, Runtime};
+use crate::source::partition::Partition;
 
 /// A process's host: one sandbox runtime, one HTTP client, the loaded connectors, and the
 /// ledger of the config's state directory (which no other process may hold).
@@ -25,6 +26,15 @@ pub struct Host {
     loaded: Mutex<HashMap<String, Arc<Connector>>>,
     ledger: Arc<Ledger>,
     ledger_gauges: bool,
+}
+
+/// How [`Host::run_with`] runs a sync.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Send every record, whatever the destination confirmed before.
+    pub full_resync: bool,
+    /// Only the keys of this partition.
+    pub partition: Option<Partition>,
 }
 
 /// A retry pass: what it picked from the ledger, and how its run went.
@@ -111,7 +121,8 @@ impl Host {
 
     /// Runs the sync named `name` once over its source.
     pub async fn run(&self, config: &Config, name: &str, control: RunControl) -> Result<RunReport> {
-        self.run_with(config, name, control, false).await
+        self.run_with(config, name, control, RunOptions::default())
+            .await
     }
 
     /// [`Host::run`]; `full_resync` sends every record, whatever the destination
@@ -121,21 +132,24 @@ impl Host {
         config: &Config,
         name: &str,
         control: RunControl,
-        full_resync: bool,
+        options: RunOptions,
     ) -> Result<RunReport> {
         let sync = config.sync(name)?;
         let start = RunStart {
             reads_source: true,
             destination: Some(destination(config, sync)),
-            full_resync,
+            full_resync: options.full_resync,
         };
         let sink = self.begin(name, start).await?;
         let input = Input::Source {
             filter: Some(sink.clone()),
             send_all: sync.mode == SendMode::All,
             spool_dir: config.state_dir.clone(),
+            partition: options.partition,
         };
-        self.run_input(config, name, sink, input, control).await
+        let mut report = self.run_input(config, name, sink, input, control).await?;
+        report.summary.partition = options.partition.map(|p| p.to_string());
+        Ok(report)
     }
 
     /// The run's view of the ledger (reads the delivered log: kept off the executor).

@@ -11,7 +11,7 @@ use sluice::config::Config;
 use sluice::engine::{Counters, FailureList, Outcome, RunControl};
 use sluice::output::{Output, warn};
 use sluice::report::printable;
-use sluice::sync::Host;
+use sluice::sync::{Host, RunOptions};
 
 /// How `sluice run` runs and reports.
 pub struct How {
@@ -20,6 +20,8 @@ pub struct How {
     pub progress: super::progress::Mode,
     /// Send every record, whatever the destination confirmed before.
     pub full_resync: bool,
+    /// Only this partition of the keys (`--partition I/N`).
+    pub partition: Option<sluice::source::partition::Partition>,
 }
 
 /// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
@@ -54,7 +56,15 @@ pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) ->
         };
         let shown = super::progress::show(&name, counters, how.progress);
         let report = host
-            .run_with(&config, &name, control, how.full_resync)
+            .run_with(
+                &config,
+                &name,
+                control,
+                RunOptions {
+                    full_resync: how.full_resync,
+                    partition: how.partition,
+                },
+            )
             .await;
         drop(shown);
         // A sync that cannot start (bad settings, missing credentials) is reported; the

@@ -94,6 +94,8 @@ pub struct SyncSpec {
     /// The connector's settings, as strings, in key order.
     pub settings: Vec<(String, String)>,
     pub batch_size: u32,
+    /// How many partitions of its keys a pool of workers runs this sync as (1: whole).
+    pub partitions: u32,
     pub concurrency: u32,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,

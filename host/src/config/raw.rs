@@ -66,6 +66,7 @@ pub struct Sync {
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
     pub batch_size: Option<u32>,
+    pub partitions: Option<u32>,
     pub concurrency: Option<u32>,
     pub request_timeout: Option<HumanDuration>,
     pub max_response_bytes: Option<Size>,

@@ -304,6 +304,11 @@ fn resolve_sync(
     if batch_size == 0 {
         bail!("batch_size: must be at least 1");
     }
+    let partitions = s.partitions.unwrap_or(1);
+    let most = crate::source::partition::MAX_PARTITIONS;
+    if !(1..=most).contains(&partitions) {
+        bail!("partitions: must be between 1 and {most}, got {partitions}");
+    }
     let concurrency = s.concurrency.unwrap_or(4);
     if !(1..=256).contains(&concurrency) {
         bail!("concurrency: must be between 1 and 256, got {concurrency}");
@@ -412,6 +417,7 @@ fn resolve_sync(
         auth,
         settings,
         batch_size,
+        partitions,
         concurrency,
         request_timeout,
         retry,

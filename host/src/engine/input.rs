@@ -20,6 +20,7 @@ use super::filter::{Decision, Filter};
 use super::repeats::{KeysSeen, Repeats};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
 use crate::config::SourceSpec;
+use crate::source::partition::Partition;
 use crate::source::spool::{SpoolReader, SpoolWriter, Spooled};
 use crate::source::{self, Record, Row, RowReader};
 
@@ -33,6 +34,9 @@ pub enum Input {
         /// Where the run keeps what it read until it is sent (the sync's state
         /// directory): an unlinked file, gone when the run ends.
         spool_dir: PathBuf,
+        /// Only the keys of this partition: the others are skipped before the ledger
+        /// sees them.
+        partition: Option<Partition>,
     },
     /// Records chosen by the retry job, sent as they are.
     Records(Vec<Record>),
@@ -85,6 +89,7 @@ pub(super) fn read(
             filter,
             send_all,
             spool_dir,
+            partition,
         } => {
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
             let filter = filter.filter(|filter| !filter.is_empty());
@@ -100,7 +105,8 @@ pub(super) fn read(
                 )
             })?;
             let rows = source::open(spec, &spool_dir)?;
-            let spooled = spool_source(rows, &spool_dir, &shared.stop, decide, |line, reason| {
+            let source = SourceRows { rows, partition };
+            let spooled = spool_source(source, &spool_dir, &shared.stop, decide, |line, reason| {
                 report(&mut invalid, line, reason, Count::InvalidRows);
             })?;
             match spooled {
@@ -167,13 +173,29 @@ impl SourceRead {
 /// records to a spool in `dir`, each decided by `decide` as it is read (a record not to
 /// send keeps only its key in the spool: a rerun with little changed writes little).
 /// `None` when the run was stopped meanwhile.
+/// A source's rows, and the partition of its keys a run takes.
+struct SourceRows {
+    rows: Box<dyn RowReader>,
+    partition: Option<Partition>,
+}
+
+impl From<Box<dyn RowReader>> for SourceRows {
+    fn from(rows: Box<dyn RowReader>) -> Self {
+        SourceRows {
+            rows,
+            partition: None,
+        }
+    }
+}
+
 fn spool_source(
-    mut rows: Box<dyn RowReader>,
+    source: impl Into<SourceRows>,
     dir: &Path,
     stop: &CancellationToken,
     mut decide: impl FnMut(&str, &str) -> Result<Decision>,
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<SourceRead>> {
+    let SourceRows { mut rows, partition } = source.into();
     let mut spool = SpoolWriter::new(dir)?;
     let mut seen = KeysSeen::default();
     while let Some(row) = rows.next_row()? {
@@ -181,6 +203,8 @@ fn spool_source(
             return Ok(None);
         }
         match row {
+            Row::Invalid { .. } if partition.is_some_and(|p| !p.reports_invalid_rows()) => {}
+            Row::Record { key, .. } if partition.is_some_and(|p| !p.holds(key)) => {}
             Row::Invalid { line, reason } => invalid(line, reason),
             Row::Record { line, key, payload } => {
                 seen.add(key);

@@ -430,6 +430,7 @@ pub async fn run_sync(
         error,
         stopped_by,
         resent_because: None,
+        partition: None,
         read,
         invalid_rows: c.get(Count::InvalidRows),
         duplicate_keys: c.get(Count::Duplicates),

@@ -37,6 +37,9 @@ pub struct RunSummary {
     /// changed, or a full resync was asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resent_because: Option<String>,
+    /// The partition of the sync's keys this run took (`I/N`), when it took one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
     /// Records read (from the source, or picked by the retry job).
     pub read: u64,
     /// Source rows that could not become records (no key, not JSON); reported, skipped.

@@ -6,6 +6,7 @@ mod command;
 mod csv;
 mod jsonl;
 mod lines;
+pub mod partition;
 mod postgres;
 #[cfg(test)]
 mod properties;
