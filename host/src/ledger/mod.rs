@@ -81,6 +81,7 @@ pub fn storage_error(path: &Path, doing: &str, err: StoreError) -> anyhow::Error
         StoreError::Io(io) => anyhow!("{doing}: the ledger at `{}`: {io}", path.display()),
         StoreError::Damaged(what) => damaged(path, &what),
         StoreError::Other(what) => anyhow!("{doing}: the ledger at `{}`: {what}", path.display()),
+        StoreError::Fenced(what) => anyhow!("{doing}: {what}"),
     }
 }
 
@@ -180,7 +181,7 @@ impl Ledger {
         let db = Arc::new(db);
         postgres::prepare(&db)?;
         let ledger = Ledger {
-            store: Arc::new(postgres::PgStore::new(db.clone())),
+            store: Arc::new(postgres::PgStore::new(db.clone(), None)),
             // Named in messages as a path is: by where its URL comes from.
             path: PathBuf::from(format!("postgres:${url_env}/{}", db.schema)).into(),
             backend: Backend::Postgres(db),
@@ -217,7 +218,7 @@ impl Ledger {
                 let dir = delivered_dir.join(log_folder(name));
                 Arc::new(DeliveredLog::open(&dir, *sync_interval).map_err(|e| self.log_error(e))?)
             }
-            Backend::Postgres(db) => Arc::new(postgres::PgDeliveries::new(db.clone(), name)),
+            Backend::Postgres(db) => Arc::new(postgres::PgDeliveries::new(db.clone(), name, None)),
         };
         logs.insert(name.to_string(), log.clone());
         Ok(log)
@@ -428,6 +429,7 @@ fn log_error(path: &Path, err: LogError) -> anyhow::Error {
              move the damaged file away to send its records again, or restore it from a backup",
             path.display()
         ),
+        LogError::Fenced(_) => anyhow!("{err}"),
         LogError::Database(_) => anyhow!(
             "the delivered records of the ledger at `{}`: {err}",
             path.display()

@@ -102,6 +102,10 @@ pub enum StoreError {
     /// Anything else the backend reports, in one short clause.
     #[error("{0}")]
     Other(String),
+    /// A write refused because this process's lease on the work it does has moved to
+    /// another worker (the shared database's fencing): it must stop that work.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// What every [`Store`] must do, checked on an empty store: each implementation's tests

@@ -51,13 +51,17 @@ pub enum LogError {
     /// The state database refused or lost a read or a write, in its words.
     #[error("{0}")]
     Database(String),
+    /// A write refused: this worker's lease has moved on (see the state database's
+    /// fencing).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl LogError {
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
             LogError::Io { source, .. } => Some(source),
-            LogError::Damaged { .. } | LogError::Database(_) => None,
+            LogError::Damaged { .. } | LogError::Database(_) | LogError::Fenced(_) => None,
         }
     }
 }

@@ -13,6 +13,57 @@ use crate::pg::said;
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
+/// Why a job on the connection failed.
+#[derive(Debug)]
+pub enum DbError {
+    Postgres(postgres::Error),
+    /// A write under a lease that has moved on: nothing of it was committed.
+    Fenced(Fence),
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(err: postgres::Error) -> Self {
+        DbError::Postgres(err)
+    }
+}
+
+/// The lease a worker writes under: work item `work` at `generation`. Every write of a
+/// fenced ledger checks, in its own transaction, that the item is still running at that
+/// generation; a worker whose lease was taken over settles nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub work: String,
+    pub generation: i64,
+}
+
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the lease on `{}` (generation {}) has moved to another worker: this worker \
+             settles nothing more of it",
+            self.work, self.generation
+        )
+    }
+}
+
+impl Fence {
+    /// In `tx`, before its writes: fails unless the lease still holds. `for share` waits
+    /// for a takeover in progress, and holds one off until the writes commit.
+    pub fn check(fence: Option<&Fence>, tx: &mut postgres::Transaction<'_>) -> Result<(), DbError> {
+        let Some(fence) = fence else { return Ok(()) };
+        let held = tx.query_opt(
+            "select 1 from sluice_work where id = $1 and generation = $2 and state = 'running' \
+             for share",
+            &[&fence.work, &fence.generation],
+        )?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(DbError::Fenced(fence.clone())),
+        }
+    }
+}
+
 /// The state database's connection.
 pub struct Db {
     jobs: Mutex<Option<Sender<Job>>>,
@@ -82,7 +133,7 @@ impl Db {
     /// Runs `job` on the connection and returns its answer.
     pub fn call<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
+        job: impl FnOnce(&mut Client) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (answer, answered) = sync_channel(1);
         let job: Job = Box::new(move |client| {
@@ -99,10 +150,11 @@ impl Db {
         }
         match answered.recv() {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(StoreError::Other(format!(
+            Ok(Err(DbError::Postgres(err))) => Err(StoreError::Other(format!(
                 "the state database: {}",
                 said(&err)
             ))),
+            Ok(Err(DbError::Fenced(fence))) => Err(StoreError::Fenced(fence.to_string())),
             Err(_) => Err(StoreError::Other(
                 "the state database's connection has ended".into(),
             )),
@@ -114,7 +166,7 @@ impl Drop for Db {
     /// Closes the connection before returning, so that the locks its session held are
     /// released by then: a ledger reopened right after is not refused as in use.
     fn drop(&mut self) {
-        let _ = self.call(|client| client.batch_execute("select pg_advisory_unlock_all()"));
+        let _ = self.call(|client| Ok(client.batch_execute("select pg_advisory_unlock_all()")?));
         self.jobs.lock().unwrap().take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Db;
+use super::{Db, DbError, Fence};
 use crate::ledger::delivered::{Delivered, Delivery, Fingerprint, Index, LogError};
 use crate::ledger::deliveries::Deliveries;
 
@@ -15,13 +15,16 @@ const PAGE: i64 = 20_000;
 pub struct PgDeliveries {
     db: Arc<Db>,
     sync: String,
+    /// Writes check this lease (see [`Fence`]).
+    fence: Option<Arc<Fence>>,
 }
 
 impl PgDeliveries {
-    pub fn new(db: Arc<Db>, sync: &str) -> PgDeliveries {
+    pub fn new(db: Arc<Db>, sync: &str, fence: Option<Arc<Fence>>) -> PgDeliveries {
         PgDeliveries {
             db,
             sync: sync.to_string(),
+            fence,
         }
     }
 
@@ -51,10 +54,11 @@ impl PgDeliveries {
     }
 
     fn set_fingerprint(&self, fingerprint: Fingerprint, forget: bool) -> Result<(), LogError> {
-        let sync = self.sync.clone();
+        let (sync, fence) = (self.sync.clone(), self.fence.clone());
         self.db
-            .call(move |client| {
+            .call(move |client| -> Result<_, DbError> {
                 let mut tx = client.transaction()?;
+                Fence::check(fence.as_deref(), &mut tx)?;
                 if forget {
                     tx.execute("delete from sluice_delivered where sync = $1", &[&sync])?;
                 }
@@ -63,7 +67,7 @@ impl PgDeliveries {
                      on conflict (sync) do update set fingerprint = excluded.fingerprint",
                     &[&sync, &fingerprint.0.as_slice()],
                 )?;
-                tx.commit()
+                Ok(tx.commit()?)
             })
             .map_err(database)
     }
@@ -140,10 +144,12 @@ impl Deliveries for PgDeliveries {
             attempts.push(i64::from(state.attempts));
             at.push(i64::try_from(state.at_ms).unwrap_or(i64::MAX));
         }
-        let sync = self.sync.clone();
+        let (sync, fence) = (self.sync.clone(), self.fence.clone());
         self.db
-            .call(move |client| {
-                client.execute(
+            .call(move |client| -> Result<_, DbError> {
+                let mut tx = client.transaction()?;
+                Fence::check(fence.as_deref(), &mut tx)?;
+                tx.execute(
                     "insert into sluice_delivered (sync, key, hash, destination_id, attempts, at_ms) \
                      select $1, k, h, d, a, t \
                      from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[]) \
@@ -154,7 +160,8 @@ impl Deliveries for PgDeliveries {
                        attempts = sluice_delivered.attempts + excluded.attempts, \
                        at_ms = excluded.at_ms",
                     &[&sync, &keys, &hashes, &ids, &attempts, &at],
-                )
+                )?;
+                Ok(tx.commit()?)
             })
             .map_err(database)?;
         Ok(())
@@ -183,5 +190,8 @@ impl Deliveries for PgDeliveries {
 }
 
 fn database(err: crate::ledger::StoreError) -> LogError {
-    LogError::Database(err.to_string())
+    match err {
+        crate::ledger::StoreError::Fenced(what) => LogError::Fenced(what),
+        err => LogError::Database(err.to_string()),
+    }
 }

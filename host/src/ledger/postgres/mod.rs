@@ -17,7 +17,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use connection::Db;
+pub use connection::{Db, DbError, Fence};
 pub use deliveries::PgDeliveries;
 pub use schema::{SchemaError, prepare};
 pub use store::PgStore;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Db;
+use super::{Db, DbError, Fence};
 use crate::ledger::StoreError;
 use crate::ledger::store::{Batch, Pair, Pairs, Store, Tree};
 
@@ -13,11 +13,12 @@ const PAGE: i64 = 1_000;
 
 pub struct PgStore {
     db: Arc<Db>,
+    fence: Option<Arc<Fence>>,
 }
 
 impl PgStore {
-    pub fn new(db: Arc<Db>) -> PgStore {
-        PgStore { db }
+    pub fn new(db: Arc<Db>, fence: Option<Arc<Fence>>) -> PgStore {
+        PgStore { db, fence }
     }
 }
 
@@ -25,14 +26,15 @@ impl Store for PgStore {
     fn tree(&self, name: &str) -> Result<Arc<dyn Tree>, StoreError> {
         let owned = name.to_string();
         self.db.call(move |client| {
-            client.execute(
+            Ok(client.execute(
                 "insert into sluice_trees (name) values ($1) on conflict do nothing",
                 &[&owned],
-            )
+            )?)
         })?;
         Ok(Arc::new(PgTree {
             db: self.db.clone(),
             name: name.to_string(),
+            fence: self.fence.clone(),
         }))
     }
 
@@ -57,6 +59,8 @@ impl Store for PgStore {
 pub struct PgTree {
     db: Arc<Db>,
     name: String,
+    /// Writes check this lease (see [`Fence`]).
+    fence: Option<Arc<Fence>>,
 }
 
 impl PgTree {
@@ -132,12 +136,15 @@ impl Tree for PgTree {
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
-        let (tree, key) = (self.name.clone(), key.to_vec());
-        self.db.call(move |client| {
-            let removed = client.execute(
+        let (tree, key, fence) = (self.name.clone(), key.to_vec(), self.fence.clone());
+        self.db.call(move |client| -> Result<_, DbError> {
+            let mut tx = client.transaction()?;
+            Fence::check(fence.as_deref(), &mut tx)?;
+            let removed = tx.execute(
                 "delete from sluice_kv where tree = $1 and key = $2",
                 &[&tree, &key],
             )?;
+            tx.commit()?;
             Ok(removed > 0)
         })
     }
@@ -161,9 +168,10 @@ impl Tree for PgTree {
                 None => removed.push(key.to_vec()),
             }
         }
-        let tree = self.name.clone();
-        self.db.call(move |client| {
+        let (tree, fence) = (self.name.clone(), self.fence.clone());
+        self.db.call(move |client| -> Result<_, DbError> {
             let mut tx = client.transaction()?;
+            Fence::check(fence.as_deref(), &mut tx)?;
             if !removed.is_empty() {
                 tx.execute(
                     "delete from sluice_kv where tree = $1 and key = any($2)",
@@ -178,7 +186,7 @@ impl Tree for PgTree {
                     &[&tree, &keys, &values],
                 )?;
             }
-            tx.commit()
+            Ok(tx.commit()?)
         })
     }
 

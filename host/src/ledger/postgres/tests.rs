@@ -28,7 +28,7 @@ fn the_store_keeps_the_contract_of_every_store() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
     prepare(&db).unwrap();
-    crate::ledger::store::check_contract(&PgStore::new(db));
+    crate::ledger::store::check_contract(&PgStore::new(db, None));
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn a_tree_iterates_in_byte_order_across_pages() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
     prepare(&db).unwrap();
-    let store = PgStore::new(db);
+    let store = PgStore::new(db, None);
     let tree = store.tree("many").unwrap();
     let mut batch = crate::ledger::store::Batch::default();
     let keys: Vec<Vec<u8>> = (0..2_500u32).map(|i| i.to_be_bytes().to_vec()).collect();
@@ -59,8 +59,8 @@ fn deliveries_fold_as_the_log_does_and_reset_forgets_them() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
     prepare(&db).unwrap();
-    let deliveries = PgDeliveries::new(db.clone(), "accounts");
-    let other = PgDeliveries::new(db, "contacts");
+    let deliveries = PgDeliveries::new(db.clone(), "accounts", None);
+    let other = PgDeliveries::new(db, "contacts", None);
     assert_eq!(deliveries.all().unwrap().1, None);
     let first = Fingerprint::of(&["builtin:rest", "http://a"]);
     deliveries.stamp(first).unwrap();
@@ -109,7 +109,7 @@ fn a_read_of_many_deliveries_crosses_pages() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
     prepare(&db).unwrap();
-    let deliveries = PgDeliveries::new(db, "big");
+    let deliveries = PgDeliveries::new(db, "big", None);
     let keys: Vec<String> = (0..45_000).map(|i| format!("k{i:06}")).collect();
     for chunk in keys.chunks(5_000) {
         let records: Vec<Delivery<'_>> = chunk.iter().map(|k| delivery(k, 7, None, 1)).collect();
@@ -141,7 +141,7 @@ fn a_database_in_use_or_of_another_version_is_refused_and_left_alone() {
 
     let admin = db(&pg);
     admin
-        .call(|c| c.batch_execute("update sluice_schema set version = 99"))
+        .call(|c| Ok(c.batch_execute("update sluice_schema set version = 99")?))
         .unwrap();
     let err = Ledger::on_database(db(&pg)).err().unwrap().to_string();
     assert!(
