@@ -20,6 +20,7 @@ pub mod inspector;
 pub mod ledger;
 pub mod output;
 pub mod pg;
+pub mod pool;
 pub mod report;
 pub mod retry_job;
 pub mod sandbox;

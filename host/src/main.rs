@@ -99,9 +99,25 @@ enum Command {
         /// Where Prometheus scrapes `/metrics`.
         #[arg(long, default_value = "127.0.0.1:9464")]
         metrics_addr: std::net::SocketAddr,
-        /// Run every sync once at start, before waiting for the schedule.
+        /// Run every sync once at start, before waiting for the schedule (with the state
+        /// in PostgreSQL: queue a run of each sync that has none queued or running).
         #[arg(long)]
         now: bool,
+        /// With the state in PostgreSQL, how long a worker's lease on its work lasts
+        /// without renewal: how soon another worker takes over the work of a dead one.
+        #[arg(long, default_value = "30s", value_parser = parse_lease)]
+        lease_timeout: std::time::Duration,
+        /// How long requests in flight may finish after SIGTERM before they are abandoned.
+        #[arg(long, default_value = "10s", value_parser = parse_grace)]
+        grace: std::time::Duration,
+    },
+    /// Queues a run of each sync (or one) for the pool of `sluice serve` workers that
+    /// share the config's state database; a sync with a run queued or running gets none.
+    Enqueue {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sync: Option<String>,
     },
     /// Shows the requests of recent runs and what the destination answered, newest first.
     Inspect {
@@ -183,6 +199,19 @@ fn parse_call_timeout(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `--window`: a duration within the range `retry_job.window` accepts.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(
+        text,
+        "--lease-timeout",
+        sluice::config::LEASE_TIMEOUT_RANGE,
+        "30s",
+    )
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(text, "--grace", sluice::config::LEASE_TIMEOUT_RANGE, "10s")
+}
+
 fn parse_window(text: &str) -> Result<std::time::Duration, String> {
     duration_within(text, "--window", sluice::config::RETRY_WINDOW_RANGE, "7d")
 }
@@ -380,7 +409,18 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             config,
             metrics_addr,
             now,
-        } => commands::serve::run(&config, metrics_addr, now).await,
+            lease_timeout,
+            grace,
+        } => {
+            let how = commands::serve::How {
+                metrics_addr,
+                now,
+                lease_timeout,
+                grace,
+            };
+            commands::serve::run(&config, how).await
+        }
+        Command::Enqueue { config, sync } => commands::serve::enqueue(&config, sync.as_deref()),
         Command::Ledger { command } => match command {
             LedgerCommand::List {
                 config,

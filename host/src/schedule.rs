@@ -4,41 +4,63 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A UTC time of day, written `"HH:MM"`.
+/// A UTC time of day, written `"HH:MM"` or `"HH:MM:SS"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TimeOfDay {
     pub hour: u8,
     pub minute: u8,
+    pub second: u8,
 }
 
 impl TimeOfDay {
     pub const fn new(hour: u8, minute: u8) -> Self {
-        TimeOfDay { hour, minute }
+        TimeOfDay {
+            hour,
+            minute,
+            second: 0,
+        }
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad =
-            || format!("`{text}` is not a time of day: expected \"HH:MM\" (UTC), like \"11:30\"");
-        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
-        let (hour, minute) = (
-            h.parse::<u8>().map_err(|_| bad())?,
-            m.parse::<u8>().map_err(|_| bad())?,
-        );
-        if hour > 23 || minute > 59 || m.len() != 2 {
+        let bad = || {
+            format!(
+                "`{text}` is not a time of day: expected \"HH:MM\" or \"HH:MM:SS\" (UTC), \
+                 like \"11:30\""
+            )
+        };
+        let parts: Vec<&str> = text.trim().split(':').collect();
+        if !(2..=3).contains(&parts.len()) || parts[1..].iter().any(|p| p.len() != 2) {
             return Err(bad());
         }
-        Ok(TimeOfDay { hour, minute })
+        let number = |p: &str| p.parse::<u8>().map_err(|_| bad());
+        let (hour, minute) = (number(parts[0])?, number(parts[1])?);
+        let second = match parts.get(2) {
+            Some(p) => number(p)?,
+            None => 0,
+        };
+        if hour > 23 || minute > 59 || second > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay {
+            hour,
+            minute,
+            second,
+        })
     }
 
     /// Seconds after midnight UTC.
     pub fn seconds(self) -> u64 {
-        u64::from(self.hour) * 3600 + u64::from(self.minute) * 60
+        u64::from(self.hour) * 3600 + u64::from(self.minute) * 60 + u64::from(self.second)
     }
 }
 
 impl fmt::Display for TimeOfDay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}", self.hour, self.minute)
+        write!(f, "{:02}:{:02}", self.hour, self.minute)?;
+        if self.second > 0 {
+            write!(f, ":{:02}", self.second)?;
+        }
+        Ok(())
     }
 }
 
@@ -66,7 +88,14 @@ mod tests {
     fn times_of_day() {
         assert_eq!(TimeOfDay::parse("11:30").unwrap().seconds(), 41_400);
         assert_eq!(TimeOfDay::parse("00:05").unwrap().to_string(), "00:05");
-        for bad in ["24:00", "11:60", "1130", "11:3", "noon", ""] {
+        assert_eq!(TimeOfDay::parse("00:05:09").unwrap().seconds(), 309);
+        assert_eq!(
+            TimeOfDay::parse("23:59:59").unwrap().to_string(),
+            "23:59:59"
+        );
+        for bad in [
+            "24:00", "11:60", "1130", "11:3", "noon", "", "11:30:60", "11:30:5", "1:2:3:4",
+        ] {
             assert!(TimeOfDay::parse(bad).is_err(), "{bad}");
         }
     }

@@ -23,7 +23,7 @@ use crate::source::partition::Partition;
 pub struct Host {
     runtime: Arc<Runtime>,
     http: reqwest::Client,
-    loaded: Mutex<HashMap<String, Arc<Connector>>>,
+    loaded: Arc<Mutex<HashMap<String, Arc<Connector>>>>,
     ledger: Arc<Ledger>,
     ledger_gauges: bool,
 }
@@ -56,7 +56,7 @@ impl Host {
         Ok(Host {
             runtime: Arc::new(Runtime::new(config.cache_dir.clone())?),
             http,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Arc::new(Mutex::new(HashMap::new())),
             ledger: Arc::new(ledger),
             ledger_gauges: false,
         })
@@ -70,6 +70,18 @@ impl Host {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// This host's runtime, client and connectors over another view of the ledger (a
+    /// worker's fenced one, for one lease).
+    pub fn with_ledger(&self, ledger: Ledger) -> Host {
+        Host {
+            runtime: self.runtime.clone(),
+            http: self.http.clone(),
+            loaded: self.loaded.clone(),
+            ledger: Arc::new(ledger),
+            ledger_gauges: self.ledger_gauges,
+        }
     }
 
     /// The request inspector of the sync named `name`.

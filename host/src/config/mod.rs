@@ -267,6 +267,8 @@ pub const RETRY_WINDOW_RANGE: DurationRange = range(secs(60), secs(3650 * 24 * 3
 /// `inspector.max_age`: how long requests are kept.
 /// `flush_interval`: how much a crash may cost in confirmations to send again.
 pub const FLUSH_INTERVAL_RANGE: DurationRange = range(Duration::from_millis(10), secs(60));
+/// `sluice serve --lease-timeout`: how soon a pool takes over the work of a dead worker.
+pub const LEASE_TIMEOUT_RANGE: DurationRange = range(secs(1), secs(3600));
 pub const INSPECTOR_AGE_RANGE: DurationRange = range(secs(60), secs(365 * 24 * 3600));
 
 impl DurationRange {

@@ -106,9 +106,10 @@ pub(super) fn read(
             })?;
             let rows = source::open(spec, &spool_dir)?;
             let source = SourceRows { rows, partition };
-            let spooled = spool_source(source, &spool_dir, &shared.stop, decide, |line, reason| {
-                report(&mut invalid, line, reason, Count::InvalidRows);
-            })?;
+            let spooled =
+                spool_source(source, &spool_dir, &shared.stop, decide, |line, reason| {
+                    report(&mut invalid, line, reason, Count::InvalidRows);
+                })?;
             match spooled {
                 None => false,
                 Some(mut spooled) => loop {
@@ -195,7 +196,10 @@ fn spool_source(
     mut decide: impl FnMut(&str, &str) -> Result<Decision>,
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<SourceRead>> {
-    let SourceRows { mut rows, partition } = source.into();
+    let SourceRows {
+        mut rows,
+        partition,
+    } = source.into();
     let mut spool = SpoolWriter::new(dir)?;
     let mut seen = KeysSeen::default();
     while let Some(row) = rows.next_row()? {

@@ -137,8 +137,12 @@ enum Backend {
         delivered_dir: PathBuf,
         sync_interval: Duration,
     },
-    /// Tables of the state database.
-    Postgres(Arc<postgres::Db>),
+    /// Tables of the state database; writes checked against `fence` when the ledger is a
+    /// worker's view for one lease.
+    Postgres {
+        db: Arc<postgres::Db>,
+        fence: Option<Arc<postgres::Fence>>,
+    },
 }
 
 /// How often a delivered log is made durable while a run appends to it, unless the
@@ -184,11 +188,37 @@ impl Ledger {
             store: Arc::new(postgres::PgStore::new(db.clone(), None)),
             // Named in messages as a path is: by where its URL comes from.
             path: PathBuf::from(format!("postgres:${url_env}/{}", db.schema)).into(),
-            backend: Backend::Postgres(db),
+            backend: Backend::Postgres { db, fence: None },
             logs: Mutex::new(HashMap::new()),
         };
         check_schema(&ledger)?;
         Ok(ledger)
+    }
+
+    /// This ledger's state database, for the work queue; `None` for the embedded store.
+    pub fn database(&self) -> Option<Arc<postgres::Db>> {
+        match &self.backend {
+            Backend::Postgres { db, .. } => Some(db.clone()),
+            Backend::Files { .. } => None,
+        }
+    }
+
+    /// The same state database, every write of which checks that `fence` still holds:
+    /// what a worker of a pool writes through while it works under a lease.
+    pub fn fenced(&self, fence: postgres::Fence) -> Result<Ledger> {
+        let Backend::Postgres { db, .. } = &self.backend else {
+            bail!("only a ledger in a state database can be fenced");
+        };
+        let fence = Some(Arc::new(fence));
+        Ok(Ledger {
+            store: Arc::new(postgres::PgStore::new(db.clone(), fence.clone())),
+            path: self.path.clone(),
+            backend: Backend::Postgres {
+                db: db.clone(),
+                fence,
+            },
+            logs: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The ledger a config names: its `[state]` database, or its state directory.
@@ -218,7 +248,9 @@ impl Ledger {
                 let dir = delivered_dir.join(log_folder(name));
                 Arc::new(DeliveredLog::open(&dir, *sync_interval).map_err(|e| self.log_error(e))?)
             }
-            Backend::Postgres(db) => Arc::new(postgres::PgDeliveries::new(db.clone(), name, None)),
+            Backend::Postgres { db, fence } => {
+                Arc::new(postgres::PgDeliveries::new(db.clone(), name, fence.clone()))
+            }
         };
         logs.insert(name.to_string(), log.clone());
         Ok(log)

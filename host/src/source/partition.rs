@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn a_partition_is_written_and_read_as_i_of_n() {
-        assert_eq!("3/8".parse::<Partition>().unwrap(), Partition { index: 3, count: 8 });
+        assert_eq!(
+            "3/8".parse::<Partition>().unwrap(),
+            Partition { index: 3, count: 8 }
+        );
         assert_eq!(Partition { index: 0, count: 1 }.to_string(), "0/1");
         for bad in ["8/8", "1/0", "-1/4", "3", "a/b", "0/5000"] {
             assert!(bad.parse::<Partition>().is_err(), "{bad}");

@@ -26,6 +26,16 @@ const TABLES: &str = "
         primary key (sync, key)
     );
     create table sluice_destinations (sync text primary key, fingerprint bytea not null);
+    create table sluice_work (
+        id text primary key,
+        sync text not null, kind text not null, part integer not null, parts integer not null,
+        due_at bigint not null,
+        state text not null default 'due',
+        owner text, generation bigint not null default 0, lease_until bigint,
+        started_at bigint, finished_at bigint, error text
+    );
+    create unique index sluice_work_one_open on sluice_work (sync, kind, part)
+        where state in ('due', 'running');
 ";
 
 /// Why the state database cannot be used.

@@ -1,0 +1,176 @@
+//! The work queue: rows of `sluice_work`, one per sync run partition or retry pass, keyed
+//! by what they are and when they became due, so that every worker scheduling the same
+//! due run writes the same row, once. Times are the database's clock, so that workers on
+//! machines whose clocks differ agree on when a lease has run out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ledger::StoreError;
+use crate::ledger::postgres::{Db, Fence};
+
+/// What a row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A run of the sync's source (one partition of it).
+    Run,
+    /// A pass of the retry job.
+    Retry,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Retry => "retry",
+        }
+    }
+}
+
+/// A row this worker holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub id: String,
+    pub sync: String,
+    pub kind: Kind,
+    pub part: u32,
+    pub parts: u32,
+    pub generation: i64,
+}
+
+impl Claim {
+    /// What this worker's ledger writes must check while it holds the lease.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            work: self.id.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// The database's clock, in milliseconds since the Unix epoch.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// One worker's handle on the queue.
+pub struct Queue {
+    db: Arc<Db>,
+    /// This worker, in the rows it holds (host name and process id).
+    pub owner: String,
+}
+
+impl Queue {
+    pub fn new(db: Arc<Db>, owner: String) -> Queue {
+        Queue { db, owner }
+    }
+
+    /// Adds the rows of one due `kind` of `sync` (one per partition; a retry pass is one
+    /// row). A row already there (another worker scheduled the same due time), or an
+    /// unfinished one of the same sync, kind and partition, is left as it is. Returns how
+    /// many rows were added.
+    pub fn enqueue(
+        &self,
+        sync: &str,
+        kind: Kind,
+        parts: u32,
+        due_at_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let parts = if kind == Kind::Retry { 1 } else { parts.max(1) };
+        let (sync, kind) = (sync.to_string(), kind.as_str());
+        let due = i64::try_from(due_at_ms).unwrap_or(i64::MAX);
+        self.db.call(move |client| {
+            let mut added = 0;
+            let mut tx = client.transaction()?;
+            for part in 0..parts as i32 {
+                let id = format!("{sync}/{kind}/{due}/{part}");
+                added += tx.execute(
+                    "insert into sluice_work (id, sync, kind, part, parts, due_at) \
+                     values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+                    &[&id, &sync, &kind, &part, &(parts as i32), &due],
+                )?;
+            }
+            tx.commit()?;
+            Ok(added)
+        })
+    }
+
+    /// Claims the oldest row that is due, or whose lease ran out, for `lease`.
+    pub fn claim(&self, lease: Duration) -> Result<Option<Claim>, StoreError> {
+        let owner = self.owner.clone();
+        let lease_ms = lease.as_millis() as i64;
+        self.db.call(move |client| {
+            let row = client.query_opt(
+                &format!(
+                    "update sluice_work w set state = 'running', owner = $1, \
+                       generation = w.generation + 1, lease_until = {NOW_MS} + $2, \
+                       started_at = {NOW_MS} \
+                     where id = ( \
+                       select id from sluice_work \
+                       where state = 'due' or (state = 'running' and lease_until < {NOW_MS}) \
+                       order by due_at, id limit 1 for update skip locked) \
+                     returning id, sync, kind, part, parts, generation"
+                ),
+                &[&owner, &lease_ms],
+            )?;
+            Ok(row.map(|row| Claim {
+                id: row.get(0),
+                sync: row.get(1),
+                kind: if row.get::<_, &str>(2) == "retry" {
+                    Kind::Retry
+                } else {
+                    Kind::Run
+                },
+                part: row.get::<_, i32>(3) as u32,
+                parts: row.get::<_, i32>(4) as u32,
+                generation: row.get(5),
+            }))
+        })
+    }
+
+    /// Extends the lease; false when it has moved to another worker (or the row ended).
+    pub fn renew(&self, claim: &Claim, lease: Duration) -> Result<bool, StoreError> {
+        let (id, generation) = (claim.id.clone(), claim.generation);
+        let lease_ms = lease.as_millis() as i64;
+        self.db.call(move |client| {
+            let renewed = client.execute(
+                &format!(
+                    "update sluice_work set lease_until = {NOW_MS} + $3 \
+                     where id = $1 and generation = $2 and state = 'running'"
+                ),
+                &[&id, &generation, &lease_ms],
+            )?;
+            Ok(renewed == 1)
+        })
+    }
+
+    /// Marks the work done (or failed, with why); false when the lease had moved on, and
+    /// the row is another worker's.
+    pub fn finish(&self, claim: &Claim, error: Option<String>) -> Result<bool, StoreError> {
+        let (id, generation) = (claim.id.clone(), claim.generation);
+        let state = if error.is_some() { "failed" } else { "done" };
+        self.db.call(move |client| {
+            let finished = client.execute(
+                &format!(
+                    "update sluice_work set state = $3, finished_at = {NOW_MS}, error = $4, \
+                       lease_until = null \
+                     where id = $1 and generation = $2 and state = 'running'"
+                ),
+                &[&id, &generation, &state, &error],
+            )?;
+            Ok(finished == 1)
+        })
+    }
+
+    /// Gives the work back, due again at once: a worker shutting down leaves its row for
+    /// the next one without making it wait for the lease to run out.
+    pub fn release(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let (id, generation) = (claim.id.clone(), claim.generation);
+        self.db.call(move |client| {
+            let released = client.execute(
+                "update sluice_work set state = 'due', owner = null, lease_until = null \
+                 where id = $1 and generation = $2 and state = 'running'",
+                &[&id, &generation],
+            )?;
+            Ok(released == 1)
+        })
+    }
+}
