@@ -45,7 +45,13 @@ pub struct RetryReport {
 
 impl Host {
     pub fn new(config: &Config) -> Result<Self> {
-        let ledger = Ledger::for_config(config)?;
+        Host::with_access(config, crate::ledger::postgres::Access::Exclusive)
+    }
+
+    /// [`Host::new`], holding a state database as `access` says: a worker of a pool shares
+    /// it with the other workers.
+    pub fn with_access(config: &Config, access: crate::ledger::postgres::Access) -> Result<Self> {
+        let ledger = Ledger::for_config_with(config, access)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             // Connectors build requests to their destination only: never follow a

@@ -16,6 +16,7 @@ mod ledger;
 mod observe;
 mod operator;
 mod polyglot;
+mod pool;
 mod postgres_source;
 mod rest;
 mod salesforce;

@@ -29,7 +29,7 @@ pub struct InspectArgs<'a> {
 pub fn inspect(path: &Path, args: InspectArgs<'_>, out: &mut Output) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let sync = config.sync(args.sync)?;
-    let ledger = Ledger::for_config(&config)?;
+    let ledger = Ledger::for_config_with(&config, sluice::ledger::postgres::Access::Shared)?;
     let inspector = Inspector::new(
         ledger.tree(&format!("inspector:{}", args.sync))?,
         config.inspector.clone(),
@@ -87,7 +87,7 @@ pub fn runs(
     if let Some(name) = sync {
         config.sync(name)?;
     }
-    let ledger = Ledger::for_config(&config)?;
+    let ledger = Ledger::for_config_with(&config, sluice::ledger::postgres::Access::Shared)?;
     let history = History::open(&ledger)?;
     let runs = history.list(sync, limit)?;
     if !json {

@@ -25,7 +25,7 @@ pub enum Format {
 fn open(path: &Path, sync: &str) -> Result<(Ledger, SyncLedger)> {
     let config = Config::load(path)?;
     config.sync(sync)?;
-    let ledger = Ledger::for_config(&config)?;
+    let ledger = Ledger::for_config_with(&config, sluice::ledger::postgres::Access::Shared)?;
     let records = ledger.sync(sync)?;
     Ok((ledger, records))
 }

@@ -46,11 +46,8 @@ pub fn enqueue(path: &Path, only: Option<&str>) -> Result<ExitCode> {
         None => config.syncs.iter().map(|s| s.name.clone()).collect(),
     };
     let db = sluice::ledger::postgres::Db::connect_env(url_env, schema)?;
-    sluice::ledger::postgres::prepare(&db).or_else(|err| match err {
-        // The pool's workers hold the schema: queueing next to them is the point.
-        sluice::ledger::postgres::SchemaError::InUse { .. } => Ok(()),
-        err => Err(err),
-    })?;
+    // Queueing shares the schema with the pool's workers: that is the point.
+    sluice::ledger::postgres::prepare(&db, sluice::ledger::postgres::Access::Shared)?;
     let queue = Queue::new(Arc::new(db), "enqueue".into());
     let added = Pool::enqueue_now(&queue, &config, &names)?;
     println!("queued {added} work item(s) for {}", names.join(", "));
@@ -118,7 +115,8 @@ pub async fn run(path: &Path, how: How) -> Result<ExitCode> {
     let stop = super::stop_on_signals();
     let ready = Arc::new(AtomicBool::new(false));
     serve_health(how.metrics_addr, metrics, ready.clone(), stop.clone()).await?;
-    let mut host = Host::new(&config)?;
+    // A pool's workers share the state database; the embedded store is held alone.
+    let mut host = Host::with_access(&config, sluice::ledger::postgres::Access::Shared)?;
     host.export_ledger_gauges(true);
     let metrics_addr = how.metrics_addr;
     if let StateBackend::Postgres { .. } = config.state {

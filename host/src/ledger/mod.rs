@@ -175,15 +175,15 @@ impl Ledger {
     }
 
     /// The ledger in the PostgreSQL database whose URL is in the variable `url_env`.
-    pub fn open_postgres(url_env: &str, schema: &str) -> Result<Ledger> {
-        Ledger::on_database(postgres::Db::connect_env(url_env, schema)?)
+    pub fn open_postgres(url_env: &str, schema: &str, access: postgres::Access) -> Result<Ledger> {
+        Ledger::on_database(postgres::Db::connect_env(url_env, schema)?, access)
     }
 
     /// The ledger in the database `db` is connected to.
-    pub fn on_database(db: postgres::Db) -> Result<Ledger> {
+    pub fn on_database(db: postgres::Db, access: postgres::Access) -> Result<Ledger> {
         let url_env = db.url_env.clone();
         let db = Arc::new(db);
-        postgres::prepare(&db)?;
+        postgres::prepare(&db, access)?;
         let ledger = Ledger {
             store: Arc::new(postgres::PgStore::new(db.clone(), None)),
             // Named in messages as a path is: by where its URL comes from.
@@ -221,14 +221,24 @@ impl Ledger {
         })
     }
 
-    /// The ledger a config names: its `[state]` database, or its state directory.
+    /// The ledger a config names, for a process that runs syncs by itself: its `[state]`
+    /// database (held alone), or its state directory.
     pub fn for_config(config: &crate::config::Config) -> Result<Ledger> {
+        Ledger::for_config_with(config, postgres::Access::Exclusive)
+    }
+
+    /// [`Ledger::for_config`], holding a state database as `access` says (a pool's
+    /// workers and readers share it; the embedded store is always held alone).
+    pub fn for_config_with(
+        config: &crate::config::Config,
+        access: postgres::Access,
+    ) -> Result<Ledger> {
         match &config.state {
             crate::config::StateBackend::Embedded => {
                 Ledger::open_with(&config.state_dir, config.flush_interval)
             }
             crate::config::StateBackend::Postgres { url_env, schema } => {
-                Ledger::open_postgres(url_env, schema)
+                Ledger::open_postgres(url_env, schema, access)
             }
         }
     }

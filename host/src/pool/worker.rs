@@ -232,6 +232,7 @@ async fn renew(
         match renewed {
             Ok(Ok(true)) => last_renewed = tokio::time::Instant::now(),
             Ok(Ok(false)) => {
+                tracing::warn!(work = %claim.id, "the lease on this work moved to another worker: stopping it");
                 lost.store(true, Ordering::SeqCst);
                 stop.cancel();
                 return;

@@ -70,6 +70,8 @@ pub struct Scenario {
     sync: String,
     retry: String,
     connector: String,
+    /// The `state = ...` line, when a test chooses the backend itself.
+    state: Option<String>,
 }
 
 impl Scenario {
@@ -88,7 +90,17 @@ impl Scenario {
             sync: String::new(),
             retry: String::new(),
             connector: String::new(),
+            state: None,
         }
+    }
+
+    /// The ledger in PostgreSQL, in `schema` of the database whose URL is in `url_env`
+    /// (instead of the backend the test run chose).
+    pub fn postgres_state(mut self, url_env: &str, schema: &str) -> Self {
+        self.state = Some(format!(
+            "state = {{ postgres = {{ url_env = \"{url_env}\", schema = \"{schema}\" }} }}\n"
+        ));
+        self
     }
 
     /// The bundled REST connector posting to `/v1/records`.
@@ -199,7 +211,7 @@ impl Scenario {
         let mut text = format!(
             "state_dir = \"state\"\ncache_dir = \"{cache}\"\n{state}\n[connectors.c]\ncomponent = \"{component}\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n{connector}\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = {{ {format} = \"{file}\", key = \"{key}\" }}\nbase_url = \"{base_url}{base_path}\"\n",
             cache = cache_dir().display(),
-            state = super::state::config_line(),
+            state = self.state.clone().unwrap_or_else(super::state::config_line),
             component = self.component,
             connector = self.connector,
             key = self.key,

@@ -72,7 +72,12 @@ pub fn fresh_ledger() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = if on_postgres() {
         cluster();
-        Ledger::open_postgres(URL_ENV, &fresh_schema()).unwrap()
+        Ledger::open_postgres(
+            URL_ENV,
+            &fresh_schema(),
+            sluice::ledger::postgres::Access::Exclusive,
+        )
+        .unwrap()
     } else {
         Ledger::open(dir.path()).unwrap()
     };

@@ -19,5 +19,5 @@ mod tests;
 
 pub use connection::{Db, DbError, Fence};
 pub use deliveries::PgDeliveries;
-pub use schema::{SchemaError, prepare};
+pub use schema::{Access, SchemaError, prepare};
 pub use store::PgStore;

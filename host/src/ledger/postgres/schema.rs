@@ -38,6 +38,15 @@ const TABLES: &str = "
         where state in ('due', 'running');
 ";
 
+/// How a process holds the schema: a pool's workers share it (their leases keep them
+/// apart), while a process that runs syncs by itself (`sluice run`, `sluice retry`) must
+/// hold it alone; reading is sharing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Exclusive,
+    Shared,
+}
+
 /// Why the state database cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -52,16 +61,17 @@ pub enum SchemaError {
     },
     #[error(
         "the state database (the URL in `{url_env}`, schema `{schema}`) is in use by \
-         another sluice process; only one process may use it at a time"
+         another sluice process (a pool of `sluice serve` workers, or a `sluice run`); \
+         `sluice run` and `sluice retry` need it alone, and nothing may share it with them"
     )]
     InUse { url_env: String, schema: String },
     #[error("preparing the state database: {0}")]
     Store(#[from] crate::ledger::StoreError),
 }
 
-/// Creates the tables if there are none, checks their version, and takes the database
-/// for this process.
-pub fn prepare(db: &Db) -> Result<(), SchemaError> {
+/// Creates the tables if there are none, checks their version, and takes the schema for
+/// this process, alone or shared.
+pub fn prepare(db: &Db, access: Access) -> Result<(), SchemaError> {
     let found = db.call(|client| {
         let mut tx = client.transaction()?;
         tx.execute(
@@ -91,11 +101,12 @@ pub fn prepare(db: &Db) -> Result<(), SchemaError> {
             found,
         });
     }
-    let held = db.call(|client: &mut Client| {
-        let row = client.query_one(
-            "select pg_try_advisory_lock($1, hashtext(current_schema()))",
-            &[&IN_USE_LOCK],
-        )?;
+    let lock = match access {
+        Access::Exclusive => "select pg_try_advisory_lock($1, hashtext(current_schema()))",
+        Access::Shared => "select pg_try_advisory_lock_shared($1, hashtext(current_schema()))",
+    };
+    let held = db.call(move |client: &mut Client| {
+        let row = client.query_one(lock, &[&IN_USE_LOCK])?;
         Ok(row.get::<_, bool>(0))
     })?;
     if !held {

@@ -7,7 +7,7 @@ use sluice_sim::postgres::Postgres;
 use super::*;
 use crate::ledger::delivered::{Delivery, Fingerprint};
 use crate::ledger::deliveries::Deliveries;
-use crate::ledger::{Ledger, PayloadHash, Store};
+use crate::ledger::{Ledger, PayloadHash, Store, StoreError};
 
 fn db(pg: &Postgres) -> Db {
     Db::connect(pg.url.clone(), "TEST_STATE_URL", "public").unwrap()
@@ -27,7 +27,7 @@ fn delivery<'a>(key: &'a str, hash: u128, id: Option<&'a str>, attempts: u32) ->
 fn the_store_keeps_the_contract_of_every_store() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
-    prepare(&db).unwrap();
+    prepare(&db, Access::Exclusive).unwrap();
     crate::ledger::store::check_contract(&PgStore::new(db, None));
 }
 
@@ -35,7 +35,7 @@ fn the_store_keeps_the_contract_of_every_store() {
 fn a_tree_iterates_in_byte_order_across_pages() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
-    prepare(&db).unwrap();
+    prepare(&db, Access::Exclusive).unwrap();
     let store = PgStore::new(db, None);
     let tree = store.tree("many").unwrap();
     let mut batch = crate::ledger::store::Batch::default();
@@ -58,7 +58,7 @@ fn a_tree_iterates_in_byte_order_across_pages() {
 fn deliveries_fold_as_the_log_does_and_reset_forgets_them() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
-    prepare(&db).unwrap();
+    prepare(&db, Access::Exclusive).unwrap();
     let deliveries = PgDeliveries::new(db.clone(), "accounts", None);
     let other = PgDeliveries::new(db, "contacts", None);
     assert_eq!(deliveries.all().unwrap().1, None);
@@ -108,7 +108,7 @@ fn deliveries_fold_as_the_log_does_and_reset_forgets_them() {
 fn a_read_of_many_deliveries_crosses_pages() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
-    prepare(&db).unwrap();
+    prepare(&db, Access::Exclusive).unwrap();
     let deliveries = PgDeliveries::new(db, "big", None);
     let keys: Vec<String> = (0..45_000).map(|i| format!("k{i:06}")).collect();
     for chunk in keys.chunks(5_000) {
@@ -125,8 +125,11 @@ fn a_read_of_many_deliveries_crosses_pages() {
 #[test]
 fn a_database_in_use_or_of_another_version_is_refused_and_left_alone() {
     let Some(pg) = Postgres::start() else { return };
-    let held = Ledger::on_database(db(&pg)).unwrap();
-    let err = Ledger::on_database(db(&pg)).err().unwrap().to_string();
+    let held = Ledger::on_database(db(&pg), Access::Exclusive).unwrap();
+    let err = Ledger::on_database(db(&pg), Access::Exclusive)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("in use by another sluice process"), "{err}");
     assert!(
         err.contains("TEST_STATE_URL") && !err.contains(&pg.url),
@@ -143,7 +146,10 @@ fn a_database_in_use_or_of_another_version_is_refused_and_left_alone() {
     admin
         .call(|c| Ok(c.batch_execute("update sluice_schema set version = 99")?))
         .unwrap();
-    let err = Ledger::on_database(db(&pg)).err().unwrap().to_string();
+    let err = Ledger::on_database(db(&pg), Access::Exclusive)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("version 99") && err.contains("left untouched"),
         "{err}"
@@ -175,7 +181,11 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
 fn two_schemas_of_one_database_are_two_ledgers() {
     let Some(pg) = Postgres::start() else { return };
     let open = |schema: &str| {
-        Ledger::on_database(Db::connect(pg.url.clone(), "TEST_STATE_URL", schema).unwrap()).unwrap()
+        Ledger::on_database(
+            Db::connect(pg.url.clone(), "TEST_STATE_URL", schema).unwrap(),
+            Access::Exclusive,
+        )
+        .unwrap()
     };
     let (blue, green) = (open("blue"), open("green"));
     blue.sync("s")
@@ -189,4 +199,54 @@ fn two_schemas_of_one_database_are_two_ledgers() {
     drop(blue);
     let again = open("blue");
     assert_eq!(again.sync("s").unwrap().delivered.all().unwrap().0.len(), 1);
+}
+
+#[test]
+fn a_fenced_ledger_writes_nothing_once_its_lease_moved_on() {
+    let Some(pg) = Postgres::start() else { return };
+    let ledger = Ledger::on_database(db(&pg), Access::Shared).unwrap();
+    let admin = db(&pg);
+    admin
+        .call(|c| {
+            Ok(c.batch_execute(
+                "insert into sluice_work (id, sync, kind, part, parts, due_at, state, generation) \
+                 values ('s/run/1/0', 's', 'run', 0, 1, 1, 'running', 1)",
+            )?)
+        })
+        .unwrap();
+    let fenced = ledger
+        .fenced(Fence {
+            work: "s/run/1/0".into(),
+            generation: 1,
+        })
+        .unwrap();
+    let sync = fenced.sync("s").unwrap();
+    sync.delivered
+        .append(&[delivery("before", 1, None, 1)])
+        .unwrap();
+    sync.tree.insert(b"k", b"v").unwrap();
+    // Another worker takes the work over.
+    admin
+        .call(|c| Ok(c.batch_execute("update sluice_work set generation = 2")?))
+        .unwrap();
+    let refused = sync.delivered.append(&[delivery("after", 1, None, 1)]);
+    assert!(
+        matches!(&refused, Err(crate::ledger::delivered::LogError::Fenced(why)) if why.contains("moved to another worker")),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        sync.tree.insert(b"k2", b"v"),
+        Err(StoreError::Fenced(_))
+    ));
+    assert!(matches!(sync.tree.remove(b"k"), Err(StoreError::Fenced(_))));
+    let fingerprint = Fingerprint::of(&["x"]);
+    assert!(sync.delivered.reset(fingerprint).is_err());
+    // Nothing of the refused writes is there; what was written under the lease is.
+    let (states, _) = ledger.sync("s").unwrap().delivered.all().unwrap();
+    assert_eq!(states.keys().collect::<Vec<_>>(), ["before"]);
+    assert_eq!(
+        ledger.sync("s").unwrap().tree.get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(ledger.sync("s").unwrap().tree.get(b"k2").unwrap(), None);
 }
