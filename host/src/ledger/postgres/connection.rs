@@ -88,8 +88,15 @@ impl Db {
     /// Connects with `url`, which messages name as "the URL in `url_env`", to the tables of
     /// `schema` (created if missing; a plain lowercase name, checked by the config).
     pub fn connect(url: String, url_env: &str, schema: &str) -> anyhow::Result<Db> {
-        let search_path =
-            format!("create schema if not exists \"{schema}\"; set search_path to \"{schema}\"");
+        // Processes starting at once would race to create the schema (`if not exists` is
+        // not atomic in PostgreSQL): its creation holds a lock named by the schema.
+        // Notices ("already exists, skipping") are not news.
+        let search_path = format!(
+            "set client_min_messages to warning; begin; \
+             select pg_advisory_xact_lock(1936482165, hashtext('{schema}')); \
+             create schema if not exists \"{schema}\"; commit; \
+             set search_path to \"{schema}\""
+        );
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let (ready, connected) = sync_channel(1);
         let thread = std::thread::Builder::new()
