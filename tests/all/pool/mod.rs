@@ -11,6 +11,7 @@ use tokio::process::Child;
 
 use crate::common::{self, Postgres, Scenario};
 
+mod by_hand;
 mod fencing;
 mod schedule;
 mod sharing;
