@@ -10,6 +10,7 @@ mod config;
 mod conformance;
 mod crash;
 mod delivered;
+mod deploy;
 mod engine;
 mod hostile;
 mod ledger;

@@ -13,12 +13,8 @@ async fn partitions_run_by_hand_deliver_every_record_once() {
     let mut read = 0;
     for index in 0..8 {
         let partition = format!("{index}/8");
-        let out = common::sluice_ok(
-            &["run", "--json", "--partition", &partition],
-            &config,
-            &[],
-        )
-        .await;
+        let out =
+            common::sluice_ok(&["run", "--json", "--partition", &partition], &config, &[]).await;
         let summary: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(summary["partition"], partition.as_str());
         assert_eq!(summary["read"], summary["delivered"], "{summary}");
@@ -30,7 +26,10 @@ async fn partitions_run_by_hand_deliver_every_record_once() {
     // Run whole again: nothing changed.
     let out = common::sluice_ok(&["run", "--json"], &config, &[]).await;
     let summary: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((summary["unchanged"].as_u64(), summary.get("partition")), (Some(400), None));
+    assert_eq!(
+        (summary["unchanged"].as_u64(), summary.get("partition")),
+        (Some(400), None)
+    );
     let bad = common::sluice(&["run", "--partition", "8/8"], &config, &[]).await;
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a partition"));
@@ -65,9 +64,16 @@ async fn a_worker_stopped_with_sigterm_hands_its_work_back_at_once() {
     let stopping = Instant::now();
     let log = first.log_text();
     assert!(first.stop().await.success(), "{log}");
-    assert!(stopping.elapsed() < Duration::from_secs(10), "stopped within the grace period");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped within the grace period"
+    );
     let row = rows(&pg, schema).await.pop().unwrap();
-    assert_eq!((row.state.as_str(), row.owner.as_deref()), ("due", None), "{row:?}");
+    assert_eq!(
+        (row.state.as_str(), row.owner.as_deref()),
+        ("due", None),
+        "{row:?}"
+    );
 
     let second = Worker::start(&config, &pg, "second", "600s");
     wait_for("the work done", Duration::from_secs(120), || {
@@ -108,7 +114,14 @@ async fn serve_answers_health_and_readiness_probes() {
     let get = |path: &str| {
         let url = format!("http://{addr}{path}");
         let client = client.clone();
-        async move { client.get(url).send().await.ok().map(|r| r.status().as_u16()) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
     };
     wait_for("readiness", Duration::from_secs(30), || {
         let ready = get("/readyz");
@@ -119,7 +132,10 @@ async fn serve_answers_health_and_readiness_probes() {
     assert_eq!(get("/metrics").await, Some(200));
     assert_eq!(get("/nothing").await, Some(404));
     let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .unwrap()
