@@ -157,6 +157,7 @@ impl Host {
             reads_source: true,
             destination: Some(destination(config, sync)),
             full_resync: options.full_resync,
+            partition: options.partition,
         };
         let sink = self.begin(name, start).await?;
         let input = Input::Source {

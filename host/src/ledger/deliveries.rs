@@ -2,6 +2,8 @@
 //! ([`super::delivered::DeliveredLog`]) or a table of the shared PostgreSQL database
 //! ([`super::postgres::PgDeliveries`]). The ledger and the run's sink use only this.
 
+use crate::source::partition::Partition;
+
 use super::delivered::{
     Compacted, Delivered, Delivery, Fingerprint, Index, LogError, States, fold,
 };
@@ -45,6 +47,25 @@ pub trait Deliveries: Send + Sync {
     fn index(&self) -> Result<(Index, Option<Fingerprint>), LogError> {
         let mut index = Index::default();
         let fingerprint = self.read(&mut |record| index.insert(record))?;
+        index.seal();
+        Ok((index, fingerprint))
+    }
+
+    /// [`Deliveries::index`] of the keys of `partition` only (all keys for `None`): a
+    /// partition's run holds no more than its share.
+    fn index_of(
+        &self,
+        partition: Option<Partition>,
+    ) -> Result<(Index, Option<Fingerprint>), LogError> {
+        let Some(partition) = partition else {
+            return self.index();
+        };
+        let mut index = Index::default();
+        let fingerprint = self.read(&mut |record| {
+            if partition.holds(record.key) {
+                index.insert(record);
+            }
+        })?;
         index.seal();
         Ok((index, fingerprint))
     }

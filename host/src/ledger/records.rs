@@ -142,17 +142,48 @@ impl SyncLedger {
     /// proportional to the failures, not to the ledger. What the log holds of an earlier
     /// delivery is not read: see [`SyncLedger::get`].
     pub fn failed(&self) -> impl Iterator<Item = Result<(String, Entry)>> + '_ {
-        self.failed.iter().filter_map(|item| {
-            let read = || -> Result<Option<(String, Entry)>> {
-                let (key, _) = item.at(&self.path, "reading")?;
-                let key = String::from_utf8_lossy(&key).into_owned();
-                Ok(self
-                    .stored(&key)?
-                    .filter(|entry| entry.status.is_failed())
-                    .map(|entry| (key, entry)))
-            };
-            read().transpose()
+        // The index's keys a page at a time, their entries read together (one round trip
+        // a page for a store across a network).
+        const PAGE: usize = 1_000;
+        let mut keys = self.failed.iter();
+        let mut page: std::vec::IntoIter<Result<(String, Entry)>> = Vec::new().into_iter();
+        std::iter::from_fn(move || {
+            loop {
+                if let Some(item) = page.next() {
+                    return Some(item);
+                }
+                let mut wanted = Vec::with_capacity(PAGE);
+                for item in keys.by_ref().take(PAGE) {
+                    match item.at(&self.path, "reading") {
+                        Ok((key, _)) => wanted.push(key),
+                        Err(err) => return Some(Err(err)),
+                    }
+                }
+                if wanted.is_empty() {
+                    return None;
+                }
+                page = match self.failed_entries(wanted) {
+                    Ok(entries) => entries.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
+                    Err(err) => vec![Err(err)].into_iter(),
+                };
+            }
         })
+    }
+
+    /// The entries of `keys` (named by the failed index) that are failed.
+    fn failed_entries(&self, keys: Vec<Vec<u8>>) -> Result<Vec<(String, Entry)>> {
+        let values = self.tree.get_many(&keys).at(&self.path, "reading")?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(value) = value {
+                let entry = super::decode(&self.path, &key, &value)?;
+                if entry.status.is_failed() {
+                    out.push((key, entry));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// How many records each status holds, and each failure code by status, without

@@ -25,6 +25,8 @@ pub struct RunStart {
     pub destination: Option<Fingerprint>,
     /// Send every record again, on purpose (`sluice run --full-resync`).
     pub full_resync: bool,
+    /// The run takes only this partition's keys: only their deliveries are read.
+    pub partition: Option<crate::source::partition::Partition>,
 }
 
 /// Why a run sends records the destination had confirmed before.
@@ -68,7 +70,9 @@ impl LedgerSink {
         let mut index = Index::default();
         if start.reads_source {
             let log = &ledger.delivered;
-            let (read, stored_destination) = log.index().map_err(|e| ledger.log_err(e))?;
+            let (read, stored_destination) = log
+                .index_of(start.partition)
+                .map_err(|e| ledger.log_err(e))?;
             index = read;
             if let Some(destination) = start.destination {
                 match stored_destination {

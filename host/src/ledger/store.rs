@@ -49,6 +49,10 @@ pub trait Tree: Send + Sync {
         self.read(key, &mut |bytes| value = Some(bytes.to_vec()))?;
         Ok(value)
     }
+    /// The values of `keys`, in their order: one read where the store is across a network.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Removes `key`; whether it was there.
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError>;

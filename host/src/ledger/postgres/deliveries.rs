@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Db, DbError, Fence};
 use crate::ledger::delivered::{Delivered, Delivery, Fingerprint, Index, LogError};
 use crate::ledger::deliveries::Deliveries;
+use crate::source::partition::{Partition, key_hash};
 
 /// How many deliveries a read takes a round trip.
 const PAGE: i64 = 20_000;
@@ -75,9 +76,18 @@ impl PgDeliveries {
 
 type Row = (String, Vec<u8>, Option<String>, i64, i64);
 
-impl Deliveries for PgDeliveries {
-    fn read(&self, visit: &mut dyn FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>, LogError> {
+impl PgDeliveries {
+    /// Visits the deliveries of `partition`'s keys (all of them for `None`), in key order.
+    fn read_part(
+        &self,
+        partition: Option<Partition>,
+        visit: &mut dyn FnMut(&Delivery<'_>),
+    ) -> Result<Option<Fingerprint>, LogError> {
         let fingerprint = self.fingerprint()?;
+        let (count, index) = match partition {
+            Some(p) => (Some(i64::from(p.count)), i64::from(p.index)),
+            None => (None, 0),
+        };
         let mut after: Option<String> = None;
         loop {
             let (sync, from) = (self.sync.clone(), after.clone());
@@ -86,8 +96,10 @@ impl Deliveries for PgDeliveries {
                 .call(move |client| {
                     let rows = client.query(
                         "select key, hash, destination_id, attempts, at_ms from sluice_delivered \
-                         where sync = $1 and ($2::text is null or key > $2) order by key limit $3",
-                        &[&sync, &from, &PAGE],
+                         where sync = $1 and ($2::text is null or key > $2) \
+                           and ($4::bigint is null or key_hash % $4 = $5) \
+                         order by key limit $3",
+                        &[&sync, &from, &PAGE, &count, &index],
                     )?;
                     Ok(rows
                         .iter()
@@ -117,6 +129,12 @@ impl Deliveries for PgDeliveries {
             after = rows.last().map(|row| row.0.clone());
         }
     }
+}
+
+impl Deliveries for PgDeliveries {
+    fn read(&self, visit: &mut dyn FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>, LogError> {
+        self.read_part(None, visit)
+    }
 
     fn append(&self, records: &[Delivery<'_>]) -> Result<(), LogError> {
         if records.is_empty() {
@@ -137,7 +155,9 @@ impl Deliveries for PgDeliveries {
         let mut ids = Vec::with_capacity(folded.len());
         let mut attempts = Vec::with_capacity(folded.len());
         let mut at = Vec::with_capacity(folded.len());
+        let mut key_hashes = Vec::with_capacity(folded.len());
         for (key, state) in folded {
+            key_hashes.push(key_hash(key));
             keys.push(key.to_string());
             hashes.push(state.hash.0.to_le_bytes().to_vec());
             ids.push(state.destination_id);
@@ -150,16 +170,17 @@ impl Deliveries for PgDeliveries {
                 let mut tx = client.transaction()?;
                 Fence::check(fence.as_deref(), &mut tx)?;
                 tx.execute(
-                    "insert into sluice_delivered (sync, key, hash, destination_id, attempts, at_ms) \
-                     select $1, k, h, d, a, t \
-                     from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[]) \
-                       as u(k, h, d, a, t) \
+                    "insert into sluice_delivered \
+                       (sync, key, hash, destination_id, attempts, at_ms, key_hash) \
+                     select $1, k, h, d, a, t, kh \
+                     from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], \
+                                 $7::int8[]) as u(k, h, d, a, t, kh) \
                      on conflict (sync, key) do update set \
                        hash = excluded.hash, \
                        destination_id = coalesce(excluded.destination_id, sluice_delivered.destination_id), \
                        attempts = sluice_delivered.attempts + excluded.attempts, \
                        at_ms = excluded.at_ms",
-                    &[&sync, &keys, &hashes, &ids, &attempts, &at],
+                    &[&sync, &keys, &hashes, &ids, &attempts, &at, &key_hashes],
                 )?;
                 Ok(tx.commit()?)
             })
@@ -182,8 +203,16 @@ impl Deliveries for PgDeliveries {
 
     /// Each key once, in key order: all of it goes into the sorted part of the index.
     fn index(&self) -> Result<(Index, Option<Fingerprint>), LogError> {
+        self.index_of(None)
+    }
+
+    /// The partition's keys only, filtered by the database.
+    fn index_of(
+        &self,
+        partition: Option<Partition>,
+    ) -> Result<(Index, Option<Fingerprint>), LogError> {
         let mut index = Index::default();
-        let fingerprint = self.read(&mut |record| index.insert_base(record))?;
+        let fingerprint = self.read_part(partition, &mut |record| index.insert_base(record))?;
         index.seal();
         Ok((index, fingerprint))
     }

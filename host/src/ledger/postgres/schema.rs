@@ -23,6 +23,8 @@ const TABLES: &str = "
     create table sluice_delivered (
         sync text not null, key text not null, hash bytea not null, destination_id text,
         attempts bigint not null, at_ms bigint not null,
+        -- The key's partition hash: a partition's run reads only its own keys.
+        key_hash bigint not null,
         primary key (sync, key)
     );
     create table sluice_destinations (sync text primary key, fingerprint bytea not null);

@@ -129,6 +129,18 @@ impl Tree for PgTree {
         }
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let (tree, wanted) = (self.name.clone(), keys.to_vec());
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = self.db.call(move |client| {
+            let rows = client.query(
+                "select key, value from sluice_kv where tree = $1 and key = any($2)",
+                &[&tree, &wanted],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })?;
+        Ok(keys.iter().map(|key| found.remove(key)).collect())
+    }
+
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         batch.insert(key, value.to_vec());

@@ -105,6 +105,28 @@ fn deliveries_fold_as_the_log_does_and_reset_forgets_them() {
 }
 
 #[test]
+fn a_partitions_index_holds_only_its_keys() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = std::sync::Arc::new(db(&pg));
+    prepare(&db, Access::Exclusive).unwrap();
+    let deliveries = PgDeliveries::new(db, "parts", None);
+    let keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    let records: Vec<Delivery<'_>> = keys.iter().map(|k| delivery(k, 7, None, 1)).collect();
+    deliveries.append(&records).unwrap();
+    let mut total = 0;
+    for index in 0..4 {
+        let partition = crate::source::partition::Partition { index, count: 4 };
+        let (read, _) = deliveries.index_of(Some(partition)).unwrap();
+        for key in &keys {
+            let found = read.confirmed(key, PayloadHash(7)).is_some();
+            assert_eq!(found, partition.holds(key), "{key} in {partition}");
+            total += usize::from(found);
+        }
+    }
+    assert_eq!(total, keys.len());
+}
+
+#[test]
 fn a_read_of_many_deliveries_crosses_pages() {
     let Some(pg) = Postgres::start() else { return };
     let db = std::sync::Arc::new(db(&pg));
