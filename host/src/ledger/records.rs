@@ -304,6 +304,28 @@ impl SyncLedger {
         }
         let mut entries: HashMap<&str, Option<Entry>> = HashMap::with_capacity(settled.len());
         let mut was_stored = HashSet::new();
+        // The stored entries of the keys that may have one, read together (one round trip
+        // for a store across a network, where a retry pass's every key has one).
+        let mut stored: HashMap<&str, Option<Entry>> = {
+            let mut keys: Vec<&str> = settled
+                .iter()
+                .map(|s| s.record.key.as_str())
+                .filter(|key| may_be_stored(key))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let bytes: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+            let values = self.tree.get_many(&bytes).at(&self.path, "reading")?;
+            let mut stored = HashMap::with_capacity(keys.len());
+            for (key, value) in keys.into_iter().zip(values) {
+                let entry = match value {
+                    Some(value) => Some(super::decode(&self.path, key, &value)?),
+                    None => None,
+                };
+                stored.insert(key, entry);
+            }
+            stored
+        };
         // Deliveries, by key: the payload hash, the id, the attempts so far.
         let mut deliveries: HashMap<&str, ([u8; 16], Option<Cow<'_, str>>, u32)> = HashMap::new();
         for s in settled {
@@ -311,11 +333,11 @@ impl SyncLedger {
             let previous = match entries.remove(key) {
                 Some(entry) => entry,
                 None if may_be_stored(key) => {
-                    let stored = self.stored(key)?;
-                    if stored.is_some() {
+                    let found = stored.remove(key).flatten();
+                    if found.is_some() {
                         was_stored.insert(key);
                     }
-                    stored
+                    found
                 }
                 None => None,
             };

@@ -97,6 +97,7 @@ impl Pool {
             Pool::enqueue_now(&self.queue, &self.config, &names)?;
         }
         let mut schedule = Schedule::new(&self.config, crate::clock::now());
+        schedule.say_next();
         self.ready.store(true, Ordering::SeqCst);
         tracing::info!(worker = %self.queue.owner, "pool worker: taking work");
         while !stop.is_cancelled() {
@@ -270,8 +271,21 @@ impl Schedule {
         Schedule { next }
     }
 
+    /// Logs the earliest scheduled work.
+    fn say_next(&self) {
+        if let Some((name, kind, at)) = self.next.iter().min_by_key(|(_, _, at)| *at) {
+            tracing::info!(
+                sync = %name,
+                ?kind,
+                at = %humantime::format_rfc3339_seconds(*at),
+                "next scheduled work"
+            );
+        }
+    }
+
     /// Queues what has come due, and moves each to its next time.
     fn enqueue_due(&mut self, queue: &Queue, config: &Config, now: SystemTime) -> Result<()> {
+        let mut moved = false;
         for (name, kind, at) in &mut self.next {
             if *at > now {
                 continue;
@@ -291,6 +305,10 @@ impl Schedule {
                 Kind::Retry => &sync.retry_job.schedule,
             };
             *at = next_fire(times, *at).context("a schedule with no times")?;
+            moved = true;
+        }
+        if moved {
+            self.say_next();
         }
         Ok(())
     }

@@ -11,7 +11,39 @@ use postgres::{Client, NoTls};
 use crate::ledger::StoreError;
 use crate::pg::said;
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// The connection as jobs see it: the client, and the statements it prepared, kept so that
+/// a statement run once a verdict is parsed once a connection.
+pub struct Conn {
+    client: Client,
+    statements: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection, once.
+    pub fn cached(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
 
 /// Why a job on the connection failed.
 #[derive(Debug)]
@@ -106,10 +138,13 @@ impl Db {
                     client.batch_execute(&search_path)?;
                     Ok(client)
                 });
-                let mut client = match connected {
+                let mut conn = match connected {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
-                        client
+                        Conn {
+                            client,
+                            statements: Default::default(),
+                        }
                     }
                     Err(err) => {
                         let _ = ready.send(Err(said(&err)));
@@ -118,7 +153,7 @@ impl Db {
                 };
                 // Ends when the Db is dropped (the sender with it).
                 for job in queue {
-                    job(&mut client);
+                    job(&mut conn);
                 }
             })?;
         match connected.recv() {
@@ -140,7 +175,7 @@ impl Db {
     /// Runs `job` on the connection and returns its answer.
     pub fn call<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Client) -> Result<T, DbError> + Send + 'static,
+        job: impl FnOnce(&mut Conn) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (answer, answered) = sync_channel(1);
         let job: Job = Box::new(move |client| {

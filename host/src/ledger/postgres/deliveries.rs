@@ -10,6 +10,28 @@ use crate::ledger::delivered::{Delivered, Delivery, Fingerprint, Index, LogError
 use crate::ledger::deliveries::Deliveries;
 use crate::source::partition::{Partition, key_hash};
 
+/// A verdict's deliveries, folded into each key's row; written only while the lease
+/// `$8` at generation `$9` holds, when there is one (`for share`: see `Fence`).
+const APPEND: &str = "insert into sluice_delivered \
+       (sync, key, hash, destination_id, attempts, at_ms, key_hash) \
+     select $1, k, h, d, a, t, kh \
+     from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
+       as u(k, h, d, a, t, kh) \
+     where $8::text is null or exists ( \
+       select 1 from sluice_work \
+       where id = $8 and generation = $9 and state = 'running' for share) \
+     on conflict (sync, key) do update set \
+       hash = excluded.hash, \
+       destination_id = coalesce(excluded.destination_id, sluice_delivered.destination_id), \
+       attempts = sluice_delivered.attempts + excluded.attempts, \
+       at_ms = excluded.at_ms";
+
+/// One page of a sync's deliveries in key order, of one partition's keys when `$4` is set.
+const PAGE_SQL: &str = "select key, hash, destination_id, attempts, at_ms from sluice_delivered \
+     where sync = $1 and ($2::text is null or key > $2) \
+       and ($4::bigint is null or key_hash % $4 = $5) \
+     order by key limit $3";
+
 /// How many deliveries a read takes a round trip.
 const PAGE: i64 = 20_000;
 
@@ -93,14 +115,9 @@ impl PgDeliveries {
             let (sync, from) = (self.sync.clone(), after.clone());
             let rows: Vec<Row> = self
                 .db
-                .call(move |client| {
-                    let rows = client.query(
-                        "select key, hash, destination_id, attempts, at_ms from sluice_delivered \
-                         where sync = $1 and ($2::text is null or key > $2) \
-                           and ($4::bigint is null or key_hash % $4 = $5) \
-                         order by key limit $3",
-                        &[&sync, &from, &PAGE, &count, &index],
-                    )?;
+                .call(move |conn| {
+                    let page = conn.cached(PAGE_SQL)?;
+                    let rows = conn.query(&page, &[&sync, &from, &PAGE, &count, &index])?;
                     Ok(rows
                         .iter()
                         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
@@ -165,24 +182,34 @@ impl Deliveries for PgDeliveries {
             at.push(i64::try_from(state.at_ms).unwrap_or(i64::MAX));
         }
         let (sync, fence) = (self.sync.clone(), self.fence.clone());
+        let expected = keys.len() as u64;
         self.db
-            .call(move |client| -> Result<_, DbError> {
-                let mut tx = client.transaction()?;
-                Fence::check(fence.as_deref(), &mut tx)?;
-                tx.execute(
-                    "insert into sluice_delivered \
-                       (sync, key, hash, destination_id, attempts, at_ms, key_hash) \
-                     select $1, k, h, d, a, t, kh \
-                     from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], \
-                                 $7::int8[]) as u(k, h, d, a, t, kh) \
-                     on conflict (sync, key) do update set \
-                       hash = excluded.hash, \
-                       destination_id = coalesce(excluded.destination_id, sluice_delivered.destination_id), \
-                       attempts = sluice_delivered.attempts + excluded.attempts, \
-                       at_ms = excluded.at_ms",
-                    &[&sync, &keys, &hashes, &ids, &attempts, &at, &key_hashes],
+            .call(move |conn| -> Result<_, DbError> {
+                // One statement, so one round trip and its own transaction: the lease
+                // check (see `Fence`) is its condition, and a fenced write writes no row.
+                let upsert = conn.cached(APPEND)?;
+                let (work, generation) = match fence.as_deref() {
+                    Some(fence) => (Some(fence.work.clone()), fence.generation),
+                    None => (None, 0),
+                };
+                let written = conn.execute(
+                    &upsert,
+                    &[
+                        &sync,
+                        &keys,
+                        &hashes,
+                        &ids,
+                        &attempts,
+                        &at,
+                        &key_hashes,
+                        &work,
+                        &generation,
+                    ],
                 )?;
-                Ok(tx.commit()?)
+                match (written, fence) {
+                    (0, Some(fence)) if expected > 0 => Err(DbError::Fenced((*fence).clone())),
+                    _ => Ok(()),
+                }
             })
             .map_err(database)?;
         Ok(())

@@ -1,8 +1,6 @@
 //! The state database's tables, their version, and the lock that keeps one Sluice process
 //! on them. A database of another version is refused and left untouched, never reset.
 
-use postgres::Client;
-
 use super::Db;
 
 /// The version these tables are at; an upgrade adds a step and raises it.
@@ -107,7 +105,7 @@ pub fn prepare(db: &Db, access: Access) -> Result<(), SchemaError> {
         Access::Exclusive => "select pg_try_advisory_lock($1, hashtext(current_schema()))",
         Access::Shared => "select pg_try_advisory_lock_shared($1, hashtext(current_schema()))",
     };
-    let held = db.call(move |client: &mut Client| {
+    let held = db.call(move |client| {
         let row = client.query_one(lock, &[&IN_USE_LOCK])?;
         Ok(row.get::<_, bool>(0))
     })?;

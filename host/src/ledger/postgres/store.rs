@@ -113,11 +113,9 @@ impl PgTree {
 impl Tree for PgTree {
     fn read(&self, key: &[u8], read: &mut dyn FnMut(&[u8])) -> Result<bool, StoreError> {
         let (tree, key) = (self.name.clone(), key.to_vec());
-        let value: Option<Vec<u8>> = self.db.call(move |client| {
-            let row = client.query_opt(
-                "select value from sluice_kv where tree = $1 and key = $2",
-                &[&tree, &key],
-            )?;
+        let value: Option<Vec<u8>> = self.db.call(move |conn| {
+            let get = conn.cached("select value from sluice_kv where tree = $1 and key = $2")?;
+            let row = conn.query_opt(&get, &[&tree, &key])?;
             Ok(row.map(|row| row.get(0)))
         })?;
         match value {
@@ -131,11 +129,10 @@ impl Tree for PgTree {
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let (tree, wanted) = (self.name.clone(), keys.to_vec());
-        let mut found: HashMap<Vec<u8>, Vec<u8>> = self.db.call(move |client| {
-            let rows = client.query(
-                "select key, value from sluice_kv where tree = $1 and key = any($2)",
-                &[&tree, &wanted],
-            )?;
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = self.db.call(move |conn| {
+            let get =
+                conn.cached("select key, value from sluice_kv where tree = $1 and key = any($2)")?;
+            let rows = conn.query(&get, &[&tree, &wanted])?;
             Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
         })?;
         Ok(keys.iter().map(|key| found.remove(key)).collect())
@@ -181,22 +178,20 @@ impl Tree for PgTree {
             }
         }
         let (tree, fence) = (self.name.clone(), self.fence.clone());
-        self.db.call(move |client| -> Result<_, DbError> {
-            let mut tx = client.transaction()?;
+        self.db.call(move |conn| -> Result<_, DbError> {
+            let delete = conn.cached("delete from sluice_kv where tree = $1 and key = any($2)")?;
+            let upsert = conn.cached(
+                "insert into sluice_kv (tree, key, value) \
+                 select $1, k, v from unnest($2::bytea[], $3::bytea[]) as u(k, v) \
+                 on conflict (tree, key) do update set value = excluded.value",
+            )?;
+            let mut tx = conn.transaction()?;
             Fence::check(fence.as_deref(), &mut tx)?;
             if !removed.is_empty() {
-                tx.execute(
-                    "delete from sluice_kv where tree = $1 and key = any($2)",
-                    &[&tree, &removed],
-                )?;
+                tx.execute(&delete, &[&tree, &removed])?;
             }
             if !keys.is_empty() {
-                tx.execute(
-                    "insert into sluice_kv (tree, key, value) \
-                     select $1, k, v from unnest($2::bytea[], $3::bytea[]) as u(k, v) \
-                     on conflict (tree, key) do update set value = excluded.value",
-                    &[&tree, &keys, &values],
-                )?;
+                tx.execute(&upsert, &[&tree, &keys, &values])?;
             }
             Ok(tx.commit()?)
         })
