@@ -19,7 +19,7 @@
 //! Sluice is the real release binary, also a child, so that `wait4` gives each one's CPU
 //! time and peak memory exactly, and what the simulator stores never counts against Sluice.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,8 +32,8 @@ use sluice_sim::rest::{RestConfig, RestMode};
 
 mod support;
 use support::{
-    BATCH, CONCURRENCY, MIB, Mix, PATH, SYNC, Server, Usage, load_average, record,
-    total_memory_gib, wait, write_config,
+    BATCH, CONCURRENCY, MIB, PATH, SYNC, Server, Usage, load_average, total_memory_gib, wait,
+    write_config,
 };
 
 /// Records of the warm-up run, which compiles the connector into the on-disk cache.
@@ -84,11 +84,11 @@ fn bench(args: &[String]) -> Result<()> {
     );
 
     let data = dir.join("records.jsonl");
-    let bytes = write_records(&data, options.records)?;
+    let bytes = support::write_records(&data, options.records)?;
     let failed_data = dir.join("failed.jsonl");
-    write_records(&failed_data, options.failed)?;
+    support::write_records(&failed_data, options.failed)?;
     let warm_up = dir.join("warm-up.jsonl");
-    write_records(&warm_up, WARM_UP_RECORDS.min(options.records))?;
+    support::write_records(&warm_up, WARM_UP_RECORDS.min(options.records))?;
     println!(
         "{} records, {:.0} bytes each on average ({:.1} MiB), batch {BATCH}, concurrency {CONCURRENCY}",
         options.records,
@@ -302,28 +302,7 @@ fn ledger_contents(path: &Path) -> Result<Vec<TreeContents>> {
 /// record, five times each; the medians. The ledger is closed again before the pass runs.
 fn selection_alone(state: &Path, failed: usize) -> Result<()> {
     let ledger = sluice::ledger::Ledger::open(state)?;
-    let sync = ledger.sync(SYNC)?;
-    let job = sluice::config::RetryJob::default();
-    let now = sluice::clock::now_ms();
-    for limit in [job.max_records, 1] {
-        let request = sluice::retry_job::Request {
-            limit: Some(limit),
-            ..Default::default()
-        };
-        let mut times = Vec::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            let selection = sluice::retry_job::select(&sync, &job, &request, now)?;
-            times.push(started.elapsed().as_secs_f64());
-            ensure!(selection.counts.selected as usize == failed.min(limit));
-        }
-        println!(
-            "the retry job's selection alone over {failed} failed records, limit {limit}: \
-             {:.3} s (median of 5)",
-            support::median_of(times)
-        );
-    }
-    Ok(())
+    support::time_selection(&ledger.sync(SYNC)?, failed, "alone (embedded store)")
 }
 
 /// Part 2: a retry pass of `failed` records against a destination limited to `rate`
@@ -657,22 +636,4 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-// ---------------------------------------------------------------------------------------
-// Data: deterministic records of about 300 bytes, keyed by `id`, the same shape as the
-// throughput bench's.
-
-/// Writes `count` records to `path`; returns their bytes, newlines left out.
-fn write_records(path: &Path, count: usize) -> Result<u64> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    let mut mix = Mix(0x5EED);
-    let mut bytes = 0u64;
-    for i in 0..count {
-        let line = record(i, &mut mix);
-        bytes += line.len() as u64;
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
-    Ok(bytes)
 }

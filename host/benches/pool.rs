@@ -11,7 +11,6 @@
 //! the last partition done, records/s, the workers' CPU time, the database's CPU time
 //! (its backends, once they have ended) and the WAL and table bytes written per record.
 
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use sluice_sim::postgres::Postgres;
 use sluice_sim::rest::{RestConfig, RestMode};
 
 mod support;
-use support::{BATCH, CONCURRENCY, MIB, Mix, PATH, SYNC, Server, Usage, record, wait};
+use support::{BATCH, CONCURRENCY, MIB, PATH, SYNC, Server, Usage, wait};
 
 const URL_ENV: &str = "SLUICE_BENCH_STATE_URL";
 const PARTITIONS: u32 = 8;
@@ -68,7 +67,7 @@ fn main() -> Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("records.jsonl");
-    let bytes = write_records(&data, options.records)?;
+    let bytes = support::write_records(&data, options.records)?;
     println!(
         "{} records, {:.1} MiB; machine: {} cores, load average {}",
         options.records,
@@ -216,39 +215,12 @@ fn selection(pg: &Postgres, records: usize) -> Result<()> {
             .collect();
         sync.record(&settled, sluice::clock::now_ms())?;
     }
-    let job = sluice::config::RetryJob::default();
-    for limit in [job.max_records, 1] {
-        let request = sluice::retry_job::Request {
-            limit: Some(limit),
-            ..Default::default()
-        };
-        let mut times = Vec::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            let picked = sluice::retry_job::select(&sync, &job, &request, sluice::clock::now_ms())?;
-            times.push(started.elapsed().as_secs_f64());
-            ensure!(picked.counts.selected as usize == failed.min(limit));
-        }
-        println!(
-            "retry selection in the database, {records} entries, {failed} failed, limit {limit}: \
-             {:.3} s (median of 5)",
-            support::median_of(times)
-        );
-    }
+    support::time_selection(
+        &sync,
+        failed,
+        &format!("in the database, {records} entries"),
+    )?;
     Ok(())
-}
-
-fn write_records(path: &Path, count: usize) -> Result<u64> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    let mut mix = Mix(0x5EED);
-    let mut bytes = 0u64;
-    for i in 0..count {
-        let line = record(i, &mut mix);
-        bytes += line.len() as u64;
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
-    Ok(bytes)
 }
 
 /// A config for `data` into `server`; the state in `schema` of the database, or embedded.

@@ -355,3 +355,43 @@ pub fn median_of(mut values: Vec<f64>) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// Writes `count` records of the benches' shape to `path`, one JSON line each; their bytes.
+pub fn write_records(path: &std::path::Path, count: usize) -> Result<u64> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut mix = Mix(0x5EED);
+    let mut bytes = 0u64;
+    for i in 0..count {
+        let line = record(i, &mut mix);
+        bytes += line.len() as u64;
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// Times the retry job's selection over `sync`, which holds `failed` failed records: the
+/// default pass (up to 50,000) and a pass of one, five times each; prints the medians
+/// after `what`.
+pub fn time_selection(sync: &sluice::ledger::SyncLedger, failed: usize, what: &str) -> Result<()> {
+    let job = sluice::config::RetryJob::default();
+    let now = sluice::clock::now_ms();
+    for limit in [job.max_records, 1] {
+        let request = sluice::retry_job::Request {
+            limit: Some(limit),
+            ..Default::default()
+        };
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let selection = sluice::retry_job::select(sync, &job, &request, now)?;
+            times.push(started.elapsed().as_secs_f64());
+            ensure!(selection.counts.selected as usize == failed.min(limit));
+        }
+        println!(
+            "the retry job's selection {what}, {failed} failed, limit {limit}: {:.3} s (median of 5)",
+            median_of(times)
+        );
+    }
+    Ok(())
+}

@@ -207,7 +207,7 @@ impl Pool {
                     {
                         Err(anyhow::anyhow!("{error}"))
                     }
-                    (outcome, _) => Ok(Ok(outcome.clone())),
+                    (outcome, _) => Ok(Ok(*outcome)),
                 }
             }
             Ok(None) => Ok(Ok(Outcome::Completed)),

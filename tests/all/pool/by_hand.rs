@@ -40,14 +40,7 @@ async fn partitions_run_by_hand_deliver_every_record_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_with_sigterm_hands_its_work_back_at_once() {
     let Some(pg) = Postgres::start() else { return };
-    let faults = sluice_sim::Faults {
-        latency: Some(sluice_sim::faults::Latency {
-            every: 1,
-            delay: Duration::from_millis(100),
-        }),
-        ..Default::default()
-    };
-    let dest = common::rest_sim(sluice_sim::rest::RestMode::AcceptAll, faults).await;
+    let dest = slow_destination(1, Duration::from_millis(100)).await;
     let schema = "pool_term";
     let setup = pool_scenario(&dest.base_url(), common::contacts(2_000), 1, schema)
         .batches(20, 2)

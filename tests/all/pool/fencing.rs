@@ -14,15 +14,7 @@ fn logged_at(line: &Value) -> SystemTime {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_resumed_after_its_lease_moved_on_sends_and_settles_nothing_more() {
     let Some(pg) = Postgres::start() else { return };
-    // Every request takes 100 ms: the run lasts seconds, so it can be paused mid-way.
-    let faults = sluice_sim::Faults {
-        latency: Some(sluice_sim::faults::Latency {
-            every: 1,
-            delay: Duration::from_millis(100),
-        }),
-        ..Default::default()
-    };
-    let dest = common::rest_sim(sluice_sim::rest::RestMode::AcceptAll, faults).await;
+    let dest = slow_destination(1, Duration::from_millis(100)).await;
     let schema = "pool_fence";
     let setup = pool_scenario(&dest.base_url(), common::contacts(RECORDS), 1, schema)
         .batches(20, 2)

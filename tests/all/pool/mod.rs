@@ -157,6 +157,16 @@ fn pool_scenario(base_url: &str, records: Vec<Value>, partitions: u32, schema: &
         ))
 }
 
+/// The accept-all REST simulator, every `every`th request answered `delay` late: a run
+/// that lasts long enough to be stopped, killed or paused in.
+async fn slow_destination(every: u64, delay: Duration) -> sluice_sim::SimHandle {
+    let faults = sluice_sim::Faults {
+        latency: Some(sluice_sim::faults::Latency { every, delay }),
+        ..Default::default()
+    };
+    common::rest_sim(sluice_sim::rest::RestMode::AcceptAll, faults).await
+}
+
 /// `sluice enqueue` for `config`, which must succeed.
 async fn enqueue(config: &Path, pg: &Postgres) {
     common::sluice_ok(&["enqueue"], config, &[(URL_ENV, &pg.url)]).await;

@@ -73,15 +73,7 @@ async fn three_workers_share_the_partitions_and_deliver_each_record_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_nothing_and_its_partition_is_resumed() {
     let Some(pg) = Postgres::start() else { return };
-    // Every 5th request waits 300 ms: the run lasts long enough to be killed in.
-    let faults = sluice_sim::Faults {
-        latency: Some(sluice_sim::faults::Latency {
-            every: 5,
-            delay: Duration::from_millis(300),
-        }),
-        ..Default::default()
-    };
-    let dest = common::rest_sim(sluice_sim::rest::RestMode::AcceptAll, faults).await;
+    let dest = slow_destination(5, Duration::from_millis(300)).await;
     let schema = "pool_kill";
     let setup = pool_scenario(
         &dest.base_url(),
