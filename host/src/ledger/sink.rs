@@ -2,14 +2,13 @@
 //! the filter that skips what the destination already has. The engine owns both
 //! interfaces; this is where a run reads the delivered log (once, at its start).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use nohash_hasher::BuildNoHashHasher;
 
 use super::delivered::{Fingerprint, Index};
-use super::{PayloadHash, SyncLedger, model};
+use super::{Entry, PayloadHash, SyncLedger, model};
 use crate::clock::now_ms;
 use crate::engine::{Filter, Sink};
 use crate::fate::{Decision, Settled};
@@ -57,9 +56,11 @@ pub struct LedgerSink {
     ledger: SyncLedger,
     /// What the destination confirmed, for a run that reads the source.
     index: Index,
-    /// Hashes of the keys the store held when the run began: any other key has no
-    /// stored entry, so its read is spared (runs of one state directory never overlap).
-    stored: HashSet<u64, BuildNoHashHasher<u64>>,
+    /// The entries the store held when the run began, without their payloads and
+    /// failures (what `model::decide` reads of them): a key not here has no stored entry
+    /// (runs of one sync never overlap), and a key here is decided without a read, which
+    /// for a store across a network would be a round trip a record.
+    stored: HashMap<Box<str>, Entry>,
     resend: Option<ResendReason>,
 }
 
@@ -88,10 +89,16 @@ impl LedgerSink {
                 }
             }
         }
-        let mut stored = HashSet::default();
+        let mut stored = HashMap::new();
         for item in ledger.tree.iter() {
-            let (key, _) = item.map_err(|e| super::storage_error(&ledger.path, "reading", e))?;
-            stored.insert(key_hash(&key));
+            let (key, value) =
+                item.map_err(|e| super::storage_error(&ledger.path, "reading", e))?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let mut entry = super::decode(&ledger.path, &key, &value)?;
+            entry.payload = None;
+            entry.failure = None;
+            entry.resolution = None;
+            stored.insert(key.into_boxed_str(), entry);
         }
         Ok(Arc::new(LedgerSink {
             ledger,
@@ -107,12 +114,8 @@ impl LedgerSink {
     }
 
     fn may_be_stored(&self, key: &str) -> bool {
-        !self.stored.is_empty() && self.stored.contains(&key_hash(key.as_bytes()))
+        !self.stored.is_empty() && self.stored.contains_key(key)
     }
-}
-
-fn key_hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 impl Sink for LedgerSink {
@@ -129,10 +132,8 @@ impl Sink for LedgerSink {
 impl Filter for LedgerSink {
     fn decide(&self, key: &str, payload: &str, send_all: bool) -> Result<Decision> {
         let send_all = send_all || self.resend.is_some();
-        if self.may_be_stored(key) {
-            if let Some(entry) = self.ledger.stored(key)? {
-                return Ok(model::decide(Some(&entry), payload, send_all));
-            }
+        if let Some(entry) = self.stored.get(key) {
+            return Ok(model::decide(Some(entry), payload, send_all));
         }
         if send_all {
             return Ok(Decision::Send);
