@@ -28,7 +28,7 @@ pub enum Kind {
     Text,
     Bytea,
     Uuid,
-    /// `json` as it was written, or what `to_json` made of a type decoded by the server.
+    /// `json`, as it was written.
     Json,
     Jsonb,
     Date,
@@ -36,11 +36,13 @@ pub enum Kind {
     Timestamptz,
     /// `numeric`, selected as its exact text.
     Numeric,
+    /// Any other type (arrays, intervals, enums, ranges, composite and extension types),
+    /// selected through the server's `to_json` and written as the JSON it makes.
+    ToJson,
 }
 
 impl Kind {
-    /// The kind for a column of type `ty`; anything else (arrays, intervals, enums,
-    /// ranges, composite and extension types) is turned into JSON by the server.
+    /// The kind for a column of type `ty`.
     pub fn of(ty: &Type) -> Kind {
         match *ty {
             Type::BOOL => Kind::Bool,
@@ -59,15 +61,15 @@ impl Kind {
             Type::TIMESTAMP => Kind::Timestamp,
             Type::TIMESTAMPTZ => Kind::Timestamptz,
             Type::NUMERIC => Kind::Numeric,
-            _ => Kind::Json,
+            _ => Kind::ToJson,
         }
     }
 
-    /// How the wrapping query selects `column` (an already quoted reference) of type `ty`.
-    pub fn select(self, ty: &Type, column: &str) -> String {
+    /// How the wrapping query selects `column` (an already quoted reference).
+    pub fn select(self, column: &str) -> String {
         match self {
             Kind::Numeric => format!("{column}::text"),
-            Kind::Json if *ty != Type::JSON => format!("to_json({column})"),
+            Kind::ToJson => format!("to_json({column})"),
             _ => column.to_string(),
         }
     }
@@ -135,7 +137,7 @@ pub fn value(out: &mut Vec<u8>, kind: Kind, raw: Option<&[u8]>) -> Result<(), Ma
             }
             out.push(b'"');
         }
-        Kind::Json => json_text(out, raw),
+        Kind::Json | Kind::ToJson => json_text(out, raw),
         Kind::Jsonb => match raw.split_first() {
             Some((1, text)) => json_text(out, text),
             _ => return Err(bad()),

@@ -20,7 +20,7 @@ use super::{Row as SourceRow, RowReader, jsonl};
 use crate::pg::said;
 use encode::Kind;
 
-/// The rows of a query, as JSON lines.
+/// The rows of a query, each as one JSON object.
 pub struct QueryRows {
     handle: Handle,
     /// Kept so that the connection lives as long as the rows are read.
@@ -41,7 +41,7 @@ pub struct QueryRows {
 
 /// The query, its columns selected as their kinds need; the columns are renamed by
 /// position (`c1`, `c2`, ...), so names that repeat or need quoting do not matter here.
-fn wrapped(query: &str, columns: &[(Kind, Type)]) -> String {
+fn wrapped(query: &str, columns: &[Kind]) -> String {
     if columns.is_empty() {
         return trimmed(query).to_string();
     }
@@ -49,7 +49,7 @@ fn wrapped(query: &str, columns: &[(Kind, Type)]) -> String {
     let projection: Vec<String> = columns
         .iter()
         .zip(&names)
-        .map(|((kind, ty), name)| kind.select(ty, &format!("q.{name}")))
+        .map(|(kind, name)| kind.select(&format!("q.{name}")))
         .collect();
     format!(
         "SELECT {} FROM ({}) AS q({})",
@@ -90,16 +90,16 @@ impl QueryRows {
         let probe = handle
             .block_on(client.prepare(trimmed(query)))
             .map_err(|e| anyhow!("the PostgreSQL source's query: {}", said(&e)))?;
-        let kinds: Vec<(Kind, Type)> = probe
+        let kinds: Vec<Kind> = probe
             .columns()
             .iter()
-            .map(|c| (Kind::of(c.type_()), c.type_().clone()))
+            .map(|c| Kind::of(c.type_()))
             .collect();
         let columns = probe
             .columns()
             .iter()
             .zip(&kinds)
-            .map(|(column, (kind, _))| {
+            .map(|(column, kind)| {
                 let mut name = serde_json::to_vec(column.name()).expect("a string is JSON");
                 name.push(b':');
                 (*kind, name)
@@ -209,12 +209,10 @@ mod tests {
 
     #[test]
     fn a_query_is_wrapped_with_its_columns_renamed_by_position() {
-        let columns = vec![
-            (Kind::Int8, Type::INT8),
-            (Kind::Numeric, Type::NUMERIC),
-            (Kind::Json, Type::INTERVAL),
-            (Kind::Json, Type::JSON),
-        ];
+        let columns: Vec<Kind> = [Type::INT8, Type::NUMERIC, Type::INTERVAL, Type::JSON]
+            .iter()
+            .map(Kind::of)
+            .collect();
         assert_eq!(
             wrapped("select * from t;  ", &columns),
             "SELECT q.c1, q.c2::text, to_json(q.c3), q.c4 FROM (select * from t) AS q(c1, c2, c3, c4)"

@@ -59,6 +59,7 @@ fn each_kind_is_written_as_the_readme_table_says() {
             json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
         ),
         (Kind::Json, b"{\"a\":\n [1]}".to_vec(), json!({"a": [1]})),
+        (Kind::ToJson, b"[1.5, \"x\"]".to_vec(), json!([1.5, "x"])),
         (
             Kind::Jsonb,
             b"\x01{\"a\": null}".to_vec(),
