@@ -133,18 +133,14 @@ impl Pool {
             run_stop.clone(),
             lost.clone(),
         ));
-        let result = self.run(&claim, run_stop).await;
+        let outcome = self.run(&claim, run_stop).await;
         renewal.abort();
-        let fenced = lost.load(Ordering::SeqCst)
-            || matches!(&result, Err(err) if format!("{err:#}").contains("has moved to another worker"));
-        if fenced {
+        if lost.load(Ordering::SeqCst) {
             tracing::warn!(work = %claim.id, "the lease moved to another worker: this worker stopped the work and settled nothing more of it");
             return;
         }
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(err) => Err(format!("{err:#}")),
-        };
+        // A run stopped by a fenced write ends here too: the row's generation has moved,
+        // so finishing or releasing it changes nothing and says so.
         let ended = match outcome {
             Ok(Outcome::Interrupted) if stop.is_cancelled() => self.queue.release(&claim),
             Ok(Outcome::Completed) => self.queue.finish(&claim, None),
@@ -155,24 +151,30 @@ impl Pool {
         };
         match ended {
             Ok(true) => tracing::info!(work = %claim.id, "work ended"),
-            Ok(false) => {
-                tracing::warn!(work = %claim.id, "the lease moved on before the work ended")
-            }
+            Ok(false) => tracing::warn!(
+                work = %claim.id,
+                "the lease moved to another worker before the work ended: this worker settled \
+                 nothing more of it"
+            ),
             Err(err) => tracing::error!(work = %claim.id, "recording the end of the work: {err}"),
         }
     }
 
-    /// Runs the row's work on a fenced view of the ledger; the run's outcome, or why it
+    /// Runs the row's work on a fenced view of the ledger: the run's outcome, or why it
     /// could not run (as text, for the row).
-    async fn run(&self, claim: &Claim, stop: CancellationToken) -> Result<Result<Outcome, String>> {
+    async fn run(&self, claim: &Claim, stop: CancellationToken) -> Result<Outcome, String> {
         if self.config.sync(&claim.sync).is_err() {
-            return Ok(Err(format!(
+            return Err(format!(
                 "sync `{}` is not in this worker's config `{}`",
                 claim.sync,
                 self.config.path.display()
-            )));
+            ));
         }
-        let ledger = self.host.ledger().fenced(claim.fence())?;
+        let ledger = self
+            .host
+            .ledger()
+            .fenced(claim.fence())
+            .map_err(|err| format!("{err:#}"))?;
         let host = self.host.with_ledger(ledger);
         let control = RunControl {
             stop,
@@ -200,18 +202,12 @@ impl Pool {
         };
         match report {
             Ok(Some(report)) => {
-                tracing::info!(work = %claim.id, summary = %serde_json::to_string(&report.summary)?, "run done");
-                match (&report.summary.outcome, &report.summary.error) {
-                    (Outcome::Failed, Some(error))
-                        if error.contains("has moved to another worker") =>
-                    {
-                        Err(anyhow::anyhow!("{error}"))
-                    }
-                    (outcome, _) => Ok(Ok(*outcome)),
-                }
+                let summary = serde_json::to_string(&report.summary).unwrap_or_default();
+                tracing::info!(work = %claim.id, %summary, "run done");
+                Ok(report.summary.outcome)
             }
-            Ok(None) => Ok(Ok(Outcome::Completed)),
-            Err(err) => Ok(Err(format!("{err:#}"))),
+            Ok(None) => Ok(Outcome::Completed),
+            Err(err) => Err(format!("{err:#}")),
         }
     }
 }
