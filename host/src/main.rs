@@ -198,7 +198,7 @@ fn parse_call_timeout(text: &str) -> Result<std::time::Duration, String> {
     )
 }
 
-/// `--window`: a duration within the range `retry_job.window` accepts.
+/// `--lease-timeout`: from a second to an hour.
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     duration_within(
         text,
@@ -208,10 +208,12 @@ fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     )
 }
 
+/// `--grace`: from a second to an hour.
 fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
-    duration_within(text, "--grace", sluice::config::LEASE_TIMEOUT_RANGE, "10s")
+    duration_within(text, "--grace", sluice::config::GRACE_RANGE, "10s")
 }
 
+/// `--window`: a duration within the range `retry_job.window` accepts.
 fn parse_window(text: &str) -> Result<std::time::Duration, String> {
     duration_within(text, "--window", sluice::config::RETRY_WINDOW_RANGE, "7d")
 }

@@ -269,6 +269,8 @@ pub const RETRY_WINDOW_RANGE: DurationRange = range(secs(60), secs(3650 * 24 * 3
 pub const FLUSH_INTERVAL_RANGE: DurationRange = range(Duration::from_millis(10), secs(60));
 /// `sluice serve --lease-timeout`: how soon a pool takes over the work of a dead worker.
 pub const LEASE_TIMEOUT_RANGE: DurationRange = range(secs(1), secs(3600));
+/// `sluice serve --grace`: how long requests in flight may finish after SIGTERM.
+pub const GRACE_RANGE: DurationRange = range(secs(1), secs(3600));
 pub const INSPECTOR_AGE_RANGE: DurationRange = range(secs(60), secs(365 * 24 * 3600));
 
 impl DurationRange {

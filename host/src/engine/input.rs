@@ -105,11 +105,10 @@ pub(super) fn read(
                 )
             })?;
             let rows = source::open(spec, &spool_dir)?;
-            let source = SourceRows { rows, partition };
-            let spooled =
-                spool_source(source, &spool_dir, &shared.stop, decide, |line, reason| {
-                    report(&mut invalid, line, reason, Count::InvalidRows);
-                })?;
+            let stop = &shared.stop;
+            let spooled = spool_source(rows, partition, &spool_dir, stop, decide, |line, why| {
+                report(&mut invalid, line, why, Count::InvalidRows);
+            })?;
             match spooled {
                 None => false,
                 Some(mut spooled) => loop {
@@ -173,33 +172,16 @@ impl SourceRead {
 /// Reads every row of the source once: unusable rows go to `invalid` as they come,
 /// records to a spool in `dir`, each decided by `decide` as it is read (a record not to
 /// send keeps only its key in the spool: a rerun with little changed writes little).
-/// `None` when the run was stopped meanwhile.
-/// A source's rows, and the partition of its keys a run takes.
-struct SourceRows {
-    rows: Box<dyn RowReader>,
-    partition: Option<Partition>,
-}
-
-impl From<Box<dyn RowReader>> for SourceRows {
-    fn from(rows: Box<dyn RowReader>) -> Self {
-        SourceRows {
-            rows,
-            partition: None,
-        }
-    }
-}
-
+/// With a `partition`, only its keys are kept (and invalid rows are reported by partition
+/// 0 alone). `None` when the run was stopped meanwhile.
 fn spool_source(
-    source: impl Into<SourceRows>,
+    mut rows: Box<dyn RowReader>,
+    partition: Option<Partition>,
     dir: &Path,
     stop: &CancellationToken,
     mut decide: impl FnMut(&str, &str) -> Result<Decision>,
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<SourceRead>> {
-    let SourceRows {
-        mut rows,
-        partition,
-    } = source.into();
     let mut spool = SpoolWriter::new(dir)?;
     let mut seen = KeysSeen::default();
     while let Some(row) = rows.next_row()? {
@@ -245,11 +227,10 @@ mod tests {
     fn winners(rows: Box<dyn RowReader>, dir: &Path) -> (Vec<(u64, String, String)>, Vec<u64>) {
         let mut invalid = Vec::new();
         let send = |_: &str, _: &str| Ok(Decision::Send);
-        let mut spooled = spool_source(rows, dir, &CancellationToken::new(), send, |line, _| {
-            invalid.push(line)
-        })
-        .unwrap()
-        .unwrap();
+        let stop = CancellationToken::new();
+        let mut spooled = spool_source(rows, None, dir, &stop, send, |line, _| invalid.push(line))
+            .unwrap()
+            .unwrap();
         let mut sent = Vec::new();
         while let Some((line, row)) = spooled.records.next_record().unwrap() {
             let Spooled::Send(record) = row else {
@@ -351,6 +332,7 @@ mod tests {
         assert!(
             spool_source(
                 rows,
+                None,
                 dir.path(),
                 &stop,
                 |_, _| Ok(Decision::Send),

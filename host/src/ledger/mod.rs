@@ -195,14 +195,6 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// This ledger's state database, for the work queue; `None` for the embedded store.
-    pub fn database(&self) -> Option<Arc<postgres::Db>> {
-        match &self.backend {
-            Backend::Postgres { db, .. } => Some(db.clone()),
-            Backend::Files { .. } => None,
-        }
-    }
-
     /// The same state database, every write of which checks that `fence` still holds:
     /// what a worker of a pool writes through while it works under a lease.
     pub fn fenced(&self, fence: postgres::Fence) -> Result<Ledger> {
