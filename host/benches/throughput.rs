@@ -20,7 +20,7 @@
 //! eight workers on two cores it includes waiting for a core. The ledger is timed alone
 //! too, settling every record as delivered, since it is most of what Sluice adds.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -33,8 +33,8 @@ use sluice_sim::rest::{RestConfig, RestMode};
 
 mod support;
 use support::{
-    BATCH, CONCURRENCY, MIB, Mix, PATH, Server, Stopped, Usage, load_average, record,
-    total_memory_gib, wait, write_config,
+    BATCH, CONCURRENCY, MIB, PATH, Server, Stopped, Usage, load_average, total_memory_gib, wait,
+    write_config,
 };
 
 /// Records of the warm-up run, which compiles the connector into the on-disk cache.
@@ -72,7 +72,9 @@ fn bench(args: &[String]) -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let data = dir.path().join("records.jsonl");
     let warm_up = dir.path().join("warm-up.jsonl");
-    let bytes = write_records(&data, &warm_up, options.records)?;
+    let bytes = support::write_records(&data, options.records)?;
+    // The same generator: the warm-up is the first records of the run's.
+    support::write_records(&warm_up, WARM_UP_RECORDS.min(options.records))?;
     println!(
         "{} records, {:.0} bytes each on average ({:.1} MiB), batch {BATCH}, concurrency {CONCURRENCY}",
         options.records,
@@ -260,26 +262,6 @@ fn print_medians(rounds: &[(Run, Run)], alone: &ConnectorCost, ledger: &LedgerCo
 
 // ---------------------------------------------------------------------------------------
 // Data: deterministic records of about 300 bytes, keyed by `id`.
-
-/// Writes `count` records to `all` and the first few to `warm_up`; returns the bytes of
-/// `all`, newlines left out.
-fn write_records(all: &Path, warm_up: &Path, count: usize) -> Result<u64> {
-    let mut out = BufWriter::new(std::fs::File::create(all)?);
-    let mut warm = BufWriter::new(std::fs::File::create(warm_up)?);
-    let mut mix = Mix(0x5EED);
-    let mut bytes = 0u64;
-    for i in 0..count {
-        let line = record(i, &mut mix);
-        bytes += line.len() as u64;
-        writeln!(out, "{line}")?;
-        if i < WARM_UP_RECORDS {
-            writeln!(warm, "{line}")?;
-        }
-    }
-    out.flush()?;
-    warm.flush()?;
-    Ok(bytes)
-}
 
 // ---------------------------------------------------------------------------------------
 // The simulated destination, in a child process (see `support::Server`).

@@ -23,6 +23,17 @@ async fn assert_delivered_exactly(dest: &sluice_sim::SimHandle, pg: &Postgres, s
     assert_eq!(ledger, at_destination, "the ledger equals the destination");
 }
 
+/// The 100,000 records in 8 partitions to `dest`, the state in `schema`.
+fn sync_of_all_records(dest: &sluice_sim::SimHandle, schema: &str) -> common::Setup {
+    pool_scenario(
+        &dest.base_url(),
+        common::contacts(RECORDS),
+        PARTITIONS,
+        schema,
+    )
+    .setup()
+}
+
 async fn all_done(pg: &Postgres, schema: &str) -> bool {
     let rows = rows(pg, schema).await;
     rows.len() == PARTITIONS as usize && rows.iter().all(|r| r.state == "done")
@@ -33,13 +44,7 @@ async fn three_workers_share_the_partitions_and_deliver_each_record_once() {
     let Some(pg) = Postgres::start() else { return };
     let dest = common::accepting().await;
     let schema = "pool_share";
-    let setup = pool_scenario(
-        &dest.base_url(),
-        common::contacts(RECORDS),
-        PARTITIONS,
-        schema,
-    )
-    .setup();
+    let setup = sync_of_all_records(&dest, schema);
     let config = setup.config_path();
     let workers: Vec<Worker> = ["a", "b", "c"]
         .iter()
@@ -75,13 +80,7 @@ async fn a_worker_killed_mid_run_loses_nothing_and_its_partition_is_resumed() {
     let Some(pg) = Postgres::start() else { return };
     let dest = slow_destination(5, Duration::from_millis(300)).await;
     let schema = "pool_kill";
-    let setup = pool_scenario(
-        &dest.base_url(),
-        common::contacts(RECORDS),
-        PARTITIONS,
-        schema,
-    )
-    .setup();
+    let setup = sync_of_all_records(&dest, schema);
     let config = setup.config_path();
     let victim = Worker::start(&config, &pg, "victim", "3s");
     enqueue(&config, &pg).await;
