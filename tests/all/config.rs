@@ -200,6 +200,42 @@ fn other_mistakes_are_explained() {
             GOOD.replace("settings = {", "settings = { nested = { a = 1 },"),
             "settings.nested: expected a string",
         ),
+        (
+            GOOD.replace("concurrency = 2", "concurrency = 2\npartitions = 0"),
+            "partitions: must be between 1 and 4096, got 0",
+        ),
+        (
+            GOOD.replace("concurrency = 2", "concurrency = 2\npartitions = 4097"),
+            "partitions: must be between 1 and 4096, got 4097",
+        ),
+        (
+            GOOD.replace(
+                "state_dir = \"state\"",
+                "state_dir = \"state\"\nstate = { postgres = { url_env = \" \" } }",
+            ),
+            "state.postgres.url_env: name the environment variable",
+        ),
+        (
+            GOOD.replace(
+                "state_dir = \"state\"",
+                "state_dir = \"state\"\nstate = { postgres = { url_env = \"DB\", schema = \"x\\\"; drop table t; --\" } }",
+            ),
+            "state.postgres.schema: `x\"; drop table t; --` must be a lowercase name",
+        ),
+        (
+            GOOD.replace(
+                "state_dir = \"state\"",
+                "state_dir = \"state\"\nstate = { postgres = { url_env = \"DB\", schema = \"9lives\" } }",
+            ),
+            "state.postgres.schema: `9lives` must be a lowercase name",
+        ),
+        (
+            GOOD.replace(
+                "state_dir = \"state\"",
+                "state_dir = \"state\"\nstate = { sqlite = {} }",
+            ),
+            "unknown field `sqlite`",
+        ),
     ];
     for (text, expected) in cases {
         let message = error_of(&text);

@@ -93,7 +93,8 @@ impl Queue {
         })
     }
 
-    /// Claims the oldest row that is due, or whose lease ran out, for `lease`.
+    /// Claims the oldest row that is due, or whose lease ran out, for `lease`. Only the
+    /// kinds this worker knows: a newer Sluice sharing the database may queue others.
     pub fn claim(&self, lease: Duration) -> Result<Option<Claim>, StoreError> {
         let owner = self.owner.clone();
         let lease_ms = lease.as_millis() as i64;
@@ -105,7 +106,8 @@ impl Queue {
                        started_at = {NOW_MS} \
                      where id = ( \
                        select id from sluice_work \
-                       where state = 'due' or (state = 'running' and lease_until < {NOW_MS}) \
+                       where kind in ('run', 'retry') \
+                         and (state = 'due' or (state = 'running' and lease_until < {NOW_MS})) \
                        order by due_at, id limit 1 for update skip locked) \
                      returning id, sync, kind, part, parts, generation"
                 ),
@@ -172,5 +174,70 @@ impl Queue {
             )?;
             Ok(released == 1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_sim::postgres::Postgres;
+
+    use super::*;
+    use crate::ledger::postgres::{Access, prepare};
+
+    fn queue(pg: &Postgres, owner: &str) -> Queue {
+        let db = Db::connect(pg.url.clone(), "TEST_POOL_URL", "public").unwrap();
+        prepare(&db, Access::Shared).unwrap();
+        Queue::new(Arc::new(db), owner.into())
+    }
+
+    #[test]
+    fn rows_are_queued_once_claimed_oldest_first_and_fenced_by_generation() {
+        let Some(pg) = Postgres::start() else { return };
+        let (a, b) = (queue(&pg, "a"), queue(&pg, "b"));
+        assert_eq!(a.enqueue("s", Kind::Run, 2, 20).unwrap(), 2);
+        // The same due run scheduled by another worker, and an earlier retry pass.
+        assert_eq!(b.enqueue("s", Kind::Run, 2, 20).unwrap(), 0);
+        assert_eq!(b.enqueue("s", Kind::Retry, 8, 10).unwrap(), 1);
+        // A later run of the same sync while those are open: none.
+        assert_eq!(a.enqueue("s", Kind::Run, 2, 30).unwrap(), 0);
+        // A kind this version does not know is never claimed.
+        a.db.call(|c| {
+            Ok(c.batch_execute(
+                "insert into sluice_work (id, sync, kind, part, parts, due_at) \
+                 values ('s/mirror/1/0', 's', 'mirror', 0, 1, 1)",
+            )?)
+        })
+        .unwrap();
+
+        let lease = Duration::from_secs(60);
+        let first = a.claim(lease).unwrap().unwrap();
+        assert_eq!(
+            (first.kind, first.parts, first.generation),
+            (Kind::Retry, 1, 1)
+        );
+        let second = b.claim(lease).unwrap().unwrap();
+        let third = a.claim(lease).unwrap().unwrap();
+        assert_eq!((second.part, third.part), (0, 1));
+        assert_eq!(b.claim(lease).unwrap(), None, "nothing else is due");
+
+        // A lease that ran out is taken over at a new generation; the old holder can
+        // neither renew nor finish it.
+        assert!(b.renew(&second, Duration::ZERO).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        let taken = a.claim(lease).unwrap().unwrap();
+        assert_eq!(
+            (taken.id.as_str(), taken.generation),
+            (second.id.as_str(), 2)
+        );
+        assert!(!b.renew(&second, lease).unwrap());
+        assert!(!b.finish(&second, None).unwrap());
+        assert!(a.finish(&taken, None).unwrap());
+        // Given back, a row is due again at once.
+        assert!(a.release(&third).unwrap());
+        let again = b.claim(lease).unwrap().unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.generation),
+            (third.id.as_str(), 2)
+        );
     }
 }

@@ -272,3 +272,42 @@ fn a_fenced_ledger_writes_nothing_once_its_lease_moved_on() {
     );
     assert_eq!(ledger.sync("s").unwrap().tree.get(b"k2").unwrap(), None);
 }
+
+/// Rows the database holds but this reader did not write as they are (a hash cut short,
+/// a fingerprint of another length) are an error naming what and where, never guessed.
+#[test]
+fn damaged_rows_are_named_not_guessed() {
+    let Some(pg) = Postgres::start() else { return };
+    let ledger = Ledger::on_database(db(&pg), Access::Exclusive).unwrap();
+    let sync = ledger.sync("s").unwrap();
+    sync.delivered
+        .append(&[delivery("fine", 1, None, 1)])
+        .unwrap();
+    let admin = db(&pg);
+    admin
+        .call(|c| {
+            Ok(c.batch_execute(
+                "insert into sluice_delivered (sync, key, hash, attempts, at_ms, key_hash) \
+                 values ('s', 'short', '\\x010203', 1, 1, 1)",
+            )?)
+        })
+        .unwrap();
+    let err = sync.delivered.all().unwrap_err().to_string();
+    assert!(
+        err.contains("`short`") && err.contains("3 bytes, not 16"),
+        "{err}"
+    );
+    admin
+        .call(|c| {
+            Ok(c.batch_execute(
+                "delete from sluice_delivered where key = 'short'; \
+                 insert into sluice_destinations values ('s', '\\x00')",
+            )?)
+        })
+        .unwrap();
+    let err = sync.delivered.index().err().unwrap().to_string();
+    assert!(
+        err.contains("sync `s`") && err.contains("1 bytes, not 16"),
+        "{err}"
+    );
+}
