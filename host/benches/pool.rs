@@ -204,10 +204,10 @@ fn selection(pg: &Postgres, records: usize) -> Result<()> {
                     Fate::Delivered(None)
                 };
                 Settled {
-                    record: sluice::source::Record {
-                        key: key.clone(),
-                        payload: format!("{{\"id\":\"{key}\",\"email\":\"x\"}}"),
-                    },
+                    record: sluice::source::Record::new(
+                        key.clone(),
+                        format!("{{\"id\":\"{key}\",\"email\":\"x\"}}"),
+                    ),
                     fate,
                     attempts: 1,
                 }

@@ -344,7 +344,7 @@ fn ledger_alone(dir: &Path, data: &Path) -> Result<LedgerCost> {
             let payload = line?;
             let key = serde_json::from_str::<Key>(&payload)?.id;
             batch.push(sluice::engine::Settled {
-                record: SourceRecord { key, payload },
+                record: SourceRecord::new(key, payload),
                 fate: sluice::engine::Fate::Delivered(None),
                 attempts: 1,
             });
@@ -410,7 +410,7 @@ fn connector_alone(dir: &Path, data: &Path, records: usize) -> Result<ConnectorC
     for line in input.lines().take(take) {
         let payload = line?;
         let key = serde_json::from_str::<Key>(&payload)?.id;
-        batch_records.push(SourceRecord { key, payload });
+        batch_records.push(SourceRecord::new(key, payload));
     }
 
     let (mut precheck, mut build, mut classify) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -422,16 +422,19 @@ fn connector_alone(dir: &Path, data: &Path, records: usize) -> Result<ConnectorC
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: format!("{{\"accepted\":{}}}", batch.len()).into_bytes(),
+            truncated: false,
             received_at_ms: 0,
         };
 
         let started = thread_cpu();
         let outcomes = instance.precheck(batch).map_err(|e| anyhow!("{e}"))?;
         let prechecked = thread_cpu();
-        let request = instance.build_request(batch).map_err(|e| anyhow!("{e}"))?;
+        let request = instance
+            .build_request(batch, "bench")
+            .map_err(|e| anyhow!("{e}"))?;
         let built = thread_cpu();
         let verdict = instance
-            .classify(&keys, &response)
+            .classify(&keys, sluice::sandbox::Operation::Upsert, &response)
             .map_err(|e| anyhow!("{e}"))?;
         let classified = thread_cpu();
 

@@ -99,7 +99,7 @@ pub fn select(
     Ok(Selection {
         records: candidates
             .into_iter()
-            .map(|(_, key, payload)| Record { key, payload })
+            .map(|(_, key, payload)| Record::new(key, payload))
             .collect(),
         counts,
     })
@@ -118,10 +118,7 @@ fn select_keys(ledger: &SyncLedger, keys: &[String]) -> Result<Selection> {
                 bail!("record `{key}` is delivered: there is nothing to retry")
             }
             (_, None) => bail!("record `{key}` has no stored payload to send"),
-            (_, Some(payload)) => records.push(Record {
-                key: key.clone(),
-                payload,
-            }),
+            (_, Some(payload)) => records.push(Record::new(key.clone(), payload)),
         }
     }
     let selected = records.len() as u64;

@@ -15,6 +15,6 @@ mod wit;
 pub use instance::{ConnectorInstance, GuestError, GuestErrorKind};
 pub use runtime::{Connector, Runtime, SUPPORTED_VERSIONS, SandboxLimits, WorldError};
 pub use types::{
-    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, RecordOutcome, SourceRecord,
-    Verdict, Wait,
+    Capabilities, Failure, HttpRequest, HttpResponse, Limits, Operation, PrecheckOutcome,
+    RecordOutcome, SourceRecord, Verdict, Wait,
 };

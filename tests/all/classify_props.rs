@@ -70,7 +70,11 @@ impl Guest {
             instance.configure(&self.settings).unwrap().unwrap();
             self.instance = Some(instance);
         }
-        let verdict = self.instance.as_mut().unwrap().classify(keys, response);
+        let verdict = self.instance.as_mut().unwrap().classify(
+            keys,
+            sluice::sandbox::Operation::Upsert,
+            response,
+        );
         if verdict.is_err() {
             self.instance = None;
         }
@@ -95,6 +99,7 @@ fn response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpR
         status,
         headers,
         body,
+        truncated: false,
         received_at_ms: 1_700_000_000_000,
     }
 }

@@ -24,17 +24,14 @@ fn keys(n: usize) -> Vec<String> {
 #[test]
 fn bodies_are_bare_arrays_or_wrapped() {
     let batch = vec![
-        SourceRecord {
-            key: "1".into(),
-            payload: r#"{"id": "1", "n": 1.50}"#.into(),
-        },
-        SourceRecord {
-            key: "2".into(),
-            payload: r#"{"id": "2"}"#.into(),
-        },
+        SourceRecord::new("1".into(), r#"{"id": "1", "n": 1.50}"#.into()),
+        SourceRecord::new("2".into(), r#"{"id": "2"}"#.into()),
     ];
     let mut bare = configured("rest", &[("path", "/v1/contacts")]);
-    let request = bare.build_request(&batch).unwrap().unwrap();
+    let request = bare
+        .build_request(&batch, "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (request.method.as_str(), request.url.as_str()),
         ("POST", "/v1/contacts")
@@ -52,7 +49,10 @@ fn bodies_are_bare_arrays_or_wrapped() {
             ("records_field", "items"),
         ],
     );
-    let request = wrapped.build_request(&batch).unwrap().unwrap();
+    let request = wrapped
+        .build_request(&batch, "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(request.method, "PUT");
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(
@@ -132,7 +132,11 @@ fn every_response_is_classified() {
         {"error": {"code": "GONE", "message": "gone"}},
     ]}});
     let v = results
-        .classify(&keys(6), &response(200, &[], &body.to_string()))
+        .classify(
+            &keys(6),
+            sluice::sandbox::Operation::Upsert,
+            &response(200, &[], &body.to_string()),
+        )
         .unwrap();
     assert_eq!(
         show(&v),
@@ -146,7 +150,11 @@ fn every_response_is_classified() {
         "",
     ] {
         let v = results
-            .classify(&keys(6), &response(200, &[], body))
+            .classify(
+                &keys(6),
+                sluice::sandbox::Operation::Upsert,
+                &response(200, &[], body),
+            )
             .unwrap();
         assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)", "body {body}");
     }
@@ -161,7 +169,11 @@ fn every_response_is_classified() {
     );
     for body in [long, huge] {
         let v = results
-            .classify(&keys(6), &response(200, &[], &body))
+            .classify(
+                &keys(6),
+                sluice::sandbox::Operation::Upsert,
+                &response(200, &[], &body),
+            )
             .unwrap();
         assert_eq!(show(&v), "transient(MALFORMED_RESPONSE)");
     }

@@ -35,10 +35,7 @@ fn settings(mode: &str, phase: &str) -> Vec<(String, String)> {
 
 fn batch() -> Vec<SourceRecord> {
     (0..3)
-        .map(|i| SourceRecord {
-            key: format!("k{i}"),
-            payload: format!(r#"{{"id": "k{i}"}}"#),
-        })
+        .map(|i| SourceRecord::new(format!("k{i}"), format!(r#"{{"id": "k{i}"}}"#)))
         .collect()
 }
 
@@ -47,6 +44,7 @@ fn ok_response() -> HttpResponse {
         status: 200,
         headers: vec![],
         body: b"{}".to_vec(),
+        truncated: false,
         received_at_ms: 0,
     }
 }
@@ -61,8 +59,12 @@ fn fail_in(
     match phase {
         "configure" => instance.configure(&settings(mode, phase)).map(|_| ()),
         "precheck" => instance.precheck(&batch()).map(|_| ()),
-        "build-request" => instance.build_request(&batch()).map(|_| ()),
-        "classify" => instance.classify(&keys, &ok_response()).map(|_| ()),
+        "build-request" => instance
+            .build_request(&batch(), "sluice-test-key")
+            .map(|_| ()),
+        "classify" => instance
+            .classify(&keys, sluice::sandbox::Operation::Upsert, &ok_response())
+            .map(|_| ()),
         _ => unreachable!(),
     }
     .expect_err("the call must fail")
@@ -148,7 +150,9 @@ fn outcome_lists_of_the_wrong_length_break_the_contract() {
     );
     let mut instance = hostile(&runtime, "wrong-length", "build-request");
     let keys: Vec<String> = batch().into_iter().map(|r| r.key).collect();
-    let err = instance.classify(&keys, &ok_response()).unwrap_err();
+    let err = instance
+        .classify(&keys, sluice::sandbox::Operation::Upsert, &ok_response())
+        .unwrap_err();
     assert_eq!(
         err.kind,
         GuestErrorKind::Contract("returned 4 per-record outcomes for a batch of 3 records".into())
@@ -165,7 +169,10 @@ fn the_host_goes_on_after_every_failure() {
     // The same component, well configured, in the same runtime, still works.
     let mut good = hostile(&runtime, "ok", "precheck");
     assert_eq!(good.precheck(&batch()).unwrap().len(), 3);
-    let request = good.build_request(&batch()).unwrap().unwrap();
+    let request = good
+        .build_request(&batch(), "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(request.url, "/hostile");
 }
 

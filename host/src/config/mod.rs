@@ -27,8 +27,11 @@ use crate::sandbox::SandboxLimits;
 pub use crate::schedule::TimeOfDay;
 pub use crate::transport::HostPattern;
 
+mod behavior;
 mod raw;
 mod resolve;
+
+pub use behavior::{Behavior, FieldMap, MaxDeletes};
 
 /// A loaded, checked config.
 #[derive(Debug, Clone)]
@@ -105,6 +108,13 @@ pub struct SyncSpec {
     /// `changed` (the default) skips records the destination already holds unchanged;
     /// `all` sends every record.
     pub mode: SendMode,
+    /// Which operations a run sends (`behavior`).
+    pub behavior: Behavior,
+    /// The most records one mirror run deletes without `--allow-deletes`.
+    pub max_deletes: MaxDeletes,
+    /// `[sync.fields]`: the payload the connector sees; the source row as it is when
+    /// `None`.
+    pub fields: Option<FieldMap>,
     pub retry_job: RetryJob,
     /// UTC times of day at which `sluice serve` runs this sync; empty: never by itself.
     pub schedule: Vec<TimeOfDay>,

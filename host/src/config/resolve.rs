@@ -375,6 +375,24 @@ fn resolve_sync(
         Some("all") => SendMode::All,
         Some(other) => bail!("mode: `{other}` is not a mode: expected \"changed\" or \"all\""),
     };
+    let behavior = match s.behavior.as_deref() {
+        None => Behavior::default(),
+        Some(name) => Behavior::parse(name).ok_or_else(|| {
+            anyhow!(
+                "behavior: `{name}` is not a behaviour: expected {}",
+                Behavior::NAMES
+            )
+        })?,
+    };
+    let max_deletes = match &s.max_deletes {
+        None => MaxDeletes::default(),
+        Some(_) if behavior != Behavior::Mirror => bail!(
+            "max_deletes: only a sync with behavior = \"mirror\" deletes; this one is \"{}\"",
+            behavior.name()
+        ),
+        Some(value) => MaxDeletes::parse(value)?,
+    };
+    let fields = s.fields.map(FieldMap::parse).transpose()?;
     let times = |key: &str, list: &[String]| -> Result<Vec<TimeOfDay>> {
         list.iter()
             .map(|t| TimeOfDay::parse(t).map_err(|e| anyhow!("{key}: {e}")))
@@ -426,6 +444,9 @@ fn resolve_sync(
             .max_response_bytes
             .map_or(16 * 1024 * 1024, |b| b.0.as_u64() as usize),
         mode,
+        behavior,
+        max_deletes,
+        fields,
         retry_job,
         schedule,
         redact: s.redact.unwrap_or_default(),

@@ -14,7 +14,7 @@ pub(super) fn sample(limit: u32) -> Vec<SourceRecord> {
             let payload = format!(
                 r#"{{"id": "{key}", "email": "{key}", "name": "Check {i}", "firstname": "Check", "lastname": "Record {i}", "amount": {i}00.50, "active": true, "ParentCrmId": "P1"}}"#
             );
-            SourceRecord { key, payload }
+            SourceRecord::new(key, payload)
         })
         .collect()
 }

@@ -10,8 +10,8 @@ use super::cases::{Case, cases, sample, show};
 use super::report::{Report, Status, Violation};
 
 use crate::sandbox::{
-    Connector, ConnectorInstance, GuestError, GuestErrorKind, HttpRequest, PrecheckOutcome,
-    Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord, WorldError,
+    Connector, ConnectorInstance, GuestError, GuestErrorKind, HttpRequest, Operation,
+    PrecheckOutcome, Runtime, SUPPORTED_VERSIONS, SandboxLimits, SourceRecord, WorldError,
 };
 use crate::transport::{HostPattern, Refusal, Transport};
 
@@ -261,7 +261,8 @@ fn configure(session: &mut Session, report: &mut Report) -> bool {
             );
             false
         }
-        Ok(Ok(limits)) => {
+        Ok(Ok(capabilities)) => {
+            let limits = capabilities.limits;
             let (records, bytes) = (limits.max_batch_records, limits.max_batch_bytes);
             report.limits = Some((records, bytes));
             let stated = format!("at most {records} records and {bytes} bytes of payloads a batch");
@@ -377,7 +378,7 @@ fn build_request(
     report: &mut Report,
 ) {
     const NAME: &str = "build-request";
-    let request: HttpRequest = match session.call(|i| i.build_request(batch)) {
+    let request: HttpRequest = match session.call(|i| i.build_request(batch, "sluice-check-0")) {
         Err(why) => return report.push(NAME, Status::Error, why),
         Ok(Err(err)) => {
             return report.push(NAME, Status::Violation(Violation::of(&err)), describe(&err));
@@ -438,7 +439,7 @@ fn build_request(
 fn classify(session: &mut Session, keys: &[String], case: Case, report: &mut Report) {
     let name = format!("classify: {}", case.name);
     let started = Instant::now();
-    let answer = session.call(|i| i.classify(keys, &case.response));
+    let answer = session.call(|i| i.classify(keys, Operation::Upsert, &case.response));
     let elapsed = started.elapsed();
     match answer {
         Err(why) => report.push(name, Status::Error, why),

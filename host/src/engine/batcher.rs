@@ -1,4 +1,6 @@
 //! Groups records into batches within the sync's batch size and the connector's limits.
+//! A batch holds one operation (the contract promises connectors so): a record of
+//! another operation than the batch's completes it.
 
 use crate::source::Record;
 
@@ -24,7 +26,11 @@ impl Batcher {
     pub fn push(&mut self, record: Record) -> Option<Vec<Record>> {
         let size = record.payload.len() as u64;
         let mut done = None;
-        if !self.current.is_empty() && self.bytes + size > self.max_bytes {
+        let other_operation = self
+            .current
+            .first()
+            .is_some_and(|first| first.operation != record.operation);
+        if !self.current.is_empty() && (self.bytes + size > self.max_bytes || other_operation) {
             done = self.take();
         }
         self.bytes += size;
@@ -60,10 +66,21 @@ mod tests {
     use super::*;
 
     fn rec(key: &str, size: usize) -> Record {
-        Record {
-            key: key.into(),
-            payload: "x".repeat(size),
-        }
+        Record::new(key.into(), "x".repeat(size))
+    }
+
+    #[test]
+    fn a_batch_holds_one_operation() {
+        let mut batcher = Batcher::new(10, 1_000);
+        let mut delete = rec("d1", 2);
+        delete.operation = crate::sandbox::Operation::Delete;
+        assert!(batcher.push(rec("u1", 1)).is_none());
+        let upserts = batcher
+            .push(delete)
+            .expect("the delete completes the upserts");
+        assert_eq!(upserts.len(), 1);
+        let deletes = batcher.finish().unwrap();
+        assert_eq!(deletes[0].key, "d1");
     }
 
     fn run(batcher: &mut Batcher, records: Vec<Record>) -> Vec<Vec<String>> {

@@ -45,7 +45,9 @@ use self::worker::Worker;
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
 use crate::inspector::{Exchange, Inspector};
-use crate::sandbox::{Connector, ConnectorInstance, GuestError, HttpRequest, HttpResponse};
+use crate::sandbox::{
+    Capabilities, Connector, ConnectorInstance, GuestError, HttpRequest, HttpResponse,
+};
 use crate::source::Record;
 use crate::transport::Transport;
 
@@ -259,7 +261,9 @@ pub async fn run_sync(
 
     // Configure one instance first: bad settings stop the sync before anything is read.
     let first = configure(connector.clone(), sync).await?;
-    let limits = first.1;
+    let capabilities = first.1;
+    check_operations(connector.name(), sync, &capabilities)?;
+    let limits = capabilities.limits;
     if limits.max_batch_records == 0 || limits.max_batch_bytes == 0 {
         bail!(
             "connector `{}` broke the contract in `configure`: batch limits must be at least 1 \
@@ -468,11 +472,39 @@ pub async fn run_sync(
     })
 }
 
-/// A new instance, configured with the sync's settings, and the limits it stated.
-async fn configure(
+/// Refuses a sync whose behaviour needs an operation the connector does not do, before
+/// anything is read.
+pub fn check_operations(
+    connector: &str,
+    sync: &SyncSpec,
+    capabilities: &Capabilities,
+) -> Result<()> {
+    let missing: Vec<&str> = sync
+        .behavior
+        .operations()
+        .iter()
+        .filter(|op| !capabilities.operations.contains(op))
+        .map(|op| op.name())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let supported: Vec<&str> = capabilities.operations.iter().map(|op| op.name()).collect();
+    bail!(
+        "sync `{}` has behavior = \"{}\", which needs the operation(s) {}; connector \
+         `{connector}` supports only {} (a sluice:connector@0.1.0 connector upserts only)",
+        sync.name,
+        sync.behavior.name(),
+        missing.join(", "),
+        supported.join(", "),
+    )
+}
+
+/// A new instance, configured with the sync's settings, and the capabilities it stated.
+pub(crate) async fn configure(
     connector: Arc<Connector>,
     sync: &SyncSpec,
-) -> Result<(ConnectorInstance, crate::sandbox::Limits)> {
+) -> Result<(ConnectorInstance, Capabilities)> {
     let (name, settings) = (sync.name.clone(), sync.settings.clone());
     tokio::task::spawn_blocking(move || {
         let mut instance = connector.instantiate(&name).map_err(anyhow::Error::from)?;
@@ -480,7 +512,7 @@ async fn configure(
             .configure(&settings)
             .map_err(|e: GuestError| anyhow!(e))?
         {
-            Ok(limits) => Ok((instance, limits)),
+            Ok(capabilities) => Ok((instance, capabilities)),
             Err(failure) => Err(anyhow!(
                 "connector `{}` refused the settings of sync `{name}`: {}: {}",
                 connector.name(),

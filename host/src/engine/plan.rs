@@ -40,6 +40,11 @@ pub(super) struct Job {
     /// This second half is known to hold the record at fault, without being sent: the
     /// first half was accepted.
     pub known_refused: bool,
+    /// Given to `build-request` (see the WIT): kept by every resend of these records
+    /// (after a transient failure, a rate limit, a renewal); a new job, even of the same
+    /// keys (a per-record retry of a subset), gets a new one, since a destination that
+    /// deduplicates would answer it with the earlier send's response.
+    pub idempotency_key: String,
 }
 
 impl Job {
@@ -56,6 +61,7 @@ impl Job {
             first_half: false,
             parent_refusal: None,
             known_refused: false,
+            idempotency_key: format!("sluice-{:032x}", rand::random::<u128>()),
         }
     }
 }

@@ -256,9 +256,10 @@ impl Worker {
         }
 
         let records = std::mem::take(&mut job.records);
+        let idempotency_key = job.idempotency_key.clone();
         let (records, built) = self
             .call(move |i| {
-                let r = i.build_request(&records);
+                let r = i.build_request(&records, &idempotency_key);
                 (records, r)
             })
             .await;
@@ -326,8 +327,12 @@ impl Worker {
                 let response_seen = exchange.as_ref().map(|_| received.response.clone());
                 let received_at_ms = received.response.received_at_ms;
                 let keys: Vec<String> = job.records.iter().map(|r| r.key.clone()).collect();
+                let operation = job.records[0].operation;
                 let response = received.response;
-                let verdict = match self.call(move |i| i.classify(&keys, &response)).await {
+                let verdict = match self
+                    .call(move |i| i.classify(&keys, operation, &response))
+                    .await
+                {
                     Ok(verdict) => verdict,
                     Err(err) => {
                         let step = Step::Stop {

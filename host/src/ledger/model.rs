@@ -207,10 +207,7 @@ mod tests {
 
     fn settled(payload: &str, fate: Fate, attempts: u32) -> Settled {
         Settled {
-            record: Record {
-                key: "k".into(),
-                payload: payload.into(),
-            },
+            record: Record::new("k".into(), payload.into()),
             fate,
             attempts,
         }

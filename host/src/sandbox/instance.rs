@@ -8,7 +8,8 @@ use wasmtime::{Store, Trap};
 use super::guest::GuestState;
 use super::runtime::{SandboxLimits, ticks};
 use super::types::{
-    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, SourceRecord, Verdict,
+    Capabilities, Failure, HttpRequest, HttpResponse, Operation, PrecheckOutcome, SourceRecord,
+    Verdict,
 };
 use super::wit::Bindings;
 
@@ -164,7 +165,7 @@ impl ConnectorInstance {
     pub fn configure(
         &mut self,
         settings: &[(String, String)],
-    ) -> Result<Result<Limits, Failure>, GuestError> {
+    ) -> Result<Result<Capabilities, Failure>, GuestError> {
         self.call("configure", |b, s| b.configure(s, settings))
     }
 
@@ -191,17 +192,21 @@ impl ConnectorInstance {
     pub fn build_request(
         &mut self,
         batch: &[SourceRecord],
+        idempotency_key: &str,
     ) -> Result<Result<HttpRequest, Failure>, GuestError> {
-        self.call("build-request", |b, s| b.build_request(s, batch))
+        self.call("build-request", |b, s| {
+            b.build_request(s, batch, idempotency_key)
+        })
     }
 
     /// A verdict whose per-record list does not match `keys` is refused here.
     pub fn classify(
         &mut self,
         keys: &[String],
+        operation: Operation,
         response: &HttpResponse,
     ) -> Result<Verdict, GuestError> {
-        let verdict = self.call("classify", |b, s| b.classify(s, keys, response))?;
+        let verdict = self.call("classify", |b, s| b.classify(s, keys, operation, response))?;
         if let Verdict::PerRecord(outcomes) = &verdict
             && outcomes.len() != keys.len()
         {

@@ -11,7 +11,37 @@
 //! called. Everything a connector returns is owned here and converted by move: strings
 //! and byte vectors change hands, no byte is copied.
 
-pub use super::wit::latest::{HttpResponse, SourceRecord};
+pub use super::wit::latest::{HttpResponse, Operation, SourceRecord};
+
+impl SourceRecord {
+    /// A record read from the source: an upsert until a behaviour says otherwise.
+    pub fn new(key: String, payload: String) -> SourceRecord {
+        SourceRecord {
+            key,
+            payload,
+            operation: Operation::Upsert,
+            destination_id: None,
+        }
+    }
+}
+
+impl Operation {
+    /// Its name in the WIT, in configs and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Upsert => "upsert",
+            Operation::Update => "update",
+            Operation::Insert => "insert",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 impl HttpResponse {
     /// A response as a destination might have sent it: for the conformance check's
@@ -29,6 +59,7 @@ impl HttpResponse {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body,
+            truncated: false,
             received_at_ms,
         }
     }
@@ -85,6 +116,16 @@ pub enum Verdict {
     Transient(Failure),
     AuthExpired(Failure),
     Fatal(Failure),
+}
+
+/// What a connector says it can do, in `configure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub limits: Limits,
+    /// The operations it builds requests for.
+    pub operations: Vec<Operation>,
+    /// Whether it can update a record the host has no destination id for.
+    pub update_by_key: bool,
 }
 
 /// The batch limits a connector asks for in `configure`.

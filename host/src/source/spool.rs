@@ -144,10 +144,7 @@ impl SpoolReader {
                 key,
                 decision: Decision::Held,
             },
-            len => Spooled::Send(Record {
-                key,
-                payload: self.text(len)?,
-            }),
+            len => Spooled::Send(Record::new(key, self.text(len)?)),
         };
         Ok(Some((line, row)))
     }

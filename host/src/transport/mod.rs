@@ -156,6 +156,7 @@ impl Transport {
                     status,
                     headers,
                     body,
+                    truncated: cut,
                     received_at_ms,
                 },
                 at,

@@ -41,7 +41,11 @@ pub fn assert_classified(
 ) {
     for (status, headers, body, expected) in cases {
         let verdict = instance
-            .classify(keys, &response(*status, headers, body))
+            .classify(
+                keys,
+                sluice::sandbox::Operation::Upsert,
+                &response(*status, headers, body),
+            )
             .unwrap();
         assert_eq!(show(&verdict), *expected, "{status} {headers:?} {body}");
     }

@@ -65,10 +65,7 @@ fn data_requests(dest: &SimHandle) -> Vec<Vec<String>> {
 
 fn settle(key: &str, fate: Fate) -> Settled {
     Settled {
-        record: Record {
-            key: key.into(),
-            payload: format!("{{\"id\": \"{key}\"}}"),
-        },
+        record: Record::new(key.into(), format!("{{\"id\": \"{key}\"}}")),
         fate,
         attempts: 1,
     }

@@ -36,10 +36,7 @@ fn a_version_1_ledger_is_read_and_upgraded_in_place() {
         (a.status, a.attempts, a.delivered_hash),
         (Status::Delivered, 2, Some(PayloadHash::of(delivered)))
     );
-    let unchanged = Record {
-        key: "a".into(),
-        payload: delivered.into(),
-    };
+    let unchanged = Record::new("a".into(), delivered.into());
     assert_eq!(sync.decide(&unchanged, false).unwrap(), Decision::Unchanged);
     let b = sync.get("b").unwrap().unwrap();
     assert_eq!(b.failure.unwrap().fields, ["Name"]);

@@ -48,7 +48,10 @@ fn js_couchdb_builds_bulk_docs_requests() {
         record("k2", "{}"),
         record("k3", r#"{"_id": "other", "_rev": "1-abc", "n": 1}"#),
     ];
-    let request = couch.build_request(&batch).unwrap().unwrap();
+    let request = couch
+        .build_request(&batch, "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (request.method.as_str(), request.url.as_str()),
         ("POST", "/crm%2Fcontacts/_bulk_docs")
@@ -89,7 +92,11 @@ fn js_couchdb_classifies_recorded_responses() {
     let classify = |couch: &mut ConnectorInstance, status, headers: &[(&str, &str)], body: &str| {
         show(
             &couch
-                .classify(&keys, &response(status, headers, body))
+                .classify(
+                    &keys,
+                    sluice::sandbox::Operation::Upsert,
+                    &response(status, headers, body),
+                )
                 .unwrap(),
         )
     };
@@ -134,6 +141,12 @@ fn js_couchdb_classifies_recorded_responses() {
     // An id twice in a batch takes its answers in order.
     let twice = strings(&["k1", "k1"]);
     let body = r#"[{"id":"k1","ok":true,"rev":"1-a"},{"id":"k1","error":"conflict","reason":"r"}]"#;
-    let v = couch.classify(&twice, &response(201, &[], body)).unwrap();
+    let v = couch
+        .classify(
+            &twice,
+            sluice::sandbox::Operation::Upsert,
+            &response(201, &[], body),
+        )
+        .unwrap();
     assert_eq!(show(&v), "per-record[delivered(1-a), retry(conflict)]");
 }

@@ -43,7 +43,10 @@ fn python_hubspot_builds_batch_upserts() {
         ),
         record("b@example.com", "{}"),
     ];
-    let request = hs.build_request(&batch).unwrap().unwrap();
+    let request = hs
+        .build_request(&batch, "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (request.method.as_str(), request.url.as_str()),
         ("POST", "/crm/v3/objects/contacts/batch/upsert")
@@ -64,7 +67,10 @@ fn python_hubspot_builds_batch_upserts() {
         &[("object", "companies"), ("id_property", "domain")],
     );
     let request = companies
-        .build_request(&[record("acme.example", r#"{"name": "Acme"}"#)])
+        .build_request(
+            &[record("acme.example", r#"{"name": "Acme"}"#)],
+            "sluice-test-key",
+        )
         .unwrap()
         .unwrap();
     assert_eq!(request.url, "/crm/v3/objects/companies/batch/upsert");
@@ -101,8 +107,12 @@ fn python_hubspot_classifies_recorded_responses() {
     let keys = strings(EMAIL_KEYS);
     let classify = |hs: &mut ConnectorInstance, status, headers: &[(&str, &str)], body: &str| {
         show(
-            &hs.classify(&keys, &response(status, headers, body))
-                .unwrap(),
+            &hs.classify(
+                &keys,
+                sluice::sandbox::Operation::Upsert,
+                &response(status, headers, body),
+            )
+            .unwrap(),
         )
     };
     // Results in another order than the inputs, one with the email in other case.
@@ -131,9 +141,11 @@ fn python_hubspot_classifies_recorded_responses() {
         classify(&mut hs, 207, &[], &multi.to_string()),
         "per-record[delivered(101), retry(CONFLICT), rejected(INVALID_EMAIL_ADDRESS), retry(NO_RESULT)]"
     );
-    let Ok(sluice::sandbox::Verdict::PerRecord(outcomes)) =
-        hs.classify(&keys, &response(207, &[], &multi.to_string()))
-    else {
+    let Ok(sluice::sandbox::Verdict::PerRecord(outcomes)) = hs.classify(
+        &keys,
+        sluice::sandbox::Operation::Upsert,
+        &response(207, &[], &multi.to_string()),
+    ) else {
         panic!()
     };
     let sluice::sandbox::RecordOutcome::Rejected(f) = &outcomes[2] else {

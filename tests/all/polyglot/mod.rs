@@ -114,7 +114,7 @@ fn configure(name: &str, settings: &[(&str, &str)]) -> Result<(u32, u64), (Strin
     instance(name)
         .configure(&owned(settings))
         .unwrap()
-        .map(|l| (l.max_batch_records, l.max_batch_bytes))
+        .map(|c| (c.limits.max_batch_records, c.limits.max_batch_bytes))
         .map_err(|f| (f.code, f.message))
 }
 
@@ -126,10 +126,7 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn record(key: &str, payload: &str) -> SourceRecord {
-    SourceRecord {
-        key: key.into(),
-        payload: payload.into(),
-    }
+    SourceRecord::new(key.into(), payload.into())
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -140,7 +137,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// message names the record as `named`.
 #[track_caller]
 fn assert_inexpressible(instance: &mut ConnectorInstance, record: SourceRecord, named: &str) {
-    let failure = instance.build_request(&[record]).unwrap().unwrap_err();
+    let failure = instance
+        .build_request(&[record], "sluice-test-key")
+        .unwrap()
+        .unwrap_err();
     assert!(
         failure.code == "INVALID_JSON" && failure.message.contains(named),
         "{failure:?}"

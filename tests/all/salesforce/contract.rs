@@ -36,7 +36,7 @@ fn settings_are_checked() {
         )
         .unwrap()
         .unwrap();
-    assert_eq!(limits.max_batch_records, 200);
+    assert_eq!(limits.limits.max_batch_records, 200);
 }
 
 #[test]
@@ -51,10 +51,7 @@ fn precheck_holds_records_without_a_parent_crm_id() {
     ]
     .iter()
     .enumerate()
-    .map(|(i, p)| SourceRecord {
-        key: format!("k{i}"),
-        payload: p.to_string(),
-    })
+    .map(|(i, p)| SourceRecord::new(format!("k{i}"), p.to_string()))
     .collect();
     let outcomes = sf.precheck(&batch).unwrap();
     let shown: Vec<String> = outcomes
@@ -83,16 +80,16 @@ fn precheck_holds_records_without_a_parent_crm_id() {
 fn requests_are_sobject_collection_upserts() {
     let mut sf = configured("salesforce", SETTINGS);
     let batch = vec![
-        SourceRecord {
-            key: "A1".into(),
-            payload: r#"{"Name": "One", "ParentCrmId": "P"}"#.into(),
-        },
-        SourceRecord {
-            key: "A2".into(),
-            payload: r#"{"Name": "Two", "External_Id__c": "A2", "ParentCrmId": "P"}"#.into(),
-        },
+        SourceRecord::new("A1".into(), r#"{"Name": "One", "ParentCrmId": "P"}"#.into()),
+        SourceRecord::new(
+            "A2".into(),
+            r#"{"Name": "Two", "External_Id__c": "A2", "ParentCrmId": "P"}"#.into(),
+        ),
     ];
-    let request = sf.build_request(&batch).unwrap().unwrap();
+    let request = sf
+        .build_request(&batch, "sluice-test-key")
+        .unwrap()
+        .unwrap();
     assert_eq!(request.method, "PATCH");
     assert_eq!(
         request.url,
@@ -134,7 +131,11 @@ fn every_response_is_classified() {
         {"id": "001B", "success": true, "errors": [], "created": false},
     ]);
     let v = sf
-        .classify(&keys(10), &response(200, &[], &results.to_string()))
+        .classify(
+            &keys(10),
+            sluice::sandbox::Operation::Upsert,
+            &response(200, &[], &results.to_string()),
+        )
         .unwrap();
     assert_eq!(
         show(&v),

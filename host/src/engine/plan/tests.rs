@@ -9,10 +9,7 @@ use crate::sandbox::{GuestErrorKind, SandboxLimits, Wait};
 
 fn records(n: usize) -> Vec<Record> {
     (0..n)
-        .map(|i| Record {
-            key: format!("k{i}"),
-            payload: format!("{{\"n\":{i}}}"),
-        })
+        .map(|i| Record::new(format!("k{i}"), format!("{{\"n\":{i}}}")))
         .collect()
 }
 

@@ -60,7 +60,10 @@ impl Worker {
                     attempt = job.attempt,
                     "batch not taken; retrying after backoff"
                 );
-                self.retry(Job::new(job.records, job.attempt), at, last_failure, stack);
+                let mut again = Job::new(job.records, job.attempt);
+                // The same batch sent again: the destination may have applied the first.
+                again.idempotency_key = job.idempotency_key;
+                self.retry(again, at, last_failure, stack);
             }
             Step::Bisect(failure) => self.bisect(job, failure, stack),
             Step::PauseUntil {

@@ -1,6 +1,11 @@
 //! `sluice:connector@0.1.0`, frozen: its generated bindings, its host imports and the
 //! conversions between its types and the host's. Connectors built against 0.1.0 keep
 //! loading as long as this module stays.
+//!
+//! What 0.1.0 cannot say: a 0.1.0 connector upserts, so its capabilities are `upsert`
+//! alone (a sync with another behaviour is refused before it reads anything); it gets no
+//! idempotency key, no operation in `classify` and no `truncated` flag. Its records and
+//! responses are copied from the host's (the latest version's) types on each call.
 
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Linker};
@@ -15,7 +20,7 @@ wasmtime::component::bindgen!({
 
 use self::sluice::connector::{host, types};
 
-pub use types::{HttpResponse, SourceRecord};
+use super::super::types::{HttpResponse, Operation, SourceRecord};
 
 pub type Pre = DestinationConnectorPre<GuestState>;
 pub type Bindings = DestinationConnector;
@@ -43,11 +48,17 @@ pub fn configure(
     b: &Bindings,
     store: &mut Store<GuestState>,
     settings: &[(String, String)],
-) -> wasmtime::Result<Result<host_types::Limits, host_types::Failure>> {
+) -> wasmtime::Result<Result<host_types::Capabilities, host_types::Failure>> {
     let answer = b
         .sluice_connector_destination()
         .call_configure(store, settings)?;
-    Ok(answer.map(Into::into).map_err(Into::into))
+    Ok(answer
+        .map(|limits| host_types::Capabilities {
+            limits: limits.into(),
+            operations: vec![Operation::Upsert],
+            update_by_key: false,
+        })
+        .map_err(Into::into))
 }
 
 pub fn precheck(
@@ -57,7 +68,7 @@ pub fn precheck(
 ) -> wasmtime::Result<Vec<Option<host_types::PrecheckOutcome>>> {
     let outcomes = b
         .sluice_connector_destination()
-        .call_precheck(store, batch)?;
+        .call_precheck(store, &records(batch))?;
     Ok(outcomes.into_iter().map(|o| o.map(Into::into)).collect())
 }
 
@@ -68,7 +79,7 @@ pub fn build_request(
 ) -> wasmtime::Result<Result<host_types::HttpRequest, host_types::Failure>> {
     let answer = b
         .sluice_connector_destination()
-        .call_build_request(store, batch)?;
+        .call_build_request(store, &records(batch))?;
     Ok(answer.map(Into::into).map_err(Into::into))
 }
 
@@ -78,10 +89,31 @@ pub fn classify(
     keys: &[String],
     response: &HttpResponse,
 ) -> wasmtime::Result<host_types::Verdict> {
-    let verdict = b
-        .sluice_connector_destination()
-        .call_classify(store, keys, response)?;
+    let verdict =
+        b.sluice_connector_destination()
+            .call_classify(store, keys, &response_of(response))?;
     Ok(verdict.into())
+}
+
+/// A batch as 0.1.0 sees it: keys and payloads (the host sends a 0.1.0 connector upserts
+/// only, so the operation says nothing and there is no destination id to need).
+fn records(batch: &[SourceRecord]) -> Vec<types::SourceRecord> {
+    batch
+        .iter()
+        .map(|r| types::SourceRecord {
+            key: r.key.clone(),
+            payload: r.payload.clone(),
+        })
+        .collect()
+}
+
+fn response_of(r: &HttpResponse) -> types::HttpResponse {
+    types::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+        received_at_ms: r.received_at_ms,
+    }
 }
 
 impl From<types::Failure> for host_types::Failure {
