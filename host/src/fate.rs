@@ -65,4 +65,8 @@ pub enum Decision {
     Unchanged,
     /// Permanent, and its data has not changed since.
     Held,
+    /// `behavior = "update"`: never delivered, and the connector updates by id only.
+    NotAtDestination,
+    /// `behavior = "insert"`: delivered before.
+    AtDestination,
 }

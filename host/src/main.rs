@@ -64,6 +64,9 @@ enum Command {
         /// hashes to partition I of N, as a worker of a pool runs it.
         #[arg(long, value_name = "I/N")]
         partition: Option<sluice::source::partition::Partition>,
+        /// A mirror sync may delete up to N records in this run, above its max_deletes.
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<u64>,
     },
     /// Retries failed records from the ledger, with their stored payloads.
     Retry {
@@ -354,6 +357,7 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             json,
             full_resync,
             partition,
+            allow_deletes,
         } => {
             let progress = commands::progress::Mode::detect(quiet);
             let how = commands::run::How {
@@ -361,6 +365,7 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
                 progress,
                 full_resync,
                 partition,
+                allow_deletes,
             };
             commands::run::run(&config, sync.as_deref(), how, out).await
         }

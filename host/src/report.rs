@@ -30,6 +30,16 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
     if let Some(why) = &s.resent_because {
         let _ = writeln!(out, "  sent again: {why}");
     }
+    if let Some(why) = &s.deletes_withheld_because {
+        let _ = writeln!(out, "  deletes withheld: {why}");
+    }
+    // Counts a behaviour brings are shown when it did something.
+    let behaviours = [
+        ("deletes sent", s.deletes),
+        ("deleted", s.deleted),
+        ("not at destination", s.not_at_destination),
+        ("already at destination", s.already_at_destination),
+    ];
     let rows = [
         ("read", s.read),
         ("delivered", s.delivered),
@@ -48,7 +58,8 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
         ("bisections", s.bisections),
         ("auth renewals", s.auth_renewals),
     ];
-    for (label, value) in rows {
+    let shown = behaviours.into_iter().filter(|(_, value)| *value > 0);
+    for (label, value) in rows.into_iter().chain(shown) {
         let _ = writeln!(out, "  {label:<22}{value:>10}");
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::config::RetryJob;
+use crate::config::{Behavior, RetryJob};
 use crate::ledger::{Entry, Status, SyncLedger};
 use crate::source::Record;
 
@@ -48,20 +48,22 @@ pub struct SelectionCounts {
     pub selected: u64,
 }
 
+/// The records a pass sends, each as the sync's `behavior` sends it.
 pub fn select(
     ledger: &SyncLedger,
     job: &RetryJob,
+    behavior: Behavior,
     request: &Request,
     now_ms: u64,
 ) -> Result<Selection> {
     if !request.keys.is_empty() {
-        return select_keys(ledger, &request.keys);
+        return select_keys(ledger, &request.keys, behavior);
     }
     let window = request.window.unwrap_or(job.window);
     let limit = request.limit.unwrap_or(job.max_records);
     let since = now_ms.saturating_sub(window.as_millis() as u64);
     let mut counts = SelectionCounts::default();
-    let mut candidates: Vec<(u64, String, String)> = Vec::new();
+    let mut candidates: Vec<(u64, String, Entry)> = Vec::new();
     for item in ledger.failed() {
         let (key, entry) = item?;
         let code = entry
@@ -87,25 +89,37 @@ pub fn select(
             counts.expired += 1;
             continue;
         }
-        if let Some(payload) = entry.payload {
-            candidates.push((began, key, payload));
+        if entry.payload.is_some() {
+            candidates.push((began, key, entry));
         }
     }
     // Oldest failures first; ties in key order, so a pass is reproducible.
-    candidates.sort();
+    candidates.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     counts.over_limit = candidates.len().saturating_sub(limit) as u64;
     candidates.truncate(limit);
     counts.selected = candidates.len() as u64;
     Ok(Selection {
         records: candidates
             .into_iter()
-            .map(|(_, key, payload)| Record::new(key, payload))
+            .filter_map(|(_, key, entry)| record_of(key, entry, behavior))
             .collect(),
         counts,
     })
 }
 
-fn select_keys(ledger: &SyncLedger, keys: &[String]) -> Result<Selection> {
+/// A failed record sent again as its sync's behaviour sends it (an update by its
+/// destination id, say), or as the delete it was.
+fn record_of(key: String, entry: Entry, behavior: Behavior) -> Option<Record> {
+    if entry.deleting {
+        return Some(Record::delete(key, entry.destination_id));
+    }
+    let mut record = Record::new(key, entry.payload?);
+    record.operation = behavior.operation();
+    record.destination_id = entry.destination_id;
+    Some(record)
+}
+
+fn select_keys(ledger: &SyncLedger, keys: &[String], behavior: Behavior) -> Result<Selection> {
     let mut records = Vec::new();
     // A key named twice is sent once: a run never holds two records of one key.
     let mut named = std::collections::HashSet::new();
@@ -113,12 +127,12 @@ fn select_keys(ledger: &SyncLedger, keys: &[String]) -> Result<Selection> {
         let Some(entry) = ledger.get(key)? else {
             bail!("no record with key `{key}` in this sync's ledger");
         };
-        match (entry.status, entry.payload) {
-            (Status::Delivered, _) => {
-                bail!("record `{key}` is delivered: there is nothing to retry")
-            }
-            (_, None) => bail!("record `{key}` has no stored payload to send"),
-            (_, Some(payload)) => records.push(Record::new(key.clone(), payload)),
+        if entry.status == Status::Delivered {
+            bail!("record `{key}` is delivered: there is nothing to retry")
+        }
+        match record_of(key.clone(), entry, behavior) {
+            Some(record) => records.push(record),
+            None => bail!("record `{key}` has no stored payload to send"),
         }
     }
     let selected = records.len() as u64;

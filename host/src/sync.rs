@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tracing::Instrument;
 
 use crate::builtin;
-use crate::config::SyncSpec;
+use crate::config::{Behavior, SyncSpec};
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
 use crate::engine::{self, Input, Outcome, RunControl, RunReport, RunSummary};
 use crate::history::History;
@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub full_resync: bool,
     /// Only the keys of this partition.
     pub partition: Option<Partition>,
+    /// A mirror run may delete up to this many records, above `max_deletes`.
+    pub allow_deletes: Option<u64>,
 }
 
 /// A retry pass: what it picked from the ledger, and how its run went.
@@ -158,6 +160,7 @@ impl Host {
             destination: Some(destination(config, sync)),
             full_resync: options.full_resync,
             partition: options.partition,
+            destination_ids: sync.behavior == Behavior::Update,
         };
         let sink = self.begin(name, start).await?;
         let input = Input::Source {
@@ -165,6 +168,7 @@ impl Host {
             send_all: sync.mode == SendMode::All,
             spool_dir: config.state_dir.clone(),
             partition: options.partition,
+            allow_deletes: options.allow_deletes,
         };
         let mut report = self.run_input(config, name, sink, input, control).await?;
         report.summary.partition = options.partition.map(|p| p.to_string());
@@ -189,8 +193,13 @@ impl Host {
     ) -> Result<RetryReport> {
         let sync = config.sync(name)?;
         let ledger = self.ledger.sync(name)?;
-        let selection =
-            retry_job::select(&ledger, &sync.retry_job, request, crate::clock::now_ms())?;
+        let selection = retry_job::select(
+            &ledger,
+            &sync.retry_job,
+            sync.behavior,
+            request,
+            crate::clock::now_ms(),
+        )?;
         if selection.records.is_empty() {
             return Ok(RetryReport {
                 selection: selection.counts,

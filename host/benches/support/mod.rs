@@ -384,7 +384,8 @@ pub fn time_selection(sync: &sluice::ledger::SyncLedger, failed: usize, what: &s
         let mut times = Vec::new();
         for _ in 0..5 {
             let started = std::time::Instant::now();
-            let selection = sluice::retry_job::select(sync, &job, &request, now)?;
+            let selection =
+                sluice::retry_job::select(sync, &job, Default::default(), &request, now)?;
             times.push(started.elapsed().as_secs_f64());
             ensure!(selection.counts.selected as usize == failed.min(limit));
         }

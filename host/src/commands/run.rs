@@ -22,6 +22,8 @@ pub struct How {
     pub full_resync: bool,
     /// Only this partition of the keys (`--partition I/N`).
     pub partition: Option<sluice::source::partition::Partition>,
+    /// `--allow-deletes N`.
+    pub allow_deletes: Option<u64>,
 }
 
 /// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
@@ -63,6 +65,7 @@ pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) ->
                 RunOptions {
                     full_resync: how.full_resync,
                     partition: how.partition,
+                    allow_deletes: how.allow_deletes,
                 },
             )
             .await;
@@ -85,6 +88,10 @@ pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) ->
         }
         out.push();
         match report.summary.outcome {
+            // A mirror that deleted nothing it should have: the operator must look.
+            Outcome::Completed if report.summary.deletes_withheld_because.is_some() => {
+                code = ExitCode::FAILURE
+            }
             Outcome::Completed => {}
             Outcome::Failed => code = ExitCode::FAILURE,
             Outcome::Interrupted => return Ok(ExitCode::from(130)),

@@ -12,6 +12,14 @@ pub enum Count {
     Duplicates,
     Unchanged,
     Held,
+    /// Skipped by `behavior = "update"`: never delivered, so not at the destination.
+    NotAtDestination,
+    /// Skipped by `behavior = "insert"`: delivered before.
+    AtDestination,
+    /// Deletes a mirror run sent (records absent from the source).
+    Deletes,
+    /// Deletes the destination confirmed.
+    Deleted,
     Delivered,
     Rejected,
     Permanent,
@@ -25,7 +33,7 @@ pub enum Count {
     ConnectorUs,
 }
 
-const COUNTS: usize = 16;
+const COUNTS: usize = 20;
 
 impl Count {
     /// The metric this count feeds, with its extra label.
@@ -45,6 +53,16 @@ impl Count {
                 Some(("reason", "unchanged")),
             ),
             Count::Held => ("sluice_records_skipped_total", Some(("reason", "held"))),
+            Count::NotAtDestination => (
+                "sluice_records_skipped_total",
+                Some(("reason", "not_at_destination")),
+            ),
+            Count::AtDestination => (
+                "sluice_records_skipped_total",
+                Some(("reason", "at_destination")),
+            ),
+            Count::Deletes => ("sluice_deletes_sent_total", None),
+            Count::Deleted => ("sluice_records_total", Some(("status", "deleted"))),
             Count::Delivered => ("sluice_records_total", Some(("status", "delivered"))),
             Count::Rejected => ("sluice_records_total", Some(("status", "rejected"))),
             Count::Permanent => ("sluice_records_total", Some(("status", "permanent"))),

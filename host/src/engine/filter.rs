@@ -5,6 +5,8 @@
 use anyhow::Result;
 
 pub use crate::fate::Decision;
+use crate::source::Record;
+use crate::source::partition::Partition;
 
 /// Decides, record by record, what a run does with what it reads from the source. Called
 /// from the one reader thread, once per row read (before repeated keys are known: a
@@ -17,4 +19,24 @@ pub trait Filter: Send + Sync {
 
     /// Nothing is known yet, so every record is sent: the reader then skips the lookups.
     fn is_empty(&self) -> bool;
+
+    /// Whether the destination holds `key`: it confirmed a delivery of it, and no delete
+    /// since.
+    fn at_destination(&self, key: &str) -> bool;
+
+    /// The id the destination gave `key` when it was delivered, if it gave one.
+    fn destination_id(&self, key: &str) -> Option<String>;
+
+    /// How many records the destination holds (what `max_deletes` is a percentage of).
+    fn delivered_count(&self) -> u64;
+
+    /// What a mirror run deletes: every record the destination holds whose key `seen`
+    /// says the source no longer has (within `partition`), as delete records with their
+    /// destination ids; records whose delete waits for a person are left out. Reads the
+    /// whole delivered state: called once, after the source was read.
+    fn absent(
+        &self,
+        seen: &dyn Fn(&str) -> bool,
+        partition: Option<Partition>,
+    ) -> Result<Vec<Record>>;
 }

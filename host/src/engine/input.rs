@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::Batcher;
 use super::counters::Count;
 use super::filter::{Decision, Filter};
-use super::repeats::{KeysSeen, Repeats};
+use super::mirror::{Bound, Deletes, deletes};
+use super::repeats::{KeySet, KeysSeen, Repeats};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
-use crate::config::SourceSpec;
+use crate::config::{Behavior, FieldMap, SourceSpec};
+use crate::sandbox::Operation;
 use crate::source::partition::Partition;
 use crate::source::spool::{SpoolReader, SpoolWriter, Spooled};
 use crate::source::{self, Record, Row, RowReader};
@@ -37,20 +39,30 @@ pub enum Input {
         /// Only the keys of this partition: the others are skipped before the ledger
         /// sees them.
         partition: Option<Partition>,
+        /// A mirror run may delete this many records, whatever `max_deletes` says
+        /// (`--allow-deletes`).
+        allow_deletes: Option<u64>,
     },
     /// Records chosen by the retry job, sent as they are.
     Records(Vec<Record>),
 }
 
-/// Streams the input into batches on `tx`; runs on a blocking thread. Returns the rows
-/// it skipped as unusable or repeated.
+/// How a read ended, besides the records it sent on.
+pub(super) struct ReadEnd {
+    /// The first rows skipped as unusable or repeated.
+    pub skipped: Vec<InvalidRow>,
+    /// Deletes a mirror run did not send, and why.
+    pub withheld: Option<(u64, String)>,
+}
+
+/// Streams the input into batches on `tx`; runs on a blocking thread.
 pub(super) fn read(
     input: Input,
     spec: &SourceSpec,
     mut batcher: Batcher,
     shared: &Shared,
     tx: tokio::sync::mpsc::Sender<Vec<Record>>,
-) -> Result<Vec<InvalidRow>> {
+) -> Result<ReadEnd> {
     // Unusable rows are found by the read, repeated keys by the send pass: each list is in
     // line order, and the report shows the first rows of both, merged.
     let mut invalid = Vec::new();
@@ -69,6 +81,7 @@ pub(super) fn read(
         }
     };
 
+    let mut withheld = None;
     let finished = match input {
         Input::Records(records) => {
             let mut finished = true;
@@ -90,12 +103,25 @@ pub(super) fn read(
             send_all,
             spool_dir,
             partition,
+            allow_deletes,
         } => {
+            let behavior = shared.spec.behavior;
+            let operation = behavior.operation();
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
             let filter = filter.filter(|filter| !filter.is_empty());
-            let decide = |key: &str, payload: &str| match &filter {
-                Some(filter) => filter.decide(key, payload, send_all),
-                None => Ok(Decision::Send),
+            let decide = |key: &str, payload: &str| {
+                let at_destination = |key| filter.as_ref().is_some_and(|f| f.at_destination(key));
+                match behavior {
+                    Behavior::Insert if at_destination(key) => return Ok(Decision::AtDestination),
+                    Behavior::Update if !shared.update_by_key && !at_destination(key) => {
+                        return Ok(Decision::NotAtDestination);
+                    }
+                    _ => {}
+                }
+                match &filter {
+                    Some(filter) => filter.decide(key, payload, send_all),
+                    None => Ok(Decision::Send),
+                }
             };
             // The state directory holds only the spool when the ledger is in a database.
             std::fs::create_dir_all(&spool_dir).with_context(|| {
@@ -106,42 +132,88 @@ pub(super) fn read(
             })?;
             let rows = source::open(spec, &spool_dir)?;
             let stop = &shared.stop;
-            let spooled = spool_source(rows, partition, &spool_dir, stop, decide, |line, why| {
+            let how = ReadHow {
+                partition,
+                fields: shared.spec.fields.as_ref(),
+                keep_keys: behavior == Behavior::Mirror,
+            };
+            let spooled = spool_source(rows, &how, &spool_dir, stop, decide, |line, why| {
                 report(&mut invalid, line, why, Count::InvalidRows);
             })?;
             match spooled {
                 None => false,
-                Some(mut spooled) => loop {
-                    if shared.stop.is_cancelled() {
-                        break false;
-                    }
-                    let Some((line, row)) = spooled.records.next_record()? else {
-                        break true;
-                    };
-                    shared.counters.add(Count::Read, 1);
-                    if !spooled.wins(row.key()) {
-                        let reason = format!(
-                            "key `{}` appears again later in the source; the last row wins",
-                            row.key()
-                        );
-                        report(&mut repeated, line, reason, Count::Duplicates);
-                        continue;
-                    }
-                    let record = match row {
-                        Spooled::Send(record) => record,
-                        Spooled::Decided { decision, .. } => {
-                            let count = match decision {
-                                Decision::Held => Count::Held,
-                                _ => Count::Unchanged,
-                            };
-                            shared.counters.add(count, 1);
+                Some(mut spooled) => {
+                    let sent_all = loop {
+                        if shared.stop.is_cancelled() {
+                            break false;
+                        }
+                        let Some((line, row)) = spooled.records.next_record()? else {
+                            break true;
+                        };
+                        shared.counters.add(Count::Read, 1);
+                        if !spooled.wins(row.key()) {
+                            let reason = format!(
+                                "key `{}` appears again later in the source; the last row wins",
+                                row.key()
+                            );
+                            report(&mut repeated, line, reason, Count::Duplicates);
                             continue;
                         }
+                        let mut record = match row {
+                            Spooled::Send(record) => record,
+                            Spooled::Decided { decision, .. } => {
+                                let count = match decision {
+                                    Decision::Held => Count::Held,
+                                    Decision::NotAtDestination => Count::NotAtDestination,
+                                    Decision::AtDestination => Count::AtDestination,
+                                    Decision::Unchanged | Decision::Send => Count::Unchanged,
+                                };
+                                shared.counters.add(count, 1);
+                                continue;
+                            }
+                        };
+                        record.operation = operation;
+                        if operation == Operation::Update
+                            && let Some(filter) = &filter
+                        {
+                            record.destination_id = filter.destination_id(&record.key);
+                        }
+                        if !emit(record) {
+                            break false;
+                        }
                     };
-                    if !emit(record) {
-                        break false;
+                    if sent_all
+                        && behavior == Behavior::Mirror
+                        && let Some(filter) = &filter
+                    {
+                        // Read to its end and every record handed on: a mirror run deletes.
+                        let keys = spooled.keys.take().expect("a mirror read keeps its keys");
+                        let unusable = shared.counters.get(Count::InvalidRows);
+                        let bound = Bound {
+                            max: shared.spec.max_deletes,
+                            allowed: allow_deletes,
+                        };
+                        match deletes(filter.as_ref(), &keys, partition, unusable, bound)? {
+                            Deletes::Send(records) => {
+                                drop(keys);
+                                for record in records {
+                                    if shared.stop.is_cancelled() {
+                                        break;
+                                    }
+                                    shared.counters.add(Count::Deletes, 1);
+                                    if !emit(record) {
+                                        break;
+                                    }
+                                }
+                            }
+                            Deletes::Withheld { count, why } => {
+                                tracing::warn!(sync = %shared.spec.name, "{why}");
+                                withheld = Some((count, why));
+                            }
+                        }
                     }
-                },
+                    sent_all && !shared.stop.is_cancelled()
+                }
             }
         }
     };
@@ -152,13 +224,25 @@ pub(super) fn read(
     skipped.append(&mut repeated);
     skipped.sort_by_key(|row| row.line);
     skipped.truncate(MAX_INVALID_ROWS_KEPT);
-    Ok(skipped)
+    Ok(ReadEnd { skipped, withheld })
+}
+
+/// How the source is read.
+struct ReadHow<'a> {
+    /// Only the keys of this partition are kept (and invalid rows are reported by
+    /// partition 0 alone).
+    partition: Option<Partition>,
+    /// `[sync.fields]`: each record's payload as the connector sees it.
+    fields: Option<&'a FieldMap>,
+    /// Keep the set of keys read (a mirror run deletes the others).
+    keep_keys: bool,
 }
 
 /// A source read to its end: its records in the spool, and its repeated keys.
 struct SourceRead {
     records: SpoolReader,
     repeats: Repeats,
+    keys: Option<KeySet>,
 }
 
 impl SourceRead {
@@ -170,20 +254,21 @@ impl SourceRead {
 }
 
 /// Reads every row of the source once: unusable rows go to `invalid` as they come,
-/// records to a spool in `dir`, each decided by `decide` as it is read (a record not to
-/// send keeps only its key in the spool: a rerun with little changed writes little).
-/// With a `partition`, only its keys are kept (and invalid rows are reported by partition
-/// 0 alone). `None` when the run was stopped meanwhile.
+/// records to a spool in `dir`, each mapped (`[sync.fields]`) and decided by `decide` as
+/// it is read (a record not to send keeps only its key in the spool: a rerun with little
+/// changed writes little). `None` when the run was stopped meanwhile.
 fn spool_source(
     mut rows: Box<dyn RowReader>,
-    partition: Option<Partition>,
+    how: &ReadHow<'_>,
     dir: &Path,
     stop: &CancellationToken,
     mut decide: impl FnMut(&str, &str) -> Result<Decision>,
     mut invalid: impl FnMut(u64, String),
 ) -> Result<Option<SourceRead>> {
+    let partition = how.partition;
     let mut spool = SpoolWriter::new(dir)?;
     let mut seen = KeysSeen::default();
+    let mut mapped: String;
     while let Some(row) = rows.next_row()? {
         if stop.is_cancelled() {
             return Ok(None);
@@ -194,6 +279,19 @@ fn spool_source(
             Row::Invalid { line, reason } => invalid(line, reason),
             Row::Record { line, key, payload } => {
                 seen.add(key);
+                let payload = match how.fields {
+                    None => payload,
+                    Some(fields) => match fields.apply(payload) {
+                        Ok(payload) => {
+                            mapped = payload;
+                            mapped.as_str()
+                        }
+                        Err(why) => {
+                            invalid(line, format!("key `{key}`: {why}"));
+                            continue;
+                        }
+                    },
+                };
                 match decide(key, payload)? {
                     Decision::Send => spool.push(line, key, payload)?,
                     decision => spool.push_decided(line, key, decision)?,
@@ -201,9 +299,11 @@ fn spool_source(
             }
         }
     }
+    let (repeats, keys) = seen.finish(how.keep_keys);
     Ok(Some(SourceRead {
         records: spool.finish()?,
-        repeats: seen.repeats(),
+        repeats,
+        keys,
     }))
 }
 
@@ -223,12 +323,18 @@ mod tests {
     use super::*;
     use crate::config::SourceFormat;
 
+    const HOW: ReadHow<'static> = ReadHow {
+        partition: None,
+        fields: None,
+        keep_keys: false,
+    };
+
     /// The records sent, by line, and the rows skipped, after reading `spec`'s source once.
     fn winners(rows: Box<dyn RowReader>, dir: &Path) -> (Vec<(u64, String, String)>, Vec<u64>) {
         let mut invalid = Vec::new();
         let send = |_: &str, _: &str| Ok(Decision::Send);
         let stop = CancellationToken::new();
-        let mut spooled = spool_source(rows, None, dir, &stop, send, |line, _| invalid.push(line))
+        let mut spooled = spool_source(rows, &HOW, dir, &stop, send, |line, _| invalid.push(line))
             .unwrap()
             .unwrap();
         let mut sent = Vec::new();
@@ -332,7 +438,7 @@ mod tests {
         assert!(
             spool_source(
                 rows,
-                None,
+                &HOW,
                 dir.path(),
                 &stop,
                 |_, _| Ok(Decision::Send),

@@ -11,6 +11,7 @@ mod counters;
 mod filter;
 mod gate;
 mod input;
+mod mirror;
 mod outcome;
 mod plan;
 mod poison;
@@ -46,7 +47,7 @@ use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
 use crate::inspector::{Exchange, Inspector};
 use crate::sandbox::{
-    Capabilities, Connector, ConnectorInstance, GuestError, HttpRequest, HttpResponse,
+    Capabilities, Connector, ConnectorInstance, GuestError, HttpRequest, HttpResponse, Operation,
 };
 use crate::source::Record;
 use crate::transport::Transport;
@@ -97,6 +98,8 @@ struct Shared {
     gate: Gate,
     /// The connector's `max-batch-bytes`: a record larger than this alone is rejected.
     max_batch_bytes: u64,
+    /// The connector updates by external key (see the WIT's `capabilities`).
+    update_by_key: bool,
     /// Which connector calls have worked, to tell a poison record from a broken connector.
     limits: LimitFailures,
     /// Whether the destination has answered, and sends that got no response.
@@ -118,9 +121,10 @@ impl Shared {
             return;
         }
         self.scrub_fates(&mut settled);
-        let (mut delivered, mut rejected, mut permanent) = (0, 0, 0);
+        let (mut delivered, mut deleted, mut rejected, mut permanent) = (0, 0, 0, 0);
         for s in &settled {
             match s.fate {
+                Fate::Delivered(_) if s.record.operation == Operation::Delete => deleted += 1,
                 Fate::Delivered(_) => delivered += 1,
                 Fate::Rejected(_) => rejected += 1,
                 Fate::Permanent(_) => permanent += 1,
@@ -129,6 +133,7 @@ impl Shared {
         }
         for (count, n) in [
             (Count::Delivered, delivered),
+            (Count::Deleted, deleted),
             (Count::Rejected, rejected),
             (Count::Permanent, permanent),
         ] {
@@ -295,6 +300,7 @@ pub async fn run_sync(
         credentials,
         gate: Gate::new(sync.rate_limit),
         max_batch_bytes: limits.max_batch_bytes,
+        update_by_key: capabilities.update_by_key,
         limits: LimitFailures::default(),
         reach: Reach::default(),
         counters: control
@@ -390,12 +396,13 @@ pub async fn run_sync(
         }
     }
     drop(rx);
-    let (read_error, invalid_rows) = match reader.await {
-        Ok(Ok(invalid)) => (None, invalid),
-        Ok(Err(err)) => (Some(format!("{err:#}")), Vec::new()),
+    let (read_error, invalid_rows, withheld) = match reader.await {
+        Ok(Ok(end)) => (None, end.skipped, end.withheld),
+        Ok(Err(err)) => (Some(format!("{err:#}")), Vec::new(), None),
         Err(panic) => (
             Some(format!("the source reader crashed: {panic}")),
             Vec::new(),
+            None,
         ),
     };
     abort_after_grace.abort();
@@ -440,13 +447,22 @@ pub async fn run_sync(
         duplicate_keys: c.get(Count::Duplicates),
         unchanged: c.get(Count::Unchanged),
         held: c.get(Count::Held),
+        not_at_destination: c.get(Count::NotAtDestination),
+        already_at_destination: c.get(Count::AtDestination),
+        deletes: c.get(Count::Deletes),
+        deleted: c.get(Count::Deleted),
+        deletes_withheld: withheld.as_ref().map_or(0, |w| w.0),
+        deletes_withheld_because: withheld.map(|w| w.1),
         delivered,
         rejected,
         permanent,
-        pending: read.saturating_sub(
+        pending: (read + c.get(Count::Deletes)).saturating_sub(
             c.get(Count::Duplicates)
                 + c.get(Count::Unchanged)
                 + c.get(Count::Held)
+                + c.get(Count::NotAtDestination)
+                + c.get(Count::AtDestination)
+                + c.get(Count::Deleted)
                 + delivered
                 + rejected
                 + permanent,

@@ -38,9 +38,16 @@ impl KeysSeen {
     }
 
     /// The keys read more than once, with their row counts.
+    #[cfg(test)]
     pub fn repeats(self) -> Repeats {
+        self.finish(false).0
+    }
+
+    /// The repeats, and every key read when `keep` (a mirror run asks which keys the
+    /// source no longer has): the sorted hashes, 16 bytes a key.
+    pub fn finish(mut self, keep: bool) -> (Repeats, Option<KeySet>) {
         let mut rows_left = HashMap::default();
-        for mut bucket in self.buckets {
+        for bucket in &mut self.buckets {
             bucket.sort_unstable();
             let mut at = 0;
             while at < bucket.len() {
@@ -54,7 +61,25 @@ impl KeysSeen {
                 at += run;
             }
         }
-        Repeats { rows_left }
+        let set = keep.then(|| KeySet {
+            buckets: self.buckets,
+        });
+        (Repeats { rows_left }, set)
+    }
+}
+
+/// The keys a source read held.
+pub struct KeySet {
+    /// Sorted, by the hash's first byte.
+    buckets: Vec<Vec<u128>>,
+}
+
+impl KeySet {
+    pub fn contains(&self, key: &str) -> bool {
+        let hash = hash(key);
+        self.buckets[(hash >> 120) as usize]
+            .binary_search(&hash)
+            .is_ok()
     }
 }
 
@@ -112,6 +137,16 @@ mod tests {
         let mut repeats = seen.repeats();
         let last: Vec<bool> = rows.iter().map(|k| repeats.is_last(k)).collect();
         assert_eq!(last, [false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn the_set_of_keys_read_holds_each_key_read_and_no_other() {
+        let mut seen = KeysSeen::default();
+        ["a", "b", "a"].iter().for_each(|k| seen.add(k));
+        let (_, set) = seen.finish(true);
+        let set = set.unwrap();
+        assert!(set.contains("a") && set.contains("b"));
+        assert!(!set.contains("c") && !set.contains(""));
     }
 
     proptest! {

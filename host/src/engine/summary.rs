@@ -50,10 +50,28 @@ pub struct RunSummary {
     pub unchanged: u64,
     /// Permanent records whose data has not changed: held for a person.
     pub held: u64,
+    /// `behavior = "update"`: records never delivered, so not at the destination; skipped.
+    #[serde(default)]
+    pub not_at_destination: u64,
+    /// `behavior = "insert"`: records delivered before; skipped.
+    #[serde(default)]
+    pub already_at_destination: u64,
+    /// `behavior = "mirror"`: records delivered before and absent from the source, sent
+    /// as deletes.
+    #[serde(default)]
+    pub deletes: u64,
+    /// Deletes the destination confirmed; the ledger forgot those records.
+    #[serde(default)]
+    pub deleted: u64,
+    /// Deletes a mirror run did not send, and why (an incomplete read, `max_deletes`).
+    #[serde(default)]
+    pub deletes_withheld: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes_withheld_because: Option<String>,
     pub delivered: u64,
     pub rejected: u64,
     pub permanent: u64,
-    /// Read but not settled: they are sent again by a later run.
+    /// Read (or deletes sent) but not settled: they are sent again by a later run.
     pub pending: u64,
     pub requests: u64,
     /// Record sends repeated in this run (retry verdicts, transient failures).

@@ -14,6 +14,16 @@ pub const SCHEMA_VERSION: u32 = 3;
 pub const READABLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 /// The first byte of a version 2 entry; a version 1 entry is a JSON object, `{`.
 const POSTCARD_TAG: u8 = 2;
+/// The first byte of an entry with fields after the version 2 layout: the version 2
+/// bytes, then [`Extension`]. Only entries that need it are written so (a failed delete),
+/// so a ledger without them stays readable by the Sluice before it.
+const EXTENDED_TAG: u8 = 3;
+
+/// What an entry holds beyond the version 2 layout.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Extension {
+    deleting: bool,
+}
 
 /// Why stored bytes are not an entry.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +38,23 @@ pub enum DecodeError {
 
 /// An entry in the current layout (version 2: a tag byte, then postcard).
 pub fn encode(entry: &Entry) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_extend(entry, vec![POSTCARD_TAG])
+    if !entry.deleting {
+        return postcard::to_extend(entry, vec![POSTCARD_TAG]);
+    }
+    let bytes = postcard::to_extend(entry, vec![EXTENDED_TAG])?;
+    postcard::to_extend(&Extension { deleting: true }, bytes)
 }
 
 /// An entry in any readable layout.
 pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     match bytes.split_first() {
         Some((&POSTCARD_TAG, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&EXTENDED_TAG, rest)) => {
+            let (mut entry, rest): (Entry, _) = postcard::take_from_bytes(rest)?;
+            let extension: Extension = postcard::from_bytes(rest)?;
+            entry.deleting = extension.deleting;
+            Ok(entry)
+        }
         Some((b'{', _)) => Ok(serde_json::from_slice(bytes)?),
         _ => Err(DecodeError::UnknownLayout),
     }
@@ -57,7 +77,21 @@ mod tests {
             payload_hash: Some(crate::ledger::PayloadHash(7)),
             payload: Some("{}".into()),
             resolution: None,
+            deleting: false,
         }
+    }
+
+    #[test]
+    fn a_failed_delete_reads_back_as_one_and_others_keep_the_version_2_layout() {
+        let deleting = Entry {
+            deleting: true,
+            ..entry()
+        };
+        let bytes = encode(&deleting).unwrap();
+        assert_eq!(bytes[0], EXTENDED_TAG);
+        assert_eq!(decode(&bytes).unwrap(), deleting);
+        let plain = encode(&entry()).unwrap();
+        assert_eq!(&bytes[1..plain.len()], &plain[1..]);
     }
 
     #[test]

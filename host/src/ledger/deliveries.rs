@@ -5,7 +5,7 @@
 use crate::source::partition::Partition;
 
 use super::delivered::{
-    Compacted, Delivered, Delivery, Fingerprint, Index, LogError, States, fold,
+    Compacted, Delivered, Delivery, Fingerprint, Index, LogError, States, fold, forget_deleted,
 };
 
 /// A sync's confirmed deliveries and the destination they are about.
@@ -81,6 +81,7 @@ pub trait Deliveries: Send + Sync {
                 fold(&mut states, record);
             }
         })?;
+        forget_deleted(&mut states);
         Ok((states, fingerprint))
     }
 

@@ -95,6 +95,10 @@ pub struct Entry {
     pub payload: Option<String>,
     #[serde(default)]
     pub resolution: Option<Resolution>,
+    /// The failure is about deleting the record at the destination (a mirror run), not
+    /// about sending its data. Kept after the version 2 layout (see `codec`).
+    #[serde(skip)]
+    pub deleting: bool,
 }
 
 /// Change detection: whether a record read from the source, with `payload`, is sent,
@@ -133,6 +137,7 @@ fn empty() -> Entry {
         payload_hash: None,
         payload: None,
         resolution: None,
+        deleting: false,
     }
 }
 
@@ -140,6 +145,7 @@ fn empty() -> Entry {
 pub fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Entry {
     let hash = PayloadHash::of(&settled.record.payload);
     let mut entry = previous.unwrap_or_else(empty);
+    entry.deleting = settled.record.operation == crate::sandbox::Operation::Delete;
     entry.attempts = entry.attempts.saturating_add(settled.attempts);
     if settled.attempts > 0 {
         entry.last_attempt_ms = Some(at_ms);

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::clock::now_ms;
 use crate::fate::{Decision, Fate, Record, Settled};
+use crate::sandbox::Operation;
 
 /// Records by status, and by status and failure code.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -52,6 +53,7 @@ fn delivered_entry(d: Delivered) -> Entry {
         payload_hash: Some(d.hash),
         payload: None,
         resolution: None,
+        deleting: false,
     }
 }
 
@@ -286,15 +288,18 @@ impl SyncLedger {
         if all_new_deliveries {
             let deliveries: Vec<Delivery<'_>> = settled
                 .iter()
-                .map(|s| Delivery {
-                    key: &s.record.key,
-                    hash: PayloadHash::of(&s.record.payload).0.to_le_bytes(),
-                    destination_id: match &s.fate {
-                        Fate::Delivered(id) => id.as_deref(),
-                        _ => None,
+                .map(|s| match s.record.operation {
+                    Operation::Delete => Delivery::deletion(&s.record.key, at_ms),
+                    _ => Delivery {
+                        key: &s.record.key,
+                        hash: PayloadHash::of(&s.record.payload).0.to_le_bytes(),
+                        destination_id: match &s.fate {
+                            Fate::Delivered(id) => id.as_deref(),
+                            _ => None,
+                        },
+                        attempts: s.attempts,
+                        at_ms,
                     },
-                    attempts: s.attempts,
-                    at_ms,
                 })
                 .collect();
             return self
@@ -342,6 +347,12 @@ impl SyncLedger {
                 None => None,
             };
             match &s.fate {
+                // Deleted at the destination: forgotten, in the log and the store.
+                Fate::Delivered(_) if s.record.operation == Operation::Delete => {
+                    let gone = Delivery::deletion(key, at_ms).hash;
+                    deliveries.insert(key, (gone, None, 0));
+                    entries.insert(key, None);
+                }
                 Fate::Delivered(id) => {
                     let attempts = previous
                         .as_ref()

@@ -11,7 +11,8 @@ use super::delivered::{Fingerprint, Index};
 use super::{Entry, PayloadHash, SyncLedger, model};
 use crate::clock::now_ms;
 use crate::engine::{Filter, Sink};
-use crate::fate::{Decision, Settled};
+use crate::fate::{Decision, Record, Settled};
+use crate::source::partition::Partition;
 
 /// How a run begins, as far as the ledger is concerned.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,6 +27,9 @@ pub struct RunStart {
     pub full_resync: bool,
     /// The run takes only this partition's keys: only their deliveries are read.
     pub partition: Option<crate::source::partition::Partition>,
+    /// Keep the destination's id of every delivered record (`behavior = "update"`
+    /// addresses records by it).
+    pub destination_ids: bool,
 }
 
 /// Why a run sends records the destination had confirmed before.
@@ -62,6 +66,8 @@ pub struct LedgerSink {
     /// for a store across a network would be a round trip a record.
     stored: HashMap<Box<str>, Entry>,
     resend: Option<ResendReason>,
+    /// The destination's ids of delivered records, when the run asked for them.
+    ids: HashMap<Box<str>, Box<str>>,
 }
 
 impl LedgerSink {
@@ -89,6 +95,17 @@ impl LedgerSink {
                 }
             }
         }
+        let mut ids = HashMap::new();
+        if start.destination_ids && resend != Some(ResendReason::DestinationChanged) {
+            let (states, _) = ledger
+                .delivered
+                .states(&|key| start.partition.is_none_or(|p| p.holds(key)))
+                .map_err(|e| ledger.log_err(e))?;
+            ids = states
+                .into_iter()
+                .filter_map(|(key, d)| Some((key.into_boxed_str(), d.destination_id?.into())))
+                .collect();
+        }
         let mut stored = HashMap::new();
         for item in ledger.tree.iter() {
             let (key, value) =
@@ -105,6 +122,7 @@ impl LedgerSink {
             index,
             stored,
             resend,
+            ids,
         }))
     }
 
@@ -146,5 +164,66 @@ impl Filter for LedgerSink {
 
     fn is_empty(&self) -> bool {
         self.index.is_empty() && self.stored.is_empty()
+    }
+
+    fn at_destination(&self, key: &str) -> bool {
+        if self.resend == Some(ResendReason::DestinationChanged) {
+            return false;
+        }
+        self.index.contains(key)
+            || self
+                .stored
+                .get(key)
+                .is_some_and(|e| e.delivered_hash.is_some() && !e.deleting)
+    }
+
+    fn destination_id(&self, key: &str) -> Option<String> {
+        if self.resend == Some(ResendReason::DestinationChanged) {
+            return None;
+        }
+        match self
+            .stored
+            .get(key)
+            .and_then(|e| e.destination_id.as_deref())
+        {
+            Some(id) => Some(id.to_string()),
+            None => self.ids.get(key).map(|id| id.to_string()),
+        }
+    }
+
+    fn delivered_count(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    fn absent(
+        &self,
+        seen: &dyn Fn(&str) -> bool,
+        partition: Option<Partition>,
+    ) -> Result<Vec<Record>> {
+        let ledger = &self.ledger;
+        let (states, _) = ledger
+            .delivered
+            .states(&|key| !seen(key) && partition.is_none_or(|p| p.holds(key)))
+            .map_err(|e| ledger.log_err(e))?;
+        let mut deletes: Vec<Record> = states
+            .into_iter()
+            .filter(|(key, _)| {
+                // A delete that can never succeed without a person waits for one.
+                self.stored
+                    .get(key.as_str())
+                    .is_none_or(|e| !(e.deleting && e.status == super::Status::Permanent))
+            })
+            .map(|(key, delivered)| {
+                let id = self
+                    .stored
+                    .get(key.as_str())
+                    .and_then(|e| e.destination_id.clone())
+                    .or(delivered.destination_id);
+                Record::delete(key, id)
+            })
+            .collect();
+        // In key order: a run's deletes, and the plan's examples, are the same every time.
+        deletes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(deletes)
     }
 }

@@ -25,6 +25,19 @@ impl SourceRecord {
     }
 }
 
+impl SourceRecord {
+    /// A delete of a record the destination holds (`behavior = "mirror"`): the host
+    /// keeps a hash of what it delivered, not the data, so its payload is `{}`.
+    pub fn delete(key: String, destination_id: Option<String>) -> SourceRecord {
+        SourceRecord {
+            key,
+            payload: "{}".to_string(),
+            operation: Operation::Delete,
+            destination_id,
+        }
+    }
+}
+
 impl Operation {
     /// Its name in the WIT, in configs and in messages.
     pub fn name(self) -> &'static str {

@@ -18,6 +18,8 @@ use crate::fate::Decision;
 /// The payload length that marks a row decided as it was read: unchanged, or held.
 const UNCHANGED: u64 = u64::MAX;
 const HELD: u64 = u64::MAX - 1;
+const NOT_AT_DESTINATION: u64 = u64::MAX - 2;
+const AT_DESTINATION: u64 = u64::MAX - 3;
 
 /// A row read back from the spool.
 pub enum Spooled {
@@ -71,6 +73,8 @@ impl SpoolWriter {
         let mark = match decision {
             Decision::Unchanged => UNCHANGED,
             Decision::Held => HELD,
+            Decision::NotAtDestination => NOT_AT_DESTINATION,
+            Decision::AtDestination => AT_DESTINATION,
             Decision::Send => bail!("a record to send is spooled with its payload"),
         };
         self.write(line, key, mark, "")
@@ -143,6 +147,14 @@ impl SpoolReader {
             HELD => Spooled::Decided {
                 key,
                 decision: Decision::Held,
+            },
+            NOT_AT_DESTINATION => Spooled::Decided {
+                key,
+                decision: Decision::NotAtDestination,
+            },
+            AT_DESTINATION => Spooled::Decided {
+                key,
+                decision: Decision::AtDestination,
             },
             len => Spooled::Send(Record::new(key, self.text(len)?)),
         };

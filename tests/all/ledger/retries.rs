@@ -55,7 +55,8 @@ fn picked(
     sync: &sluice::ledger::SyncLedger,
     request: &Request,
 ) -> (Vec<String>, retry_job::SelectionCounts) {
-    let s = retry_job::select(sync, &RetryJob::default(), request, NOW).unwrap();
+    let s =
+        retry_job::select(sync, &RetryJob::default(), Default::default(), request, NOW).unwrap();
     (s.records.into_iter().map(|r| r.key).collect(), s.counts)
 }
 
@@ -146,7 +147,14 @@ fn named_keys_are_taken_exactly_and_only_failed_ones_can_be_named() {
             ..Request::default()
         };
         assert!(
-            retry_job::select(&sync, &RetryJob::default(), &request, NOW).is_err(),
+            retry_job::select(
+                &sync,
+                &RetryJob::default(),
+                Default::default(),
+                &request,
+                NOW
+            )
+            .is_err(),
             "{named}"
         );
     }
@@ -293,8 +301,14 @@ fn the_failed_index_follows_every_change_of_status() {
         ["d"],
         "a delivered record named by the index is skipped"
     );
-    let selection =
-        retry_job::select(&sync, &RetryJob::default(), &Request::default(), 10).unwrap();
+    let selection = retry_job::select(
+        &sync,
+        &RetryJob::default(),
+        Default::default(),
+        &Request::default(),
+        10,
+    )
+    .unwrap();
     let keys: Vec<&str> = selection.records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["d"]);
 }

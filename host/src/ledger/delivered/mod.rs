@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use self::file::{HEADER_ONLY_MAX, read_file, read_header, record_count, repair_tail, sync_dir};
 use self::frame::{CHUNK, MAGIC, write_frame};
-pub use self::record::{Delivered, Delivery, Fingerprint, Header, Index, States, fold};
+pub use self::record::{
+    Delivered, Delivery, Fingerprint, Header, Index, States, fold, forget_deleted,
+};
 use super::deliveries::Deliveries;
 
 /// Why the log cannot be read or written. `Damaged` names the file and the offset.
@@ -443,6 +445,7 @@ impl DeliveredLog {
                     return;
                 }
                 let written = match newer.remove(record.key) {
+                    Some(later) if later.is_deleted() => Ok(()),
                     Some(later) => {
                         let mut state = Delivered::first(record);
                         state.then_all(later);
@@ -457,7 +460,9 @@ impl DeliveredLog {
             }
         }
         for (key, state) in &newer {
-            out.push(&state.as_delivery(key))?;
+            if !state.is_deleted() {
+                out.push(&state.as_delivery(key))?;
+            }
         }
         let keys = out.records;
         let path = out.finish(&self.dir)?;

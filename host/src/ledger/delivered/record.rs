@@ -50,9 +50,29 @@ pub struct Delivery<'a> {
     pub at_ms: u64,
 }
 
-impl Delivery<'_> {
+/// The payload hash of a deletion: no payload hashes to it in practice (a 128-bit
+/// hash), and a deletion needs no other mark, so the log's layout is unchanged.
+const DELETED: [u8; 16] = [0; 16];
+
+impl<'a> Delivery<'a> {
     pub fn payload_hash(&self) -> PayloadHash {
         PayloadHash(u128::from_le_bytes(self.hash))
+    }
+
+    /// The destination confirmed `key` deleted (a mirror run): the key is forgotten, as
+    /// if never delivered. A snapshot holds no deletions; compaction drops the key.
+    pub fn deletion(key: &'a str, at_ms: u64) -> Delivery<'a> {
+        Delivery {
+            key,
+            hash: DELETED,
+            destination_id: None,
+            attempts: 0,
+            at_ms,
+        }
+    }
+
+    pub fn is_deletion(&self) -> bool {
+        self.hash == DELETED
     }
 }
 
@@ -67,8 +87,17 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    /// Whether the last record of the key was its deletion.
+    pub fn is_deleted(&self) -> bool {
+        self.hash.0 == 0
+    }
+
     /// Folds a later record of the same key into this one.
     pub fn then(&mut self, later: &Delivery<'_>) {
+        if later.is_deletion() {
+            *self = Delivered::first(later);
+            return;
+        }
         self.hash = later.payload_hash();
         if let Some(id) = later.destination_id {
             self.destination_id = Some(id.to_string());
@@ -79,6 +108,10 @@ impl Delivered {
 
     /// Folds in what later records of the same key add up to (see [`Delivered::then`]).
     pub fn then_all(&mut self, later: Delivered) {
+        if later.is_deleted() {
+            *self = later;
+            return;
+        }
         self.hash = later.hash;
         if later.destination_id.is_some() {
             self.destination_id = later.destination_id;
@@ -107,8 +140,14 @@ impl Delivered {
     }
 }
 
-/// Each key's state, folded from its records in the order they were read.
+/// Each key's state, folded from its records in the order they were read (a deleted key's
+/// state is its deletion, until [`forget_deleted`]).
 pub type States = HashMap<String, Delivered>;
+
+/// Drops the keys whose last record was their deletion.
+pub fn forget_deleted(states: &mut States) {
+    states.retain(|_, state| !state.is_deleted());
+}
 
 /// Folds `record` into the state of its key (its first record starts it).
 pub fn fold(states: &mut States, record: &Delivery<'_>) {
@@ -148,6 +187,9 @@ impl Index {
     /// A record of the snapshot (each key once, in any order); [`Index::seal`] after the
     /// last.
     pub fn insert_base(&mut self, record: &Delivery<'_>) {
+        if record.is_deletion() {
+            return;
+        }
         self.base
             .push((key_hash(record.key), record.payload_hash().0 as u64));
     }
@@ -186,8 +228,14 @@ impl Index {
 
     /// A record of a segment: newer than the snapshot and than earlier segments.
     pub fn insert(&mut self, record: &Delivery<'_>) {
-        self.overlay
-            .insert(key_hash(record.key), record.payload_hash().0 as u64);
+        let hash = match record.payload_hash().0 as u64 {
+            _ if record.is_deletion() => GONE,
+            // A payload whose short hash is the mark of a deletion: one in 2^64, costs a
+            // resend.
+            GONE => GONE ^ 1,
+            hash => hash,
+        };
+        self.overlay.insert(key_hash(record.key), hash);
     }
 
     /// Whether the destination confirmed `hash` for `key`; `None` when the log has no
@@ -195,6 +243,7 @@ impl Index {
     pub fn confirmed(&self, key: &str, hash: PayloadHash) -> Option<bool> {
         let key = key_hash(key);
         let confirmed = match self.overlay.get(&key) {
+            Some(&GONE) => return None,
             Some(&confirmed) => confirmed,
             None => self.base_get(key)?,
         };
@@ -217,24 +266,33 @@ impl Index {
 
     /// How many keys (a key of the snapshot that a segment delivered again counts once).
     pub fn len(&self) -> usize {
-        let only_in_segments = self
-            .overlay
-            .keys()
-            .filter(|&&key| self.base_get(key).is_none())
-            .count();
-        self.base.len() + only_in_segments
+        let (mut only_in_segments, mut deleted) = (0, 0);
+        for (&key, &hash) in &self.overlay {
+            match (hash == GONE, self.base_get(key).is_some()) {
+                (false, false) => only_in_segments += 1,
+                (true, true) => deleted += 1,
+                _ => {}
+            }
+        }
+        self.base.len() + only_in_segments - deleted
     }
 
     /// Whether the log holds a delivery of `key`.
     pub fn contains(&self, key: &str) -> bool {
         let key = key_hash(key);
-        self.overlay.contains_key(&key) || self.base_get(key).is_some()
+        match self.overlay.get(&key) {
+            Some(&hash) => hash != GONE,
+            None => self.base_get(key).is_some(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.base.is_empty() && self.overlay.is_empty()
     }
 }
+
+/// The overlay's mark of a key deleted since the snapshot.
+const GONE: u64 = 0;
 
 fn key_hash(key: &str) -> u64 {
     // Another seed than the payload's hash, so a key and a payload of the same text do
