@@ -23,6 +23,7 @@ pub mod pg;
 pub mod pool;
 pub mod report;
 pub mod retry_job;
+pub mod run_plan;
 pub mod sandbox;
 pub mod schedule;
 pub mod secrets;

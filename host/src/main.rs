@@ -68,6 +68,27 @@ enum Command {
         #[arg(long, value_name = "N")]
         allow_deletes: Option<u64>,
     },
+    /// Shows what `sluice run` would do (records to insert, update, delete, skip or hold,
+    /// with examples) by reading the source and the ledger; sends and writes nothing.
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Plan only this sync.
+        #[arg(long)]
+        sync: Option<String>,
+        /// One JSON object per sync.
+        #[arg(long)]
+        json: bool,
+        /// As `sluice run --full-resync`.
+        #[arg(long)]
+        full_resync: bool,
+        /// As `sluice run --partition I/N`.
+        #[arg(long, value_name = "I/N")]
+        partition: Option<sluice::source::partition::Partition>,
+        /// As `sluice run --allow-deletes N`.
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<u64>,
+    },
     /// Retries failed records from the ledger, with their stored payloads.
     Retry {
         #[arg(long, short)]
@@ -426,6 +447,21 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
                 grace,
             };
             commands::serve::run(&config, how).await
+        }
+        Command::Plan {
+            config,
+            sync,
+            json,
+            full_resync,
+            partition,
+            allow_deletes,
+        } => {
+            let options = sluice::sync::RunOptions {
+                full_resync,
+                partition,
+                allow_deletes,
+            };
+            commands::plan::plan(&config, sync.as_deref(), options, json, out).await
         }
         Command::Enqueue { config, sync } => commands::serve::enqueue(&config, sync.as_deref()),
         Command::Ledger { command } => match command {

@@ -10,11 +10,15 @@ use tracing::Instrument;
 use crate::builtin;
 use crate::config::{Behavior, SyncSpec};
 use crate::config::{ComponentSource, Config, ConnectorSpec, SendMode};
-use crate::engine::{self, Input, Outcome, RunControl, RunReport, RunSummary};
+use crate::engine::{
+    self, Counters, Filter, Input, Outcome, Reader, RunControl, RunReport, RunSummary, read_with,
+};
 use crate::history::History;
 use crate::inspector::Inspector;
 use crate::ledger::{Fingerprint, Ledger, LedgerSink, RunStart};
 use crate::retry_job::{self, SelectionCounts};
+use crate::run_plan::RunPlan;
+use crate::sandbox::Operation;
 use crate::sandbox::{Connector, Runtime};
 use crate::source::partition::Partition;
 
@@ -161,6 +165,7 @@ impl Host {
             full_resync: options.full_resync,
             partition: options.partition,
             destination_ids: sync.behavior == Behavior::Update,
+            dry_run: false,
         };
         let sink = self.begin(name, start).await?;
         let input = Input::Source {
@@ -173,6 +178,62 @@ impl Host {
         let mut report = self.run_input(config, name, sink, input, control).await?;
         report.summary.partition = options.partition.map(|p| p.to_string());
         Ok(report)
+    }
+
+    /// What a run of the sync named `name` would do, without sending or writing anything:
+    /// the connector is configured (its settings and operations are checked as a run
+    /// checks them), the source read and decided against the ledger as a run does.
+    pub async fn plan(&self, config: &Config, name: &str, options: RunOptions) -> Result<RunPlan> {
+        let sync = config.sync(name)?.clone();
+        let spec = &config.connectors[&sync.connector];
+        let connector = self.connector(spec).await?;
+        let (_, capabilities) = engine::configure(connector.clone(), &sync).await?;
+        engine::check_operations(connector.name(), &sync, &capabilities)?;
+        let start = RunStart {
+            reads_source: true,
+            destination: Some(destination(config, &sync)),
+            full_resync: options.full_resync,
+            partition: options.partition,
+            destination_ids: false,
+            dry_run: true,
+        };
+        let sink = self.begin(name, start).await?;
+        let input = Input::Source {
+            filter: Some(sink.clone()),
+            send_all: sync.mode == SendMode::All,
+            spool_dir: config.state_dir.clone(),
+            partition: options.partition,
+            allow_deletes: options.allow_deletes,
+        };
+        let span = tracing::error_span!("plan", sync = %name);
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let counters = Counters::new(&sync.name, connector.name());
+            let stop = tokio_util::sync::CancellationToken::new();
+            let reader = Reader {
+                sync: &sync,
+                counters: &counters,
+                stop: &stop,
+                update_by_key: capabilities.update_by_key,
+            };
+            let mut plan = RunPlan::new(&sync.name, sync.behavior.name());
+            let end = read_with(input, &reader, &mut |record| {
+                let at_destination =
+                    record.operation != Operation::Delete && sink.at_destination(&record.key);
+                plan.send(&record, at_destination);
+                true
+            })?;
+            plan.counted(&counters);
+            plan.skipped_rows = end.skipped;
+            if let Some((count, why)) = end.withheld {
+                plan.deletes_withheld = count;
+                plan.deletes_withheld_because = Some(why);
+            }
+            plan.resent_because = sink.resend_reason().map(|r| r.to_string());
+            Ok(plan)
+        })
+        .await
+        .context("planning the run crashed")?
     }
 
     /// The run's view of the ledger (reads the delivered log: kept off the executor).

@@ -288,9 +288,9 @@ fn components_that_cannot_load_are_reported_by_name() {
         ok_settings,
     );
     assert!(
-        report
-            .to_string()
-            .contains("built against sluice:connector@9.9.9, and this Sluice supports 0.2.0, 0.1.0"),
+        report.to_string().contains(
+            "built against sluice:connector@9.9.9, and this Sluice supports 0.2.0, 0.1.0"
+        ),
         "{report}"
     );
     // A request URL that is neither a path nor an http(s) URL is a malformed request.

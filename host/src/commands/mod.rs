@@ -3,6 +3,7 @@
 pub mod connector;
 pub mod inspect;
 pub mod ledger;
+pub mod plan;
 pub mod progress;
 pub mod retry;
 pub mod run;

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::Batcher;
 use super::counters::Count;
+use super::counters::Counters;
 use super::filter::{Decision, Filter};
 use super::mirror::{Bound, Deletes, deletes};
 use super::repeats::{KeySet, KeysSeen, Repeats};
 use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
-use crate::config::{Behavior, FieldMap, SourceSpec};
+use crate::config::{Behavior, FieldMap, SyncSpec};
 use crate::sandbox::Operation;
 use crate::source::partition::Partition;
 use crate::source::spool::{SpoolReader, SpoolWriter, Spooled};
@@ -48,36 +49,76 @@ pub enum Input {
 }
 
 /// How a read ended, besides the records it sent on.
-pub(super) struct ReadEnd {
+pub(crate) struct ReadEnd {
     /// The first rows skipped as unusable or repeated.
     pub skipped: Vec<InvalidRow>,
     /// Deletes a mirror run did not send, and why.
     pub withheld: Option<(u64, String)>,
+    /// Every record was handed on.
+    pub finished: bool,
 }
 
 /// Streams the input into batches on `tx`; runs on a blocking thread.
 pub(super) fn read(
     input: Input,
-    spec: &SourceSpec,
     mut batcher: Batcher,
     shared: &Shared,
     tx: tokio::sync::mpsc::Sender<Vec<Record>>,
 ) -> Result<ReadEnd> {
+    let reader = Reader {
+        sync: &shared.spec,
+        counters: &shared.counters,
+        stop: &shared.stop,
+        update_by_key: shared.update_by_key,
+    };
+    let mut finished = true;
+    let end = read_with(input, &reader, &mut |record: Record| -> bool {
+        finished = match batcher.push(record) {
+            Some(batch) => send(&tx, batch, shared),
+            None => true,
+        };
+        finished
+    })?;
+    if end.finished
+        && finished
+        && let Some(batch) = batcher.finish()
+    {
+        send(&tx, batch, shared);
+    }
+    Ok(end)
+}
+
+/// What reading needs of a run.
+pub(crate) struct Reader<'a> {
+    pub sync: &'a SyncSpec,
+    pub counters: &'a Counters,
+    pub stop: &'a CancellationToken,
+    /// The connector updates by external key (`capabilities`).
+    pub update_by_key: bool,
+}
+
+/// Reads the input, deciding each record as a run does, and hands every record to send to
+/// `emit` (false: nothing more is taken). What a run and `sluice plan` share.
+pub(crate) fn read_with(
+    input: Input,
+    reader: &Reader<'_>,
+    emit: &mut dyn FnMut(Record) -> bool,
+) -> Result<ReadEnd> {
+    let Reader {
+        sync,
+        counters,
+        stop,
+        update_by_key,
+    } = *reader;
     // Unusable rows are found by the read, repeated keys by the send pass: each list is in
     // line order, and the report shows the first rows of both, merged.
     let mut invalid = Vec::new();
     let mut repeated = Vec::new();
     let report = |kept: &mut Vec<InvalidRow>, line: u64, reason: String, count: Count| {
-        shared.counters.add(count, 1);
-        tracing::info!(sync = %shared.spec.name, line, "skipping source row: {reason}");
+        counters.add(count, 1);
+        tracing::info!(sync = %sync.name, line, "skipping source row: {reason}");
         if kept.len() < MAX_INVALID_ROWS_KEPT {
             kept.push(InvalidRow { line, reason });
-        }
-    };
-    let mut emit = |record: Record| -> bool {
-        match batcher.push(record) {
-            Some(batch) => send(&tx, batch, shared),
-            None => true,
         }
     };
 
@@ -86,11 +127,11 @@ pub(super) fn read(
         Input::Records(records) => {
             let mut finished = true;
             for record in records {
-                if shared.stop.is_cancelled() {
+                if stop.is_cancelled() {
                     finished = false;
                     break;
                 }
-                shared.counters.add(Count::Read, 1);
+                counters.add(Count::Read, 1);
                 if !emit(record) {
                     finished = false;
                     break;
@@ -105,7 +146,7 @@ pub(super) fn read(
             partition,
             allow_deletes,
         } => {
-            let behavior = shared.spec.behavior;
+            let behavior = sync.behavior;
             let operation = behavior.operation();
             // An empty ledger has nothing to skip or hold: spare a lookup per record.
             let filter = filter.filter(|filter| !filter.is_empty());
@@ -113,7 +154,7 @@ pub(super) fn read(
                 let at_destination = |key| filter.as_ref().is_some_and(|f| f.at_destination(key));
                 match behavior {
                     Behavior::Insert if at_destination(key) => return Ok(Decision::AtDestination),
-                    Behavior::Update if !shared.update_by_key && !at_destination(key) => {
+                    Behavior::Update if !update_by_key && !at_destination(key) => {
                         return Ok(Decision::NotAtDestination);
                     }
                     _ => {}
@@ -130,11 +171,10 @@ pub(super) fn read(
                     spool_dir.display()
                 )
             })?;
-            let rows = source::open(spec, &spool_dir)?;
-            let stop = &shared.stop;
+            let rows = source::open(&sync.source, &spool_dir)?;
             let how = ReadHow {
                 partition,
-                fields: shared.spec.fields.as_ref(),
+                fields: sync.fields.as_ref(),
                 keep_keys: behavior == Behavior::Mirror,
             };
             let spooled = spool_source(rows, &how, &spool_dir, stop, decide, |line, why| {
@@ -144,13 +184,13 @@ pub(super) fn read(
                 None => false,
                 Some(mut spooled) => {
                     let sent_all = loop {
-                        if shared.stop.is_cancelled() {
+                        if stop.is_cancelled() {
                             break false;
                         }
                         let Some((line, row)) = spooled.records.next_record()? else {
                             break true;
                         };
-                        shared.counters.add(Count::Read, 1);
+                        counters.add(Count::Read, 1);
                         if !spooled.wins(row.key()) {
                             let reason = format!(
                                 "key `{}` appears again later in the source; the last row wins",
@@ -168,7 +208,7 @@ pub(super) fn read(
                                     Decision::AtDestination => Count::AtDestination,
                                     Decision::Unchanged | Decision::Send => Count::Unchanged,
                                 };
-                                shared.counters.add(count, 1);
+                                counters.add(count, 1);
                                 continue;
                             }
                         };
@@ -188,43 +228,44 @@ pub(super) fn read(
                     {
                         // Read to its end and every record handed on: a mirror run deletes.
                         let keys = spooled.keys.take().expect("a mirror read keeps its keys");
-                        let unusable = shared.counters.get(Count::InvalidRows);
+                        let unusable = counters.get(Count::InvalidRows);
                         let bound = Bound {
-                            max: shared.spec.max_deletes,
+                            max: sync.max_deletes,
                             allowed: allow_deletes,
                         };
                         match deletes(filter.as_ref(), &keys, partition, unusable, bound)? {
                             Deletes::Send(records) => {
                                 drop(keys);
                                 for record in records {
-                                    if shared.stop.is_cancelled() {
+                                    if stop.is_cancelled() {
                                         break;
                                     }
-                                    shared.counters.add(Count::Deletes, 1);
+                                    counters.add(Count::Deletes, 1);
                                     if !emit(record) {
                                         break;
                                     }
                                 }
                             }
                             Deletes::Withheld { count, why } => {
-                                tracing::warn!(sync = %shared.spec.name, "{why}");
+                                tracing::warn!(sync = %sync.name, "{why}");
                                 withheld = Some((count, why));
                             }
                         }
                     }
-                    sent_all && !shared.stop.is_cancelled()
+                    sent_all && !stop.is_cancelled()
                 }
             }
         }
     };
-    if finished && let Some(batch) = batcher.finish() {
-        send(&tx, batch, shared);
-    }
     let mut skipped = invalid;
     skipped.append(&mut repeated);
     skipped.sort_by_key(|row| row.line);
     skipped.truncate(MAX_INVALID_ROWS_KEPT);
-    Ok(ReadEnd { skipped, withheld })
+    Ok(ReadEnd {
+        skipped,
+        withheld,
+        finished,
+    })
 }
 
 /// How the source is read.
@@ -321,7 +362,7 @@ fn send(tx: &tokio::sync::mpsc::Sender<Vec<Record>>, batch: Vec<Record>, shared:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceFormat;
+    use crate::config::{SourceFormat, SourceSpec};
 
     const HOW: ReadHow<'static> = ReadHow {
         partition: None,

@@ -34,6 +34,7 @@ pub use crate::fate::{Fate, RecordFailure, Settled};
 pub use counters::{Count, Counters};
 pub use filter::{Decision, Filter};
 pub use input::Input;
+pub(crate) use input::{Reader, read_with};
 pub use outcome::{FailureList, Sink};
 
 use self::batcher::Batcher;
@@ -327,13 +328,12 @@ pub async fn run_sync(
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Record>>(sync.concurrency as usize * 2);
     let reader = {
-        let spec = sync.source.clone();
         let shared = shared.clone();
         let batcher = Batcher::new(batch_records, limits.max_batch_bytes);
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            input::read(input, &spec, batcher, &shared, tx)
+            input::read(input, batcher, &shared, tx)
         })
     };
 

@@ -30,6 +30,8 @@ pub struct RunStart {
     /// Keep the destination's id of every delivered record (`behavior = "update"`
     /// addresses records by it).
     pub destination_ids: bool,
+    /// Only look (`sluice plan`): a changed destination is noted, its state not reset.
+    pub dry_run: bool,
 }
 
 /// Why a run sends records the destination had confirmed before.
@@ -85,12 +87,15 @@ impl LedgerSink {
                 match stored_destination {
                     Some(stored) if stored == destination => {}
                     Some(_) => {
-                        log.reset(destination).map_err(|e| ledger.log_err(e))?;
+                        if !start.dry_run {
+                            log.reset(destination).map_err(|e| ledger.log_err(e))?;
+                        }
                         index = Index::default();
                         resend = Some(ResendReason::DestinationChanged);
                     }
                     // A new log, or one moved from an older ledger: it is about the
                     // destination of this run from now on.
+                    None if start.dry_run => {}
                     None => log.stamp(destination).map_err(|e| ledger.log_err(e))?,
                 }
             }

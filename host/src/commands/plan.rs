@@ -1,0 +1,47 @@
+//! `sluice plan`: what `sluice run` would do, for each sync of a config (or one).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use sluice::config::Config;
+use sluice::output::{Output, warn};
+use sluice::report::printable;
+use sluice::sync::{Host, RunOptions};
+
+pub async fn plan(
+    path: &Path,
+    only: Option<&str>,
+    options: RunOptions,
+    json: bool,
+    out: &mut Output,
+) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let names: Vec<String> = match only {
+        Some(name) => vec![config.sync(name)?.name.clone()],
+        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
+    };
+    if names.is_empty() {
+        bail!("config file `{}` defines no [[sync]]", path.display());
+    }
+    let host = Host::new(&config)?;
+    let mut code = ExitCode::SUCCESS;
+    for name in names {
+        match host.plan(&config, &name, options).await {
+            Ok(plan) if json => writeln!(out, "{}", serde_json::to_string(&plan)?)?,
+            Ok(plan) => write!(out, "{}", plan.render())?,
+            // A sync a run would refuse is reported; the others are still planned.
+            Err(err) => {
+                warn(format_args!(
+                    "error: sync `{name}`: {}",
+                    printable(&format!("{err:#}"))
+                ));
+                code = ExitCode::FAILURE;
+            }
+        }
+        out.push();
+    }
+    Ok(code)
+}
