@@ -3,6 +3,7 @@
 
 mod common;
 
+mod behaviors;
 mod classify_props;
 mod cli;
 mod command_source;

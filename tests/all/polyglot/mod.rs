@@ -32,6 +32,7 @@ mod couchdb_sync;
 mod hubspot_contract;
 mod hubspot_sync;
 mod instances;
+mod versions;
 
 /// The folder build.sh wrote the components to; built on first use.
 fn built() -> &'static Path {
