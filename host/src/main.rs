@@ -195,8 +195,15 @@ enum ConnectorCommand {
     /// Checks that a component implements the destination-connector world and keeps the
     /// contract on canned responses; exits 0 only when it is conformant.
     Check {
-        /// The component (.wasm).
+        /// The component (.wasm), or `builtin:NAME` for a bundled connector.
         file: PathBuf,
+        /// JSONL records to check with instead of the built-in sample (a connector that
+        /// validates its records may refuse the sample).
+        #[arg(long, value_name = "FILE")]
+        records: Option<PathBuf>,
+        /// The field of each `--records` object that holds its key.
+        #[arg(long, default_value = "id")]
+        key: String,
         /// A setting for `configure`, as KEY=VALUE (repeatable).
         #[arg(long = "settings", short = 's')]
         settings: Vec<String>,
@@ -506,6 +513,8 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
         Command::Connector { command } => match command {
             ConnectorCommand::Check {
                 file,
+                records,
+                key,
                 settings,
                 allowed_hosts,
                 memory_limit,
@@ -513,6 +522,7 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             } => commands::connector::check(
                 commands::connector::CheckArgs {
                     file: &file,
+                    records: records.as_deref().map(|path| (path, key.as_str())),
                     settings: &settings,
                     allowed_hosts,
                     memory_limit,

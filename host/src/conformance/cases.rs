@@ -1,7 +1,7 @@
 //! What the check feeds a connector: a sample batch, and canned responses with what a
 //! connector usually makes of each; and the short form a verdict is shown in.
 
-use crate::sandbox::{HttpResponse, SourceRecord, Verdict, Wait};
+use crate::sandbox::{HttpResponse, Operation, SourceRecord, Verdict, Wait};
 
 /// When the canned responses say they were received: 2023-11-14T22:13:20Z.
 const RECEIVED_AT_MS: u64 = 1_700_000_000_000;
@@ -15,6 +15,27 @@ pub(super) fn sample(limit: u32) -> Vec<SourceRecord> {
                 r#"{{"id": "{key}", "email": "{key}", "name": "Check {i}", "firstname": "Check", "lastname": "Record {i}", "amount": {i}00.50, "active": true, "ParentCrmId": "P1"}}"#
             );
             SourceRecord::new(key, payload)
+        })
+        .collect()
+}
+
+/// `records` as a batch of `operation`: an update or a delete carries a destination id,
+/// as the host's would (the ledger's id of an earlier delivery), and a delete's payload
+/// is `{}`.
+pub(super) fn as_operation(records: &[SourceRecord], operation: Operation) -> Vec<SourceRecord> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = matches!(operation, Operation::Update | Operation::Delete)
+                .then(|| format!("check-id-{}", i + 1));
+            let mut record = match operation {
+                Operation::Delete => SourceRecord::delete(r.key.clone(), None),
+                _ => r.clone(),
+            };
+            record.operation = operation;
+            record.destination_id = id;
+            record
         })
         .collect()
 }

@@ -71,7 +71,10 @@ impl Violation {
             Violation::ConfigureRefused => {
                 "pass the settings a sync would give (--settings key=value), or fix `configure`"
             }
-            Violation::Limits => "state limits of at least 1 record and 1 byte in `configure`",
+            Violation::Limits => {
+                "state limits of at least 1 record and 1 byte, and at least one operation, in \
+                 `configure`"
+            }
             Violation::WrongLength => {
                 "answer exactly one outcome per record, in the order of the batch (precheck) or of `keys` (classify)"
             }
@@ -117,6 +120,10 @@ pub enum Status {
     Warning,
     /// Not run, because an earlier step failed or the sample gave it nothing to do.
     Skipped,
+    /// The connector refused the sample records, so this step was never exercised: not a
+    /// violation, but no reason to call the connector conformant either (give
+    /// `--records` it accepts).
+    NotChecked,
     Violation(Violation),
     /// The checker itself could not run the step (not the connector's fault).
     Error,
@@ -139,15 +146,29 @@ pub struct Report {
     pub version: Option<String>,
     /// The limits `configure` stated: records and bytes a batch.
     pub limits: Option<(u32, u64)>,
+    /// The operations `configure` stated (0.1.0: upsert).
+    pub operations: Vec<crate::sandbox::Operation>,
     pub steps: Vec<Step>,
 }
 
 impl Report {
-    /// True when no step found a contract violation (warnings allowed).
+    /// True when every step ran and none found a contract violation (warnings allowed).
     pub fn conformant(&self) -> bool {
+        self.steps.iter().all(|s| {
+            !matches!(
+                s.status,
+                Status::Violation(_) | Status::Error | Status::NotChecked
+            )
+        })
+    }
+
+    /// The steps the sample records could not exercise.
+    pub fn not_checked(&self) -> Vec<&str> {
         self.steps
             .iter()
-            .all(|s| !matches!(s.status, Status::Violation(_) | Status::Error))
+            .filter(|s| s.status == Status::NotChecked)
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// Every violation found, in the order of the steps, each once.
@@ -197,6 +218,7 @@ impl fmt::Display for Report {
                 Status::Ok => "ok".to_string(),
                 Status::Warning => "warn".to_string(),
                 Status::Skipped => "skip".to_string(),
+                Status::NotChecked => "????".to_string(),
                 Status::Violation(_) | Status::Error => "FAIL".to_string(),
             };
             let detail = match &step.status {
@@ -220,6 +242,15 @@ impl fmt::Display for Report {
         } else {
             let violations = self.violations();
             let names: Vec<&str> = violations.iter().map(|v| v.name()).collect();
+            let unchecked = self.not_checked();
+            if names.is_empty() && !unchecked.is_empty() {
+                return writeln!(
+                    f,
+                    "NOT checked: {} never ran with records the connector accepts; give \
+                     `--records FILE` (JSONL) with records it takes{warnings}",
+                    unchecked.join(", ")
+                );
+            }
             writeln!(
                 f,
                 "NOT conformant: {}{warnings}",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use super::cases::{Case, cases, sample, show};
+use super::cases::{Case, as_operation, cases, sample, show};
 use super::report::{Report, Status, Violation};
 
 use crate::sandbox::{
@@ -30,6 +30,9 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// What the report and error messages call the connector (the file's name, say).
     pub name: String,
+    /// The records to check with (`--records`), instead of the built-in sample: a
+    /// connector that validates its records may refuse the sample.
+    pub records: Option<Vec<SourceRecord>>,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
             limits: SandboxLimits::default(),
             cache_dir: None,
             name: "connector".to_string(),
+            records: None,
         }
     }
 }
@@ -81,9 +85,6 @@ pub fn check_with(wasm: &[u8], settings: &[(String, String)], options: &Options)
         return report;
     }
     unknown_setting(&session, &mut report);
-    let Some(batch) = precheck(&mut session, &mut report) else {
-        return report;
-    };
     let transport = Transport::new(
         reqwest::Client::new(),
         reqwest::Url::parse(BASE_URL).expect("a valid URL"),
@@ -91,10 +92,29 @@ pub fn check_with(wasm: &[u8], settings: &[(String, String)], options: &Options)
         Duration::from_secs(30),
         usize::MAX,
     );
-    build_request(&mut session, &batch, &transport, &mut report);
-    let keys: Vec<String> = batch.iter().map(|r| r.key.clone()).collect();
-    for case in cases(&keys) {
-        classify(&mut session, &keys, case, &mut report);
+    let limit = report.limits.map_or(3, |(records, _)| records) as usize;
+    let records = match &options.records {
+        Some(records) => records.iter().take(limit).cloned().collect(),
+        None => sample(limit as u32),
+    };
+    // Each operation the connector claims, with its own batch (a 0.1.0 connector: the
+    // upserts it always did, under the step names it always had).
+    let operations = report.operations.clone();
+    for operation in operations {
+        let suffix = if report.operations == [Operation::Upsert] {
+            String::new()
+        } else {
+            format!(" ({operation})")
+        };
+        let batch = as_operation(&records, operation);
+        let Some(batch) = precheck(&mut session, batch, &suffix, &mut report) else {
+            return report;
+        };
+        build_request(&mut session, &batch, &transport, &suffix, &mut report);
+        let keys: Vec<String> = batch.iter().map(|r| r.key.clone()).collect();
+        for case in cases(&keys) {
+            classify(&mut session, &keys, operation, case, &suffix, &mut report);
+        }
     }
     report
 }
@@ -265,7 +285,21 @@ fn configure(session: &mut Session, report: &mut Report) -> bool {
             let limits = capabilities.limits;
             let (records, bytes) = (limits.max_batch_records, limits.max_batch_bytes);
             report.limits = Some((records, bytes));
-            let stated = format!("at most {records} records and {bytes} bytes of payloads a batch");
+            if capabilities.operations.is_empty() {
+                report.push(
+                    "configure",
+                    Status::Violation(Violation::Limits),
+                    "states no operation: a connector must support at least one",
+                );
+                return false;
+            }
+            report.operations = capabilities.operations.clone();
+            report.operations.dedup();
+            let operations: Vec<&str> = report.operations.iter().map(|o| o.name()).collect();
+            let stated = format!(
+                "at most {records} records and {bytes} bytes of payloads a batch; {}",
+                operations.join(", ")
+            );
             if records == 0 || bytes == 0 {
                 report.push(
                     "configure",
@@ -310,24 +344,25 @@ fn unknown_setting(session: &Session, report: &mut Report) {
     }
 }
 
-/// Runs the sample through `precheck`; the records left to send (or all of them, when
+/// Runs `batch` through `precheck`; the records left to send (or all of them, when
 /// precheck settled every one), or `None` when nothing more can be checked.
-fn precheck(session: &mut Session, report: &mut Report) -> Option<Vec<SourceRecord>> {
-    let batch = sample(report.limits.map_or(3, |(records, _)| records));
+fn precheck(
+    session: &mut Session,
+    batch: Vec<SourceRecord>,
+    suffix: &str,
+    report: &mut Report,
+) -> Option<Vec<SourceRecord>> {
+    let name = format!("precheck{suffix}");
     let answer = match session.call(|i| i.precheck(&batch)) {
         Ok(answer) => answer,
         Err(why) => {
-            report.push("precheck", Status::Error, why);
+            report.push(name, Status::Error, why);
             return None;
         }
     };
     match answer {
         Err(err) => {
-            report.push(
-                "precheck",
-                Status::Violation(Violation::of(&err)),
-                describe(&err),
-            );
+            report.push(name, Status::Violation(Violation::of(&err)), describe(&err));
             // The later steps can still be checked with the whole sample.
             Some(batch)
         }
@@ -346,7 +381,7 @@ fn precheck(session: &mut Session, report: &mut Report) -> Option<Vec<SourceReco
                 }
             }
             let detail = format!(
-                "{} sample records: {} to send{}",
+                "{} records: {} to send{}",
                 batch.len(),
                 to_send.len(),
                 if settled.is_empty() {
@@ -357,13 +392,13 @@ fn precheck(session: &mut Session, report: &mut Report) -> Option<Vec<SourceReco
             );
             if to_send.is_empty() {
                 report.push(
-                    "precheck",
+                    name,
                     Status::Warning,
-                    format!("{detail}; the later steps use the whole sample"),
+                    format!("{detail}; the later steps use the whole batch"),
                 );
                 Some(batch)
             } else {
-                report.push("precheck", Status::Ok, detail);
+                report.push(name, Status::Ok, detail);
                 Some(to_send)
             }
         }
@@ -375,20 +410,22 @@ fn build_request(
     session: &mut Session,
     batch: &[SourceRecord],
     transport: &Transport,
+    suffix: &str,
     report: &mut Report,
 ) {
-    const NAME: &str = "build-request";
+    let name = format!("build-request{suffix}");
+    let name = name.as_str();
     let request: HttpRequest = match session.call(|i| i.build_request(batch, "sluice-check-0")) {
-        Err(why) => return report.push(NAME, Status::Error, why),
+        Err(why) => return report.push(name, Status::Error, why),
         Ok(Err(err)) => {
-            return report.push(NAME, Status::Violation(Violation::of(&err)), describe(&err));
+            return report.push(name, Status::Violation(Violation::of(&err)), describe(&err));
         }
         Ok(Ok(Err(f))) => {
             return report.push(
-                NAME,
-                Status::Warning,
+                name,
+                Status::NotChecked,
                 format!(
-                    "refused the sample batch ({}: {}), so its request could not be checked",
+                    "refused the batch ({}: {}), so its request could not be checked",
                     f.code, f.message
                 ),
             );
@@ -406,7 +443,7 @@ fn build_request(
                 | Refusal::HeaderName(_)
                 | Refusal::HeaderValue(_) => Violation::MalformedRequest,
             };
-            return report.push(NAME, Status::Violation(violation), refusal.to_string());
+            return report.push(name, Status::Violation(violation), refusal.to_string());
         }
     };
     let (method, url, dropped) = (prepared.method, prepared.url, prepared.dropped);
@@ -418,7 +455,7 @@ fn build_request(
     );
     if !dropped.is_empty() {
         report.push(
-            NAME,
+            name,
             Status::Warning,
             format!(
                 "{shape}; sets {}, which the host owns and drops (credentials come from the sync's `auth`)",
@@ -427,19 +464,26 @@ fn build_request(
         );
     } else if method == Method::GET && !request.body.is_empty() {
         report.push(
-            NAME,
+            name,
             Status::Warning,
             format!("{shape}; a GET with a body is dropped by many servers"),
         );
     } else {
-        report.push(NAME, Status::Ok, shape);
+        report.push(name, Status::Ok, shape);
     }
 }
 
-fn classify(session: &mut Session, keys: &[String], case: Case, report: &mut Report) {
-    let name = format!("classify: {}", case.name);
+fn classify(
+    session: &mut Session,
+    keys: &[String],
+    operation: Operation,
+    case: Case,
+    suffix: &str,
+    report: &mut Report,
+) {
+    let name = format!("classify{suffix}: {}", case.name);
     let started = Instant::now();
-    let answer = session.call(|i| i.classify(keys, Operation::Upsert, &case.response));
+    let answer = session.call(|i| i.classify(keys, operation, &case.response));
     let elapsed = started.elapsed();
     match answer {
         Err(why) => report.push(name, Status::Error, why),
