@@ -57,6 +57,29 @@ pub fn snippet(body: &[u8], max: usize) -> String {
     out
 }
 
+/// The failure code of a 2xx body the host cut at its size limit.
+pub const RESPONSE_TRUNCATED: &str = "RESPONSE_TRUNCATED";
+
+/// Why a cut body stops the run: its per-record results cannot be read, and sending the
+/// batch again would only be cut again.
+pub const TRUNCATED_MESSAGE: &str = "the response was cut at the host's max_response_bytes, \
+     so its per-record results cannot be read; raise max_response_bytes for this connector";
+
+/// The one value every item shares: `Ok(None)` for no items, `Err` with the first two that
+/// differ. The host sends one operation per batch; a connector checks rather than trusts.
+pub fn one_kind<T: Copy + PartialEq>(
+    items: impl IntoIterator<Item = T>,
+) -> Result<Option<T>, (T, T)> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Ok(None);
+    };
+    match items.find(|item| *item != first) {
+        Some(other) => Err((first, other)),
+        None => Ok(Some(first)),
+    }
+}
+
 /// A settings error, to be turned into the connector's `failure` with code `code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {
@@ -214,6 +237,13 @@ mod tests {
         assert_eq!(ok.number("n", 1u32, 1..=10).unwrap(), 7);
         assert_eq!(ok.number("m", 3u32, 1..=10).unwrap(), 3);
         assert!(ok.number("n", 1u32, 1..=5).is_err());
+    }
+
+    #[test]
+    fn one_kind_of_items() {
+        assert_eq!(one_kind(Vec::<u8>::new()), Ok(None));
+        assert_eq!(one_kind([2, 2, 2]), Ok(Some(2)));
+        assert_eq!(one_kind([2, 2, 3, 4]), Err((2, 3)));
     }
 
     #[test]

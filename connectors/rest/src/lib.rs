@@ -1,82 +1,82 @@
 //! Generic JSON REST destination: sends a batch as one JSON request (a bare array of the
 //! payloads, or an object holding that array) and reads either "any 2xx delivers the batch"
 //! or a per-record results array found by a JSON pointer.
+//!
+//! Upserts always; deletes when `delete_path` is set. Settings:
+//!
+//! - `path` (required), `method` (`POST`, `PUT`, `PATCH`; default `POST`): where upserts go.
+//! - `records_field`: the body is `{"<records_field>": [...]}` instead of a bare array.
+//! - `results_pointer`, `id_field`, `permanent_codes`, `retry_codes`: per-record results.
+//! - `max_batch_records`, `max_batch_bytes`: the batch limits.
+//! - `delete_path`, `delete_method` (`POST`, `PUT`, `PATCH`, `DELETE`; default `POST`):
+//!   where deletes go. The body is an array of the records' identities as JSON strings
+//!   (the destination id when the host has one, else the key), in the same envelope as
+//!   upserts; its answer is read like an upsert's, except that a per-record `NOT_FOUND`
+//!   counts as deleted.
+//! - `idempotency_header` (e.g. `Idempotency-Key`): every request carries the host's
+//!   idempotency key for its batch in this header, so that an API that deduplicates
+//!   requests does not apply a resent batch twice.
+//!
+//! Inserts and updates are not supported: a generic endpoint has no way to say "create
+//! only" or "change only" that this connector could rely on.
 
-wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "destination-connector" });
+wit_bindgen::generate!({ path: "../../wit/0.2.0", world: "destination-connector" });
 
+mod classify;
+mod config;
+
+use config::{Config, operations, parse_config};
 use exports::sluice::connector::destination::Guest;
 use serde_json::Value;
 use sluice::connector::types::{
-    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, RecordOutcome, SourceRecord,
+    Capabilities, Failure, HttpRequest, HttpResponse, Operation, PrecheckOutcome, SourceRecord,
     Verdict, Wait,
 };
-
-const KNOWN_SETTINGS: &[&str] = &[
-    "path",
-    "method",
-    "records_field",
-    "results_pointer",
-    "id_field",
-    "permanent_codes",
-    "retry_codes",
-    "max_batch_records",
-    "max_batch_bytes",
-];
-
-#[derive(Debug, Clone)]
-struct Config {
-    path: String,
-    method: String,
-    records_field: Option<String>,
-    results_pointer: Option<String>,
-    id_field: Option<String>,
-    permanent_codes: Vec<String>,
-    retry_codes: Vec<String>,
-    limits: Limits,
-}
 
 static CONFIG: common::Slot<Config> = common::Slot::new();
 
 struct Rest;
 
 impl Guest for Rest {
-    fn configure(settings: Vec<(String, String)>) -> Result<Limits, Failure> {
+    fn configure(settings: Vec<(String, String)>) -> Result<Capabilities, Failure> {
         let config = parse_config(settings)?;
-        let limits = config.limits;
+        let capabilities = Capabilities {
+            limits: config.limits,
+            operations: operations(&config),
+            update_by_key: false,
+        };
         CONFIG.set(config);
-        Ok(limits)
+        Ok(capabilities)
     }
 
     fn precheck(batch: Vec<SourceRecord>) -> Vec<Option<PrecheckOutcome>> {
         batch
             .iter()
-            .map(|r| {
-                check_object(&r.payload)
+            .map(|r| match r.operation {
+                // A delete sends no payload: its `{}` needs no check.
+                Operation::Delete => None,
+                _ => check_object(&r.payload)
                     .err()
-                    .map(PrecheckOutcome::Rejected)
+                    .map(PrecheckOutcome::Rejected),
             })
             .collect()
     }
 
-    fn build_request(batch: Vec<SourceRecord>) -> Result<HttpRequest, Failure> {
-        let config = CONFIG.get().ok_or_else(|| {
-            failure(
-                "NOT_CONFIGURED",
-                "configure has not succeeded on this instance",
-                vec![],
-            )
-        })?;
-        build_request(&config, &batch)
+    fn build_request(
+        batch: Vec<SourceRecord>,
+        idempotency_key: String,
+    ) -> Result<HttpRequest, Failure> {
+        build_request(
+            &CONFIG.get().ok_or_else(not_configured)?,
+            &batch,
+            &idempotency_key,
+        )
     }
 
-    fn classify(keys: Vec<String>, response: HttpResponse) -> Verdict {
+    fn classify(keys: Vec<String>, operation: Operation, response: HttpResponse) -> Verdict {
         match CONFIG.get() {
-            Some(config) => classify(&config, keys.len(), &response),
-            None => Verdict::Fatal(failure(
-                "NOT_CONFIGURED",
-                "configure has not succeeded on this instance",
-                vec![],
-            )),
+            Some(config) => classify::classify(&config, keys.len(), operation, &response),
+            None => Verdict::Fatal(not_configured()),
         }
     }
 }
@@ -89,6 +89,14 @@ fn failure(code: impl Into<String>, message: impl Into<String>, fields: Vec<Stri
         message: message.into(),
         fields,
     }
+}
+
+fn not_configured() -> Failure {
+    failure(
+        "NOT_CONFIGURED",
+        "configure has not succeeded on this instance",
+        vec![],
+    )
 }
 
 impl From<common::SettingError> for Failure {
@@ -106,72 +114,13 @@ impl From<common::Wait> for Wait {
     }
 }
 
-fn parse_config(settings: Vec<(String, String)>) -> Result<Config, Failure> {
-    use common::SettingError as E;
-    let s = common::Settings::parse(settings, KNOWN_SETTINGS)?;
-    let path = s.required("path")?;
-    if !(path.starts_with('/') || path.starts_with("https://") || path.starts_with("http://")) {
-        return Err(E::invalid(
-            "path",
-            format!("expected /a/path or an http(s):// URL, got {path:?}"),
-        )
-        .into());
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Upsert => "upsert",
+        Operation::Update => "update",
+        Operation::Insert => "insert",
+        Operation::Delete => "delete",
     }
-    let method = s
-        .optional("method")
-        .unwrap_or_else(|| "POST".into())
-        .to_ascii_uppercase();
-    if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
-        return Err(E::invalid(
-            "method",
-            format!("expected POST, PUT or PATCH, got {method:?}"),
-        )
-        .into());
-    }
-    let results_pointer = s.optional("results_pointer");
-    if let Some(p) = &results_pointer
-        && !p.starts_with('/')
-    {
-        return Err(E::invalid(
-            "results_pointer",
-            format!("expected a JSON pointer like /results, got {p:?}"),
-        )
-        .into());
-    }
-    let codes = |key: &str| -> Vec<String> {
-        s.optional(key)
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (permanent_codes, retry_codes) = (codes("permanent_codes"), codes("retry_codes"));
-    if let Some(code) = permanent_codes.iter().find(|c| retry_codes.contains(c)) {
-        return Err(E::invalid("retry_codes", format!("{code} is also in permanent_codes")).into());
-    }
-    // These only read per-record results: without a pointer they would be silently unused.
-    for key in ["id_field", "permanent_codes", "retry_codes"] {
-        if results_pointer.is_none() && s.optional(key).is_some() {
-            return Err(E::invalid(key, "only applies when results_pointer is set").into());
-        }
-    }
-    Ok(Config {
-        path,
-        method,
-        records_field: s.optional("records_field"),
-        results_pointer,
-        id_field: s.optional("id_field"),
-        permanent_codes,
-        retry_codes,
-        limits: Limits {
-            max_batch_records: s.number("max_batch_records", 1000, 1..=100_000)?,
-            max_batch_bytes: s.number("max_batch_bytes", 10_000_000, 1..=u64::MAX)?,
-        },
-    })
 }
 
 /// Accepts a payload that is a JSON object; the failure says what it is instead.
@@ -182,13 +131,66 @@ fn check_object(payload: &str) -> Result<(), Failure> {
     if payload.trim_start().starts_with('{') && payload.trim_end().ends_with('}') {
         Ok(())
     } else {
-        Err(failure("INVALID_JSON", "payload is not a JSON object", vec![]))
+        Err(failure(
+            "INVALID_JSON",
+            "payload is not a JSON object",
+            vec![],
+        ))
     }
 }
 
-/// The payloads go into the body verbatim, once checked to be JSON objects, so that field
+/// One request for the batch's one operation, with the idempotency header when set.
+fn build_request(
+    config: &Config,
+    batch: &[SourceRecord],
+    idempotency_key: &str,
+) -> Result<HttpRequest, Failure> {
+    let operation = match common::one_kind(batch.iter().map(|r| r.operation)) {
+        Ok(operation) => operation.unwrap_or(Operation::Upsert),
+        Err((a, b)) => {
+            let message = format!(
+                "a batch mixes {} and {}; the host sends one operation per batch",
+                operation_name(a),
+                operation_name(b)
+            );
+            return Err(failure("MIXED_OPERATIONS", message, vec![]));
+        }
+    };
+    let (method, url, array) = match (operation, &config.delete_path) {
+        (Operation::Upsert, _) => (&config.method, &config.path, payloads(batch)?),
+        (Operation::Delete, Some(path)) => (&config.delete_method, path, identities(batch)),
+        (other, _) => {
+            let supported = if config.delete_path.is_some() {
+                "upsert and delete"
+            } else {
+                "upsert (and delete, with delete_path)"
+            };
+            let message = format!(
+                "this connector does not {} records: it supports {supported}; the host should not have sent one",
+                operation_name(other)
+            );
+            return Err(failure("UNSUPPORTED_OPERATION", message, vec![]));
+        }
+    };
+    let body = match &config.records_field {
+        None => array,
+        Some(field) => format!("{{{}:{array}}}", Value::String(field.clone())),
+    };
+    let mut headers = vec![("content-type".into(), "application/json".into())];
+    if let Some(name) = &config.idempotency_header {
+        headers.push((name.clone(), idempotency_key.into()));
+    }
+    Ok(HttpRequest {
+        method: method.clone(),
+        url: url.clone(),
+        headers,
+        body: body.into_bytes(),
+    })
+}
+
+/// The payloads as a JSON array, verbatim once checked to be JSON objects, so that field
 /// order and number precision survive exactly as the source gave them.
-fn build_request(config: &Config, batch: &[SourceRecord]) -> Result<HttpRequest, Failure> {
+fn payloads(batch: &[SourceRecord]) -> Result<String, Failure> {
     let mut array = String::from("[");
     for (i, record) in batch.iter().enumerate() {
         // `precheck` checked every payload; this guard keeps the body an array of objects
@@ -206,176 +208,44 @@ fn build_request(config: &Config, batch: &[SourceRecord]) -> Result<HttpRequest,
         array.push_str(record.payload.trim());
     }
     array.push(']');
-    let body = match &config.records_field {
-        None => array,
-        Some(field) => format!("{{{}:{array}}}", Value::String(field.clone())),
-    };
-    Ok(HttpRequest {
-        method: config.method.clone(),
-        url: config.path.clone(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.into_bytes(),
-    })
+    Ok(array)
 }
 
-/// Reads a response into a verdict; never traps, whatever the body.
-fn classify(config: &Config, count: usize, response: &HttpResponse) -> Verdict {
-    let status = response.status;
-    let body = &response.body;
-    match status {
-        200..=299 => match &config.results_pointer {
-            None => {
-                Verdict::PerRecord((0..count).map(|_| RecordOutcome::Delivered(None)).collect())
-            }
-            Some(pointer) => per_record(config, pointer, count, body).unwrap_or_else(|message| {
-                Verdict::Transient(failure("MALFORMED_RESPONSE", message, vec![]))
-            }),
-        },
-        400 | 409 | 422 => Verdict::BatchRejected(error_from_body(status, body)),
-        429 | 503 => Verdict::RateLimited(common::retry_after(&response.headers).map(Wait::from)),
-        408 | 500..=599 => Verdict::Transient(error_from_body(status, body)),
-        401 => Verdict::AuthExpired(error_from_body(status, body)),
-        403 => Verdict::Fatal(error_from_body(status, body)),
-        _ => {
-            let f = error_from_body(status, body);
-            Verdict::Fatal(failure(common::http_code(status), f.message, f.fields))
-        }
-    }
-}
-
-/// Matches the results array at `pointer` to the batch by position. `Err` says what was
-/// wrong with the body.
-fn per_record(
-    config: &Config,
-    pointer: &str,
-    count: usize,
-    body: &[u8],
-) -> Result<Verdict, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("response body is not JSON: {e}"))?;
-    let results = value
-        .pointer(pointer)
-        .ok_or_else(|| format!("results_pointer {pointer} not found in the response"))?
-        .as_array()
-        .ok_or_else(|| format!("results_pointer {pointer} is not an array"))?;
-    if results.len() != count {
-        return Err(format!(
-            "expected {count} results at {pointer}, got {}",
-            results.len()
-        ));
-    }
-    results
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            record_outcome(config, item)
-                .ok_or_else(|| format!("result {i} at {pointer} is not an object"))
-        })
-        .collect::<Result<_, _>>()
-        .map(Verdict::PerRecord)
-}
-
-/// One result item: delivered when its `error` is absent, null or false; otherwise the
-/// error's code picks rejected, permanent or retry. `None` when the item is not an object.
-fn record_outcome(config: &Config, item: &Value) -> Option<RecordOutcome> {
-    let item = item.as_object()?;
-    let f = match item.get("error") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {
-            let id = config
-                .id_field
-                .as_ref()
-                .and_then(|field| match item.get(field)? {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
-            return Some(RecordOutcome::Delivered(id));
-        }
-        Some(Value::String(s)) => failure(s.clone(), s.clone(), vec![]),
-        Some(e @ Value::Object(_)) => error_object(e)
-            .unwrap_or_else(|| failure("UNKNOWN_ERROR", format!("error: {e}"), vec![])),
-        Some(other) => failure("UNKNOWN_ERROR", format!("error: {other}"), vec![]),
-    };
-    Some(if config.permanent_codes.contains(&f.code) {
-        RecordOutcome::Permanent(f)
-    } else if config.retry_codes.contains(&f.code) {
-        RecordOutcome::Retry(f)
-    } else {
-        RecordOutcome::Rejected(f)
-    })
-}
-
-/// `{"code", "message", "fields"}`, when it has a code or a message.
-fn error_object(e: &Value) -> Option<Failure> {
-    let text = |key: &str| match e.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let (code, message) = match (text("code"), text("message")) {
-        (None, None) => return None,
-        (code, message) => (code.unwrap_or_else(|| "UNKNOWN_ERROR".into()), message),
-    };
-    let fields = e
-        .get("fields")
-        .and_then(Value::as_array)
-        .map(|f| {
-            f.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(failure(code.clone(), message.unwrap_or(code), fields))
-}
-
-/// The failure a whole-batch error body states: `{"error": {"code", "message"}}`,
-/// `{"error": "..."}` or `{"code", "message"}`; `HTTP_<status>` when it says nothing usable.
-fn error_from_body(status: u16, body: &[u8]) -> Failure {
-    let value = serde_json::from_slice::<Value>(body).ok();
-    let stated = value.as_ref().and_then(|v| match v.get("error") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {
-            Some(failure(s.clone(), s.clone(), vec![]))
-        }
-        Some(e @ Value::Object(_)) => error_object(e),
-        _ => error_object(v).filter(|f| f.code != "UNKNOWN_ERROR"),
+/// What a delete names, as a JSON array of strings: each record's destination id when the
+/// host has one (what the destination knows it by), else its key.
+fn identities(batch: &[SourceRecord]) -> String {
+    let ids = batch.iter().map(|r| {
+        let id = r
+            .destination_id
+            .as_deref()
+            .filter(|id| !id.trim().is_empty());
+        Value::String(id.unwrap_or(&r.key).to_owned())
     });
-    if let Some(f) = stated {
-        return f;
-    }
-    let message = match value
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str)
-    {
-        Some(m) => format!("HTTP {status}: {m}"),
-        None if body.is_empty() => format!("HTTP {status} with an empty body"),
-        None => format!("HTTP {status}: {}", common::snippet(body, 200)),
-    };
-    failure(common::http_code(status), message, vec![])
+    Value::Array(ids.collect()).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(crate) fn settings(kv: &[(&str, &str)]) -> Vec<(String, String)> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    fn config(kv: &[(&str, &str)]) -> Config {
+    pub(crate) fn config(kv: &[(&str, &str)]) -> Config {
         let mut all = settings(&[("path", "/v1/contacts")]);
         all.extend(settings(kv));
         parse_config(all).unwrap()
     }
 
-    fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    pub(crate) fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
         HttpResponse {
             status,
             headers: settings(headers),
             body: body.as_bytes().to_vec(),
+            truncated: false,
             received_at_ms: 0,
         }
     }
@@ -384,51 +254,17 @@ mod tests {
         SourceRecord {
             key: key.into(),
             payload: payload.into(),
+            operation: Operation::Upsert,
+            destination_id: None,
         }
     }
 
-    #[test]
-    fn configure_checks_settings() {
-        let c = config(&[]);
-        assert_eq!(
-            (
-                c.method.as_str(),
-                c.limits.max_batch_records,
-                c.limits.max_batch_bytes
-            ),
-            ("POST", 1000, 10_000_000)
-        );
-        for bad in [
-            &[("path", "/x"), ("pth", "/y")][..],
-            &[("path", "x")],
-            &[("path", "/x"), ("method", "GET")],
-            &[("path", "/x"), ("max_batch_records", "0")],
-            &[("path", "/x"), ("max_batch_records", "100001")],
-            &[("path", "/x"), ("results_pointer", "results")],
-            &[("path", "/x"), ("id_field", "id")],
-            &[
-                ("path", "/x"),
-                ("results_pointer", "/r"),
-                ("permanent_codes", "A"),
-                ("retry_codes", "B, A"),
-            ],
-        ] {
-            assert_eq!(
-                parse_config(settings(bad)).unwrap_err().code,
-                "INVALID_SETTING",
-                "{bad:?}"
-            );
+    fn delete(key: &str, id: Option<&str>) -> SourceRecord {
+        SourceRecord {
+            operation: Operation::Delete,
+            destination_id: id.map(Into::into),
+            ..record(key, "{}")
         }
-        assert_eq!(parse_config(vec![]).unwrap_err().code, "MISSING_SETTING");
-        let c = config(&[
-            ("method", "patch"),
-            ("results_pointer", "/r"),
-            ("retry_codes", " LOCKED , BUSY,"),
-        ]);
-        assert_eq!(
-            (c.method.as_str(), c.retry_codes),
-            ("PATCH", vec!["LOCKED".to_string(), "BUSY".into()])
-        );
     }
 
     #[test]
@@ -437,100 +273,87 @@ mod tests {
             record("a", r#" {"b":1,"a":12345678901234567890123} "#),
             record("b", "{}"),
         ];
-        let req = build_request(&config(&[]), &batch).unwrap();
+        let req = build_request(&config(&[]), &batch, "k").unwrap();
         assert_eq!(
             (req.method.as_str(), req.url.as_str()),
             ("POST", "/v1/contacts")
         );
         assert_eq!(req.body, br#"[{"b":1,"a":12345678901234567890123},{}]"#);
-        let req = build_request(&config(&[("records_field", "items")]), &batch[1..]).unwrap();
+        let req = build_request(&config(&[("records_field", "items")]), &batch[1..], "k").unwrap();
         assert_eq!(req.body, br#"{"items":[{}]}"#);
-        let err = build_request(&config(&[]), &[record("x", "[1]")]).unwrap_err();
+        let err = build_request(&config(&[]), &[record("x", "[1]")], "k").unwrap_err();
         assert!(err.code == "INVALID_JSON" && err.message.contains("\"x\""));
     }
 
     #[test]
-    fn per_record_results() {
+    fn delete_bodies_name_ids_or_keys() {
+        let c = config(&[("delete_path", "/v1/contacts/delete")]);
+        let batch = [
+            delete("k1", Some("id-1")),
+            delete("k\"2", None),
+            delete("k3", Some(" ")),
+        ];
+        let req = build_request(&c, &batch, "key").unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.url.as_str()),
+            ("POST", "/v1/contacts/delete")
+        );
+        assert_eq!(req.body, br#"["id-1","k\"2","k3"]"#);
         let c = config(&[
-            ("results_pointer", "/data/results"),
-            ("id_field", "id"),
-            ("permanent_codes", "NO_PARENT"),
-            ("retry_codes", "LOCKED"),
+            ("delete_path", "/v1/contacts"),
+            ("delete_method", "DELETE"),
+            ("records_field", "ids"),
         ]);
-        let body = r#"{"data":{"results":[
-            {"id":"x1"}, {"id":7,"error":null}, {"error":"BAD_EMAIL"},
-            {"error":{"code":"NO_PARENT","message":"no parent","fields":["parent"]}},
-            {"error":{"code":"LOCKED"}}, {"error":{"message":"odd"}}
-        ]}}"#;
-        let Verdict::PerRecord(o) = classify(&c, 6, &response(207, body, &[])) else {
-            panic!()
+        let req = build_request(&c, &batch[..1], "key").unwrap();
+        assert_eq!(req.method, "DELETE");
+        assert_eq!(req.body, br#"{"ids":["id-1"]}"#);
+        // A delete's payload is never checked.
+        let odd = SourceRecord {
+            payload: "not json".into(),
+            ..delete("k", None)
         };
-        assert!(matches!(&o[0], RecordOutcome::Delivered(Some(id)) if id == "x1"));
-        assert!(matches!(&o[1], RecordOutcome::Delivered(Some(id)) if id == "7"));
-        assert!(
-            matches!(&o[2], RecordOutcome::Rejected(f) if f.code == "BAD_EMAIL" && f.message == "BAD_EMAIL")
+        assert_eq!(
+            Rest::precheck(vec![odd.clone(), record("x", "[1]")]).len(),
+            2
         );
-        assert!(matches!(&o[3], RecordOutcome::Permanent(f) if f.fields == ["parent"]));
-        assert!(matches!(&o[4], RecordOutcome::Retry(f) if f.message == "LOCKED"));
-        assert!(
-            matches!(&o[5], RecordOutcome::Rejected(f) if f.code == "UNKNOWN_ERROR" && f.message == "odd")
-        );
-        let Verdict::PerRecord(o) = classify(&config(&[]), 2, &response(204, "", &[])) else {
-            panic!()
-        };
-        assert!(
-            o.iter()
-                .all(|o| matches!(o, RecordOutcome::Delivered(None)))
-                && o.len() == 2
-        );
+        assert!(Rest::precheck(vec![odd]).iter().all(Option::is_none));
     }
 
     #[test]
-    fn malformed_bodies_are_transient() {
-        let c = config(&[("results_pointer", "/results")]);
-        for body in [
-            "",
-            "nope",
-            "[]",
-            r#"{"results":{}}"#,
-            r#"{"results":[]}"#,
-            r#"{"results":[1]}"#,
-        ] {
-            let v = classify(&c, 1, &response(200, body, &[]));
+    fn unsupported_operations_and_mixed_batches_fail() {
+        let insert = SourceRecord {
+            operation: Operation::Insert,
+            ..record("k", "{}")
+        };
+        let e = build_request(&config(&[]), &[insert], "key").unwrap_err();
+        assert!(
+            e.code == "UNSUPPORTED_OPERATION" && e.message.contains("insert"),
+            "{e:?}"
+        );
+        let e = build_request(&config(&[]), &[delete("k", None)], "key").unwrap_err();
+        assert!(e.code == "UNSUPPORTED_OPERATION" && e.message.contains("delete_path"));
+        let c = config(&[("delete_path", "/d")]);
+        let e = build_request(&c, &[record("a", "{}"), delete("b", None)], "key").unwrap_err();
+        assert_eq!(e.code, "MIXED_OPERATIONS");
+    }
+
+    #[test]
+    fn the_idempotency_key_goes_in_the_named_header() {
+        let req = build_request(&config(&[]), &[record("a", "{}")], "batch-7").unwrap();
+        assert_eq!(
+            req.headers,
+            [("content-type".to_string(), "application/json".to_string())]
+        );
+        let c = config(&[
+            ("idempotency_header", "Idempotency-Key"),
+            ("delete_path", "/d"),
+        ]);
+        for batch in [record("a", "{}"), delete("a", None)] {
+            let req = build_request(&c, &[batch], "batch-7").unwrap();
             assert!(
-                matches!(&v, Verdict::Transient(f) if f.code == "MALFORMED_RESPONSE"),
-                "{body}"
+                req.headers
+                    .contains(&("Idempotency-Key".into(), "batch-7".into()))
             );
         }
-    }
-
-    #[test]
-    fn statuses() {
-        let c = config(&[]);
-        let v = |status, body| classify(&c, 1, &response(status, body, &[("retry-after", "3")]));
-        assert!(
-            matches!(v(422, r#"{"error":{"code":"INVALID","message":"m"}}"#), Verdict::BatchRejected(f) if f.code == "INVALID")
-        );
-        assert!(
-            matches!(v(400, r#"{"error":"bad_request"}"#), Verdict::BatchRejected(f) if f.code == "bad_request")
-        );
-        assert!(
-            matches!(v(409, r#"{"code":"CONFLICT","message":"m"}"#), Verdict::BatchRejected(f) if f.code == "CONFLICT")
-        );
-        assert!(
-            matches!(v(400, r#"{"message":"why"}"#), Verdict::BatchRejected(f) if f.code == "HTTP_400" && f.message.contains("why"))
-        );
-        assert!(matches!(
-            v(429, ""),
-            Verdict::RateLimited(Some(Wait::AfterMs(3000)))
-        ));
-        assert!(matches!(v(503, ""), Verdict::RateLimited(Some(_))));
-        assert!(matches!(v(408, ""), Verdict::Transient(f) if f.code == "HTTP_408"));
-        assert!(matches!(v(502, "\u{0}\u{1}"), Verdict::Transient(f) if f.code == "HTTP_502"));
-        assert!(matches!(v(401, ""), Verdict::AuthExpired(_)));
-        assert!(matches!(v(403, ""), Verdict::Fatal(f) if f.code == "HTTP_403"));
-        assert!(
-            matches!(v(404, r#"{"error":"nope"}"#), Verdict::Fatal(f) if f.code == "HTTP_404" && f.message == "nope")
-        );
     }
 }

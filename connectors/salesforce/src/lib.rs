@@ -1,15 +1,28 @@
-//! Salesforce destination: upserts records through the sObject Collections API
-//! (`PATCH /services/data/vNN.N/composite/sobjects/{object}/{external_id_field}`), matching
-//! records on an external id field, with `allOrNone: false` so that each record succeeds
-//! or fails on its own.
+//! Salesforce destination, through the sObject Collections API, always with
+//! `allOrNone: false` so that each record succeeds or fails on its own:
+//!
+//! - upsert: `PATCH /services/data/vNN.N/composite/sobjects/{object}/{external_id_field}`,
+//!   matching records on the external id field (the record's key when the payload has none);
+//! - insert: `POST /services/data/vNN.N/composite/sobjects`, the external id filled the same
+//!   way, so that later upserts match the record;
+//! - update: `PATCH /services/data/vNN.N/composite/sobjects`, each record addressed by its
+//!   `Id`, the destination id the host holds for it;
+//! - delete: `DELETE /services/data/vNN.N/composite/sobjects?ids=...&allOrNone=false`, by
+//!   the same ids; a record already gone counts as deleted.
+//!
+//! The API updates and deletes only by id, so `update-by-key` is false and a record without
+//! an id is refused in precheck. It honours no idempotency key on these calls, so the
+//! host's is not sent.
 
-wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "destination-connector" });
+wit_bindgen::generate!({ path: "../../wit/0.2.0", world: "destination-connector" });
+
+mod classify;
 
 use exports::sluice::connector::destination::Guest;
 use serde_json::{Map, Value};
 use sluice::connector::types::{
-    Failure, HttpRequest, HttpResponse, Limits, PrecheckOutcome, RecordOutcome, SourceRecord,
-    Verdict, Wait,
+    Capabilities, Failure, HttpRequest, HttpResponse, Limits, Operation, PrecheckOutcome,
+    SourceRecord, Verdict, Wait,
 };
 
 const KNOWN_SETTINGS: &[&str] = &["object", "external_id_field", "parent_field", "api_version"];
@@ -35,28 +48,38 @@ static CONFIG: common::Slot<Config> = common::Slot::new();
 struct Salesforce;
 
 impl Guest for Salesforce {
-    fn configure(settings: Vec<(String, String)>) -> Result<Limits, Failure> {
+    fn configure(settings: Vec<(String, String)>) -> Result<Capabilities, Failure> {
         CONFIG.set(parse_config(settings)?);
-        Ok(LIMITS)
+        Ok(Capabilities {
+            limits: LIMITS,
+            operations: vec![
+                Operation::Upsert,
+                Operation::Update,
+                Operation::Insert,
+                Operation::Delete,
+            ],
+            update_by_key: false,
+        })
     }
 
     fn precheck(batch: Vec<SourceRecord>) -> Vec<Option<PrecheckOutcome>> {
         match CONFIG.get() {
-            Some(config) => batch
-                .iter()
-                .map(|r| precheck_one(&config, &r.payload))
-                .collect(),
+            Some(config) => batch.iter().map(|r| precheck_one(&config, r)).collect(),
             // Not configured: let build-request say so.
             None => batch.iter().map(|_| None).collect(),
         }
     }
 
-    fn build_request(batch: Vec<SourceRecord>) -> Result<HttpRequest, Failure> {
+    // Salesforce has no idempotency key for sObject Collections: the key goes unused.
+    fn build_request(
+        batch: Vec<SourceRecord>,
+        _idempotency_key: String,
+    ) -> Result<HttpRequest, Failure> {
         build_request(&CONFIG.get().ok_or_else(not_configured)?, &batch)
     }
 
-    fn classify(keys: Vec<String>, response: HttpResponse) -> Verdict {
-        classify(keys.len(), &response)
+    fn classify(keys: Vec<String>, operation: Operation, response: HttpResponse) -> Verdict {
+        classify::classify(keys.len(), operation, &response)
     }
 }
 
@@ -150,15 +173,60 @@ fn parse_object(payload: &str) -> Result<Map<String, Value>, Failure> {
     }
 }
 
-/// Settles what needs no round trip: unparseable payloads, and children whose parent has
-/// not been given a CRM id yet (they would fail until the parent is synced).
-fn precheck_one(config: &Config, payload: &str) -> Option<PrecheckOutcome> {
-    let record = match parse_object(payload) {
-        Ok(record) => record,
+/// The destination id an update or a delete addresses. Salesforce ids are 15 or 18 letters
+/// and digits; anything else would not name a record, and must not reach a URL.
+fn destination_id(record: &SourceRecord) -> Result<&str, Failure> {
+    let id = record.destination_id.as_deref().map(str::trim);
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
+        return Err(failure(
+            "MISSING_DESTINATION_ID",
+            format!(
+                "record {:?}: Salesforce never gave this record an id, and a {} addresses the record by its id",
+                record.key,
+                operation_name(record.operation)
+            ),
+            vec![],
+        ));
+    };
+    if id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(failure(
+            "INVALID_DESTINATION_ID",
+            format!("record {:?}: {id:?} is not a Salesforce id", record.key),
+            vec![],
+        ))
+    }
+}
+
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Upsert => "upsert",
+        Operation::Update => "update",
+        Operation::Insert => "insert",
+        Operation::Delete => "delete",
+    }
+}
+
+/// Settles what needs no round trip: updates and deletes without an id, unparseable
+/// payloads, and children whose parent has not been given a CRM id yet (they would fail
+/// until the parent is synced).
+fn precheck_one(config: &Config, record: &SourceRecord) -> Option<PrecheckOutcome> {
+    if matches!(record.operation, Operation::Update | Operation::Delete)
+        && let Err(f) = destination_id(record)
+    {
+        return Some(PrecheckOutcome::Rejected(f));
+    }
+    // A delete's payload is `{}`: there are no fields to check.
+    if record.operation == Operation::Delete {
+        return None;
+    }
+    let fields = match parse_object(&record.payload) {
+        Ok(fields) => fields,
         Err(f) => return Some(PrecheckOutcome::Rejected(f)),
     };
     let parent = config.parent_field.as_ref()?;
-    let has_id = match record.get(parent) {
+    let has_id = match fields.get(parent) {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) => !s.trim().is_empty(),
         Some(_) => true,
@@ -172,36 +240,56 @@ fn precheck_one(config: &Config, payload: &str) -> Option<PrecheckOutcome> {
     })
 }
 
-fn build_request(config: &Config, batch: &[SourceRecord]) -> Result<HttpRequest, Failure> {
-    let mut records = Vec::with_capacity(batch.len());
-    for record in batch {
-        let mut fields = parse_object(&record.payload).map_err(|f| {
-            failure(
-                f.code,
-                format!("record {:?}: {}", record.key, f.message),
-                f.fields,
-            )
-        })?;
-        fields.insert(
-            "attributes".into(),
-            serde_json::json!({ "type": config.object }),
-        );
-        // The external id is the upsert's match key: fall back on the record's own key.
-        let id = fields
-            .entry(config.external_id_field.clone())
-            .or_insert(Value::Null);
-        if id.is_null() {
-            *id = Value::String(record.key.clone());
-        }
-        records.push(Value::Object(fields));
+/// The batch's one operation; an empty batch builds an empty upsert.
+fn batch_operation(batch: &[SourceRecord]) -> Result<Operation, Failure> {
+    match common::one_kind(batch.iter().map(|r| r.operation)) {
+        Ok(operation) => Ok(operation.unwrap_or(Operation::Upsert)),
+        Err((a, b)) => Err(failure(
+            "MIXED_OPERATIONS",
+            format!(
+                "a batch mixes {} and {}; the host sends one operation per batch",
+                operation_name(a),
+                operation_name(b)
+            ),
+            vec![],
+        )),
     }
+}
+
+fn build_request(config: &Config, batch: &[SourceRecord]) -> Result<HttpRequest, Failure> {
+    let operation = batch_operation(batch)?;
+    let collection = format!("/services/data/{}/composite/sobjects", config.api_version);
+    if operation == Operation::Delete {
+        let ids = batch
+            .iter()
+            .map(destination_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(HttpRequest {
+            method: "DELETE".into(),
+            url: format!("{collection}?ids={}&allOrNone=false", ids.join(",")),
+            headers: vec![],
+            body: vec![],
+        });
+    }
+    let records = batch
+        .iter()
+        .map(|record| sobject(config, record))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (method, url) = match operation {
+        Operation::Upsert => (
+            "PATCH",
+            format!(
+                "{collection}/{}/{}",
+                config.object, config.external_id_field
+            ),
+        ),
+        Operation::Insert => ("POST", collection),
+        _ => ("PATCH", collection),
+    };
     let body = serde_json::json!({ "allOrNone": false, "records": records });
     Ok(HttpRequest {
-        method: "PATCH".into(),
-        url: format!(
-            "/services/data/{}/composite/sobjects/{}/{}",
-            config.api_version, config.object, config.external_id_field
-        ),
+        method: method.into(),
+        url,
         headers: vec![("content-type".into(), "application/json".into())],
         body: serde_json::to_vec(&body).map_err(|e| {
             failure(
@@ -213,135 +301,34 @@ fn build_request(config: &Config, batch: &[SourceRecord]) -> Result<HttpRequest,
     })
 }
 
-/// Reads a response into a verdict; never traps, whatever the body.
-fn classify(count: usize, response: &HttpResponse) -> Verdict {
-    let status = response.status;
-    let rate_limited =
-        || Verdict::RateLimited(common::retry_after(&response.headers).map(Wait::from));
-    match status {
-        200 | 201 => per_record(count, &response.body).unwrap_or_else(|message| {
-            Verdict::Transient(failure("MALFORMED_RESPONSE", message, vec![]))
-        }),
-        401 => Verdict::AuthExpired(error_from_body(status, &response.body)),
-        403 => {
-            let f = error_from_body(status, &response.body);
-            if f.code == "REQUEST_LIMIT_EXCEEDED" {
-                rate_limited()
-            } else {
-                Verdict::Fatal(f)
-            }
-        }
-        429 => rate_limited(),
-        500..=599 => Verdict::Transient(error_from_body(status, &response.body)),
-        400 => Verdict::BatchRejected(error_from_body(status, &response.body)),
-        404 => {
-            let f = error_from_body(status, &response.body);
-            let message = format!(
-                "the sObject or endpoint does not exist (check object, external_id_field and api_version): {}",
-                f.message
-            );
-            Verdict::Fatal(Failure { message, ..f })
-        }
-        _ => {
-            let f = error_from_body(status, &response.body);
-            Verdict::Fatal(failure(common::http_code(status), f.message, f.fields))
+/// One record of an upsert, insert or update: its fields, typed, with its external id (an
+/// upsert's match key; on an insert, what later upserts will match) or its `Id` (what an
+/// update addresses).
+fn sobject(config: &Config, record: &SourceRecord) -> Result<Value, Failure> {
+    let mut fields = parse_object(&record.payload).map_err(|f| {
+        failure(
+            f.code,
+            format!("record {:?}: {}", record.key, f.message),
+            f.fields,
+        )
+    })?;
+    fields.insert(
+        "attributes".into(),
+        serde_json::json!({ "type": config.object }),
+    );
+    if record.operation == Operation::Update {
+        let id = destination_id(record)?;
+        fields.insert("Id".into(), Value::String(id.into()));
+    } else {
+        // No external id in the payload: fall back on the record's own key.
+        let id = fields
+            .entry(config.external_id_field.clone())
+            .or_insert(Value::Null);
+        if id.is_null() {
+            *id = Value::String(record.key.clone());
         }
     }
-}
-
-/// The per-record save results of a 200/201: one `{id, success, errors}` per record, in
-/// order. `Err` says what was wrong with the body.
-fn per_record(count: usize, body: &[u8]) -> Result<Verdict, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("response body is not JSON: {e}"))?;
-    let results = value
-        .as_array()
-        .ok_or("response body is not a JSON array")?;
-    if results.len() != count {
-        return Err(format!("expected {count} results, got {}", results.len()));
-    }
-    results
-        .iter()
-        .enumerate()
-        .map(|(i, result)| {
-            record_outcome(result).ok_or_else(|| format!("result {i} has no boolean `success`"))
-        })
-        .collect::<Result<_, _>>()
-        .map(Verdict::PerRecord)
-}
-
-/// One save result. `None` when it is not a result at all.
-fn record_outcome(result: &Value) -> Option<RecordOutcome> {
-    if result.get("success")?.as_bool()? {
-        let id = result.get("id").and_then(Value::as_str).map(str::to_owned);
-        return Some(RecordOutcome::Delivered(id));
-    }
-    let Some(error) = result
-        .get("errors")
-        .and_then(Value::as_array)
-        .and_then(|e| e.first())
-    else {
-        return Some(RecordOutcome::Rejected(failure(
-            "UNKNOWN_ERROR",
-            "the record was not saved and Salesforce gave no error",
-            vec![],
-        )));
-    };
-    let code = text(error, "statusCode")
-        .unwrap_or("UNKNOWN_ERROR")
-        .to_owned();
-    let message = text(error, "message").unwrap_or(&code).to_owned();
-    let f = failure(code, message, string_list(error.get("fields")));
-    Some(match f.code.as_str() {
-        // Another transaction holds the row: trying again shortly usually works.
-        "UNABLE_TO_LOCK_ROW" => RecordOutcome::Retry(f),
-        // A lookup names a record that does not exist: a person must fix the reference.
-        "INVALID_CROSS_REFERENCE_KEY" => RecordOutcome::Permanent(f),
-        _ => RecordOutcome::Rejected(f),
-    })
-}
-
-/// The failure a non-2xx body states, `[{"message", "errorCode"}]`; `HTTP_<status>` when the
-/// body says nothing usable.
-fn error_from_body(status: u16, body: &[u8]) -> Failure {
-    let value = serde_json::from_slice::<Value>(body).ok();
-    let error = match &value {
-        Some(Value::Array(items)) => items.first(),
-        Some(v @ Value::Object(_)) => Some(v),
-        _ => None,
-    };
-    let code = error.and_then(|e| text(e, "errorCode"));
-    let message = error.and_then(|e| text(e, "message"));
-    let fields = string_list(error.and_then(|e| e.get("fields")));
-    let message = match message {
-        Some(m) => m.to_owned(),
-        None if body.is_empty() => format!("HTTP {status} with an empty body"),
-        None => format!("HTTP {status}: {}", common::snippet(body, 200)),
-    };
-    failure(
-        code.map_or_else(|| common::http_code(status), str::to_owned),
-        message,
-        fields,
-    )
-}
-
-/// A non-blank string member of a JSON object.
-fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key)?.as_str().filter(|s| !s.trim().is_empty())
-}
-
-/// The strings of a JSON array; anything else gives none.
-fn string_list(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    Ok(Value::Object(fields))
 }
 
 #[cfg(test)]
@@ -357,22 +344,27 @@ mod tests {
         }
     }
 
-    fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            received_at_ms: 0,
-        }
-    }
-
     fn settings(kv: &[(&str, &str)]) -> Vec<(String, String)> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn record(key: &str, payload: &str, operation: Operation, id: Option<&str>) -> SourceRecord {
+        SourceRecord {
+            key: key.into(),
+            payload: payload.into(),
+            operation,
+            destination_id: id.map(Into::into),
+        }
+    }
+
+    fn upsert(key: &str, payload: &str) -> SourceRecord {
+        record(key, payload, Operation::Upsert, None)
+    }
+
+    fn json_body(req: &HttpRequest) -> Value {
+        serde_json::from_slice(&req.body).unwrap()
     }
 
     #[test]
@@ -409,13 +401,14 @@ mod tests {
     #[test]
     fn precheck_parent_and_json() {
         let c = config(Some("ParentCrmId"));
-        assert!(precheck_one(&c, r#"{"ParentCrmId":"001"}"#).is_none());
+        let pre = |payload: &str| precheck_one(&c, &upsert("k", payload));
+        assert!(pre(r#"{"ParentCrmId":"001"}"#).is_none());
         for p in [
             r#"{}"#,
             r#"{"ParentCrmId":null}"#,
             r#"{"ParentCrmId":"  "}"#,
         ] {
-            let Some(PrecheckOutcome::Permanent(f)) = precheck_one(&c, p) else {
+            let Some(PrecheckOutcome::Permanent(f)) = pre(p) else {
                 panic!("{p}")
             };
             assert_eq!(
@@ -424,24 +417,45 @@ mod tests {
             );
         }
         assert!(
-            matches!(precheck_one(&c, "[1]"), Some(PrecheckOutcome::Rejected(f)) if f.code == "INVALID_JSON")
+            matches!(pre("[1]"), Some(PrecheckOutcome::Rejected(f)) if f.code == "INVALID_JSON")
         );
-        assert!(
-            matches!(precheck_one(&c, "{"), Some(PrecheckOutcome::Rejected(f)) if f.code == "INVALID_JSON")
-        );
+        assert!(matches!(pre("{"), Some(PrecheckOutcome::Rejected(f)) if f.code == "INVALID_JSON"));
     }
 
     #[test]
-    fn request_shape() {
+    fn precheck_updates_and_deletes_need_an_id() {
+        let c = config(Some("ParentCrmId"));
+        let child = r#"{"ParentCrmId":"001"}"#;
+        for operation in [Operation::Update, Operation::Delete] {
+            for id in [None, Some(" ")] {
+                let Some(PrecheckOutcome::Rejected(f)) =
+                    precheck_one(&c, &record("k1", child, operation, id))
+                else {
+                    panic!("{operation:?} {id:?}")
+                };
+                assert_eq!(f.code, "MISSING_DESTINATION_ID");
+                assert!(
+                    f.message.contains("never gave this record an id")
+                        && f.message.contains("\"k1\"")
+                );
+            }
+            let bad = precheck_one(&c, &record("k", child, operation, Some("001&x=1")));
+            assert!(
+                matches!(bad, Some(PrecheckOutcome::Rejected(f)) if f.code == "INVALID_DESTINATION_ID")
+            );
+        }
+        assert!(precheck_one(&c, &record("k", child, Operation::Update, Some("001A"))).is_none());
+        // A delete's payload is `{}`: no parent to ask for.
+        assert!(precheck_one(&c, &record("k", "{}", Operation::Delete, Some("001A"))).is_none());
+        let insert = record("k", child, Operation::Insert, None);
+        assert!(precheck_one(&c, &insert).is_none());
+    }
+
+    #[test]
+    fn upsert_request() {
         let batch = vec![
-            SourceRecord {
-                key: "k1".into(),
-                payload: r#"{"Email":"a@b.c"}"#.into(),
-            },
-            SourceRecord {
-                key: "k2".into(),
-                payload: r#"{"External_Id__c":"own","N":1.5}"#.into(),
-            },
+            upsert("k1", r#"{"Email":"a@b.c"}"#),
+            upsert("k2", r#"{"External_Id__c":"own","N":1.5}"#),
         ];
         let req = build_request(&config(None), &batch).unwrap();
         assert_eq!(req.method, "PATCH");
@@ -449,18 +463,14 @@ mod tests {
             req.url,
             "/services/data/v60.0/composite/sobjects/Contact/External_Id__c"
         );
-        let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(
-            body,
+            json_body(&req),
             serde_json::json!({"allOrNone": false, "records": [
                 {"attributes": {"type": "Contact"}, "Email": "a@b.c", "External_Id__c": "k1"},
                 {"attributes": {"type": "Contact"}, "External_Id__c": "own", "N": 1.5},
             ]})
         );
-        let bad = vec![SourceRecord {
-            key: "k".into(),
-            payload: "nope".into(),
-        }];
+        let bad = vec![upsert("k", "nope")];
         assert_eq!(
             build_request(&config(None), &bad).unwrap_err().code,
             "INVALID_JSON"
@@ -468,86 +478,74 @@ mod tests {
     }
 
     #[test]
-    fn per_record_results() {
-        let body = r#"[
-            {"id":"001A","success":true,"errors":[],"created":true},
-            {"id":null,"success":false,"errors":[{"statusCode":"UNABLE_TO_LOCK_ROW","message":"locked","fields":[]}]},
-            {"success":false,"errors":[{"statusCode":"INVALID_CROSS_REFERENCE_KEY","message":"bad ref","fields":["AccountId"]}]},
-            {"success":false,"errors":[{"statusCode":"INVALID_EMAIL_ADDRESS","message":"bad email","fields":["Email"]}]},
-            {"success":false,"errors":[]}
-        ]"#;
-        let Verdict::PerRecord(o) = classify(5, &response(200, body, &[])) else {
-            panic!()
-        };
-        assert!(matches!(&o[0], RecordOutcome::Delivered(Some(id)) if id == "001A"));
-        assert!(matches!(&o[1], RecordOutcome::Retry(f) if f.code == "UNABLE_TO_LOCK_ROW"));
-        assert!(matches!(&o[2], RecordOutcome::Permanent(f) if f.fields == ["AccountId"]));
-        assert!(matches!(&o[3], RecordOutcome::Rejected(f) if f.code == "INVALID_EMAIL_ADDRESS"));
-        assert!(matches!(&o[4], RecordOutcome::Rejected(f) if f.code == "UNKNOWN_ERROR"));
+    fn insert_and_update_requests() {
+        let c = config(None);
+        let insert = [record(
+            "k1",
+            r#"{"Email":"a@b.c"}"#,
+            Operation::Insert,
+            None,
+        )];
+        let req = build_request(&c, &insert).unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.url.as_str()),
+            ("POST", "/services/data/v60.0/composite/sobjects")
+        );
+        assert_eq!(
+            json_body(&req),
+            serde_json::json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Contact"}, "Email": "a@b.c", "External_Id__c": "k1"},
+            ]})
+        );
+        let update = [
+            record(
+                "k1",
+                r#"{"Email":"a@b.c","Id":"x"}"#,
+                Operation::Update,
+                Some("003A"),
+            ),
+            record("k2", r#"{"N":2}"#, Operation::Update, Some("003B")),
+        ];
+        let req = build_request(&c, &update).unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.url.as_str()),
+            ("PATCH", "/services/data/v60.0/composite/sobjects")
+        );
+        assert_eq!(
+            json_body(&req),
+            serde_json::json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Contact"}, "Email": "a@b.c", "Id": "003A"},
+                {"attributes": {"type": "Contact"}, "N": 2, "Id": "003B"},
+            ]})
+        );
+        let no_id = [record("k1", "{}", Operation::Update, None)];
+        assert_eq!(
+            build_request(&c, &no_id).unwrap_err().code,
+            "MISSING_DESTINATION_ID"
+        );
     }
 
     #[test]
-    fn malformed_bodies_are_transient() {
-        let huge = "[".repeat(100_000);
-        for body in [
-            "",
-            "{",
-            "{}",
-            "[1]",
-            r#"[{"success":"yes"}]"#,
-            "[]",
-            huge.as_str(),
-        ] {
-            let v = classify(1, &response(200, body, &[]));
-            assert!(
-                matches!(&v, Verdict::Transient(f) if f.code == "MALFORMED_RESPONSE"),
-                "{body:.20}"
-            );
-        }
-        let Verdict::Transient(f) = classify(3, &response(201, "[]", &[])) else {
-            panic!()
-        };
-        assert_eq!(f.message, "expected 3 results, got 0");
-    }
-
-    #[test]
-    fn statuses() {
-        let err = |code: &str| format!(r#"[{{"message":"m","errorCode":"{code}"}}]"#);
-        let v = classify(1, &response(401, &err("INVALID_SESSION_ID"), &[]));
-        assert!(matches!(v, Verdict::AuthExpired(f) if f.code == "INVALID_SESSION_ID"));
-        let v = classify(
-            1,
-            &response(403, &err("REQUEST_LIMIT_EXCEEDED"), &[("retry-after", "7")]),
+    fn delete_request() {
+        let c = config(Some("ParentCrmId"));
+        let batch = [
+            record("k1", "{}", Operation::Delete, Some("003A")),
+            record("k2", "{}", Operation::Delete, Some("003B")),
+        ];
+        let req = build_request(&c, &batch).unwrap();
+        assert_eq!(req.method, "DELETE");
+        assert_eq!(
+            req.url,
+            "/services/data/v60.0/composite/sobjects?ids=003A,003B&allOrNone=false"
         );
-        assert!(matches!(v, Verdict::RateLimited(Some(Wait::AfterMs(7000)))));
-        let v = classify(1, &response(403, &err("INSUFFICIENT_ACCESS"), &[]));
-        assert!(matches!(v, Verdict::Fatal(f) if f.code == "INSUFFICIENT_ACCESS"));
-        let v = classify(
-            1,
-            &response(429, "", &[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT")]),
+        assert!(req.body.is_empty() && req.headers.is_empty());
+        let no_id = [record("k1", "{}", Operation::Delete, None)];
+        assert_eq!(
+            build_request(&c, &no_id).unwrap_err().code,
+            "MISSING_DESTINATION_ID"
         );
-        assert!(matches!(
-            v,
-            Verdict::RateLimited(Some(Wait::UntilUnixMs(1_792_567_680_000)))
-        ));
-        assert!(matches!(
-            classify(1, &response(429, "", &[])),
-            Verdict::RateLimited(None)
-        ));
-        let v = classify(1, &response(503, "<html>down</html>", &[]));
-        assert!(
-            matches!(v, Verdict::Transient(f) if f.code == "HTTP_503" && f.message.contains("down"))
-        );
-        let v = classify(1, &response(400, &err("JSON_PARSER_ERROR"), &[]));
-        assert!(matches!(v, Verdict::BatchRejected(f) if f.code == "JSON_PARSER_ERROR"));
-        assert!(
-            matches!(classify(1, &response(400, "", &[])), Verdict::BatchRejected(f) if f.code == "HTTP_400")
-        );
-        assert!(
-            matches!(classify(1, &response(404, &err("NOT_FOUND"), &[])), Verdict::Fatal(f) if f.code == "NOT_FOUND")
-        );
-        assert!(
-            matches!(classify(1, &response(302, "", &[])), Verdict::Fatal(f) if f.code == "HTTP_302")
-        );
+        let mixed = [batch[0].clone(), upsert("k3", "{}")];
+        let e = build_request(&c, &mixed).unwrap_err();
+        assert!(e.code == "MIXED_OPERATIONS" && e.message.contains("delete and upsert"));
     }
 }

@@ -26,7 +26,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// A request that has been logged, with what its handler needs.
 pub(crate) struct Received {
     pub(crate) arrival: Arrival,
+    pub(crate) method: String,
+    /// The path, without the query.
+    pub(crate) path: String,
     pub(crate) authorization: Option<String>,
+    /// The query, without the `?`.
+    pub(crate) query: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -65,7 +71,9 @@ pub(crate) async fn receive(
     let authorization = authorization(&parts.headers);
     let method = parts.method.as_str();
     let data = allowed.contains(&method);
-    let arrival = shared.arrive(method, parts.uri.path(), authorization.clone(), data);
+    let arrival = shared.arrive(method, &parts.uri, &parts.headers, data);
+    let query = parts.uri.query().map(str::to_owned);
+    let idempotency_key = shared.idempotency_key(&parts.headers);
     if !data {
         shared.finish(arrival.seq, 405, outcome::METHOD_NOT_ALLOWED, Vec::new(), 0);
         let mut response = json_response(
@@ -80,7 +88,11 @@ pub(crate) async fn receive(
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => Ok(Received {
             arrival,
+            method: method.to_owned(),
+            path: parts.uri.path().to_owned(),
             authorization,
+            query,
+            idempotency_key,
             body,
         }),
         Err(_) => {
@@ -196,10 +208,8 @@ pub(crate) fn burst_response(status: u16, api_body: Value) -> Response {
 /// `POST /oauth2/token`: the refresh-token grant, when the simulator has an OAuth client.
 /// Token requests are logged and counted, but no fault applies to them.
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let authorization = authorization(request.headers());
     let method = request.method().as_str().to_owned();
-    let path = request.uri().path().to_owned();
-    let arrival = shared.arrive(&method, &path, authorization, false);
+    let arrival = shared.arrive(&method, request.uri(), request.headers(), false);
     if method != "POST" {
         shared.finish(arrival.seq, 405, outcome::METHOD_NOT_ALLOWED, Vec::new(), 0);
         return json_response(
@@ -244,11 +254,10 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, request: Request) -
 
 /// Any path the simulator does not serve: logged, then 404.
 pub(crate) async fn not_found(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let authorization = authorization(request.headers());
     let arrival = shared.arrive(
         request.method().as_str(),
-        request.uri().path(),
-        authorization,
+        request.uri(),
+        request.headers(),
         false,
     );
     shared.finish(arrival.seq, 404, outcome::NOT_FOUND, Vec::new(), 0);

@@ -206,6 +206,7 @@ async fn bulk_docs(
         key_field: "_id",
         merge: false,
         all_or_none: false,
+        create_only: false,
     };
     let outcomes = upsert::upsert(shared, candidates, mode);
     let mut revisions = couch

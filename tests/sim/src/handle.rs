@@ -33,15 +33,22 @@ pub struct RequestRecord {
     pub method: String,
     /// The path, without the query.
     pub path: String,
+    /// The query, without the `?`, when there is one (a Salesforce delete names its ids
+    /// there).
+    pub query: Option<String>,
     /// The response status; 0 while the request is still being handled.
     pub status: u16,
     /// The record keys in the request body, in order; `""` for a record without a usable
-    /// key; empty when the body could not be parsed, for requests that carry no records,
+    /// key. For an update or a delete by id, the key of the stored record each id names, or
+    /// the id as sent when it names none. Empty when the body could not be parsed, for requests that carry no records,
     /// and for every request of a REST simulator started with `record_keys: false`.
     pub keys: Vec<String>,
     /// The `Authorization` header as sent, so tests can check the host sends it. Never
     /// logged by the simulator.
     pub authorization: Option<String>,
+    /// The request's idempotency key header (`Idempotency-Key` unless the simulator was
+    /// told another name), as sent.
+    pub idempotency_key: Option<String>,
     /// A short label for what happened:
     ///
     /// - `ok`: processed, every record stored;
@@ -55,6 +62,8 @@ pub struct RequestRecord {
     /// - `bad_request`: a body that could not be read or parsed (400, 413);
     /// - `token_issued`, `token_refused`: the OAuth token endpoint;
     /// - `not_found`, `method_not_allowed`: no such endpoint;
+    /// - `replayed`: answered with the stored response of an idempotency key seen before,
+    ///   nothing applied;
     /// - `pending`: still being handled.
     pub outcome: String,
 }
@@ -93,6 +102,13 @@ pub struct Stats {
     pub record_errors: BTreeMap<String, u64>,
     /// Access tokens issued by the OAuth token endpoint.
     pub token_refreshes: u64,
+    /// Data requests by the operation the simulator took them for: `upsert`, `insert`,
+    /// `update` or `delete` (Salesforce and REST simulators), counted whatever their outcome.
+    pub by_operation: BTreeMap<String, u64>,
+    /// Records removed by deletes.
+    pub records_deleted: u64,
+    /// Requests answered with the stored response of an idempotency key seen before.
+    pub replays: u64,
 }
 
 /// A server task on loopback, the part every simulator's handle shares: its address, and
@@ -207,6 +223,28 @@ impl SimHandle {
     pub fn stored_record(&self, key: &str) -> Option<serde_json::Value> {
         let text = self.shared.lock().store.text(key)?;
         Some(store::parse(&text))
+    }
+
+    /// The id the simulator gave the stored record with this key, if it gave one (the
+    /// accept-all REST mode gives none).
+    pub fn destination_id(&self, key: &str) -> Option<String> {
+        self.shared.lock().store.id_of(key).map(str::to_owned)
+    }
+
+    /// The idempotency key of every request so far (see [`RequestRecord::idempotency_key`]),
+    /// in arrival order, `None` for a request without one.
+    pub fn idempotency_keys(&self) -> Vec<Option<String>> {
+        let requests = self.shared.requests();
+        requests.into_iter().map(|r| r.idempotency_key).collect()
+    }
+
+    /// How many requests came with each HTTP method, whatever their path or outcome.
+    pub fn requests_by_method(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for r in self.shared.requests() {
+            *counts.entry(r.method).or_default() += 1;
+        }
+        counts
     }
 
     pub fn stats(&self) -> Stats {

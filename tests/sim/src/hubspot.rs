@@ -214,6 +214,7 @@ async fn batch_upsert(State(hubspot): State<Arc<HubSpot>>, request: Request) -> 
         key_field: &id_property,
         merge: true,
         all_or_none: false,
+        create_only: false,
     };
     let outcomes = upsert::upsert(shared, candidates, mode);
 

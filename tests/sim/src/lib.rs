@@ -6,8 +6,10 @@
 //! failure modes are the ones reverse-ETL tools meet in practice (Census, Zuora): invalid
 //! fields, missing parents, locked rows, throttling and expired credentials.
 //!
-//! - [`salesforce`]: a Salesforce-like sObject Collections upsert by external id.
-//! - [`rest`]: a generic REST batch endpoint with three response styles.
+//! - [`salesforce`]: Salesforce-like sObject Collections: upsert by external id, insert,
+//!   update and delete by id.
+//! - [`rest`]: a generic REST batch endpoint with three response styles, an optional
+//!   delete endpoint, and Stripe-like idempotency keys.
 //! - [`hubspot`]: a HubSpot-like batch upsert by id property, answered out of order.
 //! - [`couchdb`]: a CouchDB-like `_bulk_docs` with per-document answers.
 //! - [`hostile`]: the REST protocol with switchable misbehaviours (useless `Retry-After`,
@@ -20,10 +22,12 @@
 mod auth;
 mod common;
 pub mod couchdb;
+mod delete;
 pub mod faults;
 mod handle;
 pub mod hostile;
 pub mod hubspot;
+mod idempotency;
 mod keys;
 pub mod postgres;
 pub mod rest;
@@ -66,4 +70,5 @@ pub mod outcome {
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const PENDING: &str = "pending";
+    pub const REPLAYED: &str = "replayed";
 }

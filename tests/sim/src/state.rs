@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
+use axum::http::{HeaderMap, HeaderName, Uri};
 
 use crate::auth::{AuthConfig, AuthFailure, Grant, Tokens};
 use crate::faults::{Faults, LimitDecision, LimitStyle, Limiter};
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<AuthConfig>,
     /// Whether request records list the keys of their records (off for benchmarks).
     record_keys: bool,
+    /// The header request records take their idempotency key from.
+    idempotency_header: HeaderName,
     inner: Mutex<Inner>,
 }
 
@@ -124,8 +127,23 @@ impl Shared {
             rules,
             auth,
             record_keys,
+            idempotency_header: HeaderName::from_static("idempotency-key"),
             inner: Mutex::new(inner),
         })
+    }
+
+    /// Takes idempotency keys from the header `name` instead of `Idempotency-Key`.
+    pub(crate) fn with_idempotency_header(self, name: HeaderName) -> Self {
+        Shared {
+            idempotency_header: name,
+            ..self
+        }
+    }
+
+    /// The request's idempotency key, when it has one that is text.
+    pub(crate) fn idempotency_key(&self, headers: &HeaderMap) -> Option<String> {
+        let value = headers.get(&self.idempotency_header)?;
+        value.to_str().ok().map(str::to_owned)
     }
 
     /// Locks the state. A handler that panicked cannot leave it half-updated in a way
@@ -143,10 +161,15 @@ impl Shared {
     pub(crate) fn arrive(
         &self,
         method: &str,
-        path: &str,
-        authorization: Option<String>,
+        uri: &Uri,
+        headers: &HeaderMap,
         data: bool,
     ) -> Arrival {
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let idempotency_key = self.idempotency_key(headers);
         let arrived_at = SystemTime::now();
         let arrived = Instant::now();
         let mut inner = self.lock();
@@ -160,10 +183,12 @@ impl Shared {
             arrived_at,
             arrived,
             method: method.to_owned(),
-            path: path.to_owned(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             status: 0,
             keys: Vec::new(),
             authorization,
+            idempotency_key,
             outcome: outcome::PENDING.to_owned(),
         });
         Arrival { seq, data_ordinal }
@@ -252,6 +277,7 @@ impl Shared {
             outcome::SERVER_ERROR => stats.server_errors += 1,
             outcome::BATCH_REJECTED => stats.batch_rejections += 1,
             outcome::TOKEN_ISSUED => stats.token_refreshes += 1,
+            outcome::REPLAYED => stats.replays += 1,
             _ => {}
         }
         tracing::trace!(seq, status, outcome, "simulated destination answered");
@@ -279,6 +305,19 @@ impl Shared {
 }
 
 impl Inner {
+    /// Counts a data request as one of `operation` (see `Stats::by_operation`).
+    pub(crate) fn count_operation(&mut self, operation: &str) {
+        *self
+            .stats
+            .by_operation
+            .entry(operation.to_owned())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn count_deleted(&mut self) {
+        self.stats.records_deleted += 1;
+    }
+
     /// How many times `key` was seen before, counting this time as seen.
     pub(crate) fn sighting(&mut self, key: &str) -> u64 {
         let n = self.seen.entry(key.to_owned()).or_default();

@@ -14,6 +14,10 @@ use crate::validation::unique_value;
 pub(crate) struct Store {
     records: HashMap<String, Box<str>>,
     unique: Vec<UniqueIndex>,
+    /// The id the destination gave each key, both ways, for updates and deletes by id.
+    /// Only ids handed out in answers are kept: the accept-all path hands out none.
+    key_of_id: HashMap<String, String>,
+    id_of_key: HashMap<String, String>,
 }
 
 /// Who holds each value of one unique field, both ways, so that an update can release
@@ -38,6 +42,8 @@ impl Store {
         Store {
             records: HashMap::new(),
             unique,
+            key_of_id: HashMap::new(),
+            id_of_key: HashMap::new(),
         }
     }
 
@@ -88,6 +94,45 @@ impl Store {
         self.records.insert(key, text);
     }
 
+    /// Removes a record, its unique values and its id. `false` when there was none.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        for index in &mut self.unique {
+            if let Some(old) = index.value_of.remove(key)
+                && index.owner_of.get(&old).is_some_and(|owner| owner == key)
+            {
+                index.owner_of.remove(&old);
+            }
+        }
+        if let Some(id) = self.id_of_key.remove(key) {
+            self.key_of_id.remove(&id);
+        }
+        self.records.remove(key).is_some()
+    }
+
+    /// Notes the id the destination gave `key`'s record, so that requests can name it.
+    pub(crate) fn set_id(&mut self, key: &str, id: &str) {
+        if self.id_of_key.get(key).is_some_and(|known| known == id) {
+            return;
+        }
+        if let Some(old) = self.id_of_key.insert(key.to_owned(), id.to_owned()) {
+            self.key_of_id.remove(&old);
+        }
+        self.key_of_id.insert(id.to_owned(), key.to_owned());
+    }
+
+    /// The key of the stored record the destination gave `id`.
+    pub(crate) fn key_for_id(&self, id: &str) -> Option<&str> {
+        self.key_of_id
+            .get(id)
+            .map(String::as_str)
+            .filter(|key| self.records.contains_key(*key))
+    }
+
+    /// The id the destination gave `key`'s record, if it gave one.
+    pub(crate) fn id_of(&self, key: &str) -> Option<&str> {
+        self.id_of_key.get(key).map(String::as_str)
+    }
+
     /// A copy of every stored record's JSON, to parse once the lock is released: parsing a
     /// million records takes long enough to stall the server.
     pub(crate) fn texts(&self) -> Vec<(String, Box<str>)> {
@@ -132,5 +177,23 @@ mod tests {
         assert_eq!(s.owner("Email", "w@y.z"), Some("a"));
         assert_eq!(s.fields("a"), Some(fields(json!({"Email": "w@y.z"}))));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn removing_frees_unique_values_and_ids() {
+        let mut s = Store::new(&["Email".to_owned()]);
+        s.put("a".into(), &fields(json!({"Email": "x@y.z"})), None);
+        s.set_id("a", "id-a");
+        assert_eq!(
+            (s.key_for_id("id-a"), s.id_of("a")),
+            (Some("a"), Some("id-a"))
+        );
+        assert!(s.remove("a"));
+        assert!(!s.remove("a"));
+        assert_eq!(s.owner("Email", "x@y.z"), None);
+        assert_eq!(
+            (s.key_for_id("id-a"), s.id_of("a"), s.len()),
+            (None, None, 0)
+        );
     }
 }

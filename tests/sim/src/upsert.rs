@@ -41,6 +41,8 @@ pub(crate) struct Mode<'a> {
     pub(crate) merge: bool,
     /// Store nothing unless every record passes.
     pub(crate) all_or_none: bool,
+    /// Refuse a record whose key is already stored (`DUPLICATE_VALUE`): an insert.
+    pub(crate) create_only: bool,
 }
 
 struct Staged {
@@ -82,6 +84,10 @@ pub(crate) fn upsert(shared: &Shared, candidates: Vec<Candidate>, mode: Mode<'_>
                     message,
                     fields,
                 ));
+            }
+            if mode.create_only && inner.store.contains(&key) {
+                let owner = inner.store.id_of(&key).unwrap_or(&key).to_owned();
+                return Err(validation::duplicate_value(mode.key_field, &key, &owner));
             }
             if locks
                 && row_locked(

@@ -6,5 +6,7 @@ mod faults;
 mod hostile;
 mod hubspot;
 mod rest;
+mod rest_deletes;
 mod salesforce;
+mod salesforce_collection;
 mod support;

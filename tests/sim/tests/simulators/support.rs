@@ -42,6 +42,26 @@ pub async fn send(method: &str, url: &str, body: &str, token: Option<&str>) -> R
     reply(request.send().await.expect("the simulator answers")).await
 }
 
+/// Sends `body` with `method` to `path` on `sim`, with extra `headers`.
+pub async fn call_with(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let url = format!("{}{path}", sim.base_url());
+    let mut request = client()
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    reply(request.send().await.expect("the simulator answers")).await
+}
+
 /// Sends `body` (any text) with `method` to `path` on `sim`, without credentials.
 pub async fn call(sim: &SimHandle, method: &str, path: &str, body: &str) -> Reply {
     send(method, &format!("{}{path}", sim.base_url()), body, None).await

@@ -2,23 +2,33 @@
 //! record objects, bare or under one field of an envelope, answered in one of three
 //! styles real APIs use (see [`RestMode`]). A record's key is the value of `key_field`
 //! inside it; a stored record is replaced whole by a later one with the same key.
+//!
+//! With a `delete_path`, `{delete_method} {delete_path}` takes an array of identities (see
+//! [`RestConfig::delete_path`]). With an `idempotency_header`, a request carrying a key
+//! already seen is answered with that key's first response and not applied again, as
+//! Stripe does (see [`RestConfig::idempotency_header`]).
+
+mod delete;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
 use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::any;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthConfig;
-use crate::common::{self, burst_response, json_response, text_response, with_retry_after};
+use crate::common::{
+    self, Received, burst_response, json_response, text_response, with_retry_after,
+};
 use crate::faults::{Faults, LimitStyle, StableHash};
 use crate::handle::SimHandle;
+use crate::idempotency::{Claim, Replays};
 use crate::keys::probe_key;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
@@ -61,6 +71,26 @@ pub struct RestConfig {
     /// The field inside each record that holds its key; default `id`.
     pub key_field: String,
     pub mode: RestMode,
+    /// Where deletes go; `None` (the default): nowhere. The body is a JSON array of
+    /// identities as strings, bare or under `records_field` as records are; each names the
+    /// stored record with that key, or else the one the simulator gave that id
+    /// ([`record_id`], in `PerRecord` answers). `PerRecord` answers
+    /// `{"results": [{"id": "<identity>", "error": null}, ...]}` by position, with error
+    /// code `NOT_FOUND` for an identity naming no record and `UNABLE_TO_LOCK_ROW` for a
+    /// locked row; the other modes remove what they find and answer `{"accepted": N}`.
+    /// May be `path` itself when `delete_method` is `DELETE`.
+    pub delete_path: Option<String>,
+    /// `POST` (the default), `PUT`, `PATCH` or `DELETE`.
+    pub delete_method: String,
+    /// The header that carries idempotency keys; default `Idempotency-Key`. A request with
+    /// a key whose first request ran (stored, partly or not at all for its records) is
+    /// answered with that request's response, and not applied again; one with the key of a
+    /// request still being handled gets 409 `IDEMPOTENCY_KEY_IN_USE`, and one reusing a key
+    /// for another method, path or body 400 `IDEMPOTENCY_KEY_REUSED`. A request refused
+    /// before it ran (credentials, rate limit, error burst, a row-lock 409) keeps no answer.
+    /// `None`: keys are never honoured (nor recorded: see
+    /// [`crate::RequestRecord::idempotency_key`]).
+    pub idempotency_header: Option<String>,
     /// Whether [`crate::RequestRecord::keys`] lists each request's keys; default true.
     /// Turn it off for benchmarks, where the request log would otherwise hold a copy of
     /// every key sent.
@@ -78,47 +108,129 @@ impl Default for RestConfig {
             records_field: None,
             key_field: "id".to_owned(),
             mode: RestMode::default(),
+            delete_path: None,
+            delete_method: "POST".to_owned(),
+            idempotency_header: Some("Idempotency-Key".to_owned()),
             record_keys: true,
         }
     }
 }
 
-/// What the records handler needs besides the shared state.
+/// What the handlers need besides the shared state.
 struct Rest {
     shared: Arc<Shared>,
     records_field: Option<String>,
     key_field: String,
     mode: RestMode,
+    delete_method: String,
+    /// Whether idempotency keys are honoured.
+    idempotent: bool,
+    replays: Replays,
 }
 
-/// Starts a simulator on the current Tokio runtime. It serves the records endpoint,
-/// `POST /oauth2/token` when OAuth is configured, and 404s for anything else.
+/// Refuses a path the router cannot serve as given.
+fn check_path(what: &str, path: &str) -> anyhow::Result<()> {
+    if !path.starts_with('/') || path.contains(['{', '}', '*']) {
+        anyhow::bail!("the {what} path must start with '/' and hold no pattern, not {path:?}");
+    }
+    if path == "/oauth2/token" {
+        anyhow::bail!("the {what} path must not be the token endpoint's");
+    }
+    Ok(())
+}
+
+/// Starts a simulator on the current Tokio runtime. It serves the records endpoint, the
+/// delete endpoint when configured, `POST /oauth2/token` when OAuth is configured, and 404s
+/// for anything else.
 pub async fn start(config: RestConfig) -> anyhow::Result<SimHandle> {
-    if !config.path.starts_with('/') || config.path.contains(['{', '}', '*']) {
-        anyhow::bail!(
-            "the records path must start with '/' and hold no pattern, not {:?}",
-            config.path
-        );
+    check_path("records", &config.path)?;
+    let delete_method = config.delete_method.to_ascii_uppercase();
+    if let Some(path) = &config.delete_path {
+        check_path("delete", path)?;
+        if !["POST", "PUT", "PATCH", "DELETE"].contains(&delete_method.as_str()) {
+            anyhow::bail!(
+                "delete_method must be POST, PUT, PATCH or DELETE, not {delete_method:?}"
+            );
+        }
+        if *path == config.path && delete_method != "DELETE" {
+            anyhow::bail!("deletes can share the records path only with delete_method DELETE");
+        }
     }
-    if config.path == "/oauth2/token" {
-        anyhow::bail!("the records path must not be the token endpoint's");
+    let mut shared = Shared::new(config.faults, config.rules, config.auth, config.record_keys)?;
+    if let Some(name) = &config.idempotency_header {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| anyhow::anyhow!("{name:?} is not a header name"))?;
+        shared = shared.with_idempotency_header(name);
     }
-    let shared = Arc::new(Shared::new(
-        config.faults,
-        config.rules,
-        config.auth,
-        config.record_keys,
-    )?);
+    let shared = Arc::new(shared);
     let rest = Arc::new(Rest {
         shared: Arc::clone(&shared),
         records_field: config.records_field,
         key_field: config.key_field,
         mode: config.mode,
+        delete_method,
+        idempotent: config.idempotency_header.is_some(),
+        replays: Replays::default(),
     });
-    let records = Router::new()
-        .route(&config.path, any(records))
-        .with_state(rest);
-    common::serve(config.port, shared, records, &["/oauth2/token"]).await
+    let router = match &config.delete_path {
+        Some(path) if *path == config.path => Router::new().route(path, any(records_or_deletes)),
+        Some(path) => Router::new()
+            .route(&config.path, any(records))
+            .route(path, any(delete::deletes)),
+        None => Router::new().route(&config.path, any(records)),
+    };
+    let router = router.with_state(rest);
+    common::serve(config.port, shared, router, &["/oauth2/token"]).await
+}
+
+/// One path for records and deletes: the method tells them apart.
+async fn records_or_deletes(State(rest): State<Arc<Rest>>, request: Request) -> Response {
+    if request.method().as_str() == rest.delete_method {
+        delete::deletes(State(rest), request).await
+    } else {
+        records(State(rest), request).await
+    }
+}
+
+/// Claims the request's idempotency key; `Err` is the answer when the key was seen before,
+/// logged (a replay is not applied again).
+fn claim(
+    rest: &Rest,
+    received: &Received,
+    keys: &[String],
+    count: usize,
+) -> Result<Claim, Box<Response>> {
+    if !rest.idempotent {
+        return Ok(Claim::Unkeyed);
+    }
+    let key = received.idempotency_key.as_deref();
+    let (status, label, response) =
+        match rest
+            .replays
+            .claim(key, &received.method, &received.path, &received.body)
+        {
+            Claim::Replay(response) => (response.status().as_u16(), outcome::REPLAYED, response),
+            Claim::InUse => {
+                let message = "a request with this idempotency key is still being handled";
+                (
+                    409,
+                    outcome::CONFLICT,
+                    error_response(409, "IDEMPOTENCY_KEY_IN_USE", message),
+                )
+            }
+            Claim::Reused => {
+                let message = "this idempotency key was used for another request";
+                (
+                    400,
+                    outcome::BAD_REQUEST,
+                    error_response(400, "IDEMPOTENCY_KEY_REUSED", message),
+                )
+            }
+            fresh => return Ok(fresh),
+        };
+    let seq = received.arrival.seq;
+    rest.shared.finish(seq, status, label, keys.to_vec(), count);
+    Err(Box::new(response))
 }
 
 /// A request body split into its records (as JSON text) and their keys.
@@ -162,6 +274,7 @@ async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
         Err(response) => return response,
     };
     let seq = received.arrival.seq;
+    shared.lock().count_operation("upsert");
     let parsed = parse_batch(
         &received.body,
         rest.records_field.as_deref(),
@@ -185,11 +298,22 @@ async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
     {
         return response;
     }
+    let claim = match claim(&rest, &received, &log_keys, count) {
+        Ok(claim) => claim,
+        Err(response) => return *response,
+    };
     let batch = match parsed {
         Ok(batch) => batch,
         Err(message) => {
             shared.finish(seq, 400, outcome::BAD_REQUEST, log_keys, count);
-            return error_response(400, "BAD_JSON", &message);
+            return rest
+                .replays
+                .settle(
+                    claim,
+                    outcome::BAD_REQUEST,
+                    error_response(400, "BAD_JSON", &message),
+                )
+                .await;
         }
     };
     let (status, label, response) = match rest.mode {
@@ -198,7 +322,7 @@ async fn records(State(rest): State<Arc<Rest>>, request: Request) -> Response {
         RestMode::WholeBatch => checked(batch, |c| whole_batch(shared, c, &rest.key_field)),
     };
     shared.finish(seq, status, label, log_keys, count);
-    response
+    rest.replays.settle(claim, label, response).await
 }
 
 type Answer = (u16, &'static str, Response);
@@ -272,6 +396,7 @@ fn store(
         key_field,
         merge: false,
         all_or_none,
+        create_only: false,
     };
     upsert::upsert(shared, candidates, mode)
 }
@@ -279,13 +404,20 @@ fn store(
 fn per_record(shared: &Shared, candidates: Vec<Candidate>, key_field: &str) -> Answer {
     let outcomes = store(shared, candidates, key_field, false);
     let all_stored = outcomes.iter().all(|o| matches!(o, Outcome::Stored { .. }));
+    let mut inner = shared.lock();
     let results: Vec<Value> = outcomes
         .into_iter()
         .map(|o| match o {
-            Outcome::Stored { key, .. } => json!({"id": record_id(&key), "error": null}),
+            Outcome::Stored { key, .. } => {
+                // Noted, so that a delete can name the record by the id it was given.
+                let id = record_id(&key);
+                inner.store.set_id(&key, &id);
+                json!({"id": id, "error": null})
+            }
             Outcome::Failed(e) => json!({"id": null, "error": e}),
         })
         .collect();
+    drop(inner);
     let label = common::stored_label(all_stored);
     (200, label, json_response(200, &json!({"results": results})))
 }

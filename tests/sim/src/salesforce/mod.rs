@@ -1,13 +1,22 @@
-//! A Salesforce-like destination: the sObject Collections upsert by external id.
+//! A Salesforce-like destination: sObject Collections.
 //!
-//! `PATCH /services/data/{version}/composite/sobjects/{object}/{externalIdField}` with
-//! `{"allOrNone": false, "records": [{"attributes": {"type": "Account"}, ...}]}` answers
-//! 200 with one result per record, by position, as Salesforce does: a partly failed batch
-//! is still a 200, and the client must read every result. A record's key is its external
-//! id value, as a string. Records are merged into what is stored (fields a record leaves
-//! out keep their stored values), which is what an upsert does in Salesforce.
+//! - upsert: `PATCH /services/data/{version}/composite/sobjects/{object}/{externalIdField}`
+//!   with `{"allOrNone": false, "records": [{"attributes": {"type": "Account"}, ...}]}`;
+//! - insert: `POST /services/data/{version}/composite/sobjects`, the same body;
+//! - update: `PATCH /services/data/{version}/composite/sobjects`, each record with its `Id`;
+//! - delete: `DELETE /services/data/{version}/composite/sobjects?ids=...&allOrNone=false`.
+//!
+//! Each answers 200 with one result per record, by position, as Salesforce does: a partly
+//! failed batch is still a 200, and the client must read every result. A record's key is its
+//! external id value, as a string (on an insert, the value of
+//! [`SalesforceOptions::external_id_field`]). Upserts and updates merge a record into what
+//! is stored (fields a record leaves out keep their stored values), as Salesforce does. The
+//! id of a record ([`record_id`]) is stable for its object and key, and is what updates and
+//! deletes name.
 //!
 //! One simulator stores one namespace of keys: give each object its own simulator.
+
+mod collection;
 
 use std::sync::Arc;
 
@@ -26,7 +35,7 @@ use crate::handle::SimHandle;
 use crate::outcome;
 use crate::state::{Refusal, Shared};
 use crate::upsert::{self, Candidate, Mode, Outcome};
-use crate::validation::{Rules, key_of};
+use crate::validation::{RecordError, Rules, key_of};
 
 /// The most records one request may carry, as in Salesforce.
 pub const MAX_RECORDS: usize = 200;
@@ -42,21 +51,61 @@ pub struct SalesforceConfig {
     pub port: u16,
 }
 
-/// Starts a simulator on the current Tokio runtime. It serves the upsert endpoint,
+/// The external id field an insert's records are keyed by, unless told otherwise.
+pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "External_Id__c";
+
+/// What a Salesforce-like simulator needs beyond [`SalesforceConfig`] (kept apart so that
+/// code naming every field of the config keeps building).
+#[derive(Debug, Clone)]
+pub struct SalesforceOptions {
+    /// The field that holds an inserted record's key; an upsert names its own in the URL.
+    pub external_id_field: String,
+}
+
+impl Default for SalesforceOptions {
+    fn default() -> Self {
+        SalesforceOptions {
+            external_id_field: DEFAULT_EXTERNAL_ID_FIELD.to_owned(),
+        }
+    }
+}
+
+/// Starts a simulator on the current Tokio runtime, with the default options. It serves
+/// the upsert endpoint, the collection endpoint (insert, update and delete),
 /// `POST /oauth2/token` (and `/services/oauth2/token`) when OAuth is configured, and 404s
 /// for anything else.
 pub async fn start(config: SalesforceConfig) -> anyhow::Result<SimHandle> {
+    start_with(config, SalesforceOptions::default()).await
+}
+
+/// Starts a simulator as [`start`] does, with `options`.
+pub async fn start_with(
+    config: SalesforceConfig,
+    options: SalesforceOptions,
+) -> anyhow::Result<SimHandle> {
     let shared = Arc::new(Shared::new(config.faults, config.rules, config.auth, true)?);
-    let router = Router::new()
+    let upserts = Router::new()
         .route(
             "/services/data/{version}/composite/sobjects/{object}/{id_field}",
             any(upsert_records),
         )
         .with_state(Arc::clone(&shared));
+    let collection = Arc::new(collection::Collection {
+        shared: Arc::clone(&shared),
+        external_id_field: options.external_id_field,
+    });
+    let others = Router::new()
+        .route(
+            "/services/data/{version}/composite/sobjects",
+            any(collection::records),
+        )
+        .with_state(collection);
+    let router = upserts.merge(others);
     let token_paths = ["/oauth2/token", "/services/oauth2/token"];
     common::serve(config.port, shared, router, &token_paths).await
 }
 
+/// The body of an upsert, an insert or an update.
 #[derive(Deserialize)]
 struct UpsertBody {
     #[serde(rename = "allOrNone", default)]
@@ -74,6 +123,7 @@ async fn upsert_records(
         Err(response) => return response,
     };
     let seq = received.arrival.seq;
+    shared.lock().count_operation("upsert");
     let Ok(Path((_version, object, id_field))) = path else {
         shared.finish(seq, 400, outcome::BAD_REQUEST, Vec::new(), 0);
         return error_response(400, "MALFORMED_URL", "the URL could not be decoded");
@@ -126,6 +176,7 @@ async fn upsert_records(
         key_field: &id_field,
         merge: true,
         all_or_none: body.all_or_none,
+        create_only: false,
     };
     let outcomes = upsert::upsert(&shared, candidates, mode);
     let all_stored = outcomes.iter().all(|o| matches!(o, Outcome::Stored { .. }));
@@ -133,16 +184,29 @@ async fn upsert_records(
         .into_iter()
         .map(|o| match o {
             Outcome::Stored { key, created } => {
-                json!({"id": record_id(&object, &key), "success": true, "errors": [], "created": created})
+                let id = give_id(&shared, &object, &key);
+                json!({"id": id, "success": true, "errors": [], "created": created})
             }
-            Outcome::Failed(e) => json!({
-                "id": null,
-                "success": false,
-                "errors": [{"statusCode": e.code, "message": e.message, "fields": e.fields}],
-            }),
+            Outcome::Failed(e) => failed(Value::Null, &e),
         })
         .collect();
     common::answered(&shared, seq, 200, all_stored, keys, count, results)
+}
+
+/// The id of a stored record, noted so that updates and deletes can name it.
+fn give_id(shared: &Shared, object: &str, key: &str) -> String {
+    let id = record_id(object, key);
+    shared.lock().store.set_id(key, &id);
+    id
+}
+
+/// A failed record's result.
+fn failed(id: Value, e: &RecordError) -> Value {
+    json!({
+        "id": id,
+        "success": false,
+        "errors": [{"statusCode": e.code, "message": e.message, "fields": e.fields}],
+    })
 }
 
 /// A Salesforce error response: a list of one error.
