@@ -31,16 +31,16 @@ fn check(wasm: &[u8], pairs: &[(&str, &str)]) -> Report {
     conformance::check_with(wasm, &settings(pairs), &options())
 }
 
-fn assert_conformant(name: &str, report: &Report) {
+fn assert_conformant(name: &str, report: &Report, version: &str) {
     assert!(report.conformant(), "{name} is not conformant:\n{report}");
-    assert_eq!(report.version.as_deref(), Some("0.1.0"));
-    // Every canned response was classified.
+    assert_eq!(report.version.as_deref(), Some(version));
+    // Every canned response was classified, for each operation the connector claims.
     let classified = report
         .steps
         .iter()
-        .filter(|s| s.name.starts_with("classify: ") && s.status != Status::Skipped)
+        .filter(|s| s.name.starts_with("classify") && s.status != Status::Skipped)
         .count();
-    assert_eq!(classified, 11, "{report}");
+    assert_eq!(classified, 11 * report.operations.len(), "{report}");
 }
 
 /// The one step of `report` named `name`.
@@ -61,21 +61,23 @@ fn the_bundled_connectors_are_conformant() {
             ("external_id_field", "External_Id__c"),
         ],
     );
-    assert_conformant("salesforce", &salesforce);
+    assert_conformant("salesforce", &salesforce, "0.2.0");
     assert_eq!(salesforce.limits, Some((200, 6_000_000)));
+    assert_eq!(salesforce.operations.len(), 4, "{salesforce}");
     assert_eq!(salesforce.warnings(), 0, "{salesforce}");
     assert!(
-        step(&salesforce, "classify: 429 with Retry-After: 30")
+        step(&salesforce, "classify (upsert): 429 with Retry-After: 30")
             .detail
             .starts_with("rate-limited(after 30000 ms)"),
         "{salesforce}"
     );
     let text = salesforce.to_string();
     assert!(
-        text.contains("conformant: implements sluice:connector/destination@0.1.0"),
+        text.contains("conformant: implements sluice:connector/destination@0.2.0"),
         "{text}"
     );
     assert!(text.contains("PATCH https://destination.example/services/data/v60.0/composite/sobjects/Account/External_Id__c"), "{text}");
+    assert!(text.contains("DELETE https://destination.example/services/data/v60.0/composite/sobjects?ids=001CHECK0000000001,001CHECK0000000002,001CHECK0000000003&allOrNone=false"), "{text}");
 
     let rest = check(
         &common::guest("rest"),
@@ -85,7 +87,7 @@ fn the_bundled_connectors_are_conformant() {
             ("id_field", "id"),
         ],
     );
-    assert_conformant("rest", &rest);
+    assert_conformant("rest", &rest, "0.2.0");
     assert_eq!(rest.warnings(), 0, "{rest}");
     assert_eq!(
         step(&rest, "classify: 200 with an object of per-record results").detail,
@@ -104,11 +106,11 @@ fn the_bundled_connectors_are_conformant() {
 fn the_python_and_javascript_examples_are_conformant() {
     let python = std::fs::read(crate::polyglot::component("python-hubspot")).unwrap();
     let report = check(&python, &[]);
-    assert_conformant("python-hubspot", &report);
+    assert_conformant("python-hubspot", &report, "0.1.0");
     assert_eq!(report.warnings(), 0, "{report}");
     let js = std::fs::read(crate::polyglot::component("js-couchdb")).unwrap();
     let report = check(&js, &[("db", "crm")]);
-    assert_conformant("js-couchdb", &report);
+    assert_conformant("js-couchdb", &report, "0.1.0");
     assert_eq!(report.warnings(), 0, "{report}");
 }
 
@@ -301,4 +303,72 @@ fn components_that_cannot_load_are_reported_by_name() {
         "{report}"
     );
     assert!(report.to_string().contains("ftp://hx"), "{report}");
+}
+
+/// A connector that refuses the records it is given never has its request checked: that
+/// is "not checked", never "conformant". `--records` with records it takes checks it.
+#[tokio::test]
+async fn records_the_connector_refuses_leave_it_not_checked_and_records_it_takes_check_it() {
+    let refused = Options {
+        records: Some(vec![
+            sluice::sandbox::SourceRecord::new("a".into(), "[1, 2]".into()),
+            sluice::sandbox::SourceRecord::new("b".into(), "\"text\"".into()),
+        ]),
+        ..options()
+    };
+    let report = conformance::check_with(
+        &common::guest("rest"),
+        &settings(&[("path", "/v1/records")]),
+        &refused,
+    );
+    assert!(!report.conformant(), "{report}");
+    assert_eq!(report.violations(), []);
+    assert_eq!(step(&report, "build-request").status, Status::NotChecked);
+    assert!(
+        report
+            .to_string()
+            .contains("NOT checked: build-request never ran"),
+        "{report}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"email\": \"a@x.io\", \"n\": 1}\n{\"email\": 7}\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "connector",
+            "check",
+            "builtin:rest",
+            "--settings",
+            "path=/v1/records",
+        ])
+        .args(["--settings", "delete_path=/v1/gone", "--records"])
+        .arg(&good)
+        .args(["--key", "email"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("precheck (delete)") && text.contains("2 records: 2 to send"),
+        "{text}"
+    );
+    assert!(
+        text.contains("POST https://destination.example/v1/gone"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"email\": \"a@x.io\"}\n{\"name\": \"no key\"}\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["connector", "check", "builtin:rest", "--records"])
+        .arg(&bad)
+        .args(["--key", "email"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("line 2: no usable key field `email`"), "{err}");
 }

@@ -28,7 +28,7 @@ pub(super) fn as_operation(records: &[SourceRecord], operation: Operation) -> Ve
         .enumerate()
         .map(|(i, r)| {
             let id = matches!(operation, Operation::Update | Operation::Delete)
-                .then(|| format!("check-id-{}", i + 1));
+                .then(|| format!("001CHECK{:010}", i + 1));
             let mut record = match operation {
                 Operation::Delete => SourceRecord::delete(r.key.clone(), None),
                 _ => r.clone(),
