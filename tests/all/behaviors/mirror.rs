@@ -1,0 +1,183 @@
+//! `behavior = "mirror"`: upserts, then deletes at the destination what the source no
+//! longer has; never on an incomplete read, never more than `max_deletes` unless allowed.
+
+use sluice::ledger::Status;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_runs_leave_the_destination_holding_exactly_the_source() {
+    let dest = salesforce_sim().await;
+    let ran = accounts_to(
+        &dest,
+        accounts(&["A0", "A1", "A2", "A3", "A4"], "v1"),
+        "mirror",
+    )
+    .sync("max_deletes = 2")
+    .run()
+    .await;
+    assert_eq!((ran.summary().delivered, ran.summary().deletes), (5, 0));
+
+    // A0 changed, A4 gone, A5 new.
+    let mut rows = accounts(&["A1", "A2", "A3"], "v1");
+    rows.extend(accounts(&["A0", "A5"], "v2"));
+    let gone_id = dest.destination_id("A4").unwrap();
+    let second = run_again(&ran, &rows).await;
+    let s = &second.summary;
+    assert_eq!(
+        (s.delivered, s.unchanged, s.deletes, s.deleted, s.pending),
+        (2, 3, 1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        names(&dest),
+        expect(&[
+            ("A0", "v2 A0"),
+            ("A1", "v1 A1"),
+            ("A2", "v1 A2"),
+            ("A3", "v1 A3"),
+            ("A5", "v2 A5")
+        ])
+    );
+    let deletes: Vec<_> = dest
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(
+        deletes[0].query.as_deref(),
+        Some(format!("ids={gone_id}&allOrNone=false").as_str()),
+        "deleted by the id the destination gave"
+    );
+    // The ledger forgot the deleted record.
+    let keys: Vec<String> = ran.entries().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["A0", "A1", "A2", "A3", "A5"]);
+
+    // A1 changed, A5 gone, A4 back (a new record for the destination).
+    let mut rows = accounts(&["A2", "A3"], "v1");
+    rows.extend(accounts(&["A0"], "v2"));
+    rows.extend(accounts(&["A1", "A4"], "v3"));
+    let third = run_again(&ran, &rows).await;
+    let s = &third.summary;
+    assert_eq!(
+        (s.delivered, s.unchanged, s.deletes, s.deleted),
+        (2, 3, 1, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        names(&dest),
+        expect(&[
+            ("A0", "v2 A0"),
+            ("A1", "v3 A1"),
+            ("A2", "v1 A2"),
+            ("A3", "v1 A3"),
+            ("A4", "v3 A4")
+        ])
+    );
+    assert_eq!(ran.entry("A4").status, Status::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_deletes_than_max_deletes_delete_nothing_until_allowed() {
+    let dest = salesforce_sim().await;
+    let keys: Vec<String> = (0..10).map(|i| format!("K{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let ran = accounts_to(&dest, accounts(&keys, "v1"), "mirror")
+        .run()
+        .await;
+    assert_eq!(ran.summary().delivered, 10);
+
+    // Two of ten gone: more than the default 10%.
+    let rows = accounts(&keys[2..], "v1");
+    write_source(&ran, &rows);
+    let plan = ran
+        .host
+        .plan(&ran.setup.config, "s", Default::default())
+        .await
+        .unwrap();
+    assert_eq!((plan.delete, plan.deletes_withheld), (0, 2));
+    let withheld = run_again(&ran, &rows).await;
+    let s = &withheld.summary;
+    assert_eq!((s.deletes, s.deleted, s.deletes_withheld), (0, 0, 2));
+    let why = s.deletes_withheld_because.as_deref().unwrap();
+    assert!(
+        why.contains("more than max_deletes = 10% (1 of 10 delivered)")
+            && why.contains("--allow-deletes 2"),
+        "{why}"
+    );
+    assert_eq!(dest.stored().len(), 10, "nothing was deleted");
+    assert_eq!(plan.deletes_withheld_because.as_deref(), Some(why));
+
+    // The operator allows them, for this run.
+    let options = sluice::sync::RunOptions {
+        allow_deletes: Some(2),
+        ..Default::default()
+    };
+    let plan = ran
+        .host
+        .plan(&ran.setup.config, "s", options)
+        .await
+        .unwrap();
+    assert_eq!((plan.delete, plan.deletes_withheld), (2, 0));
+    assert_eq!(plan.examples["delete"], ["K0", "K1"]);
+    let allowed = ran
+        .host
+        .run_with(&ran.setup.config, "s", Default::default(), options)
+        .await
+        .unwrap();
+    assert_eq!((allowed.summary.deletes, allowed.summary.deleted), (2, 2));
+    assert_eq!(dest.stored().len(), 8);
+    assert!(!dest.stored().contains_key("K0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_read_deletes_nothing() {
+    let dest = salesforce_sim().await;
+    let ran = accounts_to(&dest, accounts(&["A0", "A1", "A2"], "v1"), "mirror")
+        .sync("max_deletes = \"100%\"")
+        .run()
+        .await;
+    assert_eq!(ran.summary().delivered, 3);
+
+    // A2 is gone, but one row could not be read: it may be a record that still exists.
+    let data = format!(
+        "{}\n{}\n{{\"Name\": \"no key\"}}\n",
+        accounts(&["A0"], "v1")[0],
+        accounts(&["A1"], "v1")[0]
+    );
+    std::fs::write(ran.setup.dir.path().join("data.jsonl"), data).unwrap();
+    let report = crate::common::run_on(&ran.host, &ran.setup).await.0;
+    let s = &report.summary;
+    assert_eq!((s.invalid_rows, s.deletes, s.deleted), (1, 0, 0));
+    assert!(
+        s.deletes_withheld_because
+            .as_deref()
+            .unwrap()
+            .contains("the read is not complete"),
+        "{s:?}"
+    );
+    assert_eq!(dest.stored().len(), 3);
+
+    // A source command that fails: the run fails before anything is sent or deleted.
+    let mut failing = ran.setup.config.clone();
+    failing.syncs[0].source.origin = sluice::config::SourceOrigin::Command {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo '{\"id\": \"A0\", \"Name\": \"v1 A0\"}'; exit 3".into(),
+        ],
+        dir: ran.setup.dir.path().to_path_buf(),
+        withheld: Vec::new(),
+    };
+    let requests = dest.requests().len();
+    let report = ran
+        .host
+        .run(&failing, "s", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(report.summary.outcome, sluice::engine::Outcome::Failed);
+    assert_eq!(report.summary.deletes, 0);
+    assert_eq!(dest.requests().len(), requests, "nothing was sent");
+    assert_eq!(dest.stored().len(), 3);
+}
