@@ -60,6 +60,8 @@ fn entry_json(key: &str, e: &Entry) -> serde_json::Value {
         "first_failure": e.first_failure_ms.map(|ms| time(Some(ms))),
         "last_attempt": e.last_attempt_ms.map(|ms| time(Some(ms))),
         "destination_id": e.destination_id,
+        // What failed: sending the record's data, or deleting it (a mirror run).
+        "operation": if e.deleting { "delete" } else { "send" },
         "resolution": e.resolution.as_ref().map(|r| json!({"by": r.by, "why": r.why, "at": time(Some(r.at_ms))})),
     })
 }
@@ -146,11 +148,15 @@ pub fn list(
                 }
                 let (key, e) = item?;
                 let (code, message, _) = failure(&e);
+                let status = match e.deleting {
+                    true => format!("{} (delete)", e.status.name()),
+                    false => e.status.name().to_string(),
+                };
                 writeln!(
                     out,
                     "{:<24} {:<10} {:<34} {:>8}  {:<20}  {}",
                     printable(&key),
-                    e.status.name(),
+                    status,
                     printable(code),
                     e.attempts,
                     time(e.first_failure_ms),

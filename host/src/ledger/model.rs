@@ -146,6 +146,11 @@ pub fn next_entry(previous: Option<Entry>, settled: &Settled, at_ms: u64) -> Ent
     let hash = PayloadHash::of(&settled.record.payload);
     let mut entry = previous.unwrap_or_else(empty);
     entry.deleting = settled.record.operation == crate::sandbox::Operation::Delete;
+    // The id the record was sent with (an update or a delete addresses it): the retry
+    // job reads the stored entry alone, and must send it with the same id.
+    if entry.destination_id.is_none() {
+        entry.destination_id = settled.record.destination_id.clone();
+    }
     entry.attempts = entry.attempts.saturating_add(settled.attempts);
     if settled.attempts > 0 {
         entry.last_attempt_ms = Some(at_ms);

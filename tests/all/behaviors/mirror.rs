@@ -50,6 +50,11 @@ async fn three_runs_leave_the_destination_holding_exactly_the_source() {
         Some(format!("ids={gone_id}&allOrNone=false").as_str()),
         "deleted by the id the destination gave"
     );
+    // The inspector holds the delete and what the destination said.
+    let inspector = ran.host.inspector(&ran.setup.config, "s").unwrap();
+    let shown = inspector.list(100, |e| e.method == "DELETE").unwrap();
+    assert_eq!(shown.len(), 1);
+    assert!(shown[0].url.contains(&gone_id) && shown[0].verdict.starts_with("per-record"));
     // The ledger forgot the deleted record.
     let keys: Vec<String> = ran.entries().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["A0", "A1", "A2", "A3", "A5"]);

@@ -19,6 +19,7 @@ use sluice_sim::validation::Rules;
 use crate::common::{self, Expect, Scenario, assert_summary, contacts, is_delivered};
 
 mod bad_rows;
+mod deletes;
 mod later_runs;
 mod retries;
 mod storage;
