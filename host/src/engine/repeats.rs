@@ -61,7 +61,7 @@ impl KeysSeen {
                 at += run;
             }
         }
-        let set = keep.then(|| KeySet {
+        let set = keep.then_some(KeySet {
             buckets: self.buckets,
         });
         (Repeats { rows_left }, set)
