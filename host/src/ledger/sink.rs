@@ -206,6 +206,11 @@ impl Filter for LedgerSink {
         partition: Option<Partition>,
     ) -> Result<Vec<Record>> {
         let ledger = &self.ledger;
+        if self.resend == Some(ResendReason::DestinationChanged) {
+            // What the old destination holds is not this one's to delete (a plan sees the
+            // old state, which a run resets first).
+            return Ok(Vec::new());
+        }
         let (states, _) = ledger
             .delivered
             .states(&|key| !seen(key) && partition.is_none_or(|p| p.holds(key)))

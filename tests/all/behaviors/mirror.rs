@@ -186,3 +186,41 @@ async fn an_incomplete_read_deletes_nothing() {
     assert_eq!(dest.requests().len(), requests, "nothing was sent");
     assert_eq!(dest.stored().len(), 3);
 }
+
+/// Pointed at another destination, a mirror has delivered nothing there: it sends every
+/// record and deletes nothing, and its plan says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_destination_is_mirrored_without_deleting_what_the_old_one_held() {
+    let dest = salesforce_sim().await;
+    let mut ran = accounts_to(&dest, accounts(&["A0", "A1", "A2"], "v1"), "mirror")
+        .sync("max_deletes = \"100%\"")
+        .run()
+        .await;
+    assert_eq!(ran.summary().delivered, 3);
+
+    let other = salesforce_sim().await;
+    ran.setup.config.syncs[0].base_url = other.base_url().parse().unwrap();
+    let connector = ran.setup.config.syncs[0].connector.clone();
+    let port = other.addr().port().to_string();
+    ran.setup
+        .config
+        .connectors
+        .get_mut(&connector)
+        .unwrap()
+        .allowed_hosts
+        .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
+    let rows = accounts(&["A0", "A1"], "v1");
+    write_source(&ran, &rows);
+    let plan = ran
+        .host
+        .plan(&ran.setup.config, "s", Default::default())
+        .await
+        .unwrap();
+    assert_eq!((plan.insert, plan.delete), (2, 0), "{plan:?}");
+    assert!(plan.resent_because.is_some());
+    let report = run_again(&ran, &rows).await;
+    let s = &report.summary;
+    assert_eq!((s.delivered, s.deletes), (2, 0), "{s:?}");
+    assert_eq!(other.stored().len(), 2);
+    assert_eq!(dest.stored().len(), 3, "the old destination is left alone");
+}
