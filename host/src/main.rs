@@ -43,51 +43,53 @@ enum LogFormat {
     Json,
 }
 
+/// What `run` (and `plan`, which says what it would do) covers.
+#[derive(clap::Args)]
+struct Scope {
+    /// The config file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only this sync.
+    #[arg(long)]
+    sync: Option<String>,
+    /// Print one JSON object per sync instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// Send every record, even those the destination confirmed with the same data
+    /// (records held for a person stay held).
+    #[arg(long)]
+    full_resync: bool,
+    /// Run one partition of the keys, `I/N` (0 <= I < N): the records whose key hashes to
+    /// partition I of N, as a worker of a pool runs it.
+    #[arg(long, value_name = "I/N")]
+    partition: Option<sluice::source::partition::Partition>,
+    /// A mirror sync may delete up to N records in this run, above its max_deletes.
+    #[arg(long, value_name = "N")]
+    allow_deletes: Option<u64>,
+}
+
+impl Scope {
+    fn options(&self) -> sluice::sync::RunOptions {
+        sluice::sync::RunOptions {
+            full_resync: self.full_resync,
+            partition: self.partition,
+            allow_deletes: self.allow_deletes,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs each sync of a config once (or only the one named) and prints what happened.
     Run {
-        /// The config file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Run only this sync.
-        #[arg(long)]
-        sync: Option<String>,
-        /// Print one JSON summary object per sync instead of the report.
-        #[arg(long)]
-        json: bool,
-        /// Send every record, even those the destination confirmed with the same data
-        /// (records held for a person stay held).
-        #[arg(long)]
-        full_resync: bool,
-        /// Run one partition of the keys, `I/N` (0 <= I < N): the records whose key
-        /// hashes to partition I of N, as a worker of a pool runs it.
-        #[arg(long, value_name = "I/N")]
-        partition: Option<sluice::source::partition::Partition>,
-        /// A mirror sync may delete up to N records in this run, above its max_deletes.
-        #[arg(long, value_name = "N")]
-        allow_deletes: Option<u64>,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Shows what `sluice run` would do (records to insert, update, delete, skip or hold,
     /// with examples) by reading the source and the ledger; sends and writes nothing.
     Plan {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Plan only this sync.
-        #[arg(long)]
-        sync: Option<String>,
-        /// One JSON object per sync.
-        #[arg(long)]
-        json: bool,
-        /// As `sluice run --full-resync`.
-        #[arg(long)]
-        full_resync: bool,
-        /// As `sluice run --partition I/N`.
-        #[arg(long, value_name = "I/N")]
-        partition: Option<sluice::source::partition::Partition>,
-        /// As `sluice run --allow-deletes N`.
-        #[arg(long, value_name = "N")]
-        allow_deletes: Option<u64>,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Retries failed records from the ledger, with their stored payloads.
     Retry {
@@ -379,23 +381,13 @@ fn finished(out: Output, code: ExitCode) -> ExitCode {
 
 async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<ExitCode> {
     match command {
-        Command::Run {
-            config,
-            sync,
-            json,
-            full_resync,
-            partition,
-            allow_deletes,
-        } => {
-            let progress = commands::progress::Mode::detect(quiet);
+        Command::Run { scope } => {
             let how = commands::run::How {
-                json,
-                progress,
-                full_resync,
-                partition,
-                allow_deletes,
+                json: scope.json,
+                progress: commands::progress::Mode::detect(quiet),
+                options: scope.options(),
             };
-            commands::run::run(&config, sync.as_deref(), how, out).await
+            commands::run::run(&scope.config, scope.sync.as_deref(), how, out).await
         }
         Command::Inspect {
             config,
@@ -455,20 +447,9 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             };
             commands::serve::run(&config, how).await
         }
-        Command::Plan {
-            config,
-            sync,
-            json,
-            full_resync,
-            partition,
-            allow_deletes,
-        } => {
-            let options = sluice::sync::RunOptions {
-                full_resync,
-                partition,
-                allow_deletes,
-            };
-            commands::plan::plan(&config, sync.as_deref(), options, json, out).await
+        Command::Plan { scope } => {
+            let (config, sync) = (&scope.config, scope.sync.as_deref());
+            commands::plan::plan(config, sync, scope.options(), scope.json, out).await
         }
         Command::Enqueue { config, sync } => commands::serve::enqueue(&config, sync.as_deref()),
         Command::Ledger { command } => match command {

@@ -158,23 +158,7 @@ impl Host {
         control: RunControl,
         options: RunOptions,
     ) -> Result<RunReport> {
-        let sync = config.sync(name)?;
-        let start = RunStart {
-            reads_source: true,
-            destination: Some(destination(config, sync)),
-            full_resync: options.full_resync,
-            partition: options.partition,
-            destination_ids: sync.behavior == Behavior::Update,
-            dry_run: false,
-        };
-        let sink = self.begin(name, start).await?;
-        let input = Input::Source {
-            filter: Some(sink.clone()),
-            send_all: sync.mode == SendMode::All,
-            spool_dir: config.state_dir.clone(),
-            partition: options.partition,
-            allow_deletes: options.allow_deletes,
-        };
+        let (sink, input) = self.source_run(config, name, options, false).await?;
         let mut report = self.run_input(config, name, sink, input, control).await?;
         report.summary.partition = options.partition.map(|p| p.to_string());
         Ok(report)
@@ -189,22 +173,7 @@ impl Host {
         let connector = self.connector(spec).await?;
         let (_, capabilities) = engine::configure(connector.clone(), &sync).await?;
         engine::check_operations(connector.name(), &sync, &capabilities)?;
-        let start = RunStart {
-            reads_source: true,
-            destination: Some(destination(config, &sync)),
-            full_resync: options.full_resync,
-            partition: options.partition,
-            destination_ids: false,
-            dry_run: true,
-        };
-        let sink = self.begin(name, start).await?;
-        let input = Input::Source {
-            filter: Some(sink.clone()),
-            send_all: sync.mode == SendMode::All,
-            spool_dir: config.state_dir.clone(),
-            partition: options.partition,
-            allow_deletes: options.allow_deletes,
-        };
+        let (sink, input) = self.source_run(config, name, options, true).await?;
         let span = tracing::error_span!("plan", sync = %name);
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
@@ -234,6 +203,36 @@ impl Host {
         })
         .await
         .context("planning the run crashed")?
+    }
+
+    /// The ledger's view and the input of a run (or, `dry_run`, a plan) over the source of
+    /// the sync named `name`.
+    async fn source_run(
+        &self,
+        config: &Config,
+        name: &str,
+        options: RunOptions,
+        dry_run: bool,
+    ) -> Result<(Arc<LedgerSink>, Input)> {
+        let sync = config.sync(name)?;
+        let start = RunStart {
+            reads_source: true,
+            destination: Some(destination(config, sync)),
+            full_resync: options.full_resync,
+            partition: options.partition,
+            // A plan needs no ids: it sends nothing.
+            destination_ids: sync.behavior == Behavior::Update && !dry_run,
+            dry_run,
+        };
+        let sink = self.begin(name, start).await?;
+        let input = Input::Source {
+            filter: Some(sink.clone()),
+            send_all: sync.mode == SendMode::All,
+            spool_dir: config.state_dir.clone(),
+            partition: options.partition,
+            allow_deletes: options.allow_deletes,
+        };
+        Ok((sink, input))
     }
 
     /// The run's view of the ledger (reads the delivered log: kept off the executor).

@@ -18,12 +18,8 @@ pub struct How {
     /// One JSON summary object per sync instead of the report.
     pub json: bool,
     pub progress: super::progress::Mode,
-    /// Send every record, whatever the destination confirmed before.
-    pub full_resync: bool,
-    /// Only this partition of the keys (`--partition I/N`).
-    pub partition: Option<sluice::source::partition::Partition>,
-    /// `--allow-deletes N`.
-    pub allow_deletes: Option<u64>,
+    /// `--full-resync`, `--partition`, `--allow-deletes`.
+    pub options: RunOptions,
 }
 
 /// Runs the syncs, writing each one's report to `out` as it ends. When the reader of `out`
@@ -57,18 +53,7 @@ pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) ->
             ..RunControl::default()
         };
         let shown = super::progress::show(&name, counters, how.progress);
-        let report = host
-            .run_with(
-                &config,
-                &name,
-                control,
-                RunOptions {
-                    full_resync: how.full_resync,
-                    partition: how.partition,
-                    allow_deletes: how.allow_deletes,
-                },
-            )
-            .await;
+        let report = host.run_with(&config, &name, control, how.options).await;
         drop(shown);
         // A sync that cannot start (bad settings, missing credentials) is reported; the
         // other syncs still run.
