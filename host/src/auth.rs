@@ -33,6 +33,8 @@ pub struct Credentials {
     /// Every secret these credentials ever added to a request, for the transport to
     /// scrub from responses.
     secrets: Secrets,
+    /// Requests sent to an OAuth2 token endpoint, answered or not.
+    token_requests: AtomicU64,
 }
 
 struct State {
@@ -52,6 +54,7 @@ impl Credentials {
             accepted: AtomicU64::new(0),
             http,
             secrets: Secrets::new(),
+            token_requests: AtomicU64::new(0),
         };
         let header = credentials.fetch().await?;
         credentials.state.lock().await.header = header;
@@ -68,6 +71,12 @@ impl Credentials {
     pub async fn current(&self) -> (Option<AuthHeader>, u64) {
         let state = self.state.lock().await;
         (state.header.clone(), state.generation)
+    }
+
+    /// How many requests went to the token endpoint (the first token and each renewal):
+    /// the destination counts them, so the run's summary does too.
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests.load(Ordering::Relaxed)
     }
 
     /// Notes that the destination accepted the credentials of `generation`.
@@ -141,6 +150,7 @@ impl Credentials {
                     // Client credentials in the form body, as Salesforce and most SaaS
                     // token endpoints accept (HTTP Basic is not universal).
                     .set_auth_type(AuthType::RequestBody);
+                self.token_requests.fetch_add(1, Ordering::Relaxed);
                 let token = client
                     .exchange_refresh_token(&RefreshToken::new(refresh_token))
                     .request_async(&self.http)

@@ -161,10 +161,17 @@ pub async fn run(json: bool, out: &mut crate::output::Output) -> Result<ExitCode
         writeln!(out, "{}", serde_json::to_string(&report.summary)?)?;
     } else {
         write!(out, "{}", crate::report::render(&report, &failures.take()))?;
+        let s = &report.summary;
         writeln!(
             out,
-            "\nThe destination saw {} requests ({} rate limited, {} session expiries, {} server errors)",
-            stats.requests, stats.rate_limited, stats.session_expired, stats.server_errors
+            "\nThe destination saw {} requests, as Sluice counted them: {} carrying records and {} \
+             to its token endpoint\n({} rate limited, {} session expiries, {} server errors)",
+            stats.requests,
+            s.requests,
+            s.token_requests,
+            stats.rate_limited,
+            stats.session_expired,
+            stats.server_errors
         )?;
         writeln!(out, "and holds {stored} accounts.")?;
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backoff;
 pub mod builtin;
 pub mod clock;
+pub mod concern;
 pub mod config;
 pub mod conformance;
 pub mod demo;

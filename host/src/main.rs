@@ -358,14 +358,39 @@ fn main() -> ExitCode {
     // Every command prints through `out`: a reader that closes the pipe ends the output
     // quietly, and any other write failure ends the command with an error, never a panic.
     let mut out = Output::stdout();
+    let json = cli.command.prints_json();
     let code = match runtime.block_on(dispatch(cli.command, cli.quiet, &mut out)) {
         Ok(code) => code,
         Err(err) => {
+            // People read stderr; with --json, a script reads the error object on stdout
+            // (docs/cli.md), and both branch on the exit code.
             warn(format_args!("error: {}", printable(&format!("{err:#}"))));
-            ExitCode::FAILURE
+            if json {
+                let _ = writeln!(out, "{}", sluice::concern::Concern::json(&err));
+            }
+            ExitCode::from(sluice::concern::Concern::of(&err).kind.exit_code())
         }
     };
     finished(out, code)
+}
+
+impl Command {
+    /// Whether the command prints JSON (`--json`, or `ledger show`, which always does).
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::Run { scope } | Command::Plan { scope } => scope.json,
+            Command::Retry { json, .. }
+            | Command::Inspect { json, .. }
+            | Command::Runs { json, .. }
+            | Command::Demo { json } => *json,
+            Command::Ledger { command } => match command {
+                LedgerCommand::List { json, .. } | LedgerCommand::Stats { json, .. } => *json,
+                LedgerCommand::Show { .. } => true,
+                LedgerCommand::Resolve { .. } => false,
+            },
+            Command::Serve { .. } | Command::Enqueue { .. } | Command::Connector { .. } => false,
+        }
+    }
 }
 
 /// `code`, unless what was printed could not all be written.

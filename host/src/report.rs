@@ -35,6 +35,7 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
     }
     // Counts a behaviour brings are shown when it did something.
     let behaviours = [
+        ("token requests", s.token_requests),
         ("deletes sent", s.deletes),
         ("deleted", s.deleted),
         ("not at destination", s.not_at_destination),

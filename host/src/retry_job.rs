@@ -5,6 +5,7 @@
 //! days), at most N a pass (default 50,000), oldest first, never codes that wait for a
 //! person (default `DACO-02`) unless a person names them.
 
+use crate::concern::{Concern, ErrorKind};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -125,7 +126,13 @@ fn select_keys(ledger: &SyncLedger, keys: &[String], behavior: Behavior) -> Resu
     let mut named = std::collections::HashSet::new();
     for key in keys.iter().filter(|key| named.insert(key.as_str())) {
         let Some(entry) = ledger.get(key)? else {
-            bail!("no record with key `{key}` in this sync's ledger");
+            return Err(anyhow::Error::new(
+                Concern::new(
+                    ErrorKind::NotFound,
+                    format!("no record with key `{key}` in this sync's ledger"),
+                )
+                .key(key),
+            ));
         };
         if entry.status == Status::Delivered {
             bail!("record `{key}` is delivered: there is nothing to retry")

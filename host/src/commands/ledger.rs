@@ -1,5 +1,6 @@
 //! `sluice ledger`: a person's view of every record's fate, and manual intervention.
 
+use sluice::concern::{Concern, ErrorKind};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -190,7 +191,14 @@ pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<Exit
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        None => anyhow::bail!("no record with key `{key}` in the ledger of sync `{sync}`"),
+        None => Err(anyhow::Error::new(
+            Concern::new(
+                ErrorKind::NotFound,
+                format!("no record with key `{key}` in the ledger of sync `{sync}`"),
+            )
+            .sync(sync)
+            .key(key),
+        )),
     }
 }
 

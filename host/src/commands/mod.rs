@@ -9,9 +9,10 @@ pub mod retry;
 pub mod run;
 pub mod serve;
 
+use sluice::concern::{Concern, ErrorKind};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use sluice::config::Config;
@@ -62,6 +63,33 @@ pub fn stop_on_signals() -> CancellationToken {
 /// Refuses to start when a credential of a sync about to run is missing: every unset or
 /// empty variable of every one of `syncs` is named at once, before any sync runs, instead
 /// of one sync failing at a time part-way through a command.
+/// Reports a sync that could not run (its settings refused, its connector not loaded), on
+/// stderr and, with `json`, as an error object naming the sync on stdout; the exit code
+/// its kind calls for. The other syncs still run.
+pub fn sync_failed(
+    name: &str,
+    err: &anyhow::Error,
+    json: bool,
+    out: &mut sluice::output::Output,
+) -> Result<std::process::ExitCode> {
+    use std::io::Write;
+    let text = format!("{err:#}");
+    sluice::output::warn(format_args!(
+        "error: sync `{name}`: {}",
+        sluice::report::printable(&text)
+    ));
+    if json {
+        let mut object = Concern::json(err);
+        object["error"]["sync"] = serde_json::Value::String(name.to_string());
+        writeln!(out, "{object}")?;
+    }
+    Ok(std::process::ExitCode::from(
+        Concern::of(err).kind.exit_code(),
+    ))
+}
+
+/// Every credential the syncs named need is in the environment; the error names each one
+/// missing (`ErrorKind::Credentials`).
 pub fn check_credentials<'a>(
     config: &Config,
     syncs: impl IntoIterator<Item = &'a str>,
@@ -87,7 +115,11 @@ pub fn check_credentials<'a>(
         }
     }
     if !missing.is_empty() {
-        bail!("{}; nothing was run", missing.join("; "));
+        let text = format!("{}; nothing was run", missing.join("; "));
+        return Err(anyhow::Error::new(Concern::new(
+            ErrorKind::Credentials,
+            text,
+        )));
     }
     Ok(())
 }

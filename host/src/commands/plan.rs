@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 use sluice::config::Config;
-use sluice::output::{Output, warn};
-use sluice::report::printable;
+use sluice::output::Output;
 use sluice::sync::{Host, RunOptions};
 
 pub async fn plan(
@@ -33,13 +32,7 @@ pub async fn plan(
             Ok(plan) if json => writeln!(out, "{}", serde_json::to_string(&plan)?)?,
             Ok(plan) => write!(out, "{}", plan.render())?,
             // A sync a run would refuse is reported; the others are still planned.
-            Err(err) => {
-                warn(format_args!(
-                    "error: sync `{name}`: {}",
-                    printable(&format!("{err:#}"))
-                ));
-                code = ExitCode::FAILURE;
-            }
+            Err(err) => code = super::sync_failed(&name, &err, json, out)?,
         }
         out.push();
     }

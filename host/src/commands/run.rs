@@ -9,8 +9,7 @@ use anyhow::{Result, bail};
 
 use sluice::config::Config;
 use sluice::engine::{Counters, FailureList, Outcome, RunControl};
-use sluice::output::{Output, warn};
-use sluice::report::printable;
+use sluice::output::Output;
 use sluice::sync::{Host, RunOptions};
 
 /// How `sluice run` runs and reports.
@@ -60,9 +59,7 @@ pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) ->
         let report = match report {
             Ok(report) => report,
             Err(err) => {
-                let err = format!("{err:#}");
-                warn(format_args!("error: sync `{name}`: {}", printable(&err)));
-                code = ExitCode::FAILURE;
+                code = super::sync_failed(&name, &err, how.json, out)?;
                 continue;
             }
         };

@@ -16,11 +16,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use reqwest::Url;
 use serde::Deserialize;
 
 use crate::builtin;
+use crate::concern::{Concern, ErrorKind};
 use crate::inspector::InspectorConfig;
 use crate::sandbox::SandboxLimits;
 
@@ -335,23 +336,29 @@ pub struct RateLimit {
 impl Config {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            anyhow::Error::new(err).context(
+                Concern::new(
+                    ErrorKind::Config,
+                    format!("cannot read config file `{}`", path.display()),
+                )
+                .file(path),
+            )
+        })?;
         Config::parse(&text, path)
     }
 
     /// Parses config text as if read from `path` (relative paths resolve against its
     /// folder).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: raw::Config = toml::from_str(text)
-            .map_err(|err| anyhow!("config file `{}`: {err}", path.display()))?;
-        resolve::resolve(raw, path)
-            .map_err(|err| anyhow!("config file `{}`: {err:#}", path.display()))
+        let raw: raw::Config =
+            toml::from_str(text).map_err(|err| anyhow!("{err}").context(Concern::config(path)))?;
+        resolve::resolve(raw, path).map_err(|err| anyhow!("{err:#}").context(Concern::config(path)))
     }
 
     pub fn sync(&self, name: &str) -> Result<&SyncSpec> {
         self.syncs.iter().find(|s| s.name == name).ok_or_else(|| {
-            anyhow!(
+            let text = format!(
                 "config file `{}` has no sync named `{name}` (it has: {})",
                 self.path.display(),
                 self.syncs
@@ -359,6 +366,11 @@ impl Config {
                     .map(|s| s.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+            anyhow::Error::new(
+                Concern::new(ErrorKind::NotFound, text)
+                    .sync(name)
+                    .file(&self.path),
             )
         })
     }

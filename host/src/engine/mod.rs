@@ -381,7 +381,13 @@ pub async fn run_sync(
             Err(panic) => Stop::Crashed(panic),
         };
         let (message, stop_kind) = (stop.to_string(), stop.kind());
-        tracing::error!(sync = %sync.name, "stopping the run: {message}");
+        // Logged once: the other workers stop for the same cause (the first one's), or
+        // for its consequences.
+        if failure.is_none() {
+            tracing::error!(sync = %sync.name, "stopping the run: {message}");
+        } else {
+            tracing::debug!(sync = %sync.name, "a worker also stopped: {message}");
+        }
         failure.get_or_insert(message);
         stopped_by.get_or_insert(stop_kind);
         shared.stop.cancel();
@@ -468,6 +474,7 @@ pub async fn run_sync(
                 + permanent,
         ),
         requests: c.get(Count::Requests),
+        token_requests: shared.credentials.token_requests(),
         retries: c.get(Count::Retries),
         rate_limit_waits: c.get(Count::RateLimitWaits),
         rate_limit_wait_ms: c.get(Count::RateLimitWaitMs),

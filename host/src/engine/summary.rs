@@ -73,7 +73,13 @@ pub struct RunSummary {
     pub permanent: u64,
     /// Read (or deletes sent) but not settled: they are sent again by a later run.
     pub pending: u64,
+    /// Requests that carried records (each send of a batch, every resend included; not
+    /// those the host refused to send).
     pub requests: u64,
+    /// Requests to the OAuth2 token endpoint (the first token and each renewal); a
+    /// destination that serves both counts `requests + token_requests`.
+    #[serde(default)]
+    pub token_requests: u64,
     /// Record sends repeated in this run (retry verdicts, transient failures).
     pub retries: u64,
     pub rate_limit_waits: u64,

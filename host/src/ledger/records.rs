@@ -6,12 +6,13 @@
 //! failed after an earlier delivery has both, and its entry says it failed. Its entry
 //! counts the attempts since that delivery; the views add the log's (see [`SyncLedger::get`]).
 
+use crate::concern::{Concern, ErrorKind};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::delivered::{Delivered, Delivery};
 use super::deliveries::Deliveries;
@@ -241,8 +242,15 @@ impl SyncLedger {
             // Only the log may hold it: then it is delivered, which is refused below.
             None => self.get(key)?,
         };
-        let entry =
-            entry.with_context(|| format!("no record with key `{key}` in this sync's ledger"))?;
+        let entry = entry.ok_or_else(|| {
+            anyhow::Error::new(
+                Concern::new(
+                    ErrorKind::NotFound,
+                    format!("no record with key `{key}` in this sync's ledger"),
+                )
+                .key(key),
+            )
+        })?;
         if entry.status == Status::Delivered {
             bail!("record `{key}` is delivered: there is nothing to resolve");
         }

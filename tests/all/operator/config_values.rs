@@ -84,7 +84,8 @@ async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_s
     );
     let output = common::sluice(&["run"], &config, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Exit code 3: the config (docs/cli.md).
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains(
             "sync `s`: rate_limit.per: `1000y` is out of range: expected between 1ms and 1d"

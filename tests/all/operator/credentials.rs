@@ -45,7 +45,8 @@ async fn missing_credentials_are_named_before_any_sync_runs() {
     ];
     let output = common::sluice(&["run"], &config, &env).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Exit code 6: missing credentials (docs/cli.md).
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
     for problem in problems {
         assert!(stderr.contains(problem), "{problem}: {stderr}");
     }
@@ -54,7 +55,7 @@ async fn missing_credentials_are_named_before_any_sync_runs() {
 
     let output = common::sluice(&["retry", "--sync", "bearer"], &config, &env).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains(problems[0]), "{stderr}");
 
     let serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -68,7 +69,7 @@ async fn missing_credentials_are_named_before_any_sync_runs() {
         .expect("serve refuses at once")
         .unwrap();
     let stderr = String::from_utf8_lossy(&serve.stderr);
-    assert_eq!(serve.status.code(), Some(1), "{stderr}");
+    assert_eq!(serve.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains(problems[1]), "{stderr}");
 
     // The read-only commands need no credentials.

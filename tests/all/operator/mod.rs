@@ -18,6 +18,7 @@ mod broken_state;
 mod config_values;
 mod credentials;
 mod escaping;
+mod json_errors;
 mod resolutions;
 mod stdout;
 

@@ -4,7 +4,7 @@
 use super::*;
 
 /// What the read-only commands print, as arguments.
-const READERS: [&[&str]; 8] = [
+const READERS: [&[&str]; 10] = [
     &["ledger", "list", "--help"],
     &["ledger", "list", "--sync", "first"],
     &["ledger", "list", "--sync", "first", "--csv"],
@@ -13,6 +13,8 @@ const READERS: [&[&str]; 8] = [
     &["ledger", "show", "--sync", "first", "a00000"],
     &["runs"],
     &["inspect", "--sync", "first"],
+    &["plan"],
+    &["plan", "--json"],
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

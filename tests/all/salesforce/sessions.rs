@@ -23,6 +23,13 @@ async fn an_expired_session_is_renewed_and_the_run_completes() {
         s.auth_renewals + 1,
         "one token at the start, one per renewal"
     );
+    // The summary counts what the destination counted: records' requests and tokens'.
+    assert_eq!(s.token_requests, stats.token_refreshes);
+    assert_eq!(
+        s.requests + s.token_requests,
+        stats.requests,
+        "{s:?}\n{stats:?}"
+    );
     assert_eq!(dest.stored().len(), 500);
     // Every data request carried a token the host fetched; none carried a secret.
     for r in dest
