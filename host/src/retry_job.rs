@@ -5,12 +5,12 @@
 //! days), at most N a pass (default 50,000), oldest first, never codes that wait for a
 //! person (default `DACO-02`) unless a person names them.
 
-use crate::concern::{Concern, ErrorKind};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use crate::concern::{Concern, ErrorKind};
 use crate::config::{Behavior, RetryJob};
 use crate::ledger::{Entry, Status, SyncLedger};
 use crate::source::Record;

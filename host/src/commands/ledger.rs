@@ -1,6 +1,5 @@
 //! `sluice ledger`: a person's view of every record's fate, and manual intervention.
 
-use sluice::concern::{Concern, ErrorKind};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
+use sluice::concern::{Concern, ErrorKind};
 use sluice::config::Config;
 use sluice::ledger::{Entry, Ledger, Status, SyncLedger};
 use sluice::output::Output;

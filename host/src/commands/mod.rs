@@ -9,12 +9,12 @@ pub mod retry;
 pub mod run;
 pub mod serve;
 
-use sluice::concern::{Concern, ErrorKind};
 use std::time::Duration;
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
+use sluice::concern::{Concern, ErrorKind};
 use sluice::config::Config;
 
 /// How long requests in flight may finish after Ctrl-C or SIGTERM.

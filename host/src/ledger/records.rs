@@ -6,7 +6,6 @@
 //! failed after an earlier delivery has both, and its entry says it failed. Its entry
 //! counts the attempts since that delivery; the views add the log's (see [`SyncLedger::get`]).
 
-use crate::concern::{Concern, ErrorKind};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -20,6 +19,7 @@ use super::{
     Entry, PayloadHash, Resolution, Status, Storage, Tree, codec, decode, log_error, model, store,
 };
 use crate::clock::now_ms;
+use crate::concern::{Concern, ErrorKind};
 use crate::fate::{Decision, Fate, Record, Settled};
 use crate::sandbox::Operation;
 
