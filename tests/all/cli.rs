@@ -312,11 +312,19 @@ async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(summaries.len(), 1);
+    // The sync that could not start is an error object naming it (docs/cli.md), then
+    // the other's summary.
+    assert_eq!(summaries.len(), 2);
+    let error = &summaries[0]["error"];
+    assert_eq!(
+        (error["kind"].as_str(), error["sync"].as_str()),
+        (Some("failed"), Some("first"))
+    );
+    assert!(error["message"].as_str().unwrap().contains("colour"));
     assert_eq!(
         (
-            summaries[0]["sync"].as_str(),
-            summaries[0]["delivered"].as_u64()
+            summaries[1]["sync"].as_str(),
+            summaries[1]["delivered"].as_u64()
         ),
         (Some("second"), Some(10))
     );

@@ -255,7 +255,8 @@ fn the_cli_exits_non_zero_with_the_message() {
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    // Exit code 3: the config (docs/cli.md).
+    assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown field `batchsize`"), "{stderr}");
     assert!(

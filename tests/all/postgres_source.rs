@@ -161,7 +161,8 @@ async fn the_database_url_must_be_set_before_anything_runs() {
         .postgres_source("SLUICE_TEST_UNSET_DB_URL", "select 1 as id")
         .setup();
     let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
-    assert_eq!(output.status.code(), Some(1));
+    // Exit code 6: a credential missing from the environment (docs/cli.md).
+    assert_eq!(output.status.code(), Some(6));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("`SLUICE_TEST_UNSET_DB_URL` (source.postgres.url_env) is not set"),

@@ -131,7 +131,8 @@ async fn a_second_process_on_the_same_ledger_is_refused() {
     let setup = Scenario::contacts_to(&dest.base_url(), 5).setup();
     let held = common::state::ledger_of(&setup.config);
     let output = common::sluice(&["run"], &setup.config_path(), &[]).await;
-    assert_eq!(output.status.code(), Some(1));
+    // Exit code 5: the state cannot be used (docs/cli.md).
+    assert_eq!(output.status.code(), Some(5));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("in use by another sluice process"),
