@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::concern::{Concern, ErrorKind};
 use crate::config::{Behavior, RetryJob};
-use crate::ledger::{Entry, Status, SyncLedger};
+use crate::ledger::{Status, SyncLedger};
 use crate::source::Record;
 
 /// What a person (or the schedule) asks the retry job for.
@@ -64,14 +64,11 @@ pub fn select(
     let limit = request.limit.unwrap_or(job.max_records);
     let since = now_ms.saturating_sub(window.as_millis() as u64);
     let mut counts = SelectionCounts::default();
-    let mut candidates: Vec<(u64, String, Entry)> = Vec::new();
-    for item in ledger.failed() {
-        let (key, entry) = item?;
-        let code = entry
-            .failure
-            .as_ref()
-            .map(|f| f.code.as_str())
-            .unwrap_or("");
+    // Each candidate's failure time and the record it would send: only these are copied
+    // out of the ledger (see `SyncLedger::visit_failed`).
+    let mut candidates: Vec<(u64, Record)> = Vec::new();
+    ledger.visit_failed(&mut |key, entry| {
+        let code = entry.failure.as_ref().map_or("", |f| f.code);
         let named = request.codes.iter().any(|c| c == code);
         let eligible = match entry.status {
             Status::Rejected | Status::Pending => true,
@@ -79,44 +76,60 @@ pub fn select(
             Status::Delivered | Status::Resolved => false,
         };
         if !eligible || (!request.codes.is_empty() && !named) {
-            continue;
+            return Ok(());
         }
         if job.non_retryable.iter().any(|c| c == code) && !named && !request.include_permanent {
             counts.non_retryable += 1;
-            continue;
+            return Ok(());
         }
-        let began = failure_began(&entry);
+        let began = entry
+            .first_failure_ms
+            .or(entry.last_attempt_ms)
+            .unwrap_or(0);
         if began < since {
             counts.expired += 1;
-            continue;
+            return Ok(());
         }
-        if entry.payload.is_some() {
-            candidates.push((began, key, entry));
+        // Only the key, the payload and the id are copied.
+        let (payload, id) = (entry.payload, entry.destination_id);
+        let record = record_of(
+            key.to_string(),
+            payload.map(str::to_string),
+            id.map(str::to_string),
+            entry.deleting,
+            behavior,
+        );
+        if let Some(record) = record {
+            candidates.push((began, record));
         }
-    }
+        Ok(())
+    })?;
     // Oldest failures first; ties in key order, so a pass is reproducible.
-    candidates.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    candidates.sort_unstable_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
     counts.over_limit = candidates.len().saturating_sub(limit) as u64;
     candidates.truncate(limit);
     counts.selected = candidates.len() as u64;
     Ok(Selection {
-        records: candidates
-            .into_iter()
-            .filter_map(|(_, key, entry)| record_of(key, entry, behavior))
-            .collect(),
+        records: candidates.into_iter().map(|(_, record)| record).collect(),
         counts,
     })
 }
 
 /// A failed record sent again as its sync's behaviour sends it (an update by its
-/// destination id, say), or as the delete it was.
-fn record_of(key: String, entry: Entry, behavior: Behavior) -> Option<Record> {
-    if entry.deleting {
-        return Some(Record::delete(key, entry.destination_id));
+/// destination id, say), or as the delete it was; `None` without a payload to send.
+fn record_of(
+    key: String,
+    payload: Option<String>,
+    destination_id: Option<String>,
+    deleting: bool,
+    behavior: Behavior,
+) -> Option<Record> {
+    if deleting {
+        return Some(Record::delete(key, destination_id));
     }
-    let mut record = Record::new(key, entry.payload?);
+    let mut record = Record::new(key, payload?);
     record.operation = behavior.operation();
-    record.destination_id = entry.destination_id;
+    record.destination_id = destination_id;
     Some(record)
 }
 
@@ -137,7 +150,8 @@ fn select_keys(ledger: &SyncLedger, keys: &[String], behavior: Behavior) -> Resu
         if entry.status == Status::Delivered {
             bail!("record `{key}` is delivered: there is nothing to retry")
         }
-        match record_of(key.clone(), entry, behavior) {
+        let (payload, id, deleting) = (entry.payload, entry.destination_id, entry.deleting);
+        match record_of(key.clone(), payload, id, deleting, behavior) {
             Some(record) => records.push(record),
             None => bail!("record `{key}` has no stored payload to send"),
         }
@@ -150,12 +164,4 @@ fn select_keys(ledger: &SyncLedger, keys: &[String], behavior: Behavior) -> Resu
             ..SelectionCounts::default()
         },
     })
-}
-
-/// When a record's current failures began.
-fn failure_began(entry: &Entry) -> u64 {
-    entry
-        .first_failure_ms
-        .or(entry.last_attempt_ms)
-        .unwrap_or(0)
 }

@@ -1,7 +1,8 @@
 //! How an entry is written as bytes, and which layouts this Sluice reads. Kept apart from
 //! the store so that a second store keeps the same bytes and the same upgrade rules.
 
-use super::model::Entry;
+use super::PayloadHash;
+use super::model::{Entry, Status};
 
 /// The layout of entries; a ledger of another version is refused, never reset.
 /// Version 1 stored entries as JSON. Version 2 stores them as postcard (binary) and keeps
@@ -45,6 +46,61 @@ pub fn encode(entry: &Entry) -> Result<Vec<u8>, postcard::Error> {
     postcard::to_extend(&Extension { deleting: true }, bytes)
 }
 
+/// What the retry job selects by, borrowed from an entry's stored bytes: a pass over
+/// many failures copies only what it keeps (the payload, the id), not each failure's text.
+/// Mirrors [`Entry`]'s fields, in order (postcard writes them so; a test checks they
+/// agree).
+#[derive(Debug, serde::Deserialize)]
+pub struct EntryView<'a> {
+    pub status: Status,
+    pub attempts: u32,
+    pub first_failure_ms: Option<u64>,
+    pub last_attempt_ms: Option<u64>,
+    #[serde(borrow)]
+    pub failure: Option<FailureView<'a>>,
+    #[serde(borrow)]
+    pub destination_id: Option<&'a str>,
+    pub delivered_hash: Option<PayloadHash>,
+    pub payload_hash: Option<PayloadHash>,
+    #[serde(borrow)]
+    pub payload: Option<&'a str>,
+    #[serde(borrow)]
+    pub resolution: Option<ResolutionView<'a>>,
+    #[serde(skip)]
+    pub deleting: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct FailureView<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    #[serde(borrow)]
+    pub fields: Vec<&'a str>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ResolutionView<'a> {
+    pub by: &'a str,
+    pub why: &'a str,
+    pub at_ms: u64,
+}
+
+/// The view of an entry in the binary layouts; `None` for a version 1 (JSON) entry, which
+/// the caller decodes whole.
+pub fn view(bytes: &[u8]) -> Result<Option<EntryView<'_>>, DecodeError> {
+    match bytes.split_first() {
+        Some((&POSTCARD_TAG, rest)) => Ok(Some(postcard::from_bytes(rest)?)),
+        Some((&EXTENDED_TAG, rest)) => {
+            let (mut view, rest): (EntryView<'_>, _) = postcard::take_from_bytes(rest)?;
+            let extension: Extension = postcard::from_bytes(rest)?;
+            view.deleting = extension.deleting;
+            Ok(Some(view))
+        }
+        Some((b'{', _)) => Ok(None),
+        _ => Err(DecodeError::UnknownLayout),
+    }
+}
+
 /// An entry in any readable layout.
 pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     match bytes.split_first() {
@@ -79,6 +135,81 @@ mod tests {
             resolution: None,
             deleting: false,
         }
+    }
+
+    /// The view reads what the entry holds, in both binary layouts: its fields are
+    /// [`Entry`]'s, in the same order.
+    #[test]
+    fn the_view_of_an_entry_agrees_with_the_entry() {
+        let full = Entry {
+            status: Status::Permanent,
+            attempts: 9,
+            first_failure_ms: Some(11),
+            last_attempt_ms: Some(12),
+            failure: Some(crate::fate::RecordFailure {
+                code: "DACO-02".into(),
+                message: "parent".into(),
+                fields: vec!["ParentCrmId".into(), "Name".into()],
+            }),
+            destination_id: Some("001X".into()),
+            delivered_hash: Some(crate::ledger::PayloadHash(3)),
+            payload_hash: Some(crate::ledger::PayloadHash(4)),
+            payload: Some("{\"a\": \"ü\"}".into()),
+            resolution: Some(crate::ledger::Resolution {
+                by: "ann".into(),
+                why: "known".into(),
+                at_ms: 13,
+            }),
+            deleting: false,
+        };
+        for entry in [
+            full.clone(),
+            Entry {
+                deleting: true,
+                ..full.clone()
+            },
+            entry(),
+        ] {
+            let bytes = encode(&entry).unwrap();
+            let view = view(&bytes).unwrap().unwrap();
+            let failure = view.failure.as_ref();
+            assert_eq!(
+                (
+                    view.status,
+                    view.attempts,
+                    view.first_failure_ms,
+                    view.last_attempt_ms,
+                    failure.map(|f| (f.code, f.message, f.fields.clone())),
+                    view.destination_id,
+                    view.delivered_hash,
+                    view.payload_hash,
+                    view.payload,
+                    view.resolution.as_ref().map(|r| (r.by, r.why, r.at_ms)),
+                    view.deleting,
+                ),
+                (
+                    entry.status,
+                    entry.attempts,
+                    entry.first_failure_ms,
+                    entry.last_attempt_ms,
+                    entry.failure.as_ref().map(|f| (
+                        f.code.as_str(),
+                        f.message.as_str(),
+                        f.fields.iter().map(String::as_str).collect::<Vec<_>>()
+                    )),
+                    entry.destination_id.as_deref(),
+                    entry.delivered_hash,
+                    entry.payload_hash,
+                    entry.payload.as_deref(),
+                    entry
+                        .resolution
+                        .as_ref()
+                        .map(|r| (r.by.as_str(), r.why.as_str(), r.at_ms)),
+                    entry.deleting,
+                )
+            );
+        }
+        assert!(view(b"{\"status\": \"rejected\"}").unwrap().is_none());
     }
 
     #[test]

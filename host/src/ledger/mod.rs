@@ -108,15 +108,18 @@ impl<T> Storage<T> for Result<T, StoreError> {
 
 /// The entry stored under `key`, or a message saying the ledger is damaged.
 fn decode(path: &Path, key: &str, bytes: &[u8]) -> Result<Entry> {
-    codec::decode(bytes).map_err(|err| {
-        damaged(
-            path,
-            &format!(
-                "the entry of `{}` is unreadable: {err}",
-                crate::report::printable(key)
-            ),
-        )
-    })
+    codec::decode(bytes).map_err(|err| damaged_entry(path, key, err))
+}
+
+/// The error of an entry whose bytes do not decode.
+fn damaged_entry(path: &Path, key: &str, err: codec::DecodeError) -> anyhow::Error {
+    damaged(
+        path,
+        &format!(
+            "the entry of `{}` is unreadable: {err}",
+            crate::report::printable(key)
+        ),
+    )
 }
 
 /// The ledger of one state directory or state database. Only one process may hold it

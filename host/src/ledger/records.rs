@@ -58,6 +58,29 @@ fn delivered_entry(d: Delivered) -> Entry {
     }
 }
 
+/// Decodes one stored entry as a view and lends it to `visit` when it is failed (an old
+/// JSON entry is decoded whole first).
+fn visit_entry(
+    path: &Path,
+    key: &str,
+    bytes: &[u8],
+    visit: &mut dyn FnMut(&str, &codec::EntryView<'_>) -> Result<()>,
+) -> Result<()> {
+    let damaged = |err| super::damaged_entry(path, key, err);
+    match codec::view(bytes).map_err(damaged)? {
+        Some(view) if view.status.is_failed() => visit(key, &view),
+        Some(_) => Ok(()),
+        None => {
+            let entry = decode(path, key, bytes)?;
+            let bytes = codec::encode(&entry)?;
+            match codec::view(&bytes).map_err(damaged)? {
+                Some(view) if view.status.is_failed() => visit(key, &view),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 /// A stored entry with what the log knows of the same key's earlier delivery.
 fn with_delivery(mut entry: Entry, delivered: Option<Delivered>) -> Entry {
     if let Some(d) = delivered {
@@ -171,6 +194,38 @@ impl SyncLedger {
                 };
             }
         })
+    }
+
+    /// Lends each failed entry, in key order, as a view of its stored bytes (see
+    /// [`codec::EntryView`]): the retry job's pass over every failure copies only what it
+    /// keeps. Through the index, a page of keys at a time (one round trip a page for a
+    /// store across a network).
+    pub fn visit_failed(
+        &self,
+        visit: &mut dyn FnMut(&str, &codec::EntryView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        const PAGE: usize = 1_000;
+        let mut keys = self.failed.iter();
+        loop {
+            let mut page = Vec::with_capacity(PAGE);
+            for item in keys.by_ref().take(PAGE) {
+                page.push(item.at(&self.path, "reading")?.0);
+            }
+            if page.is_empty() {
+                return Ok(());
+            }
+            let mut result = Ok(());
+            self.tree
+                .read_many(&page, &mut |i, bytes| {
+                    if result.is_err() {
+                        return;
+                    }
+                    let key = String::from_utf8_lossy(&page[i]);
+                    result = visit_entry(&self.path, &key, bytes, visit);
+                })
+                .at(&self.path, "reading")?;
+            result?;
+        }
     }
 
     /// The entries of `keys` (named by the failed index) that are failed.

@@ -53,6 +53,19 @@ pub trait Tree: Send + Sync {
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|key| self.get(key)).collect()
     }
+    /// Lends the value of each of `keys` that exists to `read`, with its position in
+    /// `keys`: a store in memory lends its own bytes (nothing copied); a store across a
+    /// network fetches them together ([`Tree::get_many`]).
+    fn read_many(
+        &self,
+        keys: &[Vec<u8>],
+        read: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), StoreError> {
+        for (i, key) in keys.iter().enumerate() {
+            self.read(key, &mut |bytes| read(i, bytes))?;
+        }
+        Ok(())
+    }
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Removes `key`; whether it was there.
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError>;

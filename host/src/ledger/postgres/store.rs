@@ -138,6 +138,20 @@ impl Tree for PgTree {
         Ok(keys.iter().map(|key| found.remove(key)).collect())
     }
 
+    fn read_many(
+        &self,
+        keys: &[Vec<u8>],
+        read: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), StoreError> {
+        // One round trip for all of them.
+        for (i, value) in self.get_many(keys)?.into_iter().enumerate() {
+            if let Some(value) = value {
+                read(i, &value);
+            }
+        }
+        Ok(())
+    }
+
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         batch.insert(key, value.to_vec());
