@@ -85,3 +85,37 @@ fn a_confirmed_delete_forgets_and_a_failed_one_waits_as_a_delete() {
         Some("ID3")
     );
 }
+
+/// A failed update keeps the id it was sent with, and the retry job sends it again as an
+/// update by that id (the stored entry alone is read: the log is not).
+#[test]
+fn a_failed_update_is_retried_as_an_update_by_its_id() {
+    let (_dir, ledger) = common::state::fresh_ledger();
+    let sync = ledger.sync("s").unwrap();
+    let mut record = Record::new("k1".into(), "{\"Name\": \"x\"}".into());
+    record.operation = Operation::Update;
+    record.destination_id = Some("ID1".into());
+    let failed = Settled {
+        record,
+        fate: rejected("STRING_TOO_LONG"),
+        attempts: 1,
+    };
+    sync.record(&[failed], 10).unwrap();
+    let picked = retry_job::select(
+        &sync,
+        &RetryJob::default(),
+        Behavior::Update,
+        &Request::default(),
+        20,
+    )
+    .unwrap();
+    let again = &picked.records[0];
+    assert_eq!(
+        (
+            again.operation,
+            again.destination_id.as_deref(),
+            again.payload.as_str()
+        ),
+        (Operation::Update, Some("ID1"), "{\"Name\": \"x\"}")
+    );
+}
