@@ -63,6 +63,21 @@ pub fn stop_on_signals() -> CancellationToken {
 /// Refuses to start when a credential of a sync about to run is missing: every unset or
 /// empty variable of every one of `syncs` is named at once, before any sync runs, instead
 /// of one sync failing at a time part-way through a command.
+/// The syncs a command takes: the one named, or every sync of the config.
+pub fn sync_names(config: &Config, only: Option<&str>) -> Result<Vec<String>> {
+    let names: Vec<String> = match only {
+        Some(name) => vec![config.sync(name)?.name.clone()],
+        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "config file `{}` defines no [[sync]]",
+            config.path.display()
+        );
+    }
+    Ok(names)
+}
+
 /// Reports a sync that could not run (its settings refused, its connector not loaded), on
 /// stderr and, with `json`, as an error object naming the sync on stdout; the exit code
 /// its kind calls for. The other syncs still run.

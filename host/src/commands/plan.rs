@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use sluice::config::Config;
 use sluice::output::Output;
@@ -18,13 +18,7 @@ pub async fn plan(
     out: &mut Output,
 ) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let names: Vec<String> = match only {
-        Some(name) => vec![config.sync(name)?.name.clone()],
-        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
-    };
-    if names.is_empty() {
-        bail!("config file `{}` defines no [[sync]]", path.display());
-    }
+    let names = super::sync_names(&config, only)?;
     let host = Host::new(&config)?;
     let mut code = ExitCode::SUCCESS;
     for name in names {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use sluice::config::Config;
 use sluice::engine::{Counters, FailureList, Outcome, RunControl};
@@ -26,13 +26,7 @@ pub struct How {
 /// what a run does never depends on whether someone reads its report.
 pub async fn run(path: &Path, only: Option<&str>, how: How, out: &mut Output) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let names: Vec<String> = match only {
-        Some(name) => vec![config.sync(name)?.name.clone()],
-        None => config.syncs.iter().map(|s| s.name.clone()).collect(),
-    };
-    if names.is_empty() {
-        bail!("config file `{}` defines no [[sync]]", path.display());
-    }
+    let names = super::sync_names(&config, only)?;
     super::check_credentials(&config, names.iter().map(String::as_str))?;
     let host = Host::new(&config)?;
     let stop = super::stop_on_signals();
