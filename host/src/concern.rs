@@ -91,7 +91,8 @@ impl Concern {
     }
 
     /// What `err` is about: the outermost concern in its chain; a ledger that cannot be
-    /// opened is about the state; anything else is a failure.
+    /// opened or used (held elsewhere, damaged storage, a state database of another
+    /// version) is about the state; anything else is a failure.
     pub fn of(err: &anyhow::Error) -> Concern {
         if let Some(concern) = err.downcast_ref::<Concern>() {
             return concern.clone();
@@ -100,7 +101,10 @@ impl Concern {
             if let Some(concern) = cause.downcast_ref::<Concern>() {
                 return concern.clone();
             }
-            if cause.downcast_ref::<crate::ledger::OpenError>().is_some() {
+            let state = cause.is::<crate::ledger::OpenError>()
+                || cause.is::<crate::ledger::postgres::SchemaError>()
+                || cause.is::<crate::ledger::StoreError>();
+            if state {
                 return Concern::new(ErrorKind::State, String::new());
             }
         }

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::concern::{Concern, ErrorKind};
+
 pub use self::delivered::Fingerprint;
 use self::delivered::{DeliveredLog, Delivery, LogError};
 use self::deliveries::Deliveries;
@@ -87,12 +89,13 @@ pub fn storage_error(path: &Path, doing: &str, err: StoreError) -> anyhow::Error
 
 /// A damaged ledger: what is wrong in a short clause, and what the operator can do.
 fn damaged(path: &Path, what: &str) -> anyhow::Error {
-    anyhow!(
+    let text = format!(
         "the ledger at `{0}` is damaged ({what}): move it away (for example to \
          `{0}.damaged`) and run again; a new ledger is started and the next run sends every \
          record again",
         path.display()
-    )
+    );
+    anyhow::Error::new(Concern::new(ErrorKind::State, text).file(path))
 }
 
 /// `.at(path, doing)`: a store result with its error said by [`storage_error`].

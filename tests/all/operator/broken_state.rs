@@ -96,7 +96,8 @@ async fn retry_while_locked(args: &[&str], config: &Path) -> String {
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(!stderr.contains("panicked"), "{stderr}");
         if !stderr.contains("in use by another sluice process") {
-            assert_eq!(output.status.code(), Some(1), "{stderr}");
+            // Exit code 5: the state cannot be used (docs/cli.md).
+            assert_eq!(output.status.code(), Some(5), "{stderr}");
             return stderr;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
