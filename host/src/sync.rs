@@ -172,7 +172,7 @@ impl Host {
         let spec = &config.connectors[&sync.connector];
         let connector = self.connector(spec).await?;
         let (_, capabilities) = engine::configure(connector.clone(), &sync).await?;
-        engine::check_operations(connector.name(), &sync, &capabilities)?;
+        engine::check_operations(&connector, &sync, &capabilities)?;
         let (sink, input) = self.source_run(config, name, options, true).await?;
         let span = tracing::error_span!("plan", sync = %name);
         tokio::task::spawn_blocking(move || {

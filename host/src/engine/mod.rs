@@ -268,7 +268,7 @@ pub async fn run_sync(
     // Configure one instance first: bad settings stop the sync before anything is read.
     let first = configure(connector.clone(), sync).await?;
     let capabilities = first.1;
-    check_operations(connector.name(), sync, &capabilities)?;
+    check_operations(&connector, sync, &capabilities)?;
     let limits = capabilities.limits;
     if limits.max_batch_records == 0 || limits.max_batch_bytes == 0 {
         bail!(
@@ -498,7 +498,7 @@ pub async fn run_sync(
 /// Refuses a sync whose behaviour needs an operation the connector does not do, before
 /// anything is read.
 pub fn check_operations(
-    connector: &str,
+    connector: &Connector,
     sync: &SyncSpec,
     capabilities: &Capabilities,
 ) -> Result<()> {
@@ -513,12 +513,15 @@ pub fn check_operations(
         return Ok(());
     }
     let supported: Vec<&str> = capabilities.operations.iter().map(|op| op.name()).collect();
+    let why = match connector.version() {
+        "0.1.0" => ", as every connector built against sluice:connector@0.1.0 does",
+        _ => "",
+    };
     bail!(
-        "sync `{}` has behavior = \"{}\", which needs the operation(s) {}; connector \
-         `{connector}` supports only {} (a sluice:connector@0.1.0 connector upserts only)",
-        sync.name,
+        "behavior = \"{}\" needs the operation(s) {}, and connector `{}` supports only {}{why}",
         sync.behavior.name(),
         missing.join(", "),
+        connector.name(),
         supported.join(", "),
     )
 }

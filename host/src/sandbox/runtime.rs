@@ -268,6 +268,11 @@ impl Connector {
         &self.name
     }
 
+    /// The version of `sluice:connector` it was built against.
+    pub fn version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     pub fn limits(&self) -> SandboxLimits {
         self.limits
     }

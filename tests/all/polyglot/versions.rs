@@ -22,10 +22,11 @@ async fn a_0_1_connector_asked_to_mirror_is_refused_naming_what_it_lacks() {
     };
     let err = format!("{err:#}");
     assert!(
-        err.contains("behavior = \"mirror\"")
-            && err.contains("delete")
-            && err.contains("connector `c` supports only upsert")
-            && err.contains("sluice:connector@0.1.0"),
+        err.contains("behavior = \"mirror\" needs the operation(s) delete")
+            && err.contains(
+                "connector `c` supports only upsert, as every connector built against \
+                 sluice:connector@0.1.0 does"
+            ),
         "{err}"
     );
     assert!(dest.requests().is_empty(), "nothing was sent");

@@ -49,6 +49,14 @@ impl ConnectorPre {
         }
     }
 
+    /// The WIT version the connector was built against.
+    pub fn version(&self) -> &'static str {
+        match self {
+            ConnectorPre::V0_1_0(_) => "0.1.0",
+            ConnectorPre::V0_2_0(_) => "0.2.0",
+        }
+    }
+
     pub fn instantiate(&self, store: &mut Store<GuestState>) -> wasmtime::Result<Bindings> {
         match self {
             ConnectorPre::V0_1_0(pre) => Ok(Bindings::V0_1_0(pre.instantiate(store)?)),
