@@ -12,6 +12,7 @@ pub mod clock;
 pub mod concern;
 pub mod config;
 pub mod conformance;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod error_chain;

@@ -136,6 +136,10 @@ enum Command {
         /// How long requests in flight may finish after SIGTERM before they are abandoned.
         #[arg(long, default_value = "10s", value_parser = parse_grace)]
         grace: std::time::Duration,
+        /// Serve the operators' console's API here (for example 127.0.0.1:8080); needs a
+        /// [console] table naming its token's variable. Off by default.
+        #[arg(long)]
+        console_addr: Option<std::net::SocketAddr>,
     },
     /// Queues a run of each sync (or one) for the pool of `sluice serve` workers that
     /// share the config's state database; a sync with a run queued or running gets none.
@@ -463,12 +467,14 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
             now,
             lease_timeout,
             grace,
+            console_addr,
         } => {
             let how = commands::serve::How {
                 metrics_addr,
                 now,
                 lease_timeout,
                 grace,
+                console_addr,
             };
             commands::serve::run(&config, how).await
         }

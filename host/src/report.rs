@@ -179,3 +179,29 @@ mod tests {
         assert_eq!(back, value);
     }
 }
+
+/// A time in milliseconds since the Unix epoch as RFC 3339 (seconds); empty for `None`.
+pub fn rfc3339(ms: Option<u64>) -> String {
+    ms.map(|ms| humantime::format_rfc3339_seconds(crate::clock::at_ms(ms)).to_string())
+        .unwrap_or_default()
+}
+
+/// A ledger entry as `ledger list --json`, `ledger show` and the console's API show it
+/// (docs/cli.md).
+pub fn entry_json(key: &str, e: &crate::ledger::Entry) -> serde_json::Value {
+    let time = |ms: Option<u64>| ms.map(|ms| rfc3339(Some(ms)));
+    serde_json::json!({
+        "key": key,
+        "status": e.status.name(),
+        "code": e.failure.as_ref().map(|f| f.code.clone()),
+        "message": e.failure.as_ref().map(|f| f.message.clone()),
+        "fields": e.failure.as_ref().map(|f| f.fields.clone()).unwrap_or_default(),
+        "attempts": e.attempts,
+        "first_failure": time(e.first_failure_ms),
+        "last_attempt": time(e.last_attempt_ms),
+        "destination_id": e.destination_id,
+        // What failed: sending the record's data, or deleting it (a mirror run).
+        "operation": if e.deleting { "delete" } else { "send" },
+        "resolution": e.resolution.as_ref().map(|r| serde_json::json!({"by": r.by, "why": r.why, "at": rfc3339(Some(r.at_ms))})),
+    })
+}

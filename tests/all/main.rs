@@ -9,6 +9,7 @@ mod cli;
 mod command_source;
 mod config;
 mod conformance;
+mod console;
 mod crash;
 mod delivered;
 mod deploy;

@@ -13,7 +13,7 @@ use sluice::concern::{Concern, ErrorKind};
 use sluice::config::Config;
 use sluice::ledger::{Entry, Ledger, Status, SyncLedger};
 use sluice::output::Output;
-use sluice::report::{printable, printable_json};
+use sluice::report::{printable, printable_json, rfc3339};
 
 /// How `list` prints.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,31 +40,6 @@ fn csv_cell(text: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(text)
     }
-}
-
-fn time(ms: Option<u64>) -> String {
-    ms.map(|ms| {
-        let t = sluice::clock::at_ms(ms);
-        humantime::format_rfc3339_seconds(t).to_string()
-    })
-    .unwrap_or_default()
-}
-
-fn entry_json(key: &str, e: &Entry) -> serde_json::Value {
-    json!({
-        "key": key,
-        "status": e.status.name(),
-        "code": e.failure.as_ref().map(|f| f.code.clone()),
-        "message": e.failure.as_ref().map(|f| f.message.clone()),
-        "fields": e.failure.as_ref().map(|f| f.fields.clone()).unwrap_or_default(),
-        "attempts": e.attempts,
-        "first_failure": e.first_failure_ms.map(|ms| time(Some(ms))),
-        "last_attempt": e.last_attempt_ms.map(|ms| time(Some(ms))),
-        "destination_id": e.destination_id,
-        // What failed: sending the record's data, or deleting it (a mirror run).
-        "operation": if e.deleting { "delete" } else { "send" },
-        "resolution": e.resolution.as_ref().map(|r| json!({"by": r.by, "why": r.why, "at": time(Some(r.at_ms))})),
-    })
 }
 
 pub fn list(
@@ -96,7 +71,11 @@ pub fn list(
                     break;
                 }
                 let (key, e) = item?;
-                writeln!(out, "{}", printable_json(entry_json(&key, &e).to_string()))?;
+                writeln!(
+                    out,
+                    "{}",
+                    printable_json(sluice::report::entry_json(&key, &e).to_string())
+                )?;
             }
         }
         Format::Csv => {
@@ -119,8 +98,8 @@ pub fn list(
                 let (code, message, fields) = failure(&e);
                 let (attempts, first, last) = (
                     e.attempts.to_string(),
-                    time(e.first_failure_ms),
-                    time(e.last_attempt_ms),
+                    rfc3339(e.first_failure_ms),
+                    rfc3339(e.last_attempt_ms),
                 );
                 let cells = [
                     key.as_str(),
@@ -160,7 +139,7 @@ pub fn list(
                     status,
                     printable(code),
                     e.attempts,
-                    time(e.first_failure_ms),
+                    rfc3339(e.first_failure_ms),
                     printable(message)
                 )?;
             }
@@ -182,7 +161,7 @@ pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<Exit
     let (_ledger, records) = open(path, sync)?;
     match records.get(key)? {
         Some(e) => {
-            let mut value = entry_json(key, &e);
+            let mut value = sluice::report::entry_json(key, &e);
             value["payload"] = json!(e.payload);
             writeln!(
                 out,
@@ -250,7 +229,7 @@ pub fn resolve(
     writeln!(
         out,
         "{}",
-        printable_json(entry_json(key, &entry).to_string())
+        printable_json(sluice::report::entry_json(key, &entry).to_string())
     )?;
     Ok(ExitCode::SUCCESS)
 }

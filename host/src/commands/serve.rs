@@ -29,6 +29,8 @@ pub struct How {
     pub now: bool,
     pub lease_timeout: Duration,
     pub grace: Duration,
+    /// Where the operators' console listens, when it is on.
+    pub console_addr: Option<SocketAddr>,
 }
 
 /// `sluice enqueue`: a run of each sync (or of `only`) for the pool.
@@ -118,6 +120,13 @@ pub async fn run(path: &Path, how: How) -> Result<ExitCode> {
     // A pool's workers share the state database; the embedded store is held alone.
     let mut host = Host::with_access(&config, sluice::ledger::postgres::Access::Shared)?;
     host.export_ledger_gauges(true);
+    let host = Arc::new(host);
+    if let Some(addr) = how.console_addr {
+        let console =
+            sluice::console::Console::new(host.clone(), Arc::new(config.clone()), stop.clone())?;
+        let bound = console.serve(addr).await?;
+        tracing::info!(console = %format!("http://{bound}/api/v1/syncs"), "serving the console");
+    }
     let metrics_addr = how.metrics_addr;
     if let StateBackend::Postgres { .. } = config.state {
         let options = PoolOptions {
@@ -165,6 +174,11 @@ pub async fn run(path: &Path, how: How) -> Result<ExitCode> {
             .flatten()
             .min_by_key(|(t, _)| *t);
         let Some((at, job)) = next else {
+            if how.console_addr.is_some() {
+                // Nothing to run by itself, but the console serves until SIGTERM.
+                stop.cancelled().await;
+                return Ok(ExitCode::SUCCESS);
+            }
             sluice::output::warn(format_args!(
                 "nothing is scheduled: no sync has `schedule` or `retry_job.schedule`"
             ));

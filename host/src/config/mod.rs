@@ -50,6 +50,18 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Where the ledger lives (`[state]`).
     pub state: StateBackend,
+    /// `[console]`: the environment variables holding the console's tokens.
+    pub console: Option<ConsoleConfig>,
+}
+
+/// Who may use the console: the names of the variables that hold its tokens (the tokens
+/// themselves are never in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// The operator's token: may look and act (retry, resolve, run now).
+    pub token_env: String,
+    /// A token that may only look.
+    pub read_only_token_env: Option<String>,
 }
 
 /// Where the ledger lives.

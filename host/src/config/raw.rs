@@ -16,6 +16,15 @@ pub struct Config {
     pub inspector: Option<Inspector>,
     pub flush_interval: Option<HumanDuration>,
     pub state: Option<State>,
+    pub console: Option<Console>,
+}
+
+/// `[console]`: who may use the operators' console (`sluice serve --console-addr`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    pub token_env: String,
+    pub read_only_token_env: Option<String>,
 }
 
 /// `[state]`: where the ledger lives when not in `state_dir`.

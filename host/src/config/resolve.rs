@@ -128,9 +128,14 @@ pub(super) fn resolve(raw: raw::Config, path: &Path) -> Result<Config> {
         }
     };
 
+    let console = raw.console.map(|c| ConsoleConfig {
+        token_env: c.token_env,
+        read_only_token_env: c.read_only_token_env,
+    });
     Ok(Config {
         path: path.to_path_buf(),
         state,
+        console,
         state_dir: relative(&raw.state_dir),
         cache_dir: match raw.cache_dir {
             Some(dir) => Some(relative(&dir)),

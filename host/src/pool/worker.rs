@@ -46,7 +46,7 @@ impl Default for PoolOptions {
 
 /// A worker of the pool.
 pub struct Pool {
-    host: Host,
+    host: Arc<Host>,
     config: Config,
     queue: Arc<Queue>,
     options: PoolOptions,
@@ -57,7 +57,7 @@ pub struct Pool {
 impl Pool {
     /// A worker over `host`'s state database, with a connection of its own for the queue,
     /// so that renewing a lease never waits behind a long read of the ledger.
-    pub fn new(host: Host, config: Config, options: PoolOptions) -> Result<Pool> {
+    pub fn new(host: Arc<Host>, config: Config, options: PoolOptions) -> Result<Pool> {
         let crate::config::StateBackend::Postgres { url_env, schema } = &config.state else {
             anyhow::bail!("a pool of workers needs the state in PostgreSQL ([state] postgres)");
         };

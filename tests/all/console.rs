@@ -1,0 +1,276 @@
+//! The console's JSON API over loopback: no token, no answer; the read-only token may look
+//! but not act; the operator's retries and resolves through the CLI's own paths; the
+//! sync's credentials appear in no answer.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sluice::config::ConsoleConfig;
+use sluice::console::Console;
+
+use crate::common::{self, Ran, Scenario};
+
+const OPERATOR: &str = "operator-token-for-the-console-test";
+const READER: &str = "reader-token-for-the-console-test";
+const SYNC_TOKEN: &str = "the-sync-bearer-token-never-shown";
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, String) {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(!text.contains(SYNC_TOKEN), "{path}: {text}");
+        (status, text)
+    }
+
+    async fn json(&self, path: &str, token: &str) -> Value {
+        let (status, text) = self.call("GET", path, Some(token), None).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
+    common::set_env("CONSOLE_TEST_OPERATOR", OPERATOR);
+    common::set_env("CONSOLE_TEST_READER", READER);
+    common::set_env("CONSOLE_TEST_SYNC_TOKEN", SYNC_TOKEN);
+    let dest = common::checking_emails().await;
+    let mut records = common::contacts(6);
+    records[1]["email"] = json!("<script>alert(1)</script>");
+    records[4]["email"] = json!("not an email");
+    let ran = Scenario::rest(&dest.base_url())
+        .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
+        .sync("auth = { bearer_env = \"CONSOLE_TEST_SYNC_TOKEN\" }")
+        .records(records)
+        .run()
+        .await;
+    assert_eq!((ran.summary().delivered, ran.summary().rejected), (4, 2));
+    let Ran { host, setup, .. } = ran;
+    let mut config = setup.config.clone();
+    config.console = Some(ConsoleConfig {
+        token_env: "CONSOLE_TEST_OPERATOR".into(),
+        read_only_token_env: Some("CONSOLE_TEST_READER".into()),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let console = Console::new(Arc::new(host), Arc::new(config), stop.clone()).unwrap();
+    let addr = console.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: format!("http://{addr}"),
+    };
+
+    // No token, or a wrong one: nothing.
+    for token in [None, Some("wrong-token-of-some-length")] {
+        let (status, _) = api.call("GET", "/api/v1/syncs", token, None).await;
+        assert_eq!(status, 401);
+    }
+
+    // The reader sees the syncs, the failures by code, a page, a record.
+    let syncs = api.json("/api/v1/syncs", READER).await;
+    assert_eq!(syncs["syncs"][0]["sync"], "s");
+    assert_eq!(syncs["syncs"][0]["by_status"]["rejected"], 2);
+    assert_eq!(syncs["syncs"][0]["last_run"]["delivered"], 4);
+    let failures = api
+        .json(
+            "/api/v1/syncs/s/failures?code=INVALID_EMAIL_ADDRESS&per_page=1",
+            READER,
+        )
+        .await;
+    assert_eq!(
+        (&failures["total"], &failures["by_code"][0]["records"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(failures["records"][0]["key"], "c0001");
+    let page2 = api
+        .json(
+            "/api/v1/syncs/s/failures?code=INVALID_EMAIL_ADDRESS&per_page=1&page=2",
+            READER,
+        )
+        .await;
+    assert_eq!(page2["records"][0]["key"], "c0004");
+    let searched = api.json("/api/v1/syncs/s/failures?q=0004", READER).await;
+    assert_eq!(searched["total"], 1);
+    let record = api.json("/api/v1/syncs/s/records/c0001", READER).await;
+    assert_eq!(record["status"], "rejected");
+    assert!(
+        record["payload"].as_str().unwrap().contains("<script>"),
+        "{record}"
+    );
+    assert!(
+        !record["exchanges"].as_array().unwrap().is_empty(),
+        "{record}"
+    );
+    let (status, _) = api
+        .call("GET", "/api/v1/syncs/s/records/nope", Some(READER), None)
+        .await;
+    assert_eq!(status, 404);
+
+    // The reader may not act.
+    let retry = json!({"keys": ["c0001"]});
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/syncs/s/retry",
+            Some(READER),
+            Some(retry.clone()),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let resolve = json!({"by": "ann", "note": "a test address"});
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/syncs/s/records/c0001/resolve",
+            Some(READER),
+            Some(resolve.clone()),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // The operator retries one (still refused: its data did not change) and resolves it.
+    let requests = dest.requests().len();
+    let (status, text) = api
+        .call("POST", "/api/v1/syncs/s/retry", Some(OPERATOR), Some(retry))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let retried: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            &retried["selection"]["selected"],
+            &retried["run"]["rejected"]
+        ),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(
+        dest.requests().len(),
+        requests + 1,
+        "one request carried it"
+    );
+    let (status, text) = api
+        .call(
+            "POST",
+            "/api/v1/syncs/s/records/c0001/resolve",
+            Some(OPERATOR),
+            Some(resolve),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let resolved: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            &resolved["status"],
+            &resolved["resolution"]["by"],
+            &resolved["resolution"]["why"]
+        ),
+        (&json!("resolved"), &json!("ann"), &json!("a test address"))
+    );
+    let failures = api.json("/api/v1/syncs/s/failures", READER).await;
+    assert_eq!(failures["total"], 1, "{failures}");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_console_needs_its_table_and_a_token_in_the_environment() {
+    let dest = common::accepting().await;
+    let setup = Scenario::contacts_to(&dest.base_url(), 1).setup();
+    let host = Arc::new(sluice::sync::Host::new(&setup.config).unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let err = Console::new(host.clone(), Arc::new(setup.config.clone()), stop.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[console] token_env"), "{err}");
+    let mut config = setup.config.clone();
+    config.console = Some(ConsoleConfig {
+        token_env: "CONSOLE_TEST_NEVER_SET".into(),
+        read_only_token_env: None,
+    });
+    let err = format!(
+        "{:#}",
+        Console::new(host, Arc::new(config), stop).err().unwrap()
+    );
+    assert!(err.contains("`CONSOLE_TEST_NEVER_SET` is not set"), "{err}");
+}
+
+/// `sluice serve --console-addr` serves the API beside its schedule, and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_serves_the_console_until_sigterm() {
+    let dest = common::accepting().await;
+    let setup = Scenario::contacts_to(&dest.base_url(), 3).setup();
+    let mut text = std::fs::read_to_string(setup.config_path()).unwrap();
+    text = text.replacen(
+        "[connectors.c]",
+        "[console]\ntoken_env = \"CONSOLE_SERVE_TOKEN\"\n\n[connectors.c]",
+        1,
+    );
+    std::fs::write(setup.config_path(), text).unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (metrics, console) = (free(), free());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--metrics-addr", &metrics.to_string()])
+        .args(["--console-addr", &console.to_string(), "--config"])
+        .arg(setup.config_path())
+        .env("CONSOLE_SERVE_TOKEN", OPERATOR)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{console}/api/v1/syncs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        let sent = client.get(&url).bearer_auth(OPERATOR).send().await;
+        if let Ok(response) = sent {
+            break response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer.status(), 200);
+    let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(body["syncs"][0]["sync"], "s");
+    let anonymous = client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
