@@ -274,3 +274,212 @@ async fn serve_serves_the_console_until_sigterm() {
         .unwrap();
     assert!(status.success());
 }
+
+/// A client that keeps no cookies and follows no redirects: the test reads both.
+fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token`; the session cookie to send back.
+async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let response = client
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// GETs `path` with the session `cookie`: the status and the page.
+async fn page(client: &reqwest::Client, base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let response = client
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(SYNC_TOKEN), "{path}: {text}");
+    (status, text)
+}
+
+/// POSTs a form to `path` with the session `cookie`: the status and where it leads.
+async fn submit(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (u16, String) {
+    let response = client
+        .post(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location)
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    html[at..at + 32].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_need_a_session_escape_everything_and_check_csrf() {
+    common::set_env("CONSOLE_PAGES_OPERATOR", OPERATOR);
+    common::set_env("CONSOLE_PAGES_READER", READER);
+    common::set_env("CONSOLE_TEST_SYNC_TOKEN", SYNC_TOKEN);
+    let dest = common::checking_emails().await;
+    let mut records = common::contacts(4);
+    records[1]["email"] = json!("<script>alert(1)</script>");
+    let ran = Scenario::rest(&dest.base_url())
+        .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
+        .sync("auth = { bearer_env = \"CONSOLE_TEST_SYNC_TOKEN\" }")
+        .records(records)
+        .run()
+        .await;
+    let Ran { host, setup, .. } = ran;
+    let mut config = setup.config.clone();
+    config.console = Some(ConsoleConfig {
+        token_env: "CONSOLE_PAGES_OPERATOR".into(),
+        read_only_token_env: Some("CONSOLE_PAGES_READER".into()),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let console = Console::new(Arc::new(host), Arc::new(config), stop.clone()).unwrap();
+    let base = format!(
+        "http://{}",
+        console.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
+    );
+    let client = page_client();
+
+    // Without a session: to the sign-in page; a wrong token signs nobody in.
+    let (status, _) = page(&client, &base, "/", "").await;
+    assert_eq!(status, 303);
+    let (status, location) =
+        submit(&client, &base, "/login", "", "token=wrong-but-long-enough").await;
+    assert_eq!((status, location.as_str()), (303, "/login?failed=1"));
+
+    // The reader: the syncs, the failures of a code, the record, escaped.
+    let reader = sign_in(&client, &base, READER).await;
+    let (status, html) = page(&client, &base, "/", &reader).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("/syncs/s/failures") && html.contains("read-only"),
+        "{html}"
+    );
+    let (_, html) = page(
+        &client,
+        &base,
+        "/syncs/s/failures?code=INVALID_EMAIL_ADDRESS",
+        &reader,
+    )
+    .await;
+    assert!(
+        html.contains("c0001") && !html.contains("retry-selected"),
+        "{html}"
+    );
+    let (_, html) = page(&client, &base, "/syncs/s/records/c0001", &reader).await;
+    assert!(
+        !html.contains("<script>alert"),
+        "markup is shown as text: {html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    // A reader may not act, even with the session's CSRF token.
+    let form = format!("csrf={csrf}&by=ann&note=x");
+    let (status, _) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &reader,
+        &form,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The operator: without the CSRF token, refused; with it, resolved, on the page.
+    let operator = sign_in(&client, &base, OPERATOR).await;
+    let (_, html) = page(&client, &base, "/syncs/s/records/c0001", &operator).await;
+    let csrf = csrf_of(&html);
+    let (status, _) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &operator,
+        "by=ann&note=x",
+    )
+    .await;
+    assert_eq!(status, 403, "no CSRF token");
+    let form = format!("csrf={}&by=ann&note=a+test+address", csrf_of(&html));
+    let stale = format!("csrf={}&by=ann&note=x", "0".repeat(32));
+    let (status, _) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &operator,
+        &stale,
+    )
+    .await;
+    assert_eq!(status, 403, "another session's token");
+    let (status, location) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &operator,
+        &form,
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/syncs/s/records/c0001?message=resolved")
+    );
+    let (_, html) = page(&client, &base, &location, &operator).await;
+    assert!(
+        html.contains("by ann") && html.contains("a test address"),
+        "{html}"
+    );
+    assert!(html.contains("class=\"resolved\""), "{html}");
+    assert_eq!(csrf.len(), 32);
+
+    // Signed out: the session is gone.
+    let (status, _) = submit(
+        &client,
+        &base,
+        "/logout",
+        &operator,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _) = page(&client, &base, "/", &operator).await;
+    assert_eq!(status, 303);
+    stop.cancel();
+}

@@ -132,6 +132,94 @@ impl FromRequestParts<Arc<Console>> for Caller {
     }
 }
 
+/// A person signed in through the login form: a random session id in an HttpOnly,
+/// SameSite=Strict cookie, and a CSRF token every form that acts must carry.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role: Role,
+    pub csrf: String,
+}
+
+/// The cookie that carries a session's id.
+pub const COOKIE: &str = "sluice_console";
+
+/// A random 128-bit token, in hex.
+pub fn random_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Sessions of the people signed in (in memory: a restart signs everyone out).
+#[derive(Default)]
+pub struct Sessions(std::sync::Mutex<std::collections::HashMap<String, Session>>);
+
+impl Sessions {
+    /// A new session for `role`; its id.
+    pub fn open(&self, role: Role) -> String {
+        let id = random_token();
+        let session = Session {
+            role,
+            csrf: random_token(),
+        };
+        self.0.lock().unwrap().insert(id.clone(), session);
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<Session> {
+        self.0.lock().unwrap().get(id).cloned()
+    }
+
+    pub fn close(&self, id: &str) {
+        self.0.lock().unwrap().remove(id);
+    }
+}
+
+/// A person with a session, as the pages see them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub id: String,
+    pub session: Session,
+}
+
+impl Viewer {
+    /// Refuses a form without this session's CSRF token (403), or from a read-only
+    /// session.
+    pub fn may_act(&self, csrf: Option<&str>) -> Result<(), (StatusCode, &'static str)> {
+        if !csrf.is_some_and(|token| equal(token, &self.session.csrf)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "the form's CSRF token is missing or stale: reload the page and try again",
+            ));
+        }
+        Caller {
+            role: self.session.role,
+        }
+        .may_act()
+    }
+}
+
+impl FromRequestParts<Arc<Console>> for Viewer {
+    type Rejection = axum::response::Redirect;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| value.to_string());
+        match id.and_then(|id| console.sessions.get(&id).map(|session| (id, session))) {
+            Some((id, session)) => Ok(Viewer { id, session }),
+            None => Err(axum::response::Redirect::to("/login")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 
 mod api;
 pub mod auth;
+mod pages;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub struct Console {
     host: Arc<Host>,
     config: Arc<Config>,
     tokens: Tokens,
+    sessions: auth::Sessions,
     /// Stops what the console started (a retry) when the process stops.
     stop: CancellationToken,
 }
@@ -42,6 +45,7 @@ impl Console {
             host,
             config,
             tokens,
+            sessions: auth::Sessions::default(),
             stop,
         })
     }
@@ -53,7 +57,8 @@ impl Console {
             .with_context(|| format!("serving the console on {addr}"))?;
         let bound = listener.local_addr()?;
         let stop = self.stop.clone();
-        let app = api::router(Arc::new(self));
+        let console = Arc::new(self);
+        let app = api::routes().merge(pages::routes()).with_state(console);
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -1,0 +1,291 @@
+//! The console's pages for people: server-rendered HTML from templates compiled into the
+//! binary (`templates/`, escaped for HTML by default: a key or a message is always
+//! text), signed in with a token once, then a session cookie; every form that acts carries
+//! the session's CSRF token.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use minijinja::Environment;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Console;
+use super::api::{ApiError, blocking};
+use super::auth::{COOKIE, Role, Viewer};
+use super::views::{self, FailureQuery};
+
+pub fn routes() -> Router<Arc<Console>> {
+    Router::new()
+        .route("/", get(syncs))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/syncs/{sync}/failures", get(failures))
+        .route("/syncs/{sync}/records/{key}", get(record))
+        .route("/syncs/{sync}/retry", post(retry))
+        .route("/syncs/{sync}/records/{key}/resolve", post(resolve))
+}
+
+fn templates() -> &'static Environment<'static> {
+    static TEMPLATES: OnceLock<Environment<'static>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, text) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("syncs.html", include_str!("templates/syncs.html")),
+            ("failures.html", include_str!("templates/failures.html")),
+            ("record.html", include_str!("templates/record.html")),
+            ("error.html", include_str!("templates/error.html")),
+        ] {
+            env.add_template(name, text)
+                .expect("the console's templates parse");
+        }
+        env
+    })
+}
+
+/// Renders `name` with `context`, plus who is signed in.
+fn render(name: &str, viewer: Option<&Viewer>, mut context: Value) -> Response {
+    if let Some(viewer) = viewer {
+        context["role"] = json!(match viewer.session.role {
+            Role::Operator => "operator",
+            Role::ReadOnly => "read-only",
+        });
+        context["csrf"] = json!(viewer.session.csrf);
+        context["may_act"] = json!(viewer.session.role == Role::Operator);
+    }
+    let rendered = templates()
+        .get_template(name)
+        .and_then(|template| template.render(&context));
+    match rendered {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => {
+            tracing::error!("rendering the console's {name}: {err:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// An error as a page: its status, and the message (escaped like everything else).
+fn error_page(viewer: &Viewer, err: ApiError) -> Response {
+    let mut page = render(
+        "error.html",
+        Some(viewer),
+        json!({ "message": format!("{:#}", err.0) }),
+    );
+    *page.status_mut() = err.status();
+    page
+}
+
+async fn login_form(Query(query): Query<Value>) -> Response {
+    render(
+        "login.html",
+        None,
+        json!({ "failed": query.get("failed").is_some() }),
+    )
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// Checks the token and opens a session: an HttpOnly, SameSite=Strict cookie, never
+/// readable by a page's scripts nor sent by another site's forms.
+async fn login(State(console): State<Arc<Console>>, Form(form): Form<Login>) -> Response {
+    let Some(role) = console.tokens.role_of(form.token.trim()) else {
+        return Redirect::to("/login?failed=1").into_response();
+    };
+    let id = console.sessions.open(role);
+    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+    (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, "/".to_string()), (SET_COOKIE, cookie)],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+async fn logout(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if form.csrf.as_deref() != Some(viewer.session.csrf.as_str()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or stale",
+        )
+            .into_response();
+    }
+    console.sessions.close(&viewer.id);
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, "/login".to_string()), (SET_COOKIE, cookie)],
+    )
+        .into_response()
+}
+
+async fn syncs(viewer: Viewer, State(console): State<Arc<Console>>) -> Response {
+    match blocking(move || views::syncs(&console)).await {
+        Ok(value) => render("syncs.html", Some(&viewer), value),
+        Err(err) => error_page(&viewer, err),
+    }
+}
+
+/// The failures page's query: the filters (as the API's), and what the last action did.
+/// Spelled out rather than flattened: a flattened query reads every value as text.
+#[derive(Deserialize)]
+struct FailurePage {
+    status: Option<String>,
+    code: Option<String>,
+    q: Option<String>,
+    page: Option<usize>,
+    message: Option<String>,
+}
+
+async fn failures(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+    Query(page): Query<FailurePage>,
+) -> Response {
+    let query = FailureQuery {
+        status: page.status.clone(),
+        code: page.code.clone(),
+        q: page.q.clone(),
+        page: page.page,
+        per_page: None,
+    };
+    let shown = blocking(move || views::failures(&console, &sync, &query)).await;
+    match shown {
+        Ok(mut value) => {
+            let total = value["total"].as_u64().unwrap_or(0);
+            let per_page = value["per_page"].as_u64().unwrap_or(50).max(1);
+            value["pages"] = json!(total.div_ceil(per_page).max(1));
+            value["status"] = json!(page.status.unwrap_or_default());
+            value["code"] = json!(page.code.unwrap_or_default());
+            value["q"] = json!(page.q.unwrap_or_default());
+            value["message"] = json!(page.message);
+            render("failures.html", Some(&viewer), value)
+        }
+        Err(err) => error_page(&viewer, err),
+    }
+}
+
+async fn record(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path((sync, key)): Path<(String, String)>,
+    Query(query): Query<Value>,
+) -> Response {
+    let name = sync.clone();
+    match blocking(move || views::record(&console, &sync, &key)).await {
+        Ok(record) => render(
+            "record.html",
+            Some(&viewer),
+            json!({"sync": name, "r": record, "message": query.get("message")}),
+        ),
+        Err(err) => error_page(&viewer, err),
+    }
+}
+
+/// The fields of a form, a field that repeats (a selection of keys) included.
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Where to go after an action: back to the page it came from, saying what it did.
+fn back_to(path: &str, message: &str) -> Response {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("message", message)
+        .finish();
+    Redirect::to(&format!("{path}?{query}")).into_response()
+}
+
+fn path_part(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Retries the selected records, or every record of a code, then shows what happened.
+async fn retry(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
+        return refused.into_response();
+    }
+    let keys: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k == "keys")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let code = field(&fields, "code").map(str::to_string);
+    let back = match (field(&fields, "back"), keys.first()) {
+        (Some("record"), Some(key)) => {
+            format!("/syncs/{}/records/{}", path_part(&sync), path_part(key))
+        }
+        _ => format!("/syncs/{}/failures", path_part(&sync)),
+    };
+    match views::retry(&console, &sync, keys, code).await {
+        Ok(done) => {
+            let run = &done["run"];
+            let message = format!(
+                "retried {} record(s): {} delivered, {} rejected, {} permanent, {} pending",
+                done["selection"]["selected"],
+                run["delivered"].as_u64().unwrap_or(0),
+                run["rejected"].as_u64().unwrap_or(0),
+                run["permanent"].as_u64().unwrap_or(0),
+                run["pending"].as_u64().unwrap_or(0),
+            );
+            back_to(&back, &message)
+        }
+        Err(err) => error_page(&viewer, ApiError(err)),
+    }
+}
+
+/// Resolves a record with who and why.
+async fn resolve(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path((sync, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
+        return refused.into_response();
+    }
+    let by = field(&fields, "by").unwrap_or_default().to_string();
+    let note = field(&fields, "note").unwrap_or_default().to_string();
+    let back = format!("/syncs/{}/records/{}", path_part(&sync), path_part(&key));
+    let done = blocking(move || views::resolve(&console, &sync, &key, &by, &note)).await;
+    match done {
+        Ok(_) => back_to(&back, "resolved"),
+        Err(err) => error_page(&viewer, err),
+    }
+}
