@@ -10,6 +10,7 @@ mod command_source;
 mod config;
 mod conformance;
 mod console;
+mod console_browser;
 mod crash;
 mod delivered;
 mod deploy;

@@ -50,8 +50,20 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
+/// A JSON `null` shown as nothing (templates would print `None`); it stays false in an
+/// `{% if %}`.
+fn blank_nulls(value: &mut Value) {
+    match value {
+        Value::Null => *value = Value::String(String::new()),
+        Value::Array(items) => items.iter_mut().for_each(blank_nulls),
+        Value::Object(fields) => fields.values_mut().for_each(blank_nulls),
+        _ => {}
+    }
+}
+
 /// Renders `name` with `context`, plus who is signed in.
 fn render(name: &str, viewer: Option<&Viewer>, mut context: Value) -> Response {
+    blank_nulls(&mut context);
     if let Some(viewer) = viewer {
         context["role"] = json!(match viewer.session.role {
             Role::Operator => "operator",
