@@ -30,6 +30,17 @@ pub struct Host {
     loaded: Arc<Mutex<HashMap<String, Arc<Connector>>>>,
     ledger: Arc<Ledger>,
     ledger_gauges: bool,
+    /// Each sync's runs in this process (see [`SyncRuns`]).
+    runs: Arc<Mutex<HashMap<String, Arc<SyncRuns>>>>,
+}
+
+/// One sync's runs in this process: one at a time (a run reads the ledger's state when it
+/// begins, so a retry from the console must not overlap a scheduled run), and the live
+/// counters of the one going.
+#[derive(Default)]
+struct SyncRuns {
+    turn: tokio::sync::Mutex<()>,
+    current: Mutex<Option<Arc<Counters>>>,
 }
 
 /// How [`Host::run_with`] runs a sync.
@@ -71,7 +82,18 @@ impl Host {
             loaded: Arc::new(Mutex::new(HashMap::new())),
             ledger: Arc::new(ledger),
             ledger_gauges: false,
+            runs: Arc::default(),
         })
+    }
+
+    fn runs_of(&self, name: &str) -> Arc<SyncRuns> {
+        let mut runs = self.runs.lock().unwrap();
+        runs.entry(name.to_string()).or_default().clone()
+    }
+
+    /// The live counters of the sync's run going in this process, if one is.
+    pub fn running(&self, name: &str) -> Option<Arc<Counters>> {
+        self.runs_of(name).current.lock().unwrap().clone()
     }
 
     /// After each run, export the ledger's record counts by status as metrics (a full
@@ -93,6 +115,7 @@ impl Host {
             loaded: self.loaded.clone(),
             ledger: Arc::new(ledger),
             ledger_gauges: self.ledger_gauges,
+            runs: self.runs.clone(),
         }
     }
 
@@ -158,6 +181,8 @@ impl Host {
         control: RunControl,
         options: RunOptions,
     ) -> Result<RunReport> {
+        let runs = self.runs_of(name);
+        let _turn = runs.turn.lock().await;
         let (sink, input) = self.source_run(config, name, options, false).await?;
         let mut report = self.run_input(config, name, sink, input, control).await?;
         report.summary.partition = options.partition.map(|p| p.to_string());
@@ -252,6 +277,8 @@ impl Host {
         control: RunControl,
     ) -> Result<RetryReport> {
         let sync = config.sync(name)?;
+        let runs = self.runs_of(name);
+        let _turn = runs.turn.lock().await;
         let ledger = self.ledger.sync(name)?;
         let selection = retry_job::select(
             &ledger,
@@ -295,6 +322,31 @@ impl Host {
             )
         })?;
         let connector = self.connector(spec).await?;
+        let counters = control
+            .counters
+            .get_or_insert_with(|| Arc::new(Counters::new(name, &sync.connector)))
+            .clone();
+        let runs = self.runs_of(name);
+        *runs.current.lock().unwrap() = Some(counters);
+        let report = self
+            .run_started(config, name, sink, input, control, connector)
+            .await;
+        *runs.current.lock().unwrap() = None;
+        report
+    }
+
+    /// [`Host::run_input`] once its connector is loaded and its counters are known.
+    async fn run_started(
+        &self,
+        config: &Config,
+        name: &str,
+        sink: Arc<LedgerSink>,
+        input: Input,
+        mut control: RunControl,
+        connector: Arc<Connector>,
+    ) -> Result<RunReport> {
+        let sync = config.sync(name)?;
+        let spec = &config.connectors[&sync.connector];
         control.sinks.push(sink.clone());
         if control.inspector.is_none() {
             control.inspector = Some(Arc::new(self.inspector(config, name)?));

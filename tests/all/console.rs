@@ -189,6 +189,48 @@ async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
     );
     let failures = api.json("/api/v1/syncs/s/failures", READER).await;
     assert_eq!(failures["total"], 1, "{failures}");
+    // Both actions are kept, newest first, and shown with the record they named.
+    let actions: Vec<(&str, &str)> = failures["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["action"].as_str().unwrap(), a["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("resolve", "ann"), ("retry", "the API")]);
+    let record = api.json("/api/v1/syncs/s/records/c0001", READER).await;
+    assert_eq!(record["actions"].as_array().unwrap().len(), 2, "{record}");
+
+    // Run now: started in the background, its end kept as an action.
+    let (status, _) = api
+        .call("POST", "/api/v1/syncs/s/run", Some(READER), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, text) = api
+        .call(
+            "POST",
+            "/api/v1/syncs/s/run",
+            Some(OPERATOR),
+            Some(json!({"by": "bob"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{text}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let failures = api.json("/api/v1/syncs/s/failures", READER).await;
+        let newest = failures["actions"][0].clone();
+        if newest["result"].as_str().unwrap().starts_with("completed") {
+            assert_eq!(
+                (&newest["action"], &newest["by"]),
+                (&json!("run"), &json!("bob"))
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{failures}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let syncs = api.json("/api/v1/syncs", READER).await;
+    assert_eq!(syncs["syncs"][0]["running"], Value::Null);
+    assert_eq!(syncs["syncs"][0]["last_run"]["read"], 6);
     stop.cancel();
 }
 
@@ -464,6 +506,10 @@ async fn the_pages_need_a_session_escape_everything_and_check_csrf() {
     let (_, html) = page(&client, &base, &location, &operator).await;
     assert!(
         html.contains("by ann") && html.contains("a test address"),
+        "{html}"
+    );
+    assert!(
+        html.contains("What people did") && html.contains("resolved: a test address"),
         "{html}"
     );
     assert!(html.contains("class=\"resolved\""), "{html}");

@@ -89,14 +89,38 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// The text of the element `css` finds, once the page that has it is there (a click on
+/// a form's button navigates: an element of the page before goes stale).
 async fn text_of(client: &Client, css: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(found) = client.find(Locator::Css(css)).await
+            && let Ok(text) = found.text().await
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("`{css}` never showed");
+}
+
+/// Clicks what `css` finds, then waits until the page it leads to shows `then` (the
+/// page's address may not change: a form posted back to the same page).
+async fn click(client: &Client, css: &str, then: &str) {
     client
-        .find(Locator::Css(css))
+        .wait()
+        .for_element(Locator::Css(css))
         .await
         .unwrap()
-        .text()
+        .click()
         .await
-        .unwrap()
+        .unwrap();
+    for _ in 0..200 {
+        if client.find(Locator::Css(then)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("clicking `{css}` never led to `{then}`");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,61 +173,48 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
     );
     screenshot(&client, "1-sign-in").await;
     client
+        .find(Locator::Css("input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("ann")
+        .await
+        .unwrap();
+    client
         .find(Locator::Css("input[name=token]"))
         .await
         .unwrap()
         .send_keys(OPERATOR)
         .await
         .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#sign-in", "a[href='/syncs/s/failures']").await;
     screenshot(&client, "2-syncs").await;
 
     // The sync with failures, filtered by their code.
-    client
-        .find(Locator::Css("a[href='/syncs/s/failures']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("a.code"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "a[href='/syncs/s/failures']", "a.code").await;
+    click(&client, "a.code", "input[name=code][value=CONNECTION_FAILED]").await;
     let url = client.current_url().await.unwrap();
     assert!(url.query().unwrap_or_default().contains("code="), "{url}");
     screenshot(&client, "3-failures-by-code").await;
 
     // A record: retried now that the destination is back, delivered on the page.
-    client
-        .find(Locator::Css("a.record[href='/syncs/s/records/c0000']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        "a.record[href='/syncs/s/records/c0000']",
+        "#status",
+    )
+    .await;
     assert_eq!(text_of(&client, "#status").await, "pending");
     screenshot(&client, "4-record").await;
-    client
-        .find(Locator::Id("retry"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#retry", "p.note").await;
     assert_eq!(text_of(&client, "#status").await, "delivered");
     assert!(
         text_of(&client, "p.note").await.contains("1 delivered"),
         "the page says what the retry did"
+    );
+    let actions = text_of(&client, "#actions").await;
+    assert!(
+        actions.contains("ann") && actions.contains("retry"),
+        "{actions}"
     );
     screenshot(&client, "5-record-delivered").await;
     assert!(
@@ -231,13 +242,7 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
         .send_keys("a test record, not for the CRM")
         .await
         .unwrap();
-    client
-        .find(Locator::Id("resolve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#resolve", "#resolution").await;
     assert_eq!(text_of(&client, "#status").await, "resolved");
     assert!(
         text_of(&client, "#resolution")
@@ -245,6 +250,20 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
             .contains("a test record, not for the CRM")
     );
     screenshot(&client, "6-record-resolved").await;
+
+    // Run now, from the syncs page: the pending records go.
+    client.goto(&format!("{base}/")).await.unwrap();
+    click(&client, "button.run-now", "h1").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dest.stored().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.refresh().await.unwrap();
+    screenshot(&client, "7-syncs-after-run").await;
     client.close().await.unwrap();
     stop.cancel();
 }

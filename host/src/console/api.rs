@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/api/v1/syncs/{sync}/failures", get(failures))
         .route("/api/v1/syncs/{sync}/records/{key}", get(record))
         .route("/api/v1/syncs/{sync}/retry", post(retry))
+        .route("/api/v1/syncs/{sync}/run", post(run_now))
         .route("/api/v1/syncs/{sync}/records/{key}/resolve", post(resolve))
 }
 
@@ -93,6 +94,13 @@ struct RetryBody {
     #[serde(default)]
     keys: Vec<String>,
     code: Option<String>,
+    /// Who asked, for the console's record of actions.
+    #[serde(default = "api_caller")]
+    by: String,
+}
+
+fn api_caller() -> String {
+    "the API".to_string()
 }
 
 async fn retry(
@@ -104,8 +112,31 @@ async fn retry(
     if let Err(refused) = caller.may_act() {
         return refused.into_response();
     }
-    match views::retry(&console, &sync, body.keys, body.code).await {
+    match views::retry(&console, &sync, body.keys, body.code, &body.by).await {
         Ok(value) => Json(value).into_response(),
+        Err(err) => ApiError(err).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RunBody {
+    #[serde(default = "api_caller")]
+    by: String,
+}
+
+/// Starts a run now, in the background: `202`, or an error when one is going.
+async fn run_now(
+    caller: Caller,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+    body: Option<Json<RunBody>>,
+) -> Response {
+    if let Err(refused) = caller.may_act() {
+        return refused.into_response();
+    }
+    let by = body.map_or_else(api_caller, |b| b.0.by);
+    match views::run_now(&console, &sync, &by) {
+        Ok(value) => (StatusCode::ACCEPTED, Json(value)).into_response(),
         Err(err) => ApiError(err).into_response(),
     }
 }

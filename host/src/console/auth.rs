@@ -138,6 +138,8 @@ impl FromRequestParts<Arc<Console>> for Caller {
 pub struct Session {
     pub role: Role,
     pub csrf: String,
+    /// Who signed in, as they said (kept with every action they take).
+    pub name: String,
 }
 
 /// The cookie that carries a session's id.
@@ -153,12 +155,13 @@ pub fn random_token() -> String {
 pub struct Sessions(std::sync::Mutex<std::collections::HashMap<String, Session>>);
 
 impl Sessions {
-    /// A new session for `role`; its id.
-    pub fn open(&self, role: Role) -> String {
+    /// A new session for `role`, of the person who gave `name`; its id.
+    pub fn open(&self, role: Role, name: String) -> String {
         let id = random_token();
         let session = Session {
             role,
             csrf: random_token(),
+            name,
         };
         self.0.lock().unwrap().insert(id.clone(), session);
         id

@@ -6,6 +6,7 @@
 //! `Host` holds, and acts through the same paths as the CLI: a retry is `Host::retry`
 //! (`sluice retry --key`), a resolution is `SyncLedger::resolve` (`sluice ledger resolve`).
 
+mod actions;
 mod api;
 pub mod auth;
 mod pages;

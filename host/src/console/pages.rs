@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/syncs/{sync}/failures", get(failures))
         .route("/syncs/{sync}/records/{key}", get(record))
         .route("/syncs/{sync}/retry", post(retry))
+        .route("/syncs/{sync}/run", post(run_now))
         .route("/syncs/{sync}/records/{key}/resolve", post(resolve))
 }
 
@@ -110,6 +111,9 @@ async fn login_form(Query(query): Query<Value>) -> Response {
 #[derive(Deserialize)]
 struct Login {
     token: String,
+    /// Who is signing in: kept with every action they take.
+    #[serde(default)]
+    name: String,
 }
 
 /// Checks the token and opens a session: an HttpOnly, SameSite=Strict cookie, never
@@ -118,7 +122,14 @@ async fn login(State(console): State<Arc<Console>>, Form(form): Form<Login>) -> 
     let Some(role) = console.tokens.role_of(form.token.trim()) else {
         return Redirect::to("/login?failed=1").into_response();
     };
-    let id = console.sessions.open(role);
+    let name = match form.name.trim() {
+        "" => match role {
+            Role::Operator => "an operator".to_string(),
+            Role::ReadOnly => "a reader".to_string(),
+        },
+        name => name.to_string(),
+    };
+    let id = console.sessions.open(role, name);
     let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
     (
         StatusCode::SEE_OTHER,
@@ -264,19 +275,26 @@ async fn retry(
         }
         _ => format!("/syncs/{}/failures", path_part(&sync)),
     };
-    match views::retry(&console, &sync, keys, code).await {
-        Ok(done) => {
-            let run = &done["run"];
-            let message = format!(
-                "retried {} record(s): {} delivered, {} rejected, {} permanent, {} pending",
-                done["selection"]["selected"],
-                run["delivered"].as_u64().unwrap_or(0),
-                run["rejected"].as_u64().unwrap_or(0),
-                run["permanent"].as_u64().unwrap_or(0),
-                run["pending"].as_u64().unwrap_or(0),
-            );
-            back_to(&back, &message)
-        }
+    let by = viewer.session.name.clone();
+    match views::retry(&console, &sync, keys, code, &by).await {
+        Ok(done) => back_to(&back, done["result"].as_str().unwrap_or_default()),
+        Err(err) => error_page(&viewer, ApiError(err)),
+    }
+}
+
+/// Starts a run of the sync now; its live counts show on the syncs page.
+async fn run_now(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
+        return refused.into_response();
+    }
+    match views::run_now(&console, &sync, &viewer.session.name) {
+        Ok(_) => Redirect::to("/").into_response(),
         Err(err) => error_page(&viewer, ApiError(err)),
     }
 }

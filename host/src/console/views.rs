@@ -7,7 +7,10 @@ use anyhow::Result;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::Console;
+use super::actions::{self, Action};
 use crate::concern::{Concern, ErrorKind};
 use crate::engine::RunControl;
 use crate::inspector::Redactor;
@@ -15,11 +18,27 @@ use crate::ledger::Status;
 use crate::report::entry_json;
 use crate::retry_job::Request;
 
-/// Every sync: its connector and behaviour, its last run, its records by status.
+/// Every sync: its connector and behaviour, its last run and the one going (with its
+/// live counts), when it runs next and when its retry pass does, its records by status.
 pub fn syncs(console: &Console) -> Result<Value> {
     let history = console.host.history()?;
+    let now = crate::clock::now();
+    let next = |times: &[crate::schedule::TimeOfDay]| {
+        crate::schedule::next_fire(times, now)
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+    };
     let mut out = Vec::new();
     for sync in &console.config.syncs {
+        let running = console.host.running(&sync.name).map(|c| {
+            use crate::engine::Count;
+            json!({
+                "read": c.get(Count::Read),
+                "delivered": c.get(Count::Delivered),
+                "rejected": c.get(Count::Rejected),
+                "permanent": c.get(Count::Permanent),
+                "requests": c.get(Count::Requests),
+            })
+        });
         let counts = console.host.ledger().sync(&sync.name)?.counts()?;
         let by_status: BTreeMap<&str, u64> = Status::ALL
             .iter()
@@ -30,6 +49,9 @@ pub fn syncs(console: &Console) -> Result<Value> {
             "connector": sync.connector,
             "behavior": sync.behavior.name(),
             "last_run": history.list(Some(&sync.name), 1)?.into_iter().next(),
+            "running": running,
+            "next_run": next(&sync.schedule),
+            "next_retry": next(&sync.retry_job.schedule),
             "by_status": by_status,
         }));
     }
@@ -84,8 +106,13 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
         .into_iter()
         .map(|((status, code), n)| json!({"status": status.name(), "code": code, "records": n}))
         .collect();
+    let actions: Vec<Value> = actions::latest(console.host.ledger(), sync, 10, |_| true)?
+        .iter()
+        .map(Action::to_json)
+        .collect();
     Ok(json!({
         "sync": sync,
+        "actions": actions,
         "total": total,
         "page": page,
         "per_page": per_page,
@@ -135,6 +162,9 @@ pub fn record(console: &Console, sync: &str, key: &str) -> Result<Value> {
         })
         .collect();
     value["exchanges"] = json!(exchanges);
+    let named = |a: &Action| a.keys.iter().any(|k| k == key);
+    let actions = actions::latest(console.host.ledger(), sync, 20, named)?;
+    value["actions"] = json!(actions.iter().map(Action::to_json).collect::<Vec<_>>());
     Ok(value)
 }
 
@@ -145,13 +175,14 @@ pub async fn retry(
     sync: &str,
     keys: Vec<String>,
     code: Option<String>,
+    by: &str,
 ) -> Result<Value> {
     if keys.is_empty() && code.is_none() {
         anyhow::bail!("name the records to retry: some keys, or a code");
     }
     let request = Request {
-        keys,
-        codes: code.into_iter().collect(),
+        keys: keys.clone(),
+        codes: code.clone().into_iter().collect(),
         include_permanent: true,
         ..Request::default()
     };
@@ -163,11 +194,81 @@ pub async fn retry(
         .host
         .retry(&console.config, sync, &request, control)
         .await?;
+    let result = match &report.run {
+        Some(run) => {
+            let s = &run.summary;
+            format!(
+                "retried {} record(s): {} delivered, {} rejected, {} permanent, {} pending",
+                report.selection.selected, s.delivered, s.rejected, s.permanent, s.pending
+            )
+        }
+        None => "nothing to retry".to_string(),
+    };
+    let action = Action {
+        at_ms: crate::clock::now_ms(),
+        by: by.to_string(),
+        action: "retry".into(),
+        keys,
+        code,
+        result: result.clone(),
+    };
+    actions::record(console.host.ledger(), sync, &action)?;
     Ok(json!({
         "sync": sync,
         "selection": report.selection,
         "run": report.run.map(|r| r.summary),
+        "result": result,
     }))
+}
+
+/// Starts a run of the sync now, in the background (its live counts show on the syncs
+/// page); refused while one is going in this process.
+pub fn run_now(console: &Arc<Console>, sync: &str, by: &str) -> Result<Value> {
+    console.config.sync(sync)?;
+    if console.host.running(sync).is_some() {
+        anyhow::bail!("a run of sync `{sync}` is going: wait for it to end");
+    }
+    let started = Action {
+        at_ms: crate::clock::now_ms(),
+        by: by.to_string(),
+        action: "run".into(),
+        keys: Vec::new(),
+        code: None,
+        result: "started".into(),
+    };
+    actions::record(console.host.ledger(), sync, &started)?;
+    let (console, name) = (console.clone(), sync.to_string());
+    tokio::spawn(async move {
+        let control = RunControl {
+            stop: console.stop.child_token(),
+            ..RunControl::default()
+        };
+        let result = match console.host.run(&console.config, &name, control).await {
+            Ok(report) => {
+                let s = &report.summary;
+                let outcome = serde_json::to_value(s.outcome).unwrap_or_default();
+                format!(
+                    "{}: {} read, {} delivered, {} rejected, {} permanent, {} pending",
+                    outcome.as_str().unwrap_or_default(),
+                    s.read,
+                    s.delivered,
+                    s.rejected,
+                    s.permanent,
+                    s.pending
+                )
+            }
+            Err(err) => format!("could not run: {err:#}"),
+        };
+        let done = Action {
+            at_ms: crate::clock::now_ms(),
+            result,
+            ..started
+        };
+        if let Err(err) = actions::record(console.host.ledger(), &name, &done) {
+            tracing::warn!(sync = %name, "recording the console's run: {err:#}");
+        }
+    });
+    Ok(json!({"sync": sync, "started": true}))
 }
 
 /// Marks a record handled without sending it, keeping who and why (`sluice ledger
@@ -175,5 +276,14 @@ pub async fn retry(
 pub fn resolve(console: &Console, sync: &str, key: &str, by: &str, note: &str) -> Result<Value> {
     console.config.sync(sync)?;
     let entry = console.host.ledger().sync(sync)?.resolve(key, by, note)?;
+    let action = Action {
+        at_ms: crate::clock::now_ms(),
+        by: by.to_string(),
+        action: "resolve".into(),
+        keys: vec![key.to_string()],
+        code: None,
+        result: format!("resolved: {note}"),
+    };
+    actions::record(console.host.ledger(), sync, &action)?;
     Ok(entry_json(key, &entry))
 }
