@@ -230,6 +230,19 @@ async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
     }
     let syncs = api.json("/api/v1/syncs", READER).await;
     assert_eq!(syncs["syncs"][0]["running"], Value::Null);
+    let runs = api.json("/api/v1/syncs/s/runs", READER).await;
+    let outcomes: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.len(),
+        3,
+        "the first run, the retry and the run now: {runs}"
+    );
+    assert_eq!(runs["bars"].as_array().unwrap().len(), 3);
     assert_eq!(syncs["syncs"][0]["last_run"]["read"], 6);
     stop.cancel();
 }

@@ -191,7 +191,12 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
 
     // The sync with failures, filtered by their code.
     click(&client, "a[href='/syncs/s/failures']", "a.code").await;
-    click(&client, "a.code", "input[name=code][value=CONNECTION_FAILED]").await;
+    click(
+        &client,
+        "a.code",
+        "input[name=code][value=CONNECTION_FAILED]",
+    )
+    .await;
     let url = client.current_url().await.unwrap();
     assert!(url.query().unwrap_or_default().contains("code="), "{url}");
     screenshot(&client, "3-failures-by-code").await;
@@ -264,6 +269,20 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
     }
     client.refresh().await.unwrap();
     screenshot(&client, "7-syncs-after-run").await;
+
+    // The runs: the first (the destination down), the retry, the run from the page.
+    click(&client, "a.runs", "#chart").await;
+    let rows = client.find_all(Locator::Css("table tr")).await.unwrap();
+    assert_eq!(rows.len(), 1 + 3, "a header and three runs");
+    assert_eq!(
+        client
+            .find_all(Locator::Css("#chart g"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    screenshot(&client, "8-runs").await;
     client.close().await.unwrap();
     stop.cancel();
 }

@@ -19,6 +19,7 @@ pub fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route("/api/v1/syncs", get(syncs))
         .route("/api/v1/syncs/{sync}/failures", get(failures))
+        .route("/api/v1/syncs/{sync}/runs", get(runs))
         .route("/api/v1/syncs/{sync}/records/{key}", get(record))
         .route("/api/v1/syncs/{sync}/retry", post(retry))
         .route("/api/v1/syncs/{sync}/run", post(run_now))
@@ -76,6 +77,16 @@ async fn failures(
 ) -> Answer {
     Ok(Json(
         blocking(move || views::failures(&console, &sync, &query)).await?,
+    ))
+}
+
+async fn runs(
+    _caller: Caller,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+) -> Answer {
+    Ok(Json(
+        blocking(move || views::runs(&console, &sync, 50)).await?,
     ))
 }
 

@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/syncs/{sync}/failures", get(failures))
+        .route("/syncs/{sync}/runs", get(runs))
         .route("/syncs/{sync}/records/{key}", get(record))
         .route("/syncs/{sync}/retry", post(retry))
         .route("/syncs/{sync}/run", post(run_now))
@@ -43,6 +44,7 @@ fn templates() -> &'static Environment<'static> {
             ("failures.html", include_str!("templates/failures.html")),
             ("record.html", include_str!("templates/record.html")),
             ("error.html", include_str!("templates/error.html")),
+            ("runs.html", include_str!("templates/runs.html")),
         ] {
             env.add_template(name, text)
                 .expect("the console's templates parse");
@@ -66,10 +68,11 @@ fn blank_nulls(value: &mut Value) {
 fn render(name: &str, viewer: Option<&Viewer>, mut context: Value) -> Response {
     blank_nulls(&mut context);
     if let Some(viewer) = viewer {
-        context["role"] = json!(match viewer.session.role {
+        let role = match viewer.session.role {
             Role::Operator => "operator",
             Role::ReadOnly => "read-only",
-        });
+        };
+        context["role"] = json!(format!("{} ({role})", viewer.session.name));
         context["csrf"] = json!(viewer.session.csrf);
         context["may_act"] = json!(viewer.session.role == Role::Operator);
     }
@@ -207,6 +210,17 @@ async fn failures(
             value["message"] = json!(page.message);
             render("failures.html", Some(&viewer), value)
         }
+        Err(err) => error_page(&viewer, err),
+    }
+}
+
+async fn runs(
+    viewer: Viewer,
+    State(console): State<Arc<Console>>,
+    Path(sync): Path<String>,
+) -> Response {
+    match blocking(move || views::runs(&console, &sync, 50)).await {
+        Ok(value) => render("runs.html", Some(&viewer), value),
         Err(err) => error_page(&viewer, err),
     }
 }

@@ -58,6 +58,44 @@ pub fn syncs(console: &Console) -> Result<Value> {
     Ok(json!({ "syncs": out }))
 }
 
+/// A sync's run history, newest first (at most `limit`), and the bars of a chart of
+/// delivered, rejected and permanent records per run, oldest first, scaled to the largest.
+pub fn runs(console: &Console, sync: &str, limit: usize) -> Result<Value> {
+    console.config.sync(sync)?;
+    let runs = console.host.history()?.list(Some(sync), limit)?;
+    let most = runs
+        .iter()
+        .map(|r| r.delivered + r.rejected + r.permanent)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    // 120 pixels for the largest run; each part a whole number of them.
+    let height = |n: u64| n * 120 / most;
+    let bars: Vec<Value> = runs
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, r)| {
+            let (d, j, p) = (height(r.delivered), height(r.rejected), height(r.permanent));
+            json!({
+                "x": i * 14,
+                "delivered": d, "rejected": j, "permanent": p,
+                "y_delivered": 120 - d, "y_rejected": 120 - d - j, "y_permanent": 120 - d - j - p,
+                "title": format!("{}: {} delivered, {} rejected, {} permanent", r.run_id, r.delivered, r.rejected, r.permanent),
+            })
+        })
+        .collect();
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let mut value = serde_json::to_value(r).expect("a summary serializes");
+            value["started"] = json!(crate::report::rfc3339(Some(r.started_at_ms)));
+            value
+        })
+        .collect();
+    Ok(json!({"sync": sync, "runs": runs, "bars": bars, "width": bars.len() * 14}))
+}
+
 /// Which failures to show.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct FailureQuery {
