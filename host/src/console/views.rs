@@ -121,23 +121,36 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
     let page = query.page.unwrap_or(1).max(1);
     console.config.sync(sync)?;
     let ledger = console.host.ledger().sync(sync)?;
+    // One pass over borrowed views of the failures (the retry job's path: nothing copied
+    // but the page's keys), then the page's entries read whole.
     let mut by_code: BTreeMap<(Status, String), u64> = BTreeMap::new();
-    let (mut total, mut records) = (0usize, Vec::new());
-    for item in ledger.failed() {
-        let (key, entry) = item?;
-        let failed_with = entry.failure.as_ref().map_or("", |f| f.code.as_str());
-        *by_code
-            .entry((entry.status, failed_with.to_string()))
-            .or_default() += 1;
+    let (mut total, mut shown) = (0usize, Vec::new());
+    ledger.visit_failed(&mut |key, entry| {
+        let failed_with = entry.failure.as_ref().map_or("", |f| f.code);
+        match by_code.get_mut(&(entry.status, failed_with.to_string())) {
+            Some(n) => *n += 1,
+            None => {
+                by_code.insert((entry.status, failed_with.to_string()), 1);
+            }
+        }
         let wanted = status.is_none_or(|s| s == entry.status)
             && code.as_deref().is_none_or(|c| c == failed_with)
             && q.as_deref().is_none_or(|q| key.contains(q));
-        if !wanted {
-            continue;
+        if wanted {
+            total += 1;
+            if total > (page - 1) * per_page && shown.len() < per_page {
+                shown.push(key.to_string());
+            }
         }
-        total += 1;
-        if total > (page - 1) * per_page && records.len() < per_page {
-            records.push(entry_json(&key, &entry));
+        Ok(())
+    })?;
+    // The stored entries alone: what the log holds of an earlier delivery (attempts, an
+    // id) is on the record's own page; reading the log here would cost a pass over every
+    // delivered record for each page.
+    let mut records = Vec::with_capacity(shown.len());
+    for key in &shown {
+        if let Some(entry) = ledger.stored(key)? {
+            records.push(entry_json(key, &entry));
         }
     }
     let by_code: Vec<Value> = by_code
