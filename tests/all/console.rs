@@ -52,22 +52,28 @@ impl Api {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
+/// A sync of `records` run once against a destination that checks emails (with a bearer
+/// token of its own, which no answer may show), then a console over its host with both
+/// tokens: the destination, the console's base URL, what stops it, and the folder (kept
+/// while the test runs).
+async fn console_after_a_run(
+    records: Vec<Value>,
+) -> (
+    sluice_sim::SimHandle,
+    String,
+    tokio_util::sync::CancellationToken,
+    common::Setup,
+) {
     common::set_env("CONSOLE_TEST_OPERATOR", OPERATOR);
     common::set_env("CONSOLE_TEST_READER", READER);
     common::set_env("CONSOLE_TEST_SYNC_TOKEN", SYNC_TOKEN);
     let dest = common::checking_emails().await;
-    let mut records = common::contacts(6);
-    records[1]["email"] = json!("<script>alert(1)</script>");
-    records[4]["email"] = json!("not an email");
     let ran = Scenario::rest(&dest.base_url())
         .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
         .sync("auth = { bearer_env = \"CONSOLE_TEST_SYNC_TOKEN\" }")
         .records(records)
         .run()
         .await;
-    assert_eq!((ran.summary().delivered, ran.summary().rejected), (4, 2));
     let Ran { host, setup, .. } = ran;
     let mut config = setup.config.clone();
     config.console = Some(ConsoleConfig {
@@ -77,10 +83,21 @@ async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
     let stop = tokio_util::sync::CancellationToken::new();
     let console = Console::new(Arc::new(host), Arc::new(config), stop.clone()).unwrap();
     let addr = console.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (dest, format!("http://{addr}"), stop, setup)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
+    let mut records = common::contacts(6);
+    records[1]["email"] = json!("<script>alert(1)</script>");
+    records[4]["email"] = json!("not an email");
+    let (dest, base, stop, _setup) = console_after_a_run(records).await;
     let api = Api {
         client: reqwest::Client::new(),
-        base: format!("http://{addr}"),
+        base,
     };
+    let syncs = api.json("/api/v1/syncs", READER).await;
+    assert_eq!(syncs["syncs"][0]["last_run"]["rejected"], 2);
 
     // No token, or a wrong one: nothing.
     for token in [None, Some("wrong-token-of-some-length")] {
@@ -406,30 +423,9 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_need_a_session_escape_everything_and_check_csrf() {
-    common::set_env("CONSOLE_PAGES_OPERATOR", OPERATOR);
-    common::set_env("CONSOLE_PAGES_READER", READER);
-    common::set_env("CONSOLE_TEST_SYNC_TOKEN", SYNC_TOKEN);
-    let dest = common::checking_emails().await;
     let mut records = common::contacts(4);
     records[1]["email"] = json!("<script>alert(1)</script>");
-    let ran = Scenario::rest(&dest.base_url())
-        .settings("{ path = \"/v1/records\", results_pointer = \"/results\" }")
-        .sync("auth = { bearer_env = \"CONSOLE_TEST_SYNC_TOKEN\" }")
-        .records(records)
-        .run()
-        .await;
-    let Ran { host, setup, .. } = ran;
-    let mut config = setup.config.clone();
-    config.console = Some(ConsoleConfig {
-        token_env: "CONSOLE_PAGES_OPERATOR".into(),
-        read_only_token_env: Some("CONSOLE_PAGES_READER".into()),
-    });
-    let stop = tokio_util::sync::CancellationToken::new();
-    let console = Console::new(Arc::new(host), Arc::new(config), stop.clone()).unwrap();
-    let base = format!(
-        "http://{}",
-        console.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
-    );
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
     let client = page_client();
 
     // Without a session: to the sign-in page; a wrong token signs nobody in.
