@@ -161,25 +161,6 @@ pub fn printable_json(json: String) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_for_people_and_kept_in_json() {
-        assert_eq!(printable("plain \\ text"), "plain \\ text");
-        assert_eq!(
-            printable("a\u{1b}[2Jb\nc\u{7f}\u{9b}\u{202e}d"),
-            "a\\u{1b}[2Jb\\nc\\u{7f}\\u{9b}\\u{202e}d"
-        );
-        let value = serde_json::json!({"key": "x\u{1b}\u{7f}\u{9b}\u{202e}y"});
-        let shown = printable_json(value.to_string());
-        assert!(!shown.chars().any(unsafe_to_show), "{shown}");
-        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
-        assert_eq!(back, value);
-    }
-}
-
 /// A time in milliseconds since the Unix epoch as RFC 3339 (seconds); empty for `None`.
 pub fn rfc3339(ms: Option<u64>) -> String {
     ms.map(|ms| humantime::format_rfc3339_seconds(crate::clock::at_ms(ms)).to_string())
@@ -204,4 +185,23 @@ pub fn entry_json(key: &str, e: &crate::ledger::Entry) -> serde_json::Value {
         "operation": if e.deleting { "delete" } else { "send" },
         "resolution": e.resolution.as_ref().map(|r| serde_json::json!({"by": r.by, "why": r.why, "at": rfc3339(Some(r.at_ms))})),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_people_and_kept_in_json() {
+        assert_eq!(printable("plain \\ text"), "plain \\ text");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\nc\u{7f}\u{9b}\u{202e}d"),
+            "a\\u{1b}[2Jb\\nc\\u{7f}\\u{9b}\\u{202e}d"
+        );
+        let value = serde_json::json!({"key": "x\u{1b}\u{7f}\u{9b}\u{202e}y"});
+        let shown = printable_json(value.to_string());
+        assert!(!shown.chars().any(unsafe_to_show), "{shown}");
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, value);
+    }
 }
