@@ -150,11 +150,28 @@ pub fn random_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Sessions of the people signed in (in memory: a restart signs everyone out).
-#[derive(Default)]
-pub struct Sessions(std::sync::Mutex<std::collections::HashMap<String, Session>>);
+/// Sessions of the people signed in (in memory: a restart signs everyone out). A session
+/// unused for `idle` ends: a browser left open on a shared machine does not stay signed in.
+pub struct Sessions {
+    open: std::sync::Mutex<std::collections::HashMap<String, (Session, std::time::Instant)>>,
+    idle: std::time::Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::ending_after(std::time::Duration::from_secs(8 * 3600))
+    }
+}
 
 impl Sessions {
+    /// Sessions that end after `idle` unused.
+    pub fn ending_after(idle: std::time::Duration) -> Sessions {
+        Sessions {
+            open: Default::default(),
+            idle,
+        }
+    }
+
     /// A new session for `role`, of the person who gave `name`; its id.
     pub fn open(&self, role: Role, name: String) -> String {
         let id = random_token();
@@ -163,16 +180,28 @@ impl Sessions {
             csrf: random_token(),
             name,
         };
-        self.0.lock().unwrap().insert(id.clone(), session);
+        let mut open = self.open.lock().unwrap();
+        // Ended sessions go when a new one starts: the map stays as small as the use.
+        let idle = self.idle;
+        open.retain(|_, (_, seen)| seen.elapsed() < idle);
+        open.insert(id.clone(), (session, std::time::Instant::now()));
         id
     }
 
+    /// The session `id`, if it has not ended; using it keeps it going.
     pub fn get(&self, id: &str) -> Option<Session> {
-        self.0.lock().unwrap().get(id).cloned()
+        let mut open = self.open.lock().unwrap();
+        let (session, seen) = open.get_mut(id)?;
+        if seen.elapsed() >= self.idle {
+            open.remove(id);
+            return None;
+        }
+        *seen = std::time::Instant::now();
+        Some(session.clone())
     }
 
     pub fn close(&self, id: &str) {
-        self.0.lock().unwrap().remove(id);
+        self.open.lock().unwrap().remove(id);
     }
 }
 
@@ -249,6 +278,19 @@ mod tests {
         ] {
             assert_eq!(tokens.role_of(wrong), None, "{wrong}");
         }
+    }
+
+    #[test]
+    fn a_session_unused_for_its_idle_time_ends() {
+        let sessions = Sessions::ending_after(std::time::Duration::from_millis(50));
+        let id = sessions.open(Role::Operator, "ann".into());
+        assert_eq!(sessions.get(&id).unwrap().name, "ann");
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert!(sessions.get(&id).is_none());
+        assert!(sessions.get("never-opened").is_none());
+        let other = sessions.open(Role::ReadOnly, "bob".into());
+        sessions.close(&other);
+        assert!(sessions.get(&other).is_none());
     }
 
     #[test]
