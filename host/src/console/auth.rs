@@ -213,15 +213,24 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// Refuses a form without this session's CSRF token (403).
+    pub fn sent_by_this_session(
+        &self,
+        csrf: Option<&str>,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        if csrf.is_some_and(|token| equal(token, &self.session.csrf)) {
+            return Ok(());
+        }
+        Err((
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or stale: reload the page and try again",
+        ))
+    }
+
     /// Refuses a form without this session's CSRF token (403), or from a read-only
     /// session.
     pub fn may_act(&self, csrf: Option<&str>) -> Result<(), (StatusCode, &'static str)> {
-        if !csrf.is_some_and(|token| equal(token, &self.session.csrf)) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "the form's CSRF token is missing or stale: reload the page and try again",
-            ));
-        }
+        self.sent_by_this_session(csrf)?;
         Caller {
             role: self.session.role,
         }

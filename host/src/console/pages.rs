@@ -141,22 +141,15 @@ async fn login(State(console): State<Arc<Console>>, Form(form): Form<Login>) -> 
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    csrf: Option<String>,
-}
-
 async fn logout(
     viewer: Viewer,
     State(console): State<Arc<Console>>,
-    Form(form): Form<CsrfOnly>,
+    body: axum::body::Bytes,
 ) -> Response {
-    if form.csrf.as_deref() != Some(viewer.session.csrf.as_str()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or stale",
-        )
-            .into_response();
+    // A reader may sign out too: the token is checked, not the role.
+    let fields = form_fields(&body);
+    if let Err(refused) = viewer.sent_by_this_session(field(&fields, "csrf")) {
+        return refused.into_response();
     }
     console.sessions.close(&viewer.id);
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
@@ -254,6 +247,16 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The fields of a form that acts, once it is known to come from this session's page and
+/// from someone who may act; the refusal (403) otherwise.
+fn acting_form(viewer: &Viewer, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+    let fields = form_fields(body);
+    match viewer.may_act(field(&fields, "csrf")) {
+        Ok(()) => Ok(fields),
+        Err(refused) => Err(refused.into_response()),
+    }
+}
+
 /// Where to go after an action: back to the page it came from, saying what it did.
 fn back_to(path: &str, message: &str) -> Response {
     let query: String = form_urlencoded::Serializer::new(String::new())
@@ -273,10 +276,10 @@ async fn retry(
     Path(sync): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let fields = form_fields(&body);
-    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
-        return refused.into_response();
-    }
+    let fields = match acting_form(&viewer, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
     let keys: Vec<String> = fields
         .iter()
         .filter(|(k, _)| k == "keys")
@@ -303,9 +306,8 @@ async fn run_now(
     Path(sync): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let fields = form_fields(&body);
-    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
-        return refused.into_response();
+    if let Err(refused) = acting_form(&viewer, &body) {
+        return refused;
     }
     match views::run_now(&console, &sync, &viewer.session.name) {
         Ok(_) => Redirect::to("/").into_response(),
@@ -320,10 +322,10 @@ async fn resolve(
     Path((sync, key)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let fields = form_fields(&body);
-    if let Err(refused) = viewer.may_act(field(&fields, "csrf")) {
-        return refused.into_response();
-    }
+    let fields = match acting_form(&viewer, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
     let by = field(&fields, "by").unwrap_or_default().to_string();
     let note = field(&fields, "note").unwrap_or_default().to_string();
     let back = format!("/syncs/{}/records/{}", path_part(&sync), path_part(&key));
