@@ -43,6 +43,23 @@ struct SyncRuns {
     current: Mutex<Option<Arc<Counters>>>,
 }
 
+/// The run of a sync going, from its start to its end however it ends (returned,
+/// failed, or its future dropped by a stop): its counters are shown while it lasts.
+struct Going(Arc<SyncRuns>);
+
+impl Going {
+    fn start(runs: Arc<SyncRuns>, counters: Arc<Counters>) -> Going {
+        *runs.current.lock().unwrap() = Some(counters);
+        Going(runs)
+    }
+}
+
+impl Drop for Going {
+    fn drop(&mut self) {
+        *self.0.current.lock().unwrap() = None;
+    }
+}
+
 /// How [`Host::run_with`] runs a sync.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -326,27 +343,7 @@ impl Host {
             .counters
             .get_or_insert_with(|| Arc::new(Counters::new(name, &sync.connector)))
             .clone();
-        let runs = self.runs_of(name);
-        *runs.current.lock().unwrap() = Some(counters);
-        let report = self
-            .run_started(config, name, sink, input, control, connector)
-            .await;
-        *runs.current.lock().unwrap() = None;
-        report
-    }
-
-    /// [`Host::run_input`] once its connector is loaded and its counters are known.
-    async fn run_started(
-        &self,
-        config: &Config,
-        name: &str,
-        sink: Arc<LedgerSink>,
-        input: Input,
-        mut control: RunControl,
-        connector: Arc<Connector>,
-    ) -> Result<RunReport> {
-        let sync = config.sync(name)?;
-        let spec = &config.connectors[&sync.connector];
+        let _going = Going::start(self.runs_of(name), counters);
         control.sinks.push(sink.clone());
         if control.inspector.is_none() {
             control.inspector = Some(Arc::new(self.inspector(config, name)?));

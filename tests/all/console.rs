@@ -538,3 +538,30 @@ async fn the_pages_need_a_session_escape_everything_and_check_csrf() {
     assert_eq!(status, 303);
     stop.cancel();
 }
+
+/// A run whose future is dropped (a stop that does not wait) is no longer shown as going:
+/// otherwise the console would show it running and refuse "run now" until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_midway_is_not_shown_as_going() {
+    // Every request waits 5 s: the run is surely going when it is dropped.
+    let dest = common::rest_sim(
+        sluice_sim::rest::RestMode::AcceptAll,
+        sluice_sim::faults::Faults::slow(1, 5_000),
+    )
+    .await;
+    let setup = Scenario::contacts_to(&dest.base_url(), 3).setup();
+    let host = Arc::new(sluice::sync::Host::new(&setup.config).unwrap());
+    let run = {
+        let (host, config) = (host.clone(), setup.config.clone());
+        tokio::spawn(async move { host.run(&config, "s", Default::default()).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dest.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the run never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(host.running("s").is_some());
+    run.abort();
+    let _ = run.await;
+    assert!(host.running("s").is_none());
+}
