@@ -39,10 +39,13 @@ fn tree_name(sync: &str) -> String {
     format!("console-actions:{sync}")
 }
 
-/// Keeps `action` (in order of time; two at the same millisecond both kept).
+/// Keeps `action`, in order: by time, and two of one millisecond in the order this
+/// process kept them (a random suffix ordered them by chance).
 pub fn record(ledger: &Ledger, sync: &str, action: &Action) -> Result<()> {
+    static KEPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tree = ledger.tree(&tree_name(sync))?;
-    let key = format!("{:020}-{:08x}", action.at_ms, rand::random::<u32>());
+    let seq = KEPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let key = format!("{:020}-{seq:020}", action.at_ms);
     tree.insert(key.as_bytes(), &serde_json::to_vec(action)?)?;
     Ok(())
 }
