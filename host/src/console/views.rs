@@ -127,12 +127,9 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
     let (mut total, mut shown) = (0usize, Vec::new());
     ledger.visit_failed(&mut |key, entry| {
         let failed_with = entry.failure.as_ref().map_or("", |f| f.code);
-        match by_code.get_mut(&(entry.status, failed_with.to_string())) {
-            Some(n) => *n += 1,
-            None => {
-                by_code.insert((entry.status, failed_with.to_string()), 1);
-            }
-        }
+        *by_code
+            .entry((entry.status, failed_with.to_string()))
+            .or_default() += 1;
         let wanted = status.is_none_or(|s| s == entry.status)
             && code.as_deref().is_none_or(|c| c == failed_with)
             && q.as_deref().is_none_or(|q| key.contains(q));
