@@ -359,6 +359,18 @@ async fn records_the_connector_refuses_leave_it_not_checked_and_records_it_takes
         "{text}"
     );
 
+    let garbage = dir.path().join("garbage.jsonl");
+    std::fs::write(&garbage, "nope\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["connector", "check", "builtin:rest", "--records"])
+        .arg(&garbage)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("line 1: not JSON"), "{err}");
+
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"email\": \"a@x.io\"}\n{\"name\": \"no key\"}\n").unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))

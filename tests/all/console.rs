@@ -128,6 +128,23 @@ async fn the_api_shows_failures_to_a_reader_and_lets_only_the_operator_act() {
         )
         .await;
     assert_eq!(page2["records"][0]["key"], "c0004");
+    // Filters that make no sense are refused saying why; pages out of range are clamped.
+    let (status, text) = api
+        .call(
+            "GET",
+            "/api/v1/syncs/s/failures?status=bogus",
+            Some(READER),
+            None,
+        )
+        .await;
+    assert!(status == 422 && text.contains("bogus"), "{status} {text}");
+    let clamped = api
+        .json("/api/v1/syncs/s/failures?page=0&per_page=100000", READER)
+        .await;
+    assert_eq!(
+        (&clamped["page"], &clamped["per_page"]),
+        (&json!(1), &json!(500))
+    );
     let searched = api.json("/api/v1/syncs/s/failures?q=0004", READER).await;
     assert_eq!(searched["total"], 1);
     let record = api.json("/api/v1/syncs/s/records/c0001", READER).await;
