@@ -9,7 +9,7 @@
 //! - `queue.rs`: the rows: enqueue, claim, renew, release, finish.
 //! - `worker.rs`: one worker's loop: the schedule, claims, leases, shutdown.
 
-mod queue;
+pub(crate) mod queue;
 mod worker;
 
 pub use queue::{Claim, Kind, Queue};

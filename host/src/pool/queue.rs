@@ -77,19 +77,17 @@ impl Queue {
         let parts = if kind == Kind::Retry { 1 } else { parts.max(1) };
         let (sync, kind) = (sync.to_string(), kind.as_str());
         let due = i64::try_from(due_at_ms).unwrap_or(i64::MAX);
+        // One statement: a worker frozen mid-transaction would hold the new rows' locks,
+        // and every other worker scheduling the same due time would wait on it.
         self.db.call(move |client| {
-            let mut added = 0;
-            let mut tx = client.transaction()?;
-            for part in 0..parts as i32 {
-                let id = format!("{sync}/{kind}/{due}/{part}");
-                added += tx.execute(
-                    "insert into sluice_work (id, sync, kind, part, parts, due_at) \
-                     values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-                    &[&id, &sync, &kind, &part, &(parts as i32), &due],
-                )?;
-            }
-            tx.commit()?;
-            Ok(added)
+            Ok(client.execute(
+                "insert into sluice_work (id, sync, kind, part, parts, due_at) \
+                 select format('%s/%s/%s/%s', $1::text, $2::text, $4::int8, p), \
+                   $1, $2, p, $3, $4 \
+                 from generate_series(0, $3 - 1) as p \
+                 on conflict do nothing",
+                &[&sync, &kind, &(parts as i32), &due],
+            )?)
         })
     }
 
@@ -218,6 +216,10 @@ mod tests {
         let second = b.claim(lease).unwrap().unwrap();
         let third = a.claim(lease).unwrap().unwrap();
         assert_eq!((second.part, third.part), (0, 1));
+        assert_eq!(
+            (second.id.as_str(), first.id.as_str()),
+            ("s/run/20/0", "s/retry/10/0")
+        );
         assert_eq!(b.claim(lease).unwrap(), None, "nothing else is due");
 
         // A lease that ran out is taken over at a new generation; the old holder can

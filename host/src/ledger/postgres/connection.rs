@@ -60,8 +60,8 @@ impl From<postgres::Error> for DbError {
 }
 
 /// The lease a worker writes under: work item `work` at `generation`. Every write of a
-/// fenced ledger checks, in its own transaction, that the item is still running at that
-/// generation; a worker whose lease was taken over settles nothing more.
+/// fenced ledger checks, in its own statement (see [`held`]), that the item is still
+/// running at that generation; a worker whose lease was taken over settles nothing more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     pub work: String,
@@ -79,19 +79,38 @@ impl std::fmt::Display for Fence {
     }
 }
 
+/// The common table expression `held (ok)` that makes a write fenced: `ok` is true unless
+/// the write is under a lease (`$1`, the work's id, and `$2`, its generation) that has
+/// moved on. `for share` waits for a takeover in progress and holds one off until the
+/// statement commits.
+///
+/// A fenced write is one statement with this in its `with`, never a transaction of several
+/// round trips: a worker frozen between two of them (SIGSTOP, a paused VM, a long GC)
+/// would keep the work row locked, and a takeover, which claims with `skip locked`, would
+/// not see the row until the frozen worker woke.
+macro_rules! held {
+    () => {
+        "held as (select $1::text is null or exists ( \
+           select 1 from sluice_work \
+           where id = $1 and generation = $2 and state = 'running' for share) as ok)"
+    };
+}
+pub(crate) use held;
+
 impl Fence {
-    /// In `tx`, before its writes: fails unless the lease still holds. `for share` waits
-    /// for a takeover in progress, and holds one off until the writes commit.
-    pub fn check(fence: Option<&Fence>, tx: &mut postgres::Transaction<'_>) -> Result<(), DbError> {
-        let Some(fence) = fence else { return Ok(()) };
-        let held = tx.query_opt(
-            "select 1 from sluice_work where id = $1 and generation = $2 and state = 'running' \
-             for share",
-            &[&fence.work, &fence.generation],
-        )?;
-        match held {
-            Some(_) => Ok(()),
-            None => Err(DbError::Fenced(fence.clone())),
+    /// The values of `$1` and `$2` in [`held`]: no work for an unfenced write.
+    pub fn params(fence: Option<&Fence>) -> (Option<String>, i64) {
+        match fence {
+            Some(fence) => (Some(fence.work.clone()), fence.generation),
+            None => (None, 0),
+        }
+    }
+
+    /// What a write whose `held` said `ok` returns.
+    pub fn verdict(fence: Option<&Fence>, ok: bool) -> Result<(), DbError> {
+        match fence {
+            Some(fence) if !ok => Err(DbError::Fenced(fence.clone())),
+            _ => Ok(()),
         }
     }
 }

@@ -5,26 +5,41 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Db, DbError, Fence};
+use super::{Db, DbError, Fence, held};
 use crate::ledger::delivered::{Delivered, Delivery, Fingerprint, Index, LogError};
 use crate::ledger::deliveries::Deliveries;
 use crate::source::partition::{Partition, key_hash};
 
-/// A verdict's deliveries, folded into each key's row; written only while the lease
-/// `$8` at generation `$9` holds, when there is one (`for share`: see `Fence`).
-const APPEND: &str = "insert into sluice_delivered \
+/// A verdict's deliveries, folded into each key's row of sync `$3`, unless fenced (see
+/// [`held`]).
+const APPEND: &str = concat!(
+    "with ",
+    held!(),
+    " insert into sluice_delivered \
        (sync, key, hash, destination_id, attempts, at_ms, key_hash) \
-     select $1, k, h, d, a, t, kh \
-     from unnest($2::text[], $3::bytea[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
+     select $3, k, h, d, a, t, kh \
+     from unnest($4::text[], $5::bytea[], $6::text[], $7::int8[], $8::int8[], $9::int8[]) \
        as u(k, h, d, a, t, kh) \
-     where $8::text is null or exists ( \
-       select 1 from sluice_work \
-       where id = $8 and generation = $9 and state = 'running' for share) \
+     where (select ok from held) \
      on conflict (sync, key) do update set \
        hash = excluded.hash, \
        destination_id = coalesce(excluded.destination_id, sluice_delivered.destination_id), \
        attempts = sluice_delivered.attempts + excluded.attempts, \
-       at_ms = excluded.at_ms";
+       at_ms = excluded.at_ms"
+);
+
+/// Sync `$3`'s destination set to `$4`, its deliveries forgotten first when `$5`, unless
+/// fenced (see [`held`]).
+const DESTINATION: &str = concat!(
+    "with ",
+    held!(),
+    ", gone as (delete from sluice_delivered \
+         where sync = $3 and $5 and (select ok from held)), \
+     put as (insert into sluice_destinations (sync, fingerprint) \
+         select $3, $4 where (select ok from held) \
+         on conflict (sync) do update set fingerprint = excluded.fingerprint) \
+     select ok from held"
+);
 
 /// One page of a sync's deliveries in key order, of one partition's keys when `$4` is set.
 const PAGE_SQL: &str = "select key, hash, destination_id, attempts, at_ms from sluice_delivered \
@@ -79,18 +94,20 @@ impl PgDeliveries {
     fn set_fingerprint(&self, fingerprint: Fingerprint, forget: bool) -> Result<(), LogError> {
         let (sync, fence) = (self.sync.clone(), self.fence.clone());
         self.db
-            .call(move |client| -> Result<_, DbError> {
-                let mut tx = client.transaction()?;
-                Fence::check(fence.as_deref(), &mut tx)?;
-                if forget {
-                    tx.execute("delete from sluice_delivered where sync = $1", &[&sync])?;
-                }
-                tx.execute(
-                    "insert into sluice_destinations (sync, fingerprint) values ($1, $2) \
-                     on conflict (sync) do update set fingerprint = excluded.fingerprint",
-                    &[&sync, &fingerprint.0.as_slice()],
+            .call(move |conn| -> Result<_, DbError> {
+                let destination = conn.cached(DESTINATION)?;
+                let (work, generation) = Fence::params(fence.as_deref());
+                let row = conn.query_one(
+                    &destination,
+                    &[
+                        &work,
+                        &generation,
+                        &sync,
+                        &fingerprint.0.as_slice(),
+                        &forget,
+                    ],
                 )?;
-                Ok(tx.commit()?)
+                Fence::verdict(fence.as_deref(), row.get(0))
             })
             .map_err(database)
     }
@@ -188,13 +205,12 @@ impl Deliveries for PgDeliveries {
                 // One statement, so one round trip and its own transaction: the lease
                 // check (see `Fence`) is its condition, and a fenced write writes no row.
                 let upsert = conn.cached(APPEND)?;
-                let (work, generation) = match fence.as_deref() {
-                    Some(fence) => (Some(fence.work.clone()), fence.generation),
-                    None => (None, 0),
-                };
+                let (work, generation) = Fence::params(fence.as_deref());
                 let written = conn.execute(
                     &upsert,
                     &[
+                        &work,
+                        &generation,
                         &sync,
                         &keys,
                         &hashes,
@@ -202,14 +218,9 @@ impl Deliveries for PgDeliveries {
                         &attempts,
                         &at,
                         &key_hashes,
-                        &work,
-                        &generation,
                     ],
                 )?;
-                match (written, fence) {
-                    (0, Some(fence)) if expected > 0 => Err(DbError::Fenced((*fence).clone())),
-                    _ => Ok(()),
-                }
+                Fence::verdict(fence.as_deref(), written > 0 || expected == 0)
             })
             .map_err(database)?;
         Ok(())

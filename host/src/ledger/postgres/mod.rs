@@ -17,6 +17,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use connection::held;
 pub use connection::{Db, DbError, Fence};
 pub use deliveries::PgDeliveries;
 pub use schema::{Access, SchemaError, prepare};

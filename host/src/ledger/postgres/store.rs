@@ -1,15 +1,38 @@
 //! Trees as rows of `sluice_kv`, ordered by their bytes as sled orders them (`bytea`
-//! compares bytewise). A batch is one transaction of at most two statements.
+//! compares bytewise). A write is one statement, its own transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Db, DbError, Fence};
+use super::{Db, DbError, Fence, held};
 use crate::ledger::StoreError;
 use crate::ledger::store::{Batch, Pair, Pairs, Store, Tree};
 
 /// How many pairs an iteration reads a round trip.
 const PAGE: i64 = 1_000;
+
+/// A batch: `$4` removed, `$5` set to `$6`, in tree `$3`, unless fenced (see [`held`]).
+const APPLY: &str = concat!(
+    "with ",
+    held!(),
+    ", gone as (delete from sluice_kv \
+         where tree = $3 and key = any($4::bytea[]) and (select ok from held)), \
+     put as (insert into sluice_kv (tree, key, value) \
+         select $3, k, v from unnest($5::bytea[], $6::bytea[]) as u(k, v) \
+         where (select ok from held) \
+         on conflict (tree, key) do update set value = excluded.value) \
+     select ok from held"
+);
+
+/// Key `$4` of tree `$3` removed, unless fenced: whether the write held, and how many rows
+/// went.
+const REMOVE: &str = concat!(
+    "with ",
+    held!(),
+    ", gone as (delete from sluice_kv \
+         where tree = $3 and key = $4 and (select ok from held) returning 1) \
+     select (select ok from held), (select count(*) from gone)"
+);
 
 pub struct PgStore {
     db: Arc<Db>,
@@ -160,15 +183,12 @@ impl Tree for PgTree {
 
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
         let (tree, key, fence) = (self.name.clone(), key.to_vec(), self.fence.clone());
-        self.db.call(move |client| -> Result<_, DbError> {
-            let mut tx = client.transaction()?;
-            Fence::check(fence.as_deref(), &mut tx)?;
-            let removed = tx.execute(
-                "delete from sluice_kv where tree = $1 and key = $2",
-                &[&tree, &key],
-            )?;
-            tx.commit()?;
-            Ok(removed > 0)
+        self.db.call(move |conn| -> Result<_, DbError> {
+            let remove = conn.cached(REMOVE)?;
+            let (work, generation) = Fence::params(fence.as_deref());
+            let row = conn.query_one(&remove, &[&work, &generation, &tree, &key])?;
+            Fence::verdict(fence.as_deref(), row.get(0))?;
+            Ok(row.get::<_, i64>(1) > 0)
         })
     }
 
@@ -193,21 +213,13 @@ impl Tree for PgTree {
         }
         let (tree, fence) = (self.name.clone(), self.fence.clone());
         self.db.call(move |conn| -> Result<_, DbError> {
-            let delete = conn.cached("delete from sluice_kv where tree = $1 and key = any($2)")?;
-            let upsert = conn.cached(
-                "insert into sluice_kv (tree, key, value) \
-                 select $1, k, v from unnest($2::bytea[], $3::bytea[]) as u(k, v) \
-                 on conflict (tree, key) do update set value = excluded.value",
+            let apply = conn.cached(APPLY)?;
+            let (work, generation) = Fence::params(fence.as_deref());
+            let row = conn.query_one(
+                &apply,
+                &[&work, &generation, &tree, &removed, &keys, &values],
             )?;
-            let mut tx = conn.transaction()?;
-            Fence::check(fence.as_deref(), &mut tx)?;
-            if !removed.is_empty() {
-                tx.execute(&delete, &[&tree, &removed])?;
-            }
-            if !keys.is_empty() {
-                tx.execute(&upsert, &[&tree, &keys, &values])?;
-            }
-            Ok(tx.commit()?)
+            Fence::verdict(fence.as_deref(), row.get(0))
         })
     }
 

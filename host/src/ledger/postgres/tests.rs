@@ -311,3 +311,142 @@ fn damaged_rows_are_named_not_guessed() {
         "{err}"
     );
 }
+
+/// A TCP relay to the database that, once armed, stops passing on what its client sends
+/// from the next `COMMIT` on, as a worker frozen (SIGSTOP, a VM paused) between a
+/// transaction's round trips would: what the session holds then stays held until the
+/// connection ends.
+struct FrozenAtCommit {
+    port: u16,
+    sockets: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FrozenAtCommit {
+    fn to(pg: &Postgres) -> FrozenAtCommit {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let target = pg
+            .url
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let target = target.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sockets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = sockets.clone();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let arming = armed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = TcpStream::connect(&target).unwrap();
+                held.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let (mut back, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back, &mut to_client);
+                });
+                let armed = arming.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut frozen = false;
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        // A simple query `COMMIT`: 'Q', its length, the text.
+                        frozen |= armed.load(std::sync::atomic::Ordering::SeqCst)
+                            && buf[..n].windows(7).any(|w| w == b"COMMIT\0");
+                        if !frozen && server.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FrozenAtCommit {
+            port,
+            sockets,
+            armed,
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn url(&self, pg: &Postgres) -> String {
+        let user = pg.url.split('@').next().unwrap();
+        format!("{user}@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for FrozenAtCommit {
+    /// Ends the frozen session, as a worker's death would, so that nothing waits on it.
+    fn drop(&mut self) {
+        for socket in self.sockets.lock().unwrap().drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A worker frozen in the middle of a fenced write holds nothing that keeps another from
+/// taking its work over once the lease runs out (a takeover claims with `skip locked`, so
+/// a lock on the work row left by a frozen transaction hid the row until the worker woke).
+#[test]
+fn a_worker_frozen_in_a_write_does_not_keep_its_work_from_being_taken_over() {
+    use crate::pool::queue::{Kind, Queue};
+    type Write = fn(&crate::ledger::SyncLedger);
+    let writes: [(&str, Write); 3] = [
+        ("a store write", |sync| {
+            let _ = sync.tree.insert(b"k", b"v");
+        }),
+        ("a store removal", |sync| {
+            let _ = sync.tree.remove(b"k");
+        }),
+        ("a change of destination", |sync| {
+            let _ = sync.delivered.reset(Fingerprint::of(&["elsewhere"]));
+        }),
+    ];
+    let Some(pg) = Postgres::start() else { return };
+    let lease = std::time::Duration::from_millis(500);
+    let other = Queue::new(std::sync::Arc::new(db(&pg)), "other".into());
+    for (at, (what, write)) in writes.into_iter().enumerate() {
+        let relay = FrozenAtCommit::to(&pg);
+        let frozen_db = Db::connect(relay.url(&pg), "TEST_STATE_URL", "public").unwrap();
+        let ledger = Ledger::on_database(frozen_db, Access::Shared).unwrap();
+        let frozen = Queue::new(std::sync::Arc::new(db(&pg)), "frozen".into());
+        frozen.enqueue("s", Kind::Run, 1, at as u64).unwrap();
+        let claim = frozen.claim(lease).unwrap().expect("the work is due");
+        let fenced = ledger.fenced(claim.fence()).unwrap();
+        let sync = fenced.sync("s").unwrap();
+        relay.arm();
+        // The write never hears back if its transaction waits on the COMMIT held back.
+        std::thread::spawn(move || write(&sync));
+        std::thread::sleep(lease + std::time::Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let taken = loop {
+            match other.claim(lease).unwrap() {
+                Some(taken) => break Some(taken),
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                None => break None,
+            }
+        };
+        let taken = taken.unwrap_or_else(|| {
+            panic!("{what}: the work of the frozen worker could not be taken over")
+        });
+        assert_eq!(taken.id, claim.id, "{what}");
+        assert_eq!(taken.generation, claim.generation + 1, "{what}");
+        other.finish(&taken, None).unwrap();
+        drop(relay);
+    }
+}
