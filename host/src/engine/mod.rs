@@ -502,28 +502,51 @@ pub fn check_operations(
     sync: &SyncSpec,
     capabilities: &Capabilities,
 ) -> Result<()> {
-    let missing: Vec<&str> = sync
-        .behavior
+    match missing_operations(
+        sync.behavior,
+        connector.name(),
+        connector.version(),
+        &capabilities.operations,
+    ) {
+        Some(why) => Err(anyhow!(why)),
+        None => Ok(()),
+    }
+}
+
+/// Why `behavior` cannot run on connector `name` of WIT `version` that does `supported`.
+fn missing_operations(
+    behavior: crate::config::Behavior,
+    name: &str,
+    version: &str,
+    supported: &[Operation],
+) -> Option<String> {
+    let missing: Vec<&str> = behavior
         .operations()
         .iter()
-        .filter(|op| !capabilities.operations.contains(op))
+        .filter(|op| !supported.contains(op))
         .map(|op| op.name())
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return None;
     }
-    let supported: Vec<&str> = capabilities.operations.iter().map(|op| op.name()).collect();
-    let why = match connector.version() {
+    let supported = match supported {
+        [] => "none (its `configure` states no operation; `sluice connector check` says more)"
+            .to_string(),
+        _ => {
+            let names: Vec<&str> = supported.iter().map(|op| op.name()).collect();
+            format!("only {}", names.join(", "))
+        }
+    };
+    let why = match version {
         "0.1.0" => ", as every connector built against sluice:connector@0.1.0 does",
         _ => "",
     };
-    bail!(
-        "behavior = \"{}\" needs the operation(s) {}, and connector `{}` supports only {}{why}",
-        sync.behavior.name(),
+    Some(format!(
+        "behavior = \"{}\" needs the operation(s) {}, and connector `{name}` supports \
+         {supported}{why}",
+        behavior.name(),
         missing.join(", "),
-        connector.name(),
-        supported.join(", "),
-    )
+    ))
 }
 
 /// A new instance, configured with the sync's settings, and the capabilities it stated.
@@ -549,4 +572,30 @@ pub(crate) async fn configure(
     })
     .await
     .context("configuring the connector crashed")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Behavior;
+
+    #[test]
+    fn a_behaviour_the_connector_cannot_do_is_refused_naming_both() {
+        let all = [Operation::Upsert, Operation::Delete];
+        assert_eq!(
+            missing_operations(Behavior::Mirror, "c", "0.2.0", &all),
+            None
+        );
+        assert_eq!(
+            missing_operations(Behavior::Mirror, "c", "0.1.0", &[Operation::Upsert]).unwrap(),
+            "behavior = \"mirror\" needs the operation(s) delete, and connector `c` supports \
+             only upsert, as every connector built against sluice:connector@0.1.0 does"
+        );
+        // A connector that states none is told apart from one that states a list.
+        assert_eq!(
+            missing_operations(Behavior::Upsert, "c", "0.2.0", &[]).unwrap(),
+            "behavior = \"upsert\" needs the operation(s) upsert, and connector `c` supports \
+             none (its `configure` states no operation; `sluice connector check` says more)"
+        );
+    }
 }
