@@ -198,7 +198,7 @@ fn selection(pg: &Postgres, records: usize) -> Result<()> {
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let fate = if (chunk_at * BATCH + i) % 20 == 0 {
+                let fate = if (chunk_at * BATCH + i).is_multiple_of(20) {
                     Fate::Rejected(RecordFailure::new("INVALID_EMAIL", "bad email"))
                 } else {
                     Fate::Delivered(None)

@@ -559,19 +559,6 @@ fn setting_string(value: &toml::Value) -> Result<String, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_become_strings() {
-        let v: toml::Value = toml::from_str("a = [\"X\", 2, true]").unwrap();
-        assert_eq!(setting_string(&v["a"]).unwrap(), "X,2,true");
-        let v: toml::Value = toml::from_str("a = { b = 1 }").unwrap();
-        assert!(setting_string(&v["a"]).is_err());
-    }
-}
-
 /// A source's format and origin: exactly one of a JSONL file, a CSV file, or a command
 /// with the `format` of its output.
 fn resolve_source(
@@ -623,4 +610,17 @@ fn resolve_source(
     let path = relative(&file);
     check_source_file(&path)?;
     Ok((format_of_file, SourceOrigin::File(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_become_strings() {
+        let v: toml::Value = toml::from_str("a = [\"X\", 2, true]").unwrap();
+        assert_eq!(setting_string(&v["a"]).unwrap(), "X,2,true");
+        let v: toml::Value = toml::from_str("a = { b = 1 }").unwrap();
+        assert!(setting_string(&v["a"]).is_err());
+    }
 }

@@ -249,11 +249,11 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// The fields of a form that acts, once it is known to come from this session's page and
 /// from someone who may act; the refusal (403) otherwise.
-fn acting_form(viewer: &Viewer, body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+fn acting_form(viewer: &Viewer, body: &[u8]) -> Result<Vec<(String, String)>, Box<Response>> {
     let fields = form_fields(body);
     match viewer.may_act(field(&fields, "csrf")) {
         Ok(()) => Ok(fields),
-        Err(refused) => Err(refused.into_response()),
+        Err(refused) => Err(Box::new(refused.into_response())),
     }
 }
 
@@ -278,7 +278,7 @@ async fn retry(
 ) -> Response {
     let fields = match acting_form(&viewer, &body) {
         Ok(fields) => fields,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let keys: Vec<String> = fields
         .iter()
@@ -307,7 +307,7 @@ async fn run_now(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = acting_form(&viewer, &body) {
-        return refused;
+        return *refused;
     }
     match views::run_now(&console, &sync, &viewer.session.name) {
         Ok(_) => Redirect::to("/").into_response(),
@@ -324,7 +324,7 @@ async fn resolve(
 ) -> Response {
     let fields = match acting_form(&viewer, &body) {
         Ok(fields) => fields,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let by = field(&fields, "by").unwrap_or_default().to_string();
     let note = field(&fields, "note").unwrap_or_default().to_string();

@@ -395,7 +395,8 @@ impl SyncLedger {
             stored
         };
         // Deliveries, by key: the payload hash, the id, the attempts so far.
-        let mut deliveries: HashMap<&str, ([u8; 16], Option<Cow<'_, str>>, u32)> = HashMap::new();
+        type Settled<'a> = ([u8; 16], Option<Cow<'a, str>>, u32);
+        let mut deliveries: HashMap<&str, Settled<'_>> = HashMap::new();
         for s in settled {
             let key = s.record.key.as_str();
             let previous = match entries.remove(key) {

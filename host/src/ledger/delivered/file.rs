@@ -14,9 +14,12 @@ pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     io("syncing", dir, handle.sync_all())
 }
 
+/// A file's frames, or how it ends when it does not start like a file of the log.
+type Opened = std::result::Result<Frames<BufReader<File>>, Ending>;
+
 /// A file of the log, checked for its magic: its frames, or how it ends when it does not
 /// start like one; and its length.
-fn frames_of(path: &Path) -> Result<(std::result::Result<Frames<BufReader<File>>, Ending>, u64)> {
+fn frames_of(path: &Path) -> Result<(Opened, u64)> {
     let file = io("opening", path, File::open(path))?;
     let len = io("reading", path, file.metadata())?.len();
     let input = BufReader::with_capacity(256 * 1024, file);
