@@ -117,7 +117,6 @@ fn thirty_by_one_worker(dest: &SimHandle, budget: &str) -> Scenario {
 async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     let dest = accept_all(one_a_second()).await;
     let setup = thirty_by_one_worker(&dest, "300ms").setup();
-    let started = std::time::Instant::now();
     let ran = common::Ran::of(setup).await;
     // Batch 1 fits the window. Batch 2 is told to wait about a second, more than its
     // budget: it stays pending. Batch 3 would have to wait out the same pause: it stays
@@ -129,11 +128,10 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
             .requests(2)
             .rate_limit_waits(1),
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "the run waited: {:?}",
-        started.elapsed()
-    );
+    // The run's own time: loading the connector, which a loaded machine may make slow,
+    // is not the run waiting.
+    let waited = Duration::from_millis(ran.summary().elapsed_ms);
+    assert!(waited < Duration::from_millis(900), "the run waited: {waited:?}");
     let pending = ran.fates.keys(is_pending);
     assert_eq!(pending.len(), 20);
     assert!(
