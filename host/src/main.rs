@@ -557,7 +557,9 @@ fn init_logging(default: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        // Scrubbed of every credential once more: a line may quote what a connector or a
+        // destination said.
+        .with_writer(|| sluice::secrets::live::ScrubbedStderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

@@ -6,7 +6,8 @@
 //! error) with [`Secrets::scrubber`] before returning it, so that the connector, the
 //! ledger, the inspector, logs and reports only ever see `[redacted]`, and no later path
 //! can forget to redact. Credentials in a sync's `base_url` are refused at config time
-//! ([`url_credentials`]), so that no URL the host stores can carry one either.
+//! ([`url_credentials`]), so that no URL the host stores can carry one either. The log's
+//! writer scrubs every line of every secret alive once more ([`live`]).
 
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
@@ -34,14 +35,23 @@ const MIN_PARTIAL_LEN: usize = 4;
 /// credentials (which add to it, on the first fetch and on every renewal) and the
 /// transport (which scrubs with it). Values are only ever added: a token that was renewed
 /// away is still a secret when a destination echoes it later.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Secrets {
     current: Arc<RwLock<Arc<Scrubber>>>,
 }
 
+impl Default for Secrets {
+    fn default() -> Self {
+        Secrets::new()
+    }
+}
+
 impl Secrets {
+    /// An empty set, which the log's writer scrubs with from now on (see [`live`]).
     pub fn new() -> Self {
-        Secrets::default()
+        let current = Arc::new(RwLock::new(Arc::new(Scrubber::default())));
+        live::register(&current);
+        Secrets { current }
     }
 
     /// Adds a credential value (a token, a password, a client secret). `source` names
@@ -228,7 +238,9 @@ impl Scrubber {
         body
     }
 
-    /// The spans of `bytes` covered by a secret, sorted and merged.
+    /// The spans of `bytes` covered by a secret, sorted and merged: found as they are,
+    /// and in the text with its escapes decoded, so that a secret escaped only in part
+    /// (`\u0050lain`, `%2Bkey`, any mix a serializer chooses) is found too.
     fn spans(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
         let Some(matcher) = &self.matcher else {
             return Vec::new();
@@ -237,6 +249,16 @@ impl Scrubber {
             .find_overlapping_iter(bytes)
             .map(|m| (m.start(), m.end()))
             .collect();
+        for decoded in [Decoded::json(bytes), Decoded::percent(bytes)]
+            .into_iter()
+            .flatten()
+        {
+            spans.extend(
+                matcher
+                    .find_overlapping_iter(&decoded.bytes)
+                    .map(|m| decoded.origin(m.start(), m.end())),
+            );
+        }
         if spans.len() > 1 {
             spans.sort_unstable();
             let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
@@ -266,6 +288,115 @@ impl Scrubber {
         }
         longest
     }
+}
+
+/// A text with its escapes decoded, and where each decoded byte came from.
+struct Decoded {
+    bytes: Vec<u8>,
+    /// For each decoded byte, the span of the original it was decoded from.
+    from: Vec<(usize, usize)>,
+}
+
+impl Decoded {
+    /// JSON string escapes decoded (`\uXXXX`, surrogate pairs, `\/`, `\"`...); `None`
+    /// when there is none.
+    fn json(text: &[u8]) -> Option<Decoded> {
+        if !text.contains(&b'\\') {
+            return None;
+        }
+        let mut out = Decoded::with_capacity(text.len());
+        let mut at = 0;
+        while at < text.len() {
+            let (char, len) = match text[at..] {
+                [b'\\', b'u', ..] => match json_unicode(&text[at..]) {
+                    Some((char, len)) => (Some(char), len),
+                    None => (None, 1),
+                },
+                [b'\\', e, ..] => match e {
+                    b'"' | b'\\' | b'/' => (Some(e as char), 2),
+                    b'n' => (Some('\n'), 2),
+                    b't' => (Some('\t'), 2),
+                    b'r' => (Some('\r'), 2),
+                    b'b' => (Some('\u{8}'), 2),
+                    b'f' => (Some('\u{c}'), 2),
+                    _ => (None, 1),
+                },
+                _ => (None, 1),
+            };
+            match char {
+                Some(char) => out.push_char(char, at, at + len),
+                None => out.push(text[at], at, at + 1),
+            }
+            at += len;
+        }
+        Some(out)
+    }
+
+    /// Percent escapes decoded (`%2B`); `None` when there is none.
+    fn percent(text: &[u8]) -> Option<Decoded> {
+        if !text.contains(&b'%') {
+            return None;
+        }
+        let mut out = Decoded::with_capacity(text.len());
+        let mut at = 0;
+        while at < text.len() {
+            let hex = |i: usize| text.get(i).and_then(|&b| (b as char).to_digit(16));
+            match (text[at], hex(at + 1), hex(at + 2)) {
+                (b'%', Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8, at, at + 3);
+                    at += 3;
+                }
+                (byte, _, _) => {
+                    out.push(byte, at, at + 1);
+                    at += 1;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn with_capacity(len: usize) -> Decoded {
+        Decoded {
+            bytes: Vec::with_capacity(len),
+            from: Vec::with_capacity(len),
+        }
+    }
+
+    fn push(&mut self, byte: u8, start: usize, end: usize) {
+        self.bytes.push(byte);
+        self.from.push((start, end));
+    }
+
+    fn push_char(&mut self, char: char, start: usize, end: usize) {
+        let mut buf = [0u8; 4];
+        for &byte in char.encode_utf8(&mut buf).as_bytes() {
+            self.push(byte, start, end);
+        }
+    }
+
+    /// The span of the original that decoded bytes `start..end` came from.
+    fn origin(&self, start: usize, end: usize) -> (usize, usize) {
+        (self.from[start].0, self.from[end - 1].1)
+    }
+}
+
+/// The character of a `\uXXXX` escape (or a surrogate pair of two) at the start of
+/// `text`, and the length of its escape.
+fn json_unicode(text: &[u8]) -> Option<(char, usize)> {
+    let unit = |at: usize| -> Option<u32> {
+        let digits = text.get(at..at + 6)?;
+        if &digits[..2] != b"\\u" {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(&digits[2..]).ok()?, 16).ok()
+    };
+    let first = unit(0)?;
+    if (0xD800..0xDC00).contains(&first) {
+        let second = unit(6).filter(|u| (0xDC00..0xE000).contains(u))?;
+        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+        return char::from_u32(code).map(|c| (c, 12));
+    }
+    char::from_u32(first).map(|c| (c, 6))
 }
 
 /// Percent-encoding as the common encoders do it: everything but letters and digits;
@@ -426,5 +557,6 @@ pub fn display_url_text(text: &str) -> String {
     text
 }
 
+pub mod live;
 #[cfg(test)]
 mod tests;

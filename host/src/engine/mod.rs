@@ -380,7 +380,9 @@ pub async fn run_sync(
             Ok(Err(stop)) => stop,
             Err(panic) => Stop::Crashed(panic),
         };
-        let (message, stop_kind) = (stop.to_string(), stop.kind());
+        // The cause may quote the connector, which may have decoded an echoed secret.
+        let scrubber = shared.credentials.secrets().scrubber();
+        let (message, stop_kind) = (scrubber.scrub_string(stop.to_string()), stop.kind());
         // Logged once: the other workers stop for the same cause (the first one's), or
         // for its consequences.
         if failure.is_none() {

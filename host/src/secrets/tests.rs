@@ -120,8 +120,77 @@ fn credentials_in_urls_are_found_by_name_and_never_shown() {
     );
 }
 
+/// A destination's serializer may escape any character of an echoed token, or only some
+/// (`+` as `\u002B`, `/` as `\/`), in JSON or in percent-encoding.
+#[test]
+fn a_secret_escaped_in_part_or_whole_is_replaced() {
+    let token = "Plain/Token+Value0123456789abc";
+    let s = Secrets::new();
+    s.add_header_value(&format!("Bearer {token}"), "T");
+    let every_char: String = token
+        .chars()
+        .map(|c| format!("\\u{:04X}", c as u32))
+        .collect();
+    let lower: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let some = token.replace('+', "\\u002B").replace('/', "\\/");
+    let mixed_pct = token.replace('+', "%2B").replace('V', "%56");
+    for echoed in [every_char, lower, some, mixed_pct] {
+        let text = format!("{{\"error\":\"token {echoed} is not allowed\"}}");
+        let out = scrubbed(&s, &text);
+        assert_eq!(
+            out,
+            format!("{{\"error\":\"token {REDACTED} is not allowed\"}}"),
+            "{text}"
+        );
+    }
+    // Escapes that are not a secret are left as they were.
+    let plain = r#"{"name":"caf\u00e9 \/ 50%25 \q \ud800"}"#;
+    assert_eq!(scrubbed(&s, plain), plain);
+}
+
+/// Everything escaped in `text` decoded, JSON first, then percent.
+fn decoded(text: &str) -> String {
+    let json = Decoded::json(text.as_bytes()).map_or(text.as_bytes().to_vec(), |d| d.bytes);
+    let both = Decoded::percent(&json).map_or(json, |d| d.bytes);
+    String::from_utf8_lossy(&both).to_ascii_lowercase()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A secret whose characters are each escaped or not, at random, in JSON or percent
+    /// form, cannot be read back from what is left.
+    #[test]
+    fn a_secret_escaped_character_by_character_is_replaced(
+        secret in "[!-~]{8,40}",
+        escape in proptest::collection::vec(0u8..4, 40),
+        before in "[a-z ]{0,20}",
+        after in "[a-z ]{0,20}",
+    ) {
+        let s = Secrets::new();
+        s.add(&secret, "P");
+        let percent = escape[0] % 2 == 0;
+        let echoed: String = secret
+            .chars()
+            .zip(escape.iter().cycle())
+            .map(|(c, e)| match (e, percent) {
+                // An encoder always escapes its escape character.
+                (0, false) if c == '\\' => "\\\\".to_string(),
+                (0, true) if c == '%' => "%25".to_string(),
+                (0, _) => c.to_string(),
+                (1, false) => format!("\\u{:04x}", c as u32),
+                (_, false) => format!("\\u{:04X}", c as u32),
+                (_, true) => format!("%{:02X}", c as u32),
+            })
+            .collect();
+        let text = format!("{before}{echoed}{after}");
+        let out = s.scrubber().scrub_str(&text).into_owned();
+        prop_assert!(out.contains(REDACTED), "{} -> {}", text, out);
+        prop_assert!(!decoded(&out).contains(&secret.to_ascii_lowercase()), "{} -> {}", text, out);
+    }
 
     /// Whatever surrounds it, no form of a secret survives, and text without one is
     /// returned as it was.
@@ -152,4 +221,36 @@ proptest! {
             }
         }
     }
+}
+
+/// The log's writer scrubs with every set of secrets while it is alive, and forgets a set
+/// its holders dropped.
+#[test]
+fn log_lines_are_scrubbed_of_every_live_secret() {
+    let (first, second) = ("live-5ecret-one-0123", "live-5ecret-two-4567");
+    let a = Secrets::new();
+    a.add(first, "A");
+    let b = Secrets::new();
+    b.add(second, "B");
+    let line = format!(
+        "ERROR stopping the run: {first} and {}",
+        unicode_escaped(second)
+    );
+    assert_eq!(
+        live::scrub_all(line.as_bytes()).as_ref(),
+        b"ERROR stopping the run: [redacted] and [redacted]"
+    );
+    drop(b);
+    let out = live::scrub_all(line.as_bytes()).into_owned();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .ends_with(&unicode_escaped(second))
+    );
+}
+
+fn unicode_escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect()
 }

@@ -22,8 +22,8 @@ async fn an_echoed_bearer_token_is_printed_and_stored_nowhere() {
     );
 }
 
-/// The transport cannot see a token hidden in JSON escapes, but the connector decodes it
-/// into its verdict: what a connector says is scrubbed too before anything stores it.
+/// A token hidden in JSON escapes is found by the transport in the escapes, before the
+/// connector could read it back (what a connector says is scrubbed once more anyway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere() {
     let echo = Echo {
@@ -38,7 +38,7 @@ async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere()
     assert_eq!(summary["rejected"], json!(5), "{summary}");
     for row in &ledger {
         assert_eq!(row["status"], "rejected", "{row}");
-        // The connector read the escapes back into the token, and the host took it out.
+        // The escapes were taken out whole, and the connector read `[redacted]`.
         assert_eq!(
             (&row["code"], &row["message"], &row["fields"]),
             (
@@ -49,6 +49,31 @@ async fn a_token_the_connector_decodes_from_a_disguised_echo_is_stored_nowhere()
             "{row}"
         );
     }
+}
+
+/// A run stopped by a fatal answer that quotes the token in JSON escapes: the stop is
+/// logged (at every level), summarised, stored and shown without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_escaped_in_a_fatal_answer_is_logged_and_stored_nowhere() {
+    let echo = Echo {
+        forbid: true,
+        ..Echo::of("authorization")
+    };
+    let token = "Plain/Token+Value0123456789abc";
+    let (_, setup) = echoed(&echo, "{ bearer_env = \"SECRETS_FORBID_BEARER\" }").await;
+    let secrets = [token.to_string()];
+    let (summary, _, exchanges) =
+        run_and_look(&setup, &[("SECRETS_FORBID_BEARER", token)], &secrets).await;
+    assert_eq!(summary["outcome"], "failed", "{summary}");
+    assert_eq!(
+        summary["error"],
+        "the destination failed fatally: FORBIDDEN: token [redacted] is not allowed",
+        "{summary}"
+    );
+    assert_eq!(
+        exchanges[0].response_body,
+        r#"{"error":{"code":"FORBIDDEN","message":"token [redacted] is not allowed"}}"#
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,8 @@ struct Echo {
     /// Quote the credential in per-record errors with every character JSON-escaped
     /// (`\u0074...`): no byte of the body is the secret, but the connector reads it back.
     disguise: bool,
+    /// Answer 403, quoting the credential JSON-escaped in the error that stops the run.
+    forbid: bool,
 }
 
 impl Echo {
@@ -86,6 +88,12 @@ async fn records(State(echo): State<Echo>, uri: Uri, headers: HeaderMap, body: B
     if echo.expire_first && first {
         let body = json!({"error": {"code": "SESSION_EXPIRED", "message": format!("session {credential} expired")}});
         return (StatusCode::UNAUTHORIZED, echo_headers, body.to_string()).into_response();
+    }
+    if echo.forbid {
+        let body = json!({"error": {"code": "FORBIDDEN", "message": "token @@ is not allowed"}})
+            .to_string()
+            .replace("@@", &unicode_escaped(&credential));
+        return (StatusCode::FORBIDDEN, body).into_response();
     }
     let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
     if echo.disguise {
@@ -200,7 +208,7 @@ fn assert_absent(what: &str, bytes: &[u8], secrets: &[String]) {
     let text = String::from_utf8_lossy(bytes);
     for secret in secrets {
         let (b64, pct) = encodings(secret);
-        for form in [secret, &b64, &pct] {
+        for form in [secret, &b64, &pct, &unicode_escaped(secret)] {
             assert!(
                 !text.contains(form.as_str()),
                 "a credential ({form}) leaked into {what}: {text}"
