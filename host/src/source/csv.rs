@@ -107,6 +107,13 @@ impl CsvRows {
                 );
             }
         }
+        if let Some(column) = self.parser.stray_after_quote() {
+            bail!(
+                "the header row of {path} (line {}): {}",
+                started.unwrap_or(1),
+                stray_text(&format!("column {}", column + 1))
+            );
+        }
         let fields = &self.parser.fields;
         (0..fields.count())
             .map(|i| {
@@ -156,7 +163,7 @@ impl CsvRows {
         }
         debug_assert!(closed, "a row that closed once closes again");
         Ok(record(
-            &self.parser.fields,
+            &self.parser,
             &self.columns,
             &mut self.payload,
             open.line,
@@ -220,7 +227,7 @@ impl RowReader for CsvRows {
                 .feed_line(line.content, line.terminator, Keep::Fields)
             {
                 return Ok(Some(record(
-                    &self.parser.fields,
+                    &self.parser,
                     &self.columns,
                     &mut self.payload,
                     line.number,
@@ -259,22 +266,38 @@ fn fed_terminator(terminator: &[u8]) -> &[u8] {
     }
 }
 
+/// Why text after a closing quote makes a row unreadable.
+fn stray_text(column: &str) -> String {
+    format!(
+        "text follows the closing quote of {column}: a quote inside a quoted field must be \
+         written twice (`\"\"`), and without that the row cannot be read as its writer meant"
+    )
+}
+
 /// The row that ended on `last_line`, as a record or the reason it cannot be one.
 fn record<'a>(
-    fields: &'a Fields,
+    parser: &'a Parser,
     columns: &Columns,
     payload: &'a mut String,
     line: u64,
     last_line: u64,
 ) -> Row<'a> {
+    let fields = &parser.fields;
     let invalid = |reason: String| Row::Invalid { line, reason };
+    let span = if last_line > line {
+        format!(" (a quoted field runs from line {line} to line {last_line})")
+    } else {
+        String::new()
+    };
+    if let Some(column) = parser.stray_after_quote() {
+        let column = match columns.names.get(column) {
+            Some(name) => format!("column `{name}`"),
+            None => format!("field {} (past the header's columns)", column + 1),
+        };
+        return invalid(format!("{}{span}", stray_text(&column)));
+    }
     let count = fields.count();
     if count != columns.names.len() {
-        let span = if last_line > line {
-            format!(" (a quoted field runs from line {line} to line {last_line})")
-        } else {
-            String::new()
-        };
         return invalid(format!(
             "the row has {count} fields, the header has {}{span}",
             columns.names.len()
@@ -321,6 +344,7 @@ pub(super) enum Keep {
 pub(super) struct Parser {
     core: csv_core::Reader,
     fields: Fields,
+    quotes: Quotes,
 }
 
 impl Parser {
@@ -328,6 +352,7 @@ impl Parser {
         let mut parser = Parser {
             core: csv_core::Reader::new(),
             fields: Fields::default(),
+            quotes: Quotes::default(),
         };
         parser.reset();
         parser
@@ -339,6 +364,12 @@ impl Parser {
     fn reset(&mut self) {
         self.core.reset();
         self.feed(b"\n", Keep::Nothing);
+        self.quotes = Quotes::default();
+    }
+
+    /// The field (from 0) of the row that ended last where text follows a closing quote.
+    fn stray_after_quote(&self) -> Option<usize> {
+        self.quotes.stray
     }
 
     /// Feeds one line; true when the row ended with it.
@@ -362,14 +393,73 @@ impl Parser {
                     (result, read)
                 }
             };
+            self.quotes.scan(&input[..read]);
             input = &input[read..];
             match result {
-                ReadRecordResult::Record => return true,
+                ReadRecordResult::Record => {
+                    self.quotes.row_ended();
+                    return true;
+                }
                 ReadRecordResult::InputEmpty | ReadRecordResult::End => return false,
                 ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
             }
         }
         false
+    }
+}
+
+/// How the quotes of a row pair up, which csv-core does not check: it reads text after a
+/// closing quote (`"a"b`) into the field as if nothing were wrong. That text means a quote
+/// inside a quoted field was not doubled, and then the rows around it are not what the
+/// writer meant: a quote left open on one line and "closed" on a later one turns the rows
+/// between into one field. Such a row is reported, never read as a record.
+#[derive(Default)]
+struct Quotes {
+    state: Quoting,
+    field: usize,
+    /// The first field of this row with text after its closing quote.
+    stray: Option<usize>,
+    /// The row ended: the next byte starts another.
+    ended: bool,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    #[default]
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: it closes the field, or is the first of a pair.
+    QuoteInQuoted,
+}
+
+impl Quotes {
+    /// Follows the bytes csv-core read, which end at most at the end of a row.
+    fn scan(&mut self, bytes: &[u8]) {
+        if self.ended && !bytes.is_empty() {
+            *self = Quotes::default();
+        }
+        for &byte in bytes {
+            self.state = match (self.state, byte) {
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
+                (Quoting::FieldStart, b'"') | (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (_, b',') => {
+                    self.field += 1;
+                    Quoting::FieldStart
+                }
+                (_, b'\r' | b'\n') => Quoting::FieldStart,
+                (Quoting::QuoteInQuoted, _) => {
+                    self.stray.get_or_insert(self.field);
+                    Quoting::Unquoted
+                }
+                (_, _) => Quoting::Unquoted,
+            };
+        }
+    }
+
+    fn row_ended(&mut self) {
+        self.ended = true;
     }
 }
 

@@ -68,6 +68,49 @@ fn an_unclosed_quote_is_reported_and_the_rows_after_it_are_read() {
     );
 }
 
+/// The reported bug: a quote left open on one line and "closed" by the opening quote of a
+/// later row turned the rows between into one field of one record, with no word of it.
+#[test]
+fn text_after_a_closing_quote_is_reported_not_read() {
+    let rows = csv("id,name,city\n1,\"Bob,Oslo\n2,Carol,Rome\n3,\"Dan\",Paris\n4,Eve,Nice\n");
+    assert_eq!(keys(&rows), [(2, None), (5, Some("4"))]);
+    let reason = rows[0].1.reason().unwrap();
+    assert!(
+        reason.starts_with("text follows the closing quote of column `name`")
+            && reason.ends_with("(a quoted field runs from line 2 to line 4)"),
+        "{reason}"
+    );
+    // On one line, in the last column, and past the header's columns.
+    let rows = csv("id,a,b\n10,\"x\"y,z\n11,p,\"q\" \n12,p,q,\"r\"s\n13,p,q\n");
+    assert_eq!(
+        keys(&rows),
+        [(2, None), (3, None), (4, None), (5, Some("13"))]
+    );
+    assert!(rows[0].1.reason().unwrap().contains("column `a`"));
+    assert!(rows[1].1.reason().unwrap().contains("column `b`"));
+    assert!(
+        rows[2]
+            .1
+            .reason()
+            .unwrap()
+            .contains("field 4 (past the header's columns)")
+    );
+    // A quote inside a field that does not start with one, and doubled quotes, are fine.
+    assert_eq!(
+        csv("id,h\na1,5'11\"\na2,\"say \"\"hi\"\"\"\n"),
+        [
+            (2, record("a1", r#"{"h":"5'11\"","id":"a1"}"#)),
+            (3, record("a2", r#"{"h":"say \"hi\"","id":"a2"}"#)),
+        ]
+    );
+    // In the header, the source is refused.
+    let err = try_rows(SourceFormat::Csv, "id", b"id,\"na\"me\n1,x\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("line 1): text follows the closing quote of column 2"),
+        "{err:#}"
+    );
+}
+
 #[test]
 fn a_quoted_field_may_span_lines() {
     let rows = csv("id,note\nn1,\"two\r\nlines, \"\"quoted\"\"\"\nn2,x\nn3,\"a\n\nb\"");
@@ -230,7 +273,8 @@ proptest! {
             .take(names.len())
             .collect();
         let columns = Columns::new(names.clone(), "id").unwrap();
-        let mut fields = Fields::default();
+        let mut parser = Parser::new();
+        let fields = &mut parser.fields;
         let mut joined = Vec::new();
         for value in &values {
             joined.extend_from_slice(value.as_bytes());
@@ -240,7 +284,7 @@ proptest! {
         fields.count = values.len();
         fields.bytes = joined;
         let mut payload = String::new();
-        let row = super::record(&fields, &columns, &mut payload, 1, 1);
+        let row = super::record(&parser, &columns, &mut payload, 1, 1);
         let Row::Record { payload, .. } = row else { panic!("{row:?}") };
         prop_assert_eq!(payload, old_payload(&names, &values));
     }
