@@ -240,7 +240,7 @@ impl Host {
                 plan.deletes_withheld = count;
                 plan.deletes_withheld_because = Some(why);
             }
-            plan.resent_because = sink.resend_reason().map(|r| r.to_string());
+            plan.resent_because = sink.resend_said();
             Ok(plan)
         })
         .await
@@ -265,6 +265,7 @@ impl Host {
             // A plan needs no ids: it sends nothing.
             destination_ids: sync.behavior == Behavior::Update && !dry_run,
             dry_run,
+            previous_keys: sync.behavior == Behavior::Mirror,
         };
         let sink = self.begin(name, start).await?;
         let input = Input::Source {
@@ -297,6 +298,26 @@ impl Host {
         let runs = self.runs_of(name);
         let _turn = runs.turn.lock().await;
         let ledger = self.ledger.sync(name)?;
+        // Failed records were sent to the destination the ledger is about, and their ids
+        // are its own: none of it is for another one.
+        if let Some(stored) = ledger.destination()?
+            && stored != destination(config, sync)
+        {
+            return Err(anyhow::Error::new(
+                crate::concern::Concern::new(
+                    crate::concern::ErrorKind::State,
+                    format!(
+                        "sync `{name}`: the destination changed since the last run \
+                         (connector, base_url or settings), and the failed records in the \
+                         ledger were for the previous one (their ids are its ids): nothing \
+                         was retried; `sluice run --sync {name}` first sends every record to \
+                         the new destination and drops the deletes only the previous one \
+                         could take"
+                    ),
+                )
+                .sync(name),
+            ));
+        }
         let selection = retry_job::select(
             &ledger,
             &sync.retry_job,
@@ -359,8 +380,7 @@ impl Host {
                 .await
             {
                 Ok(mut report) => {
-                    report.summary.resent_because =
-                        sink.resend_reason().map(|reason| reason.to_string());
+                    report.summary.resent_because = sink.resend_said();
                     report
                 }
                 Err(err) => {

@@ -2,7 +2,6 @@
 //! the rows after it are sent, and the source's file is read once.
 
 use serde_json::{Value, json};
-use sluice::config::Config;
 use sluice_sim::SimHandle;
 
 use crate::common::{
@@ -150,22 +149,75 @@ async fn numeric_keys_keep_every_digit() {
 }
 
 /// A directory given as the source was "not found".
-#[test]
-fn a_directory_as_the_source_is_named_as_one() {
+/// A directory given as the source: the run fails, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_as_the_source_is_named_as_one() {
+    let dest = common::accepting().await;
+    let setup = setup(&dest, "jsonl", b"");
+    std::fs::remove_file(setup.dir.path().join("data.jsonl")).unwrap();
+    std::fs::create_dir(setup.dir.path().join("data.jsonl")).unwrap();
+    let (report, _) = common::run(&setup).await;
+    let error = report.summary.error.clone().unwrap_or_default();
+    assert_summary(&report.summary, Expect::failed().read(0));
+    assert!(
+        error.contains("data.jsonl` is a directory; give the JSONL or CSV file to read"),
+        "{error}"
+    );
+}
+
+/// The reported bug: one sync's source file missing (a late export) refused the whole
+/// config, so no sync ran and not even the ledger could be read. Now only that sync
+/// fails, naming the file; the others run, and the ledger's commands work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_file_stops_only_its_own_sync() {
+    let dest = common::accepting().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let path = dir.path().join("sluice.toml");
+    std::fs::write(dir.path().join("good.jsonl"), "{\"id\": \"g1\"}\n").unwrap();
+    let sync = |name: &str| {
+        format!(
+            "[[sync]]\nname = \"{name}\"\nconnector = \"c\"\n\
+             source = {{ jsonl = \"{name}.jsonl\", key = \"id\" }}\n\
+             base_url = \"{}\"\nsettings = {}\n",
+            dest.base_url(),
+            common::REST_PATH
+        )
+    };
+    let config = dir.path().join("sluice.toml");
     std::fs::write(
-        &path,
-        "[connectors.c]\ncomponent = \"builtin:rest\"\n\n[[sync]]\nname = \"s\"\nconnector = \"c\"\nsource = { jsonl = \"data\", key = \"id\" }\nbase_url = \"http://127.0.0.1:9\"\n",
+        &config,
+        format!(
+            "state_dir = \"state\"\n[connectors.c]\ncomponent = \"builtin:rest\"\n\n{}\n{}",
+            sync("late"),
+            sync("good")
+        ),
     )
     .unwrap();
-    let message = format!("{:#}", Config::load(&path).err().unwrap());
-    assert!(
-        message.contains("source: `")
-            && message.contains("data` is a directory; give the JSONL or CSV file to read"),
-        "{message}"
+    let run = common::sluice(&["run", "--json"], &config, &[]).await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let lines = common::json_lines(&String::from_utf8(run.stdout).unwrap());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (late, good) = (&lines[0], &lines[1]);
+    assert_eq!(
+        (&late["sync"], &late["outcome"]),
+        (&json!("late"), &json!("failed"))
     );
+    let error = late["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot open source file `") && error.contains("late.jsonl`"),
+        "{error}"
+    );
+    assert_eq!(
+        (&good["sync"], &good["delivered"]),
+        (&json!("good"), &json!(1))
+    );
+    assert_eq!(dest.stored().len(), 1);
+    let listed = common::sluice_ok(
+        &["ledger", "list", "--sync", "good", "--json"],
+        &config,
+        &[],
+    )
+    .await;
+    assert_eq!(common::json_lines(&listed)[0]["key"], "g1");
 }
 
 /// A source gone by the time the run opens it: the run fails, naming the file and why.

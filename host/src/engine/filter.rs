@@ -39,4 +39,13 @@ pub trait Filter: Send + Sync {
         seen: &dyn Fn(&str) -> bool,
         partition: Option<Partition>,
     ) -> Result<Vec<Record>>;
+
+    /// When this run delivers to another destination than the last one did: how many
+    /// records the previous destination holds whose keys are not in `keys` (a mirror
+    /// deletes them nowhere, and says so). `None` when the destination is the same, or
+    /// its previous records were not kept.
+    fn left_behind(&self, keys: &super::KeySet) -> Option<u64> {
+        let _ = keys;
+        None
+    }
 }

@@ -49,6 +49,17 @@ pub fn deletes(
             ),
         });
     }
+    if let Some(left) = filter.left_behind(keys).filter(|&left| left > 0) {
+        return Ok(Deletes::Withheld {
+            count: left,
+            why: format!(
+                "the destination changed since the last run (connector, base_url or \
+                 settings): {left} record(s) delivered to the previous destination are no \
+                 longer in the source and were not deleted from it; this run mirrors to the \
+                 new destination only"
+            ),
+        });
+    }
     let records = filter.absent(&|key| keys.contains(key), partition)?;
     let count = records.len() as u64;
     let delivered = filter.delivered_count();

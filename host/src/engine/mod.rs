@@ -36,6 +36,7 @@ pub use filter::{Decision, Filter};
 pub use input::Input;
 pub(crate) use input::{Reader, read_with};
 pub use outcome::{FailureList, Sink};
+pub use repeats::{KeySet, hash as key_set_hash};
 
 use self::batcher::Batcher;
 use self::gate::Gate;

@@ -27,7 +27,8 @@ impl Default for KeysSeen {
     }
 }
 
-fn hash(key: &str) -> u128 {
+/// A key as a [`KeySet`] holds it.
+pub fn hash(key: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(key.as_bytes())
 }
 
@@ -76,7 +77,11 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn contains(&self, key: &str) -> bool {
-        let hash = hash(key);
+        self.contains_hash(hash(key))
+    }
+
+    /// Whether the set holds the key whose [`hash`] is `hash`.
+    pub fn contains_hash(&self, hash: u128) -> bool {
         self.buckets[(hash >> 120) as usize]
             .binary_search(&hash)
             .is_ok()

@@ -18,6 +18,9 @@ pub trait Deliveries: Send + Sync {
     /// earlier ones); returns the fingerprint of the destination the state is about.
     fn read(&self, visit: &mut dyn FnMut(&Delivery<'_>)) -> Result<Option<Fingerprint>, LogError>;
 
+    /// The destination the state is about, without reading the deliveries.
+    fn destination(&self) -> Result<Option<Fingerprint>, LogError>;
+
     /// Appends the deliveries of one verdict.
     fn append(&self, records: &[Delivery<'_>]) -> Result<(), LogError>;
 

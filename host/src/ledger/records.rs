@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
-use super::delivered::{Delivered, Delivery};
+use super::delivered::{Delivered, Delivery, Fingerprint};
 use super::deliveries::Deliveries;
 use super::{
     Entry, PayloadHash, Resolution, Status, Storage, Tree, codec, decode, log_error, model, store,
@@ -323,6 +323,53 @@ impl SyncLedger {
             .at(&self.path, doing)?;
         self.failed.remove(key.as_bytes()).at(&self.path, doing)?;
         Ok(entry)
+    }
+
+    /// The destination the delivered state is about (`None` before any run named one).
+    pub fn destination(&self) -> Result<Option<Fingerprint>> {
+        self.delivered.destination().map_err(|e| self.log_err(e))
+    }
+
+    /// The stored entries' part of moving to another destination (the delivered state is
+    /// reset by the run): a failed delete is dropped, since only the old destination held
+    /// the record, and the old destination's ids and confirmations are forgotten, so that
+    /// nothing later addresses the new destination by them. Returns the dropped deletes'
+    /// keys.
+    pub fn leave_destination(&self) -> Result<Vec<String>> {
+        let doing = "forgetting the previous destination";
+        // Each changed key and its new entry (`None`: dropped).
+        let mut changed: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for item in self.tree.iter() {
+            let (key, value) = item.at(&self.path, "reading")?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let mut entry = super::decode(&self.path, &key, &value)?;
+            if entry.deleting {
+                changed.push((key, None));
+            } else if entry.destination_id.is_some() || entry.delivered_hash.is_some() {
+                entry.destination_id = None;
+                entry.delivered_hash = None;
+                changed.push((key, Some(codec::encode(&entry)?)));
+            }
+        }
+        let (mut batch, mut failed) = (store::Batch::default(), store::Batch::default());
+        let mut dropped = Vec::new();
+        for (key, entry) in &changed {
+            match entry {
+                Some(bytes) => batch.insert(key.as_bytes(), bytes.clone()),
+                None => {
+                    batch.remove(key.as_bytes());
+                    failed.remove(key.as_bytes());
+                    dropped.push(key.clone());
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.tree.apply(&batch).at(&self.path, doing)?;
+        }
+        if !failed.is_empty() {
+            self.failed.apply(&failed).at(&self.path, doing)?;
+        }
+        Ok(dropped)
     }
 
     /// Records the fates of one verdict (as a run outside the engine would: every

@@ -2,7 +2,7 @@
 //! the filter that skips what the destination already has. The engine owns both
 //! interfaces; this is where a run reads the delivered log (once, at its start).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -32,6 +32,9 @@ pub struct RunStart {
     pub destination_ids: bool,
     /// Only look (`sluice plan`): a changed destination is noted, its state not reset.
     pub dry_run: bool,
+    /// When the destination changed, keep the keys the previous one holds (a mirror
+    /// reports those it leaves behind there).
+    pub previous_keys: bool,
 }
 
 /// Why a run sends records the destination had confirmed before.
@@ -70,6 +73,11 @@ pub struct LedgerSink {
     resend: Option<ResendReason>,
     /// The destination's ids of delivered records, when the run asked for them.
     ids: HashMap<Box<str>, Box<str>>,
+    /// The keys (as a `KeySet` hashes them) the previous destination holds, when the
+    /// destination changed and the run asked for them.
+    previous: Option<HashSet<u128>>,
+    /// The failed deletes dropped because only the previous destination held the record.
+    dropped_deletes: Vec<String>,
 }
 
 impl LedgerSink {
@@ -77,6 +85,7 @@ impl LedgerSink {
     pub fn begin(ledger: SyncLedger, start: RunStart) -> Result<Arc<Self>> {
         let mut resend = start.full_resync.then_some(ResendReason::FullResync);
         let mut index = Index::default();
+        let (mut previous, mut dropped_deletes) = (None, Vec::new());
         if start.reads_source {
             let log = &ledger.delivered;
             let (read, stored_destination) = log
@@ -87,8 +96,23 @@ impl LedgerSink {
                 match stored_destination {
                     Some(stored) if stored == destination => {}
                     Some(_) => {
+                        if start.previous_keys {
+                            previous = Some(previous_keys(&ledger, start.partition)?);
+                        }
                         if !start.dry_run {
+                            // The store first: a crash between the two finds the log
+                            // still about the old destination, and does both again.
+                            dropped_deletes = ledger.leave_destination()?;
                             log.reset(destination).map_err(|e| ledger.log_err(e))?;
+                            if !dropped_deletes.is_empty() {
+                                tracing::warn!(
+                                    "the destination changed: {} failed delete(s) addressed \
+                                     the previous destination and were dropped (for example \
+                                     `{}`)",
+                                    dropped_deletes.len(),
+                                    dropped_deletes[0]
+                                );
+                            }
                         }
                         index = Index::default();
                         resend = Some(ResendReason::DestinationChanged);
@@ -128,6 +152,8 @@ impl LedgerSink {
             stored,
             resend,
             ids,
+            previous,
+            dropped_deletes,
         }))
     }
 
@@ -136,9 +162,42 @@ impl LedgerSink {
         self.resend
     }
 
+    /// What the run says of it: the reason, and the failed deletes it dropped.
+    pub fn resend_said(&self) -> Option<String> {
+        let reason = self.resend?;
+        Some(match self.dropped_deletes.as_slice() {
+            [] => reason.to_string(),
+            dropped => format!(
+                "{reason}; {} failed delete(s) addressed the previous destination and were \
+                 dropped (for example `{}`)",
+                dropped.len(),
+                dropped[0]
+            ),
+        })
+    }
+
     fn may_be_stored(&self, key: &str) -> bool {
         !self.stored.is_empty() && self.stored.contains_key(key)
     }
+}
+
+/// The keys the delivered state holds (within `partition`), as a `KeySet` hashes them.
+fn previous_keys(ledger: &SyncLedger, partition: Option<Partition>) -> Result<HashSet<u128>> {
+    let mut keys = HashSet::new();
+    ledger
+        .delivered
+        .read(&mut |delivery| {
+            if partition.is_none_or(|p| p.holds(delivery.key)) {
+                let hash = crate::engine::key_set_hash(delivery.key);
+                if delivery.is_deletion() {
+                    keys.remove(&hash);
+                } else {
+                    keys.insert(hash);
+                }
+            }
+        })
+        .map_err(|e| ledger.log_err(e))?;
+    Ok(keys)
 }
 
 impl Sink for LedgerSink {
@@ -168,7 +227,10 @@ impl Filter for LedgerSink {
     }
 
     fn is_empty(&self) -> bool {
-        self.index.is_empty() && self.stored.is_empty()
+        // Records the previous destination holds are still something to report.
+        self.index.is_empty()
+            && self.stored.is_empty()
+            && self.previous.as_ref().is_none_or(HashSet::is_empty)
     }
 
     fn at_destination(&self, key: &str) -> bool {
@@ -198,6 +260,11 @@ impl Filter for LedgerSink {
 
     fn delivered_count(&self) -> u64 {
         self.index.len() as u64
+    }
+
+    fn left_behind(&self, keys: &crate::engine::KeySet) -> Option<u64> {
+        let previous = self.previous.as_ref()?;
+        Some(previous.iter().filter(|&&h| !keys.contains_hash(h)).count() as u64)
     }
 
     fn absent(

@@ -218,9 +218,117 @@ async fn a_new_destination_is_mirrored_without_deleting_what_the_old_one_held() 
         .unwrap();
     assert_eq!((plan.insert, plan.delete), (2, 0), "{plan:?}");
     assert!(plan.resent_because.is_some());
+    // A2, gone from the source, stays where it was, and the run says so (it was forgotten
+    // without a word before).
+    let left_behind = "1 record(s) delivered to the previous destination are no longer in \
+                       the source and were not deleted from it";
+    assert_eq!(plan.deletes_withheld, 1, "{plan:?}");
+    assert!(
+        plan.deletes_withheld_because
+            .as_deref()
+            .is_some_and(|why| why.contains(left_behind)),
+        "{plan:?}"
+    );
     let report = run_again(&ran, &rows).await;
     let s = &report.summary;
-    assert_eq!((s.delivered, s.deletes), (2, 0), "{s:?}");
+    assert_eq!(
+        (s.delivered, s.deletes, s.deletes_withheld),
+        (2, 0, 1),
+        "{s:?}"
+    );
+    assert!(
+        s.deletes_withheld_because
+            .as_deref()
+            .is_some_and(|why| why.contains(left_behind)),
+        "{s:?}"
+    );
     assert_eq!(other.stored().len(), 2);
     assert_eq!(dest.stored().len(), 3, "the old destination is left alone");
+    // The next run mirrors the new destination as usual.
+    let third = run_again(&ran, &accounts(&["A0"], "v1")).await;
+    let s = &third.summary;
+    assert_eq!(
+        (s.unchanged, s.deleted, s.deletes_withheld),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(other.stored().len(), 1);
+}
+
+/// A failed delete holds the previous destination's id: after the destination changed,
+/// the retry job sends nothing to the new one (it sent the old id there), and the next
+/// run drops the delete, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delete_is_never_sent_to_a_new_destination() {
+    use sluice::engine::{Fate, RecordFailure, Settled};
+    use sluice::fate::Record;
+
+    let dest = salesforce_sim().await;
+    let mut ran = accounts_to(&dest, accounts(&["A0", "A1"], "v1"), "mirror")
+        .sync("max_deletes = \"100%\"")
+        .run()
+        .await;
+    // The old destination refused to delete A1 for now.
+    let old_id = dest.destination_id("A1").unwrap();
+    let ledger = ran.host.ledger().sync("s").unwrap();
+    let refused = Settled {
+        record: Record::delete("A1".into(), Some(old_id.clone())),
+        fate: Fate::Rejected(RecordFailure::new("UNABLE_TO_LOCK_ROW", "locked")),
+        attempts: 1,
+    };
+    ledger.record(&[refused], 1).unwrap();
+    assert!(ran.entry("A1").deleting);
+
+    let other = salesforce_sim().await;
+    ran.setup.config.syncs[0].base_url = other.base_url().parse().unwrap();
+    let connector = ran.setup.config.syncs[0].connector.clone();
+    let port = other.addr().port().to_string();
+    ran.setup
+        .config
+        .connectors
+        .get_mut(&connector)
+        .unwrap()
+        .allowed_hosts
+        .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
+    let every_failed = sluice::retry_job::Request::default();
+    let retry = || {
+        ran.host
+            .retry(&ran.setup.config, "s", &every_failed, Default::default())
+    };
+    let Err(refused) = retry().await else {
+        panic!("a retry to the new destination was not refused")
+    };
+    let concern = refused.downcast_ref::<sluice::concern::Concern>().unwrap();
+    assert_eq!(concern.kind, sluice::concern::ErrorKind::State);
+    assert!(
+        format!("{refused:#}").contains("the destination changed since the last run"),
+        "{refused:#}"
+    );
+    assert!(
+        other.requests().is_empty(),
+        "nothing reached the new destination"
+    );
+
+    let report = run_again(&ran, &accounts(&["A0"], "v1")).await;
+    let s = &report.summary;
+    assert_eq!((s.delivered, s.deletes), (1, 0), "{s:?}");
+    let said = s.resent_because.as_deref().unwrap_or_default();
+    assert!(
+        said.contains("1 failed delete(s) addressed the previous destination and were dropped (for example `A1`)"),
+        "{said}"
+    );
+    assert!(
+        ran.host
+            .ledger()
+            .sync("s")
+            .unwrap()
+            .get("A1")
+            .unwrap()
+            .is_none()
+    );
+    // Nothing is left to retry, and no delete ever reached the new destination.
+    let again = retry().await.unwrap();
+    assert!(again.run.is_none(), "{:?}", again.selection);
+    assert!(other.requests().iter().all(|r| r.method != "DELETE"));
+    assert_eq!(dest.destination_id("A1").as_deref(), Some(old_id.as_str()));
 }

@@ -30,7 +30,7 @@ pub use auth::{oauth2_renewal, sessions_renewed_by_oauth2};
 pub use binary::{json_lines, sluice, sluice_ok, spawn_sluice};
 pub use contract::{ResponseCase, assert_classified, configured, response, show};
 pub use fates::{Fates, is_delivered, is_pending, is_permanent, is_rejected};
-pub use scenario::{Ran, Scenario, accounts, contacts, contacts_jsonl};
+pub use scenario::{REST_PATH, Ran, Scenario, accounts, contacts, contacts_jsonl};
 pub use seen::{assert_waits_honoured, locks_each_retried_once};
 pub use sims::{accepting, checking_emails, checking_emails_with, closed_port, rest_sim};
 pub use sluice_sim::postgres::Postgres;

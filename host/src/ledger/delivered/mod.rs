@@ -556,6 +556,10 @@ impl Deliveries for DeliveredLog {
         self.read_all(visit)
     }
 
+    fn destination(&self) -> Result<Option<Fingerprint>> {
+        self.current_fingerprint()
+    }
+
     fn append(&self, records: &[Delivery<'_>]) -> Result<()> {
         self.append_frame(records)
     }

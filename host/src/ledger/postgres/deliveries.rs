@@ -170,6 +170,10 @@ impl Deliveries for PgDeliveries {
         self.read_part(None, visit)
     }
 
+    fn destination(&self) -> Result<Option<Fingerprint>, LogError> {
+        self.fingerprint()
+    }
+
     fn append(&self, records: &[Delivery<'_>]) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
