@@ -131,7 +131,10 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
     // The run's own time: loading the connector, which a loaded machine may make slow,
     // is not the run waiting.
     let waited = Duration::from_millis(ran.summary().elapsed_ms);
-    assert!(waited < Duration::from_millis(900), "the run waited: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(900),
+        "the run waited: {waited:?}"
+    );
     let pending = ran.fates.keys(is_pending);
     assert_eq!(pending.len(), 20);
     assert!(
