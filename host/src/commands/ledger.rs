@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
-use sluice::concern::{Concern, ErrorKind};
 use sluice::config::Config;
 use sluice::ledger::{Entry, Ledger, Status, SyncLedger};
 use sluice::output::Output;
@@ -170,14 +169,7 @@ pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<Exit
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        None => Err(anyhow::Error::new(
-            Concern::new(
-                ErrorKind::NotFound,
-                format!("no record with key `{key}` in the ledger of sync `{sync}`"),
-            )
-            .sync(sync)
-            .key(key),
-        )),
+        None => Err(records.not_found(key)),
     }
 }
 

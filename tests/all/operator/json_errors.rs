@@ -137,3 +137,57 @@ async fn a_fatal_verdict_is_logged_once_whatever_the_workers() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches("stopping the run").count(), 1, "{stderr}");
 }
+
+/// An error about one sync, or one record of it, names them (docs/cli.md: "`sync` and
+/// `key` are set when it is about one of them"): a missing credential of the sync run, a
+/// record retried that is not in the ledger, and one that is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_about_a_sync_or_its_record_names_them() {
+    let dest = common::accepting().await;
+    let auth = format!("{ACCEPT}\nauth = {{ bearer_env = \"JSON_ERRORS_UNSET_TOKEN_2\" }}");
+    let (_keyed_dir, keyed) = one_sync(&dest, &common::contacts_jsonl("a", 1), &auth);
+    let (code, lines, _) = json_run(&["run", "--sync", "s", "--json"], &keyed).await;
+    assert_eq!(code, Some(6));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "credentials",
+            "sync": "s",
+            "message": "sync `s`: environment variable `JSON_ERRORS_UNSET_TOKEN_2` \
+                        (auth.bearer_env) is not set; nothing was run",
+        }})]
+    );
+
+    let (_dir, config) = one_sync(&dest, &common::contacts_jsonl("a", 1), ACCEPT);
+    common::sluice_ok(&["run"], &config, &[]).await;
+    let (code, lines, _) = json_run(
+        &["retry", "--sync", "s", "--key", "nokey", "--json"],
+        &config,
+    )
+    .await;
+    assert_eq!(code, Some(4));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "not_found",
+            "sync": "s",
+            "key": "nokey",
+            "message": "no record with key `nokey` in the ledger of sync `s`",
+        }})]
+    );
+    let (code, lines, _) = json_run(
+        &["retry", "--sync", "s", "--key", "a00000", "--json"],
+        &config,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "failed",
+            "sync": "s",
+            "key": "a00000",
+            "message": "record `a00000` is delivered: there is nothing to retry",
+        }})]
+    );
+}
