@@ -44,13 +44,12 @@ fn csv_cell(text: &str) -> Cow<'_, str> {
 pub fn list(
     path: &Path,
     sync: &str,
-    status: Option<&str>,
+    status: Option<Status>,
     code: Option<&str>,
     format: Format,
     out: &mut Output,
 ) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
-    let status = status.map(Status::parse).transpose()?;
     // Failed records are indexed: listing them reads the failures, not the whole ledger.
     let entries: Box<dyn Iterator<Item = Result<(String, Entry)>>> = match status {
         Some(s) if s.is_failed() => Box::new(records.failed()),

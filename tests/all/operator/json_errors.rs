@@ -191,3 +191,55 @@ async fn an_error_about_a_sync_or_its_record_names_them() {
         }})]
     );
 }
+
+/// A flag's value that is not one it takes is a command line that is wrong, exit 2, for
+/// every flag alike (`ledger list --status bogus` was a failure, exit 1, while `inspect
+/// --status abc` was exit 2). The parser reports it on stderr, naming the flag; stdout
+/// stays empty, `--json` or not (docs/cli.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_value_that_is_wrong_is_a_usage_error_whatever_the_flag() {
+    let dest = common::accepting().await;
+    let (_dir, config) = one_sync(&dest, &common::contacts_jsonl("a", 1), ACCEPT);
+    let config = config.display().to_string();
+    let wrong: [(&[&str], &str); 5] = [
+        (
+            &[
+                "ledger", "list", "--sync", "s", "--status", "bogus", "--json",
+            ],
+            "invalid value 'bogus' for '--status <STATUS>': unknown status `bogus`: expected \
+             pending, delivered, rejected, permanent or resolved",
+        ),
+        (
+            &["ledger", "list", "--sync", "s", "--status", "bogus"],
+            "invalid value 'bogus' for '--status <STATUS>'",
+        ),
+        (
+            &["inspect", "--sync", "s", "--status", "abc", "--json"],
+            "invalid value 'abc' for '--status <STATUS>'",
+        ),
+        (
+            &["retry", "--sync", "s", "--window", "bogus", "--json"],
+            "invalid value 'bogus' for '--window <WINDOW>'",
+        ),
+        (
+            &["connector", "check", "builtin:rest", "--settings", "path"],
+            "invalid value 'path' for '--settings <KEY=VALUE>': `path` is not a setting; \
+             expected KEY=VALUE",
+        ),
+    ];
+    for (args, says) in wrong {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args);
+        if args[0] != "connector" {
+            command.args(["--config", &config]);
+        }
+        let output = command.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{args:?}");
+        assert!(
+            stderr.starts_with(&format!("error: {says}")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
