@@ -161,7 +161,8 @@ enum Command {
         /// Only responses with this HTTP status (0: no response).
         #[arg(long)]
         status: Option<u16>,
-        #[arg(long, default_value_t = 20)]
+        /// At most this many exchanges, from 1.
+        #[arg(long, default_value_t = 20, value_parser = at_least_one())]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -172,7 +173,8 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         sync: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many runs, from 1.
+        #[arg(long, default_value_t = 50, value_parser = at_least_one())]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -268,6 +270,12 @@ fn duration_within(
     range
         .check(flag, value, text)
         .map_err(|err| err.to_string())
+}
+
+/// A count of things to show: 0 would show nothing, which nobody asks for on purpose, so
+/// it is refused as a usage error rather than taken (the lists once showed one for it).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// `--status`: a value clap checks, so that a wrong one is a usage error (exit 2) like
