@@ -68,9 +68,14 @@ pub struct RunSummary {
     /// Deletes the destination confirmed; the ledger forgot those records.
     #[serde(default)]
     pub deleted: u64,
-    /// Deletes a mirror run did not send, and why (an incomplete read, `max_deletes`).
+    /// Deletes a mirror run did not send because a limit withheld them (`max_deletes`,
+    /// `--allow-deletes`). 0 when an incomplete read withheld them: which records are
+    /// gone cannot be counted then, so whether deletes were withheld is
+    /// `deletes_withheld_because`, never this count.
     #[serde(default)]
     pub deletes_withheld: u64,
+    /// Why a mirror run sent no deletes (an incomplete read, a limit); `None` when it
+    /// withheld none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes_withheld_because: Option<String>,
     pub delivered: u64,
