@@ -108,7 +108,9 @@ enum Command {
         /// Only records failed with this code (repeatable); names non-retryable codes too.
         #[arg(long = "code")]
         codes: Vec<String>,
-        /// Exactly this record (repeatable), whatever its status, code or age.
+        /// Exactly this failed record (repeatable), whatever its failure status (pending,
+        /// rejected, permanent, resolved), code or age. A delivered record has nothing to
+        /// retry: it is refused (exit 1), and a key not in the ledger is not found (exit 4).
         #[arg(long = "key")]
         keys: Vec<String>,
         /// Retry permanent records too.

@@ -24,7 +24,8 @@ pub struct Request {
     pub limit: Option<usize>,
     /// Only these codes; naming a non-retryable code retries it.
     pub codes: Vec<String>,
-    /// Exactly these keys, whatever their status, code or age (but not delivered ones).
+    /// Exactly these keys, whatever their failure status, code or age; a delivered one
+    /// is refused (`ErrorKind::Failed`: it exists, there is nothing to retry).
     pub keys: Vec<String>,
     /// Permanent records too.
     pub include_permanent: bool,
