@@ -36,6 +36,10 @@ impl History {
     /// Runs, newest first, of `sync` (or all), at most `limit`.
     pub fn list(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
         let mut out = Vec::new();
+        // `limit` 0 is none (the check after each push would have let one through).
+        if limit == 0 {
+            return Ok(out);
+        }
         for item in self.tree.iter_rev() {
             let (_, value) =
                 item.map_err(|err| storage_error(&self.path, "reading the run history", err))?;
@@ -80,5 +84,6 @@ mod tests {
         );
         assert_eq!(ids(history.list(None, 2).unwrap()), ["300-a", "200-a"]);
         assert_eq!(ids(history.list(Some("b"), 10).unwrap()), ["100-b"]);
+        assert!(history.list(None, 0).unwrap().is_empty(), "0 is none");
     }
 }

@@ -309,6 +309,10 @@ impl Inspector {
     /// Entries, newest first, that pass `filter`, at most `limit`.
     pub fn list(&self, limit: usize, filter: impl Fn(&Exchange) -> bool) -> Result<Vec<Exchange>> {
         let mut out = Vec::new();
+        // `limit` 0 is none (the check after each push would have let one through).
+        if limit == 0 {
+            return Ok(out);
+        }
         for item in self.tree.iter_rev() {
             let (_, value) = item?;
             let exchange = decode(&value)?;

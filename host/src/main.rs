@@ -108,7 +108,9 @@ enum Command {
         /// Only records failed with this code (repeatable); names non-retryable codes too.
         #[arg(long = "code")]
         codes: Vec<String>,
-        /// Exactly this record (repeatable), whatever its status, code or age.
+        /// Exactly this failed record (repeatable), whatever its failure status (pending,
+        /// rejected, permanent, resolved), code or age. A delivered record has nothing to
+        /// retry: it is refused (exit 1), and a key not in the ledger is not found (exit 4).
         #[arg(long = "key")]
         keys: Vec<String>,
         /// Retry permanent records too.
@@ -161,7 +163,8 @@ enum Command {
         /// Only responses with this HTTP status (0: no response).
         #[arg(long)]
         status: Option<u16>,
-        #[arg(long, default_value_t = 20)]
+        /// At most this many exchanges, from 1.
+        #[arg(long, default_value_t = 20, value_parser = at_least_one())]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -172,7 +175,8 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         sync: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many runs, from 1.
+        #[arg(long, default_value_t = 50, value_parser = at_least_one())]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -211,8 +215,8 @@ enum ConnectorCommand {
         #[arg(long, default_value = "id")]
         key: String,
         /// A setting for `configure`, as KEY=VALUE (repeatable).
-        #[arg(long = "settings", short = 's')]
-        settings: Vec<String>,
+        #[arg(long = "settings", short = 's', value_name = "KEY=VALUE", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
         /// A host absolute request URLs may name (repeatable), as in `allowed_hosts`.
         #[arg(long = "allowed-host")]
         allowed_hosts: Vec<String>,
@@ -270,6 +274,26 @@ fn duration_within(
         .map_err(|err| err.to_string())
 }
 
+/// A count of things to show: 0 would show nothing, which nobody asks for on purpose, so
+/// it is refused as a usage error rather than taken (the lists once showed one for it).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// `--status`: a value clap checks, so that a wrong one is a usage error (exit 2) like
+/// any other flag's, not a failure of the command.
+fn parse_status(text: &str) -> Result<sluice::ledger::Status, String> {
+    sluice::ledger::Status::parse(text).map_err(|err| err.to_string())
+}
+
+/// `--settings KEY=VALUE`, checked by clap (a wrong one is a usage error, exit 2).
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not a setting; expected KEY=VALUE"))?;
+    Ok((key.trim().to_string(), value.to_string()))
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     text.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
@@ -285,8 +309,8 @@ enum LedgerCommand {
         #[arg(long)]
         sync: String,
         /// pending, delivered, rejected, permanent or resolved.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = parse_status)]
+        status: Option<sluice::ledger::Status>,
         #[arg(long)]
         code: Option<String>,
         #[arg(long, conflicts_with = "csv")]
@@ -499,14 +523,7 @@ async fn dispatch(command: Command, quiet: bool, out: &mut Output) -> Result<Exi
                 } else {
                     Format::Table
                 };
-                commands::ledger::list(
-                    &config,
-                    &sync,
-                    status.as_deref(),
-                    code.as_deref(),
-                    format,
-                    out,
-                )
+                commands::ledger::list(&config, &sync, status, code.as_deref(), format, out)
             }
             LedgerCommand::Show { config, sync, key } => {
                 commands::ledger::show(&config, &sync, &key, out)

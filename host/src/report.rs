@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::engine::{Fate, Outcome, RunReport, Settled};
+use crate::engine::{Fate, InvalidRow, MAX_SKIPPED_ROWS_KEPT, Outcome, RunReport, Settled};
 
 /// How many failed records are shown by example.
 const EXAMPLES: usize = 8;
@@ -93,16 +93,33 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
             }
         }
     }
-    for row in report.invalid_rows.iter().take(EXAMPLES) {
+    let skipped = s.invalid_rows + s.duplicate_keys;
+    skipped_rows(&mut out, &s.skipped_rows, skipped, report.position);
+    out
+}
+
+/// The skipped source rows of a run or a plan, for people, worded alike: the first
+/// [`EXAMPLES`] as `skipped source line N: <reason>` (`row N` for a query), then how many
+/// more of the `total` there were and where to see them (the JSON keeps the first
+/// [`MAX_SKIPPED_ROWS_KEPT`]; the log at level info names every one with its file).
+pub fn skipped_rows(out: &mut String, rows: &[InvalidRow], total: u64, position: &str) {
+    for row in rows.iter().take(EXAMPLES) {
         let _ = writeln!(
             out,
-            "  skipped source {} {}: {}",
-            report.position,
+            "  skipped source {position} {}: {}",
             row.line,
             printable(&row.reason)
         );
     }
-    out
+    let shown = rows.len().min(EXAMPLES) as u64;
+    if total > shown {
+        let _ = writeln!(
+            out,
+            "  and {} more skipped source {position}s: `--json` lists the first \
+             {MAX_SKIPPED_ROWS_KEPT}, and `RUST_LOG=sluice=info` logs every one",
+            total - shown
+        );
+    }
 }
 
 fn status_and_failure(fate: &Fate) -> Option<(&'static str, &crate::engine::RecordFailure)> {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::concern::{Concern, ErrorKind};
@@ -24,7 +24,8 @@ pub struct Request {
     pub limit: Option<usize>,
     /// Only these codes; naming a non-retryable code retries it.
     pub codes: Vec<String>,
-    /// Exactly these keys, whatever their status, code or age (but not delivered ones).
+    /// Exactly these keys, whatever their failure status, code or age; a delivered one
+    /// is refused (`ErrorKind::Failed`: it exists, there is nothing to retry).
     pub keys: Vec<String>,
     /// Permanent records too.
     pub include_permanent: bool,
@@ -139,21 +140,24 @@ fn select_keys(ledger: &SyncLedger, keys: &[String], behavior: Behavior) -> Resu
     let mut named = std::collections::HashSet::new();
     for key in keys.iter().filter(|key| named.insert(key.as_str())) {
         let Some(entry) = ledger.get(key)? else {
-            return Err(anyhow::Error::new(
-                Concern::new(
-                    ErrorKind::NotFound,
-                    format!("no record with key `{key}` in this sync's ledger"),
-                )
-                .key(key),
-            ));
+            return Err(ledger.not_found(key));
         };
         if entry.status == Status::Delivered {
-            bail!("record `{key}` is delivered: there is nothing to retry")
+            return Err(ledger.delivered_already(key, "retry"));
         }
         let (payload, id, deleting) = (entry.payload, entry.destination_id, entry.deleting);
         match record_of(key.clone(), payload, id, deleting, behavior) {
             Some(record) => records.push(record),
-            None => bail!("record `{key}` has no stored payload to send"),
+            None => {
+                return Err(anyhow::Error::new(
+                    Concern::new(
+                        ErrorKind::Failed,
+                        format!("record `{key}` has no stored payload to send"),
+                    )
+                    .sync(ledger.name())
+                    .key(key),
+                ));
+            }
         }
     }
     let selected = records.len() as u64;

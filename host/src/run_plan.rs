@@ -45,8 +45,12 @@ pub struct RunPlan {
     /// The first keys of each action (`insert`, `update`, `delete`), in the order a run
     /// would send them.
     pub examples: BTreeMap<&'static str, Vec<String>>,
-    /// The first source rows a run would skip, and why.
+    /// The first source rows a run would skip, and why (as a run's summary keeps them).
     pub skipped_rows: Vec<InvalidRow>,
+    /// What a row's position counts in the source (`line`, `row`): the plan names skipped
+    /// rows as the run's report does.
+    #[serde(skip)]
+    pub position: &'static str,
 }
 
 impl RunPlan {
@@ -136,14 +140,8 @@ impl RunPlan {
         if let Some(why) = &self.deletes_withheld_because {
             let _ = writeln!(out, "  deletes withheld: {why}");
         }
-        for row in &self.skipped_rows {
-            let _ = writeln!(
-                out,
-                "  skipped source row {}: {}",
-                row.line,
-                crate::report::printable(&row.reason)
-            );
-        }
+        let skipped = self.invalid_rows + self.duplicate_keys;
+        crate::report::skipped_rows(&mut out, &self.skipped_rows, skipped, self.position);
         out
     }
 }

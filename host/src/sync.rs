@@ -236,6 +236,7 @@ impl Host {
             })?;
             plan.counted(&counters);
             plan.skipped_rows = end.skipped;
+            plan.position = sync.source.origin.position();
             if let Some((count, why)) = end.withheld {
                 plan.deletes_withheld = count;
                 plan.deletes_withheld_because = Some(why);

@@ -335,3 +335,27 @@ async fn a_sync_that_cannot_start_is_reported_recorded_and_the_others_run() {
     assert_eq!(failed["outcome"], "failed");
     assert!(failed["error"].as_str().unwrap().contains("colour"));
 }
+
+/// `retry --help` said `--key` retries a record "whatever its status", but a delivered
+/// one is refused: the help says so, and what each refusal exits with (the refusals
+/// themselves: `operator::json_errors::an_error_about_a_sync_or_its_record_names_them`).
+#[test]
+fn retry_help_says_a_delivered_key_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["retry", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8(output.stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "--key <KEYS> Exactly this failed record (repeatable), whatever its failure status \
+             (pending, rejected, permanent, resolved), code or age. A delivered record has \
+             nothing to retry: it is refused (exit 1), and a key not in the ledger is not \
+             found (exit 4)"
+        ),
+        "{help}"
+    );
+    assert!(!help.contains("whatever its status"), "{help}");
+}

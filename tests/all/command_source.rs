@@ -136,7 +136,13 @@ async fn garbage_lines_of_a_command_are_reported_with_their_numbers() {
         .run()
         .await;
     ran.expect(Expect::completed().delivered(2).invalid_rows(2));
-    let lines: Vec<u64> = ran.report.invalid_rows.iter().map(|row| row.line).collect();
+    let lines: Vec<u64> = ran
+        .report
+        .summary
+        .skipped_rows
+        .iter()
+        .map(|row| row.line)
+        .collect();
     assert_eq!(lines, [2, 4]);
     assert_eq!(dest.stored().len(), 2);
 }

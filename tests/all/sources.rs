@@ -85,7 +85,8 @@ async fn a_row_that_is_not_utf8_is_skipped_and_reported() {
         assert_eq!(ran.fates.keys(is_delivered), ["a", "c"], "{format}");
         let skipped: Vec<(u64, &str)> = ran
             .report
-            .invalid_rows
+            .summary
+            .skipped_rows
             .iter()
             .map(|r| (r.line, r.reason.as_str()))
             .collect();
@@ -125,7 +126,7 @@ async fn numeric_keys_keep_every_digit() {
         (s.read, s.duplicate_keys, s.delivered),
         (4, 0, 4),
         "{:?}",
-        report.invalid_rows
+        report.summary.skipped_rows
     );
     assert_eq!(
         fates.keys(is_delivered),
@@ -235,4 +236,65 @@ async fn a_source_that_cannot_be_opened_names_the_file_and_the_reason() {
             && error.contains("data.jsonl`: No such file or directory"),
         "{error}"
     );
+}
+
+/// A source of 240 lines, every even one without a key: `run` named only the first 8 of
+/// its 120 skipped rows, `run --json` and `runs --json` none, no message named the file,
+/// and `plan` said "row" where `run` said "line". Now the report names the first 8 and
+/// says how many more and where they are; the JSON summaries keep the first 100 (with the
+/// file) of the 120 counted; `plan` words them as `run` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_skipped_row_is_reported_the_first_hundred_in_the_json() {
+    let dest = common::accepting().await;
+    let data: String = (1..=120)
+        .map(|n| format!("{{\"id\": \"ok{n}\"}}\n{{\"noid\": {n}}}\n"))
+        .collect();
+    let setup = setup(&dest, "jsonl", data.as_bytes());
+    let config = setup.config_path();
+    let file = setup.dir.path().join("data.jsonl");
+    let why = "the key field `id` is missing";
+    let mut expected: String = (1..=8)
+        .map(|n| format!("  skipped source line {}: {why}\n", 2 * n))
+        .collect();
+    expected.push_str(
+        "  and 112 more skipped source lines: `--json` lists the first 100, and \
+         `RUST_LOG=sluice=info` logs every one\n",
+    );
+
+    let plan = common::sluice_ok(&["plan"], &config, &[]).await;
+    assert!(plan.ends_with(&expected), "{plan}");
+    let report = common::sluice_ok(&["run"], &config, &[]).await;
+    assert!(report.ends_with(&expected), "{report}");
+    assert!(
+        report.contains("  invalid source rows          120\n"),
+        "{report}"
+    );
+
+    // A second run reads the same rows (the others are unchanged): its summary and the
+    // history's keep the first 100, each with its line, reason and file.
+    let rows: Vec<Value> = (1..=100)
+        .map(|n| json!({"line": 2 * n, "reason": why, "file": file}))
+        .collect();
+    let summary =
+        &common::json_lines(&common::sluice_ok(&["run", "--json"], &config, &[]).await)[0];
+    assert_eq!(
+        (&summary["invalid_rows"], &summary["skipped_rows"]),
+        (&json!(120), &json!(rows))
+    );
+    let history = common::json_lines(&common::sluice_ok(&["runs", "--json"], &config, &[]).await);
+    assert_eq!(history[0]["skipped_rows"], json!(rows));
+    assert_eq!(history[1]["skipped_rows"], json!(rows));
+
+    // Every row is in the log, naming the file and the line.
+    let output = common::sluice(&["plan"], &config, &[("RUST_LOG", "sluice=info")]).await;
+    let log = String::from_utf8_lossy(&output.stderr);
+    for n in [1, 120] {
+        let line = format!(
+            "skipped source line {} of `{}`: {why}",
+            2 * n,
+            file.display()
+        );
+        assert!(log.contains(&line), "{line}: {log}");
+    }
+    assert_eq!(log.matches("skipped source line").count(), 120, "{log}");
 }

@@ -17,7 +17,8 @@ pub struct CheckArgs<'a> {
     pub file: &'a Path,
     /// JSONL records to check with instead of the built-in sample, and their key field.
     pub records: Option<(&'a Path, &'a str)>,
-    pub settings: &'a [String],
+    /// `--settings`, as clap split them.
+    pub settings: &'a [(String, String)],
     pub allowed_hosts: Vec<String>,
     pub memory_limit: Option<u64>,
     pub call_timeout: Option<Duration>,
@@ -42,13 +43,6 @@ pub fn check(args: CheckArgs<'_>, out: &mut Output) -> Result<ExitCode> {
         Some((path, key)) => Some(read_records(path, key)?),
         None => None,
     };
-    let mut settings = Vec::new();
-    for pair in args.settings {
-        let Some((key, value)) = pair.split_once('=') else {
-            bail!("--settings `{pair}`: expected KEY=VALUE");
-        };
-        settings.push((key.trim().to_string(), value.to_string()));
-    }
     let defaults = SandboxLimits::default();
     let options = Options {
         allowed_hosts: args.allowed_hosts,
@@ -66,7 +60,7 @@ pub fn check(args: CheckArgs<'_>, out: &mut Output) -> Result<ExitCode> {
         },
         records,
     };
-    let report = conformance::check_with(&wasm, &settings, &options);
+    let report = conformance::check_with(&wasm, args.settings, &options);
     write!(out, "{report}")?;
     Ok(if report.conformant() {
         ExitCode::SUCCESS

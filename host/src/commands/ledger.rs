@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
-use sluice::concern::{Concern, ErrorKind};
 use sluice::config::Config;
 use sluice::ledger::{Entry, Ledger, Status, SyncLedger};
 use sluice::output::Output;
@@ -45,13 +44,12 @@ fn csv_cell(text: &str) -> Cow<'_, str> {
 pub fn list(
     path: &Path,
     sync: &str,
-    status: Option<&str>,
+    status: Option<Status>,
     code: Option<&str>,
     format: Format,
     out: &mut Output,
 ) -> Result<ExitCode> {
     let (_ledger, records) = open(path, sync)?;
-    let status = status.map(Status::parse).transpose()?;
     // Failed records are indexed: listing them reads the failures, not the whole ledger.
     let entries: Box<dyn Iterator<Item = Result<(String, Entry)>>> = match status {
         Some(s) if s.is_failed() => Box::new(records.failed()),
@@ -170,14 +168,7 @@ pub fn show(path: &Path, sync: &str, key: &str, out: &mut Output) -> Result<Exit
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        None => Err(anyhow::Error::new(
-            Concern::new(
-                ErrorKind::NotFound,
-                format!("no record with key `{key}` in the ledger of sync `{sync}`"),
-            )
-            .sync(sync)
-            .key(key),
-        )),
+        None => Err(records.not_found(key)),
     }
 }
 

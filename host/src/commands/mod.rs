@@ -60,9 +60,6 @@ pub fn stop_on_signals() -> CancellationToken {
     stop
 }
 
-/// Refuses to start when a credential of a sync about to run is missing: every unset or
-/// empty variable of every one of `syncs` is named at once, before any sync runs, instead
-/// of one sync failing at a time part-way through a command.
 /// The syncs a command takes: the one named, or every sync of the config.
 pub fn sync_names(config: &Config, only: Option<&str>) -> Result<Vec<String>> {
     let names: Vec<String> = match only {
@@ -103,13 +100,17 @@ pub fn sync_failed(
     ))
 }
 
-/// Every credential the syncs named need is in the environment; the error names each one
-/// missing (`ErrorKind::Credentials`).
+/// Refuses to start when a credential of a sync about to run is missing: every unset or
+/// empty variable of every one of `syncs` is named at once (`ErrorKind::Credentials`),
+/// before any sync runs, instead of one sync failing at a time part-way through a
+/// command. When the missing ones are all of one sync, the error names it (`--json`'s
+/// `sync`).
 pub fn check_credentials<'a>(
     config: &Config,
     syncs: impl IntoIterator<Item = &'a str>,
 ) -> Result<()> {
     let mut missing = Vec::new();
+    let mut lacking: Vec<&str> = Vec::new();
     for name in syncs {
         let sync = config.sync(name)?;
         for (key, var) in sync
@@ -127,14 +128,18 @@ pub fn check_credentials<'a>(
             missing.push(format!(
                 "sync `{name}`: environment variable `{var}` ({key}) {problem}"
             ));
+            if lacking.last() != Some(&name) {
+                lacking.push(name);
+            }
         }
     }
     if !missing.is_empty() {
         let text = format!("{}; nothing was run", missing.join("; "));
-        return Err(anyhow::Error::new(Concern::new(
-            ErrorKind::Credentials,
-            text,
-        )));
+        let mut concern = Concern::new(ErrorKind::Credentials, text);
+        if let [only] = lacking[..] {
+            concern = concern.sync(only);
+        }
+        return Err(anyhow::Error::new(concern));
     }
     Ok(())
 }

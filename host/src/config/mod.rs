@@ -212,6 +212,38 @@ pub enum SourceOrigin {
     },
 }
 
+impl SourceOrigin {
+    /// What a row's position counts in this source, as reports name it: `line` for a
+    /// file or a command's output, `row` for a query's rows.
+    pub fn position(&self) -> &'static str {
+        match self {
+            SourceOrigin::Postgres { .. } => "row",
+            SourceOrigin::File(_) | SourceOrigin::Command { .. } => "line",
+        }
+    }
+
+    /// The file the rows are read from, when they are.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SourceOrigin::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The source as messages name it: `` `data.jsonl` ``, the output of `` `prog` ``, the
+    /// query.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceOrigin::File(path) => format!("`{}`", path.display()),
+            SourceOrigin::Command { argv, .. } => format!(
+                "the output of `{}`",
+                argv.first().map_or("", String::as_str)
+            ),
+            SourceOrigin::Postgres { .. } => "the query".to_string(),
+        }
+    }
+}
+
 /// How the host authenticates requests. Secrets are named by environment variable only,
 /// and read when needed, so that a renewal picks up a rotated value.
 #[derive(Debug, Clone, PartialEq, Eq)]

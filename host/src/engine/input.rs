@@ -20,7 +20,7 @@ use super::counters::Counters;
 use super::filter::{Decision, Filter};
 use super::mirror::{Bound, Deletes, deletes};
 use super::repeats::{KeySet, KeysSeen, Repeats};
-use super::{InvalidRow, MAX_INVALID_ROWS_KEPT, Shared};
+use super::{InvalidRow, MAX_SKIPPED_ROWS_KEPT, Shared};
 use crate::config::{Behavior, FieldMap, SyncSpec};
 use crate::sandbox::Operation;
 use crate::source::partition::Partition;
@@ -114,11 +114,20 @@ pub(crate) fn read_with(
     // line order, and the report shows the first rows of both, merged.
     let mut invalid = Vec::new();
     let mut repeated = Vec::new();
+    // Every skipped row is logged, naming where it is; the first are kept for the report.
+    let (origin, position) = (&sync.source.origin, sync.source.origin.position());
     let report = |kept: &mut Vec<InvalidRow>, line: u64, reason: String, count: Count| {
         counters.add(count, 1);
-        tracing::info!(sync = %sync.name, line, "skipping source row: {reason}");
-        if kept.len() < MAX_INVALID_ROWS_KEPT {
-            kept.push(InvalidRow { line, reason });
+        tracing::info!(
+            sync = %sync.name,
+            file = origin.file().map(|f| f.display().to_string()),
+            line,
+            "skipped source {position} {line} of {}: {reason}",
+            origin.describe()
+        );
+        if kept.len() < MAX_SKIPPED_ROWS_KEPT {
+            let file = origin.file().map(Path::to_path_buf);
+            kept.push(InvalidRow { line, reason, file });
         }
     };
 
@@ -260,7 +269,7 @@ pub(crate) fn read_with(
     let mut skipped = invalid;
     skipped.append(&mut repeated);
     skipped.sort_by_key(|row| row.line);
-    skipped.truncate(MAX_INVALID_ROWS_KEPT);
+    skipped.truncate(MAX_SKIPPED_ROWS_KEPT);
     Ok(ReadEnd {
         skipped,
         withheld,

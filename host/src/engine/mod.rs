@@ -43,7 +43,7 @@ use self::gate::Gate;
 use self::poison::LimitFailures;
 use self::reach::Reach;
 pub use self::stop::{Stop, StopKind};
-pub use self::summary::{InvalidRow, Outcome, RunReport, RunSummary};
+pub use self::summary::{InvalidRow, MAX_SKIPPED_ROWS_KEPT, Outcome, RunReport, RunSummary};
 use self::worker::Worker;
 use crate::auth::Credentials;
 use crate::config::{ConnectorSpec, SyncSpec};
@@ -53,8 +53,6 @@ use crate::sandbox::{
 };
 use crate::source::Record;
 use crate::transport::Transport;
-
-const MAX_INVALID_ROWS_KEPT: usize = 100;
 
 /// How a run is watched and stopped from outside.
 #[derive(Clone)]
@@ -405,7 +403,7 @@ pub async fn run_sync(
         }
     }
     drop(rx);
-    let (read_error, invalid_rows, withheld) = match reader.await {
+    let (read_error, skipped_rows, withheld) = match reader.await {
         Ok(Ok(end)) => (None, end.skipped, end.withheld),
         Ok(Err(err)) => (Some(format!("{err:#}")), Vec::new(), None),
         Err(panic) => (
@@ -454,6 +452,7 @@ pub async fn run_sync(
         read,
         invalid_rows: c.get(Count::InvalidRows),
         duplicate_keys: c.get(Count::Duplicates),
+        skipped_rows,
         unchanged: c.get(Count::Unchanged),
         held: c.get(Count::Held),
         not_at_destination: c.get(Count::NotAtDestination),
@@ -487,14 +486,9 @@ pub async fn run_sync(
         connector_ms: c.get(Count::ConnectorUs) / 1000,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
-    let position = match sync.source.origin {
-        crate::config::SourceOrigin::Postgres { .. } => "row",
-        _ => "line",
-    };
     Ok(RunReport {
         summary,
-        invalid_rows,
-        position,
+        position: sync.source.origin.position(),
     })
 }
 

@@ -46,6 +46,11 @@ pub struct RunSummary {
     pub invalid_rows: u64,
     /// Earlier rows of a key repeated in the source (the last row wins); reported, skipped.
     pub duplicate_keys: u64,
+    /// The first skipped rows, unusable or repeated, in source order: at most
+    /// [`MAX_SKIPPED_ROWS_KEPT`] of the `invalid_rows + duplicate_keys` there were, so
+    /// that a source of millions of bad rows costs no more memory (or history) than this.
+    #[serde(default)]
+    pub skipped_rows: Vec<InvalidRow>,
     /// Records the destination already holds with the same data (mode "changed").
     pub unchanged: u64,
     /// Permanent records whose data has not changed: held for a person.
@@ -63,9 +68,14 @@ pub struct RunSummary {
     /// Deletes the destination confirmed; the ledger forgot those records.
     #[serde(default)]
     pub deleted: u64,
-    /// Deletes a mirror run did not send, and why (an incomplete read, `max_deletes`).
+    /// Deletes a mirror run did not send because a limit withheld them (`max_deletes`,
+    /// `--allow-deletes`). 0 when an incomplete read withheld them: which records are
+    /// gone cannot be counted then, so whether deletes were withheld is
+    /// `deletes_withheld_because`, never this count.
     #[serde(default)]
     pub deletes_withheld: u64,
+    /// Why a mirror run sent no deletes (an incomplete read, a limit); `None` when it
+    /// withheld none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes_withheld_because: Option<String>,
     pub delivered: u64,
@@ -109,17 +119,24 @@ impl RunSummary {
     }
 }
 
+/// How many skipped rows a run (or a plan) keeps to report; the rest are counted, and
+/// logged one by one at level info.
+pub const MAX_SKIPPED_ROWS_KEPT: usize = 100;
+
 /// A source row that was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvalidRow {
+    /// Its line (a file, a command's output) or row number (a query), from 1.
     pub line: u64,
     pub reason: String,
+    /// The source file, when the source is one: a script finds the row without the
+    /// config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 pub struct RunReport {
     pub summary: RunSummary,
-    /// The first skipped source rows, unusable or repeated (at most `MAX_INVALID_ROWS_KEPT`).
-    pub invalid_rows: Vec<InvalidRow>,
     /// What a row's position counts in this source: `line` for a file or a command's
     /// output, `row` for a query's rows.
     pub position: &'static str,

@@ -286,6 +286,7 @@ impl Ledger {
                 .tree(&format!("{FAILED_PREFIX}{name}"))
                 .at(&self.path, doing)?,
             path: self.path.clone(),
+            name: name.into(),
         })
     }
 

@@ -39,6 +39,9 @@ pub struct SyncLedger {
     pub(super) delivered: Arc<dyn Deliveries>,
     /// The ledger's folder, for messages.
     pub(super) path: Arc<Path>,
+    /// The sync's name: errors about one of its records name the sync too (`--json`'s
+    /// `sync` field, docs/cli.md).
+    pub(super) name: Arc<str>,
 }
 
 /// A delivered record's entry, as the views show it.
@@ -92,6 +95,40 @@ fn with_delivery(mut entry: Entry, delivered: Option<Delivered>) -> Entry {
 }
 
 impl SyncLedger {
+    /// The sync whose records these are.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The error for `key` not being in this ledger (`not_found`, naming the sync and
+    /// the key).
+    pub fn not_found(&self, key: &str) -> anyhow::Error {
+        anyhow::Error::new(
+            Concern::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no record with key `{key}` in the ledger of sync `{}`",
+                    self.name
+                ),
+            )
+            .sync(&self.name)
+            .key(key),
+        )
+    }
+
+    /// The error for a person asking to `act` on a record that is delivered (`failed`:
+    /// the record exists, there is nothing to do), naming the sync and the key.
+    pub fn delivered_already(&self, key: &str, act: &str) -> anyhow::Error {
+        anyhow::Error::new(
+            Concern::new(
+                ErrorKind::Failed,
+                format!("record `{key}` is delivered: there is nothing to {act}"),
+            )
+            .sync(&self.name)
+            .key(key),
+        )
+    }
+
     pub(super) fn log_err(&self, err: super::delivered::LogError) -> anyhow::Error {
         log_error(&self.path, err)
     }
@@ -297,17 +334,9 @@ impl SyncLedger {
             // Only the log may hold it: then it is delivered, which is refused below.
             None => self.get(key)?,
         };
-        let entry = entry.ok_or_else(|| {
-            anyhow::Error::new(
-                Concern::new(
-                    ErrorKind::NotFound,
-                    format!("no record with key `{key}` in this sync's ledger"),
-                )
-                .key(key),
-            )
-        })?;
+        let entry = entry.ok_or_else(|| self.not_found(key))?;
         if entry.status == Status::Delivered {
-            bail!("record `{key}` is delivered: there is nothing to resolve");
+            return Err(self.delivered_already(key, "resolve"));
         }
         let entry = model::resolved(
             entry,

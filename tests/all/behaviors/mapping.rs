@@ -25,11 +25,11 @@ async fn the_destination_sees_only_mapped_fields_and_unmapped_changes_send_nothi
     let s = ran.summary();
     assert_eq!((s.read, s.delivered, s.invalid_rows), (2, 2, 1), "{s:?}");
     assert!(
-        ran.report.invalid_rows[0]
+        ran.report.summary.skipped_rows[0]
             .reason
             .contains("field `email` (mapped to `Email`) is missing and is required"),
         "{:?}",
-        ran.report.invalid_rows
+        ran.report.summary.skipped_rows
     );
     let stored = dest.stored();
     assert_eq!(

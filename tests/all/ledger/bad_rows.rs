@@ -31,7 +31,8 @@ async fn bad_rows_and_repeated_keys_are_reported_and_the_run_goes_on() {
         (Outcome::Completed, 5, 2, 2, 3, 0)
     );
     let lines: Vec<(u64, bool)> = report
-        .invalid_rows
+        .summary
+        .skipped_rows
         .iter()
         .map(|r| (r.line, r.reason.contains("last row wins")))
         .collect();

@@ -102,3 +102,30 @@ async fn a_rate_limit_of_a_thousand_years_stops_the_command_before_anything_is_s
         "{stderr}"
     );
 }
+
+/// `inspect --limit 0` printed one exchange (and `runs --limit 0` one run): a count of
+/// things to show starts at 1, and 0 is a usage error, exit 2, with nothing on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_of_zero_is_a_usage_error_and_one_shows_one() {
+    let dest = common::accepting().await;
+    let extra = format!("{ACCEPT}\nbatch_size = 1");
+    let (_dir, config) = one_sync(&dest, &common::contacts_jsonl("a", 3), &extra);
+    common::sluice_ok(&["run"], &config, &[]).await;
+    for command in [
+        &["inspect", "--sync", "s", "--json"][..],
+        &["runs", "--json"],
+    ] {
+        let args = [command, &["--limit", "0"]].concat();
+        let output = common::sluice(&args, &config, &[]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{args:?}");
+        assert!(
+            stderr.starts_with("error: invalid value '0' for '--limit <LIMIT>': 0 is not in 1.."),
+            "{args:?}: {stderr}"
+        );
+        let args = [command, &["--limit", "1"]].concat();
+        let shown = common::json_lines(&common::sluice_ok(&args, &config, &[]).await);
+        assert_eq!(shown.len(), 1, "{args:?}");
+    }
+}

@@ -137,3 +137,109 @@ async fn a_fatal_verdict_is_logged_once_whatever_the_workers() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches("stopping the run").count(), 1, "{stderr}");
 }
+
+/// An error about one sync, or one record of it, names them (docs/cli.md: "`sync` and
+/// `key` are set when it is about one of them"): a missing credential of the sync run, a
+/// record retried that is not in the ledger, and one that is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_about_a_sync_or_its_record_names_them() {
+    let dest = common::accepting().await;
+    let auth = format!("{ACCEPT}\nauth = {{ bearer_env = \"JSON_ERRORS_UNSET_TOKEN_2\" }}");
+    let (_keyed_dir, keyed) = one_sync(&dest, &common::contacts_jsonl("a", 1), &auth);
+    let (code, lines, _) = json_run(&["run", "--sync", "s", "--json"], &keyed).await;
+    assert_eq!(code, Some(6));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "credentials",
+            "sync": "s",
+            "message": "sync `s`: environment variable `JSON_ERRORS_UNSET_TOKEN_2` \
+                        (auth.bearer_env) is not set; nothing was run",
+        }})]
+    );
+
+    let (_dir, config) = one_sync(&dest, &common::contacts_jsonl("a", 1), ACCEPT);
+    common::sluice_ok(&["run"], &config, &[]).await;
+    let (code, lines, _) = json_run(
+        &["retry", "--sync", "s", "--key", "nokey", "--json"],
+        &config,
+    )
+    .await;
+    assert_eq!(code, Some(4));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "not_found",
+            "sync": "s",
+            "key": "nokey",
+            "message": "no record with key `nokey` in the ledger of sync `s`",
+        }})]
+    );
+    let (code, lines, _) = json_run(
+        &["retry", "--sync", "s", "--key", "a00000", "--json"],
+        &config,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        lines,
+        [json!({"error": {
+            "kind": "failed",
+            "sync": "s",
+            "key": "a00000",
+            "message": "record `a00000` is delivered: there is nothing to retry",
+        }})]
+    );
+}
+
+/// A flag's value that is not one it takes is a command line that is wrong, exit 2, for
+/// every flag alike (`ledger list --status bogus` was a failure, exit 1, while `inspect
+/// --status abc` was exit 2). The parser reports it on stderr, naming the flag; stdout
+/// stays empty, `--json` or not (docs/cli.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_value_that_is_wrong_is_a_usage_error_whatever_the_flag() {
+    let dest = common::accepting().await;
+    let (_dir, config) = one_sync(&dest, &common::contacts_jsonl("a", 1), ACCEPT);
+    let config = config.display().to_string();
+    let wrong: [(&[&str], &str); 5] = [
+        (
+            &[
+                "ledger", "list", "--sync", "s", "--status", "bogus", "--json",
+            ],
+            "invalid value 'bogus' for '--status <STATUS>': unknown status `bogus`: expected \
+             pending, delivered, rejected, permanent or resolved",
+        ),
+        (
+            &["ledger", "list", "--sync", "s", "--status", "bogus"],
+            "invalid value 'bogus' for '--status <STATUS>'",
+        ),
+        (
+            &["inspect", "--sync", "s", "--status", "abc", "--json"],
+            "invalid value 'abc' for '--status <STATUS>'",
+        ),
+        (
+            &["retry", "--sync", "s", "--window", "bogus", "--json"],
+            "invalid value 'bogus' for '--window <WINDOW>'",
+        ),
+        (
+            &["connector", "check", "builtin:rest", "--settings", "path"],
+            "invalid value 'path' for '--settings <KEY=VALUE>': `path` is not a setting; \
+             expected KEY=VALUE",
+        ),
+    ];
+    for (args, says) in wrong {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args);
+        if args[0] != "connector" {
+            command.args(["--config", &config]);
+        }
+        let output = command.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{args:?}");
+        assert!(
+            stderr.starts_with(&format!("error: {says}")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
