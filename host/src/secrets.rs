@@ -96,27 +96,32 @@ impl Secrets {
     }
 
     fn extend(&self, values: Vec<Vec<u8>>, source: &str) {
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut all = current.values.clone();
-        for value in values {
-            if value.is_empty() || all.contains(&value) {
-                continue;
+        let mut short = false;
+        {
+            let mut current = self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut all = current.values.clone();
+            for value in values {
+                if value.is_empty() || all.contains(&value) {
+                    continue;
+                }
+                short |= value.len() < MIN_SECRET_LEN;
+                all.push(value);
             }
-            if value.len() < MIN_SECRET_LEN {
-                tracing::warn!(
-                    source,
-                    "a credential (or part of one) from {source} is shorter than \
-                     {MIN_SECRET_LEN} bytes: too short to scrub safely from what \
-                     destinations send back"
-                );
+            if all.len() != current.values.len() {
+                *current = Arc::new(Scrubber::new(all));
             }
-            all.push(value);
         }
-        if all.len() != current.values.len() {
-            *current = Arc::new(Scrubber::new(all));
+        // Logged with the lock released: the log's writer reads every set of secrets.
+        if short {
+            tracing::warn!(
+                source,
+                "a credential (or part of one) from {source} is shorter than \
+                 {MIN_SECRET_LEN} bytes: too short to scrub safely from what destinations \
+                 send back"
+            );
         }
     }
 }

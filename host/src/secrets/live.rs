@@ -20,7 +20,8 @@ pub(super) fn register(current: &Arc<Shared>) {
     live.push(Arc::downgrade(current));
 }
 
-/// `bytes` scrubbed of every secret alive in the process.
+/// `bytes` scrubbed of every secret alive in the process. Nothing may log while it holds
+/// a set's lock (the writer would wait on it).
 pub fn scrub_all(bytes: &[u8]) -> Cow<'_, [u8]> {
     let scrubbers: Vec<Arc<Scrubber>> = {
         let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
