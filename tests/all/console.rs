@@ -582,3 +582,69 @@ async fn a_run_dropped_midway_is_not_shown_as_going() {
     let _ = run.await;
     assert!(host.running("s").is_none());
 }
+
+/// A page far past the end, however large its number, shows the last page (as a page
+/// below the first shows the first): no overflow, and a pager that never points past
+/// the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_the_end_shows_the_last_page() {
+    let mut records = common::contacts(6);
+    for record in &mut records[1..] {
+        record["email"] = json!("not an email");
+    }
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+    };
+    // Five failures, two a page: the last page (3) holds the fifth alone.
+    for page in ["4", "18446744073709551615"] {
+        let path = format!("/api/v1/syncs/s/failures?per_page=2&page={page}");
+        let last = api.json(&path, READER).await;
+        assert_eq!(
+            (&last["page"], &last["per_page"], &last["total"]),
+            (&json!(3), &json!(2), &json!(5)),
+            "{path}: {last}"
+        );
+        let keys: Vec<&str> = last["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["c0005"], "{path}");
+    }
+    let huge = api
+        .json(
+            "/api/v1/syncs/s/failures?per_page=18446744073709551615&page=18446744073709551615",
+            READER,
+        )
+        .await;
+    assert_eq!(
+        (&huge["page"], &huge["per_page"], &huge["total"]),
+        (&json!(1), &json!(500), &json!(5)),
+        "{huge}"
+    );
+    assert_eq!(huge["records"].as_array().unwrap().len(), 5);
+    // Nothing matches: the first page, empty.
+    let none = api
+        .json("/api/v1/syncs/s/failures?q=nothing&page=7", READER)
+        .await;
+    assert_eq!((&none["page"], &none["total"]), (&json!(1), &json!(0)));
+
+    // The page: the last one (one of one), with no link to a page past it.
+    let client = page_client();
+    let reader = sign_in(&client, &base, READER).await;
+    for page_number in ["9", "9223372036854775807", "18446744073709551615"] {
+        let path = format!("/syncs/s/failures?page={page_number}");
+        let (status, html) = page(&client, &base, &path, &reader).await;
+        assert_eq!(status, 200, "{path}: {html}");
+        assert!(html.contains("5 matching · page 1 of 1"), "{path}: {html}");
+        assert!(
+            !html.contains(">previous<") && !html.contains(">next<"),
+            "{path}: {html}"
+        );
+        assert!(html.contains("c0005"), "{path}: {html}");
+    }
+    stop.cancel();
+}

@@ -194,9 +194,6 @@ async fn failures(
     let shown = blocking(move || views::failures(&console, &sync, &query)).await;
     match shown {
         Ok(mut value) => {
-            let total = value["total"].as_u64().unwrap_or(0);
-            let per_page = value["per_page"].as_u64().unwrap_or(50).max(1);
-            value["pages"] = json!(total.div_ceil(per_page).max(1));
             value["status"] = json!(page.status.unwrap_or_default());
             value["code"] = json!(page.code.unwrap_or_default());
             value["q"] = json!(page.q.unwrap_or_default());
