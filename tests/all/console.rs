@@ -648,3 +648,85 @@ async fn a_page_past_the_end_shows_the_last_page() {
     }
     stop.cancel();
 }
+
+/// The value of the first `attr="..."` after `marker` in `html`, as written (entities and
+/// all: what a browser would follow after decoding them is checked by the caller).
+fn attribute_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
+    let from = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in {html}"));
+    let rest = &html[from..];
+    let start = rest.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+    let end = rest[start..].find('"').unwrap();
+    &rest[start..start + end]
+}
+
+/// A key with a slash, a query's and a fragment's marks, a percent sign, a space and
+/// markup: its link opens it, its resolve form resolves it, and the API reads it by the
+/// encoded key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_a_slash_and_marks_is_linked_resolved_and_read_through_its_encoding() {
+    const KEY: &str = "acct/12 3?#%<b>";
+    const ENCODED: &str = "acct%2F12%203%3F%23%25%3Cb%3E";
+    let mut records = common::contacts(3);
+    records[1]["id"] = json!(KEY);
+    records[1]["email"] = json!("not an email");
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let client = page_client();
+    let operator = sign_in(&client, &base, OPERATOR).await;
+
+    // The failures page links to the record, every mark of the key encoded.
+    let (_, html) = page(&client, &base, "/syncs/s/failures", &operator).await;
+    let link = attribute_after(&html, "class=\"record\"", "href");
+    assert_eq!(link, format!("/syncs/s/records/{ENCODED}"));
+    let (status, html) = page(&client, &base, link, &operator).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<td id=\"status\" class=\"rejected\">rejected"),
+        "{html}"
+    );
+    assert!(html.contains("acct&#x2f;12 3?#%&lt;b&gt;"), "{html}");
+
+    // Its resolve form posts to the record, and the record is resolved.
+    let action = html
+        .split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|action| action.ends_with("/resolve"))
+        .unwrap_or_else(|| panic!("no resolve form: {html}"));
+    assert_eq!(action, format!("/syncs/s/records/{ENCODED}/resolve"));
+    let form = format!("csrf={}&by=ann&note=a+test+account", csrf_of(&html));
+    let (status, location) = submit(&client, &base, action, &operator, &form).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (
+            303,
+            format!("/syncs/s/records/{ENCODED}?message=resolved").as_str()
+        )
+    );
+    let (status, html) = page(&client, &base, &location, &operator).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<td id=\"status\" class=\"resolved\">resolved"),
+        "{html}"
+    );
+
+    // The API reads it by the same encoding.
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let record = api
+        .json(&format!("/api/v1/syncs/s/records/{ENCODED}"), READER)
+        .await;
+    assert_eq!(
+        (
+            &record["key"],
+            &record["status"],
+            &record["resolution"]["by"]
+        ),
+        (&json!(KEY), &json!("resolved"), &json!("ann")),
+        "{record}"
+    );
+    stop.cancel();
+}

@@ -49,6 +49,9 @@ fn templates() -> &'static Environment<'static> {
             env.add_template(name, text)
                 .expect("the console's templates parse");
         }
+        // Links and forms put a sync's name or a key in a path through this, not through
+        // `urlencode` (which leaves `/` as it is: a key with one would name another path).
+        env.add_filter("segment", |text: &str| path_part(text));
         env
     })
 }
@@ -262,6 +265,8 @@ fn back_to(path: &str, message: &str) -> Response {
     Redirect::to(&format!("{path}?{query}")).into_response()
 }
 
+/// `text` as one segment of a path: everything but letters and digits percent-encoded,
+/// `/`, `?`, `#` and `%` included, so the router decodes it back to `text`.
 fn path_part(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
