@@ -730,3 +730,149 @@ async fn a_key_with_a_slash_and_marks_is_linked_resolved_and_read_through_its_en
     );
     stop.cancel();
 }
+
+/// The API's answer to `method path` with `token`, a raw `body` and its `content_type`:
+/// the status, the headers and the body as JSON (every answer of the API is JSON).
+async fn raw_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{method} {path}: {status} is not JSON: {text:?}"));
+    (status, headers, value)
+}
+
+/// An error object's kind and message, checked to be the documented shape.
+fn error_of(value: &Value) -> (&str, &str) {
+    let error = &value["error"];
+    match (error["kind"].as_str(), error["message"].as_str()) {
+        (Some(kind), Some(message)) => (kind, message),
+        _ => panic!("not an error object: {value}"),
+    }
+}
+
+/// Every refusal of the API is its JSON error object with the documented status and kind:
+/// no token, a reader acting (before its body is read), a body or a query string that does
+/// not parse or has the wrong shape, a path that is not the API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_in_json_with_the_documented_status_and_kind() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (dest, base, stop, _setup) = console_after_a_run(records).await;
+    let requests = dest.requests().len();
+    let json = Some("application/json");
+    let call = |method: &'static str,
+                path: &'static str,
+                token: Option<&'static str>,
+                content_type: Option<&'static str>,
+                body: &'static str| {
+        let base = base.clone();
+        async move { raw_call(&base, method, path, token, content_type, body).await }
+    };
+
+    // No token, a wrong one, one not sent as a bearer's.
+    for token in [None, Some("wrong-token-of-some-length")] {
+        let (status, headers, value) = call("GET", "/api/v1/syncs", token, None, "").await;
+        assert_eq!(
+            (status, error_of(&value).0),
+            (401, "unauthorized"),
+            "{value}"
+        );
+        assert_eq!(headers["www-authenticate"], "Bearer");
+    }
+
+    // A reader acting: refused for its token, whatever its body (none, not JSON, no
+    // Content-Type).
+    for (path, content_type, body) in [
+        ("/api/v1/syncs/s/retry", None, r#"{"keys": ["c0001"]}"#),
+        ("/api/v1/syncs/s/retry", json, "not json"),
+        ("/api/v1/syncs/s/records/c0001/resolve", None, ""),
+        ("/api/v1/syncs/s/run", None, ""),
+    ] {
+        let (status, _, value) = call("POST", path, Some(READER), content_type, body).await;
+        assert_eq!(
+            (status, error_of(&value).0),
+            (403, "forbidden"),
+            "{path}: {value}"
+        );
+    }
+
+    // The operator's body: not JSON (400), without its Content-Type (415), of the wrong
+    // shape (422, naming the field).
+    let (status, _, value) = call(
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        json,
+        "{not json",
+    )
+    .await;
+    assert_eq!((status, error_of(&value).0), (400, "request"), "{value}");
+    let (status, _, value) = call(
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        None,
+        r#"{"keys": ["c0001"]}"#,
+    )
+    .await;
+    assert_eq!((status, error_of(&value).0), (415, "request"), "{value}");
+    assert!(error_of(&value).1.contains("application/json"), "{value}");
+    for (path, body, field) in [
+        ("/api/v1/syncs/s/retry", r#"{"keys": "c0001"}"#, "keys"),
+        (
+            "/api/v1/syncs/s/records/c0001/resolve",
+            r#"{"note": "no by"}"#,
+            "by",
+        ),
+        ("/api/v1/syncs/s/run", r#"{"by": 7}"#, "by"),
+    ] {
+        let (status, _, value) = call("POST", path, Some(OPERATOR), json, body).await;
+        let (kind, message) = error_of(&value);
+        assert_eq!((status, kind), (422, "request"), "{path}: {value}");
+        assert!(message.contains(field), "{path}: {value}");
+    }
+
+    // A query string that does not parse: 400, naming the parameter.
+    for (path, parameter) in [
+        ("/api/v1/syncs/s/failures?page=abc", "page"),
+        ("/api/v1/syncs/s/failures?per_page=-5", "per_page"),
+    ] {
+        let (status, _, value) = call("GET", path, Some(READER), None, "").await;
+        let (kind, message) = error_of(&value);
+        assert_eq!((status, kind), (400, "request"), "{path}: {value}");
+        assert!(message.contains(parameter), "{path}: {value}");
+    }
+
+    // A path that is not the API's, or not with that method; a key that is not UTF-8.
+    let (status, _, value) = call("GET", "/api/v1/nothing/here", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (404, "not_found"), "{value}");
+    let (status, _, value) = call("GET", "/api/v1/syncs/s/retry", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (405, "request"), "{value}");
+    let (status, _, value) =
+        call("GET", "/api/v1/syncs/s/records/%FF", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (400, "request"), "{value}");
+    // What was refused did nothing.
+    assert_eq!(dest.requests().len(), requests);
+    let (status, _, value) = call("GET", "/api/v1/syncs/s/failures", Some(READER), None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(value["actions"], json!([]), "{value}");
+    stop.cancel();
+}

@@ -100,7 +100,7 @@ fn error_page(viewer: &Viewer, err: ApiError) -> Response {
     let mut page = render(
         "error.html",
         Some(viewer),
-        json!({ "message": format!("{:#}", err.0) }),
+        json!({ "message": err.message() }),
     );
     *page.status_mut() = err.status();
     page
@@ -297,7 +297,7 @@ async fn retry(
     let by = viewer.session.name.clone();
     match views::retry(&console, &sync, keys, code, &by).await {
         Ok(done) => back_to(&back, done["result"].as_str().unwrap_or_default()),
-        Err(err) => error_page(&viewer, ApiError(err)),
+        Err(err) => error_page(&viewer, ApiError::Failed(err)),
     }
 }
 
@@ -313,7 +313,7 @@ async fn run_now(
     }
     match views::run_now(&console, &sync, &viewer.session.name) {
         Ok(_) => Redirect::to("/").into_response(),
-        Err(err) => error_page(&viewer, ApiError(err)),
+        Err(err) => error_page(&viewer, ApiError::Failed(err)),
     }
 }
 
