@@ -876,3 +876,40 @@ async fn the_api_refuses_in_json_with_the_documented_status_and_kind() {
     assert_eq!(value["actions"], json!([]), "{value}");
     stop.cancel();
 }
+
+/// A retry naming both keys and a code is refused (a pass sends one or the other), and
+/// nothing is kept as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_naming_keys_and_a_code_is_refused_and_not_kept() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (dest, base, stop, _setup) = console_after_a_run(records).await;
+    let requests = dest.requests().len();
+    let (status, _, value) = raw_call(
+        &base,
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        Some("application/json"),
+        r#"{"keys": ["c0001"], "code": "INVALID_EMAIL_ADDRESS"}"#,
+    )
+    .await;
+    let (kind, message) = error_of(&value);
+    assert_eq!((status, kind), (422, "failed"), "{value}");
+    assert!(
+        message.contains("keys") && message.contains("code") && message.contains("not both"),
+        "{value}"
+    );
+    assert_eq!(dest.requests().len(), requests, "nothing was sent");
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let failures = api.json("/api/v1/syncs/s/failures", READER).await;
+    assert_eq!(
+        failures["actions"],
+        json!([]),
+        "nothing is kept: {failures}"
+    );
+    stop.cancel();
+}

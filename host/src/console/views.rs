@@ -250,6 +250,14 @@ pub async fn retry(
     if keys.is_empty() && code.is_none() {
         anyhow::bail!("name the records to retry: some keys, or a code");
     }
+    // The retry job would take the keys and pass over the code, while the actions kept
+    // would say both were retried: refused, rather than done in part and told in full.
+    if !keys.is_empty() && code.is_some() {
+        anyhow::bail!(
+            "name the records to retry by their keys or by a code, not both: send two \
+             requests to retry both"
+        );
+    }
     let request = Request {
         keys: keys.clone(),
         codes: code.clone().into_iter().collect(),
