@@ -913,3 +913,45 @@ async fn a_retry_naming_keys_and_a_code_is_refused_and_not_kept() {
     );
     stop.cancel();
 }
+
+/// A note with control characters (a NUL, an escape) is kept as given and shown with each
+/// of them visible, never written raw into the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_note_are_shown_visibly() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let client = page_client();
+    let operator = sign_in(&client, &base, OPERATOR).await;
+    let (_, html) = page(&client, &base, "/syncs/s/records/c0001", &operator).await;
+    let form = format!("csrf={}&by=ann&note=a%00b%1Bc%0Ad", csrf_of(&html));
+    let (status, location) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &operator,
+        &form,
+    )
+    .await;
+    assert_eq!(status, 303);
+    for path in [location.as_str(), "/syncs/s/failures"] {
+        let (status, html) = page(&client, &base, path, &operator).await;
+        assert_eq!(status, 200);
+        assert!(
+            !html.contains(['\0', '\u{1b}']),
+            "{path}: a control character written raw: {html:?}"
+        );
+        assert!(
+            html.contains("a\\u{0}b\\u{1b}c\nd"),
+            "{path}: shown escaped, a line break kept: {html}"
+        );
+    }
+    // The API answers the note as it was given (JSON escapes it).
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let record = api.json("/api/v1/syncs/s/records/c0001", READER).await;
+    assert_eq!(record["resolution"]["why"], "a\u{0}b\u{1b}c\nd");
+    stop.cancel();
+}

@@ -52,8 +52,35 @@ fn templates() -> &'static Environment<'static> {
         // Links and forms put a sync's name or a key in a path through this, not through
         // `urlencode` (which leaves `/` as it is: a key with one would name another path).
         env.add_filter("segment", |text: &str| path_part(text));
+        env.set_formatter(visible_controls);
         env
     })
+}
+
+/// Prints a value as the default formatter does (escaped for HTML), with each control
+/// character but a tab or a line break shown as its escape (`\u{0}`): a NUL or an escape
+/// in a note, a key or a message would otherwise be written raw into the page, unseen or
+/// read differently by each browser. What is kept is untouched; only the page shows it so.
+fn visible_controls(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    let hidden = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    match value.as_str() {
+        Some(text) if !value.is_safe() && text.contains(hidden) => {
+            let mut shown = String::with_capacity(text.len() + 8);
+            for c in text.chars() {
+                if hidden(c) {
+                    shown.extend(c.escape_unicode());
+                } else {
+                    shown.push(c);
+                }
+            }
+            minijinja::escape_formatter(out, state, &minijinja::Value::from(shown))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
 }
 
 /// A JSON `null` shown as nothing (templates would print `None`); it stays false in an
