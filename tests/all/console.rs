@@ -582,3 +582,376 @@ async fn a_run_dropped_midway_is_not_shown_as_going() {
     let _ = run.await;
     assert!(host.running("s").is_none());
 }
+
+/// A page far past the end, however large its number, shows the last page (as a page
+/// below the first shows the first): no overflow, and a pager that never points past
+/// the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_the_end_shows_the_last_page() {
+    let mut records = common::contacts(6);
+    for record in &mut records[1..] {
+        record["email"] = json!("not an email");
+    }
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: base.clone(),
+    };
+    // Five failures, two a page: the last page (3) holds the fifth alone.
+    for page in ["4", "18446744073709551615"] {
+        let path = format!("/api/v1/syncs/s/failures?per_page=2&page={page}");
+        let last = api.json(&path, READER).await;
+        assert_eq!(
+            (&last["page"], &last["per_page"], &last["total"]),
+            (&json!(3), &json!(2), &json!(5)),
+            "{path}: {last}"
+        );
+        let keys: Vec<&str> = last["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["c0005"], "{path}");
+    }
+    let huge = api
+        .json(
+            "/api/v1/syncs/s/failures?per_page=18446744073709551615&page=18446744073709551615",
+            READER,
+        )
+        .await;
+    assert_eq!(
+        (&huge["page"], &huge["per_page"], &huge["total"]),
+        (&json!(1), &json!(500), &json!(5)),
+        "{huge}"
+    );
+    assert_eq!(huge["records"].as_array().unwrap().len(), 5);
+    // Nothing matches: the first page, empty.
+    let none = api
+        .json("/api/v1/syncs/s/failures?q=nothing&page=7", READER)
+        .await;
+    assert_eq!((&none["page"], &none["total"]), (&json!(1), &json!(0)));
+
+    // The page: the last one (one of one), with no link to a page past it.
+    let client = page_client();
+    let reader = sign_in(&client, &base, READER).await;
+    for page_number in ["9", "9223372036854775807", "18446744073709551615"] {
+        let path = format!("/syncs/s/failures?page={page_number}");
+        let (status, html) = page(&client, &base, &path, &reader).await;
+        assert_eq!(status, 200, "{path}: {html}");
+        assert!(html.contains("5 matching · page 1 of 1"), "{path}: {html}");
+        assert!(
+            !html.contains(">previous<") && !html.contains(">next<"),
+            "{path}: {html}"
+        );
+        assert!(html.contains("c0005"), "{path}: {html}");
+    }
+    stop.cancel();
+}
+
+/// The value of the first `attr="..."` after `marker` in `html`, as written (entities and
+/// all: what a browser would follow after decoding them is checked by the caller).
+fn attribute_after<'a>(html: &'a str, marker: &str, attr: &str) -> &'a str {
+    let from = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in {html}"));
+    let rest = &html[from..];
+    let start = rest.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+    let end = rest[start..].find('"').unwrap();
+    &rest[start..start + end]
+}
+
+/// A key with a slash, a query's and a fragment's marks, a percent sign, a space and
+/// markup: its link opens it, its resolve form resolves it, and the API reads it by the
+/// encoded key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_a_slash_and_marks_is_linked_resolved_and_read_through_its_encoding() {
+    const KEY: &str = "acct/12 3?#%<b>";
+    const ENCODED: &str = "acct%2F12%203%3F%23%25%3Cb%3E";
+    let mut records = common::contacts(3);
+    records[1]["id"] = json!(KEY);
+    records[1]["email"] = json!("not an email");
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let client = page_client();
+    let operator = sign_in(&client, &base, OPERATOR).await;
+
+    // The failures page links to the record, every mark of the key encoded.
+    let (_, html) = page(&client, &base, "/syncs/s/failures", &operator).await;
+    let link = attribute_after(&html, "class=\"record\"", "href");
+    assert_eq!(link, format!("/syncs/s/records/{ENCODED}"));
+    let (status, html) = page(&client, &base, link, &operator).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<td id=\"status\" class=\"rejected\">rejected"),
+        "{html}"
+    );
+    assert!(html.contains("acct&#x2f;12 3?#%&lt;b&gt;"), "{html}");
+
+    // Its resolve form posts to the record, and the record is resolved.
+    let action = html
+        .split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|action| action.ends_with("/resolve"))
+        .unwrap_or_else(|| panic!("no resolve form: {html}"));
+    assert_eq!(action, format!("/syncs/s/records/{ENCODED}/resolve"));
+    let form = format!("csrf={}&by=ann&note=a+test+account", csrf_of(&html));
+    let (status, location) = submit(&client, &base, action, &operator, &form).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (
+            303,
+            format!("/syncs/s/records/{ENCODED}?message=resolved").as_str()
+        )
+    );
+    let (status, html) = page(&client, &base, &location, &operator).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<td id=\"status\" class=\"resolved\">resolved"),
+        "{html}"
+    );
+
+    // The API reads it by the same encoding.
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let record = api
+        .json(&format!("/api/v1/syncs/s/records/{ENCODED}"), READER)
+        .await;
+    assert_eq!(
+        (
+            &record["key"],
+            &record["status"],
+            &record["resolution"]["by"]
+        ),
+        (&json!(KEY), &json!("resolved"), &json!("ann")),
+        "{record}"
+    );
+    stop.cancel();
+}
+
+/// The API's answer to `method path` with `token`, a raw `body` and its `content_type`:
+/// the status, the headers and the body as JSON (every answer of the API is JSON).
+async fn raw_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{method} {path}: {status} is not JSON: {text:?}"));
+    (status, headers, value)
+}
+
+/// An error object's kind and message, checked to be the documented shape.
+fn error_of(value: &Value) -> (&str, &str) {
+    let error = &value["error"];
+    match (error["kind"].as_str(), error["message"].as_str()) {
+        (Some(kind), Some(message)) => (kind, message),
+        _ => panic!("not an error object: {value}"),
+    }
+}
+
+/// Every refusal of the API is its JSON error object with the documented status and kind:
+/// no token, a reader acting (before its body is read), a body or a query string that does
+/// not parse or has the wrong shape, a path that is not the API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_in_json_with_the_documented_status_and_kind() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (dest, base, stop, _setup) = console_after_a_run(records).await;
+    let requests = dest.requests().len();
+    let json = Some("application/json");
+    let call = |method: &'static str,
+                path: &'static str,
+                token: Option<&'static str>,
+                content_type: Option<&'static str>,
+                body: &'static str| {
+        let base = base.clone();
+        async move { raw_call(&base, method, path, token, content_type, body).await }
+    };
+
+    // No token, a wrong one, one not sent as a bearer's.
+    for token in [None, Some("wrong-token-of-some-length")] {
+        let (status, headers, value) = call("GET", "/api/v1/syncs", token, None, "").await;
+        assert_eq!(
+            (status, error_of(&value).0),
+            (401, "unauthorized"),
+            "{value}"
+        );
+        assert_eq!(headers["www-authenticate"], "Bearer");
+    }
+
+    // A reader acting: refused for its token, whatever its body (none, not JSON, no
+    // Content-Type).
+    for (path, content_type, body) in [
+        ("/api/v1/syncs/s/retry", None, r#"{"keys": ["c0001"]}"#),
+        ("/api/v1/syncs/s/retry", json, "not json"),
+        ("/api/v1/syncs/s/records/c0001/resolve", None, ""),
+        ("/api/v1/syncs/s/run", None, ""),
+    ] {
+        let (status, _, value) = call("POST", path, Some(READER), content_type, body).await;
+        assert_eq!(
+            (status, error_of(&value).0),
+            (403, "forbidden"),
+            "{path}: {value}"
+        );
+    }
+
+    // The operator's body: not JSON (400), without its Content-Type (415), of the wrong
+    // shape (422, naming the field).
+    let (status, _, value) = call(
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        json,
+        "{not json",
+    )
+    .await;
+    assert_eq!((status, error_of(&value).0), (400, "request"), "{value}");
+    let (status, _, value) = call(
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        None,
+        r#"{"keys": ["c0001"]}"#,
+    )
+    .await;
+    assert_eq!((status, error_of(&value).0), (415, "request"), "{value}");
+    assert!(error_of(&value).1.contains("application/json"), "{value}");
+    for (path, body, field) in [
+        ("/api/v1/syncs/s/retry", r#"{"keys": "c0001"}"#, "keys"),
+        (
+            "/api/v1/syncs/s/records/c0001/resolve",
+            r#"{"note": "no by"}"#,
+            "by",
+        ),
+        ("/api/v1/syncs/s/run", r#"{"by": 7}"#, "by"),
+    ] {
+        let (status, _, value) = call("POST", path, Some(OPERATOR), json, body).await;
+        let (kind, message) = error_of(&value);
+        assert_eq!((status, kind), (422, "request"), "{path}: {value}");
+        assert!(message.contains(field), "{path}: {value}");
+    }
+
+    // A query string that does not parse: 400, naming the parameter.
+    for (path, parameter) in [
+        ("/api/v1/syncs/s/failures?page=abc", "page"),
+        ("/api/v1/syncs/s/failures?per_page=-5", "per_page"),
+    ] {
+        let (status, _, value) = call("GET", path, Some(READER), None, "").await;
+        let (kind, message) = error_of(&value);
+        assert_eq!((status, kind), (400, "request"), "{path}: {value}");
+        assert!(message.contains(parameter), "{path}: {value}");
+    }
+
+    // A path that is not the API's, or not with that method; a key that is not UTF-8.
+    let (status, _, value) = call("GET", "/api/v1/nothing/here", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (404, "not_found"), "{value}");
+    let (status, _, value) = call("GET", "/api/v1/syncs/s/retry", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (405, "request"), "{value}");
+    let (status, _, value) =
+        call("GET", "/api/v1/syncs/s/records/%FF", Some(READER), None, "").await;
+    assert_eq!((status, error_of(&value).0), (400, "request"), "{value}");
+    // What was refused did nothing.
+    assert_eq!(dest.requests().len(), requests);
+    let (status, _, value) = call("GET", "/api/v1/syncs/s/failures", Some(READER), None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(value["actions"], json!([]), "{value}");
+    stop.cancel();
+}
+
+/// A retry naming both keys and a code is refused (a pass sends one or the other), and
+/// nothing is kept as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_naming_keys_and_a_code_is_refused_and_not_kept() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (dest, base, stop, _setup) = console_after_a_run(records).await;
+    let requests = dest.requests().len();
+    let (status, _, value) = raw_call(
+        &base,
+        "POST",
+        "/api/v1/syncs/s/retry",
+        Some(OPERATOR),
+        Some("application/json"),
+        r#"{"keys": ["c0001"], "code": "INVALID_EMAIL_ADDRESS"}"#,
+    )
+    .await;
+    let (kind, message) = error_of(&value);
+    assert_eq!((status, kind), (422, "failed"), "{value}");
+    assert!(
+        message.contains("keys") && message.contains("code") && message.contains("not both"),
+        "{value}"
+    );
+    assert_eq!(dest.requests().len(), requests, "nothing was sent");
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let failures = api.json("/api/v1/syncs/s/failures", READER).await;
+    assert_eq!(
+        failures["actions"],
+        json!([]),
+        "nothing is kept: {failures}"
+    );
+    stop.cancel();
+}
+
+/// A note with control characters (a NUL, an escape) is kept as given and shown with each
+/// of them visible, never written raw into the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_note_are_shown_visibly() {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    let (_dest, base, stop, _setup) = console_after_a_run(records).await;
+    let client = page_client();
+    let operator = sign_in(&client, &base, OPERATOR).await;
+    let (_, html) = page(&client, &base, "/syncs/s/records/c0001", &operator).await;
+    let form = format!("csrf={}&by=ann&note=a%00b%1Bc%0Ad", csrf_of(&html));
+    let (status, location) = submit(
+        &client,
+        &base,
+        "/syncs/s/records/c0001/resolve",
+        &operator,
+        &form,
+    )
+    .await;
+    assert_eq!(status, 303);
+    for path in [location.as_str(), "/syncs/s/failures"] {
+        let (status, html) = page(&client, &base, path, &operator).await;
+        assert_eq!(status, 200);
+        assert!(
+            !html.contains(['\0', '\u{1b}']),
+            "{path}: a control character written raw: {html:?}"
+        );
+        assert!(
+            html.contains("a\\u{0}b\\u{1b}c\nd"),
+            "{path}: shown escaped, a line break kept: {html}"
+        );
+    }
+    // The API answers the note as it was given (JSON escapes it).
+    let api = Api {
+        client: reqwest::Client::new(),
+        base,
+    };
+    let record = api.json("/api/v1/syncs/s/records/c0001", READER).await;
+    assert_eq!(record["resolution"]["why"], "a\u{0}b\u{1b}c\nd");
+    stop.cancel();
+}

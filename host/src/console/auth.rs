@@ -90,6 +90,40 @@ fn equal(a: &str, b: &str) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// Why a caller was turned away: the API answers each with its status and kind
+/// (docs/console.md), the pages with its status and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No token, or one that is neither of the console's (401).
+    NoToken,
+    /// The read-only token, asking to act (403).
+    ReadOnly,
+}
+
+impl Refused {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::NoToken => StatusCode::UNAUTHORIZED,
+            Refused::ReadOnly => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The error object's `kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Refused::NoToken => "unauthorized",
+            Refused::ReadOnly => "forbidden",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Refused::NoToken => "a console token is needed: `Authorization: Bearer <token>`",
+            Refused::ReadOnly => "this token may look, not act: use the operator's token",
+        }
+    }
+}
+
 /// A caller the console let in, and what it may do.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -98,19 +132,16 @@ pub struct Caller {
 
 impl Caller {
     /// Refuses a caller that may only look (403).
-    pub fn may_act(&self) -> Result<(), (StatusCode, &'static str)> {
+    pub fn may_act(&self) -> Result<(), Refused> {
         match self.role {
             Role::Operator => Ok(()),
-            Role::ReadOnly => Err((
-                StatusCode::FORBIDDEN,
-                "this token may look, not act: use the operator's token",
-            )),
+            Role::ReadOnly => Err(Refused::ReadOnly),
         }
     }
 }
 
 impl FromRequestParts<Arc<Console>> for Caller {
-    type Rejection = (StatusCode, [(&'static str, &'static str); 1], &'static str);
+    type Rejection = Refused;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -123,12 +154,28 @@ impl FromRequestParts<Arc<Console>> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "));
         match token.and_then(|t| console.tokens.role_of(t.trim())) {
             Some(role) => Ok(Caller { role }),
-            None => Err((
-                StatusCode::UNAUTHORIZED,
-                [("www-authenticate", "Bearer")],
-                "a console token is needed: `Authorization: Bearer <token>`",
-            )),
+            None => Err(Refused::NoToken),
         }
+    }
+}
+
+/// A caller that may act: the operator's token. An extractor of the request's head, so a
+/// handler that takes it before its body refuses the read-only token (403) before the
+/// body is read: whatever the body, the answer is the same.
+#[derive(Debug, Clone, Copy)]
+pub struct Acting;
+
+impl FromRequestParts<Arc<Console>> for Acting {
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        Caller::from_request_parts(parts, console)
+            .await?
+            .may_act()?;
+        Ok(Acting)
     }
 }
 
@@ -235,6 +282,7 @@ impl Viewer {
             role: self.session.role,
         }
         .may_act()
+        .map_err(|refused| (refused.status(), refused.message()))
     }
 }
 

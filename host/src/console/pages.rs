@@ -49,8 +49,38 @@ fn templates() -> &'static Environment<'static> {
             env.add_template(name, text)
                 .expect("the console's templates parse");
         }
+        // Links and forms put a sync's name or a key in a path through this, not through
+        // `urlencode` (which leaves `/` as it is: a key with one would name another path).
+        env.add_filter("segment", |text: &str| path_part(text));
+        env.set_formatter(visible_controls);
         env
     })
+}
+
+/// Prints a value as the default formatter does (escaped for HTML), with each control
+/// character but a tab or a line break shown as its escape (`\u{0}`): a NUL or an escape
+/// in a note, a key or a message would otherwise be written raw into the page, unseen or
+/// read differently by each browser. What is kept is untouched; only the page shows it so.
+fn visible_controls(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    let hidden = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    match value.as_str() {
+        Some(text) if !value.is_safe() && text.contains(hidden) => {
+            let mut shown = String::with_capacity(text.len() + 8);
+            for c in text.chars() {
+                if hidden(c) {
+                    shown.extend(c.escape_unicode());
+                } else {
+                    shown.push(c);
+                }
+            }
+            minijinja::escape_formatter(out, state, &minijinja::Value::from(shown))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
 }
 
 /// A JSON `null` shown as nothing (templates would print `None`); it stays false in an
@@ -97,7 +127,7 @@ fn error_page(viewer: &Viewer, err: ApiError) -> Response {
     let mut page = render(
         "error.html",
         Some(viewer),
-        json!({ "message": format!("{:#}", err.0) }),
+        json!({ "message": err.message() }),
     );
     *page.status_mut() = err.status();
     page
@@ -194,9 +224,6 @@ async fn failures(
     let shown = blocking(move || views::failures(&console, &sync, &query)).await;
     match shown {
         Ok(mut value) => {
-            let total = value["total"].as_u64().unwrap_or(0);
-            let per_page = value["per_page"].as_u64().unwrap_or(50).max(1);
-            value["pages"] = json!(total.div_ceil(per_page).max(1));
             value["status"] = json!(page.status.unwrap_or_default());
             value["code"] = json!(page.code.unwrap_or_default());
             value["q"] = json!(page.q.unwrap_or_default());
@@ -265,6 +292,8 @@ fn back_to(path: &str, message: &str) -> Response {
     Redirect::to(&format!("{path}?{query}")).into_response()
 }
 
+/// `text` as one segment of a path: everything but letters and digits percent-encoded,
+/// `/`, `?`, `#` and `%` included, so the router decodes it back to `text`.
 fn path_part(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -295,7 +324,7 @@ async fn retry(
     let by = viewer.session.name.clone();
     match views::retry(&console, &sync, keys, code, &by).await {
         Ok(done) => back_to(&back, done["result"].as_str().unwrap_or_default()),
-        Err(err) => error_page(&viewer, ApiError(err)),
+        Err(err) => error_page(&viewer, ApiError::Failed(err)),
     }
 }
 
@@ -311,7 +340,7 @@ async fn run_now(
     }
     match views::run_now(&console, &sync, &viewer.session.name) {
         Ok(_) => Redirect::to("/").into_response(),
-        Err(err) => error_page(&viewer, ApiError(err)),
+        Err(err) => error_page(&viewer, ApiError::Failed(err)),
     }
 }
 

@@ -118,13 +118,16 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
         .transpose()?;
     let (code, q) = (nonempty(&query.code), nonempty(&query.q));
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
-    let page = query.page.unwrap_or(1).max(1);
+    let asked = query.page.unwrap_or(1).max(1);
     console.config.sync(sync)?;
     let ledger = console.host.ledger().sync(sync)?;
     // One pass over borrowed views of the failures (the retry job's path: nothing copied
-    // but the page's keys), then the page's entries read whole.
+    // but the page's keys), then the page's entries read whole. The page asked for may
+    // be past the end, which is known only once the pass is done: the keys before it are
+    // kept a page at a time, so the last page is at hand without a second pass.
+    let first = (asked - 1).saturating_mul(per_page);
     let mut by_code: BTreeMap<(Status, String), u64> = BTreeMap::new();
-    let (mut total, mut shown) = (0usize, Vec::new());
+    let (mut total, mut shown, mut latest_page) = (0usize, Vec::new(), Vec::<String>::new());
     ledger.visit_failed(&mut |key, entry| {
         let failed_with = entry.failure.as_ref().map_or("", |f| f.code);
         *by_code
@@ -134,13 +137,31 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
             && code.as_deref().is_none_or(|c| c == failed_with)
             && q.as_deref().is_none_or(|q| key.contains(q));
         if wanted {
-            total += 1;
-            if total > (page - 1) * per_page && shown.len() < per_page {
-                shown.push(key.to_string());
+            if total >= first {
+                if shown.len() < per_page {
+                    shown.push(key.to_string());
+                }
+            } else {
+                // Written over in place: at most a page of strings, whatever the page.
+                match latest_page.get_mut(total % per_page) {
+                    Some(kept) => {
+                        kept.clear();
+                        kept.push_str(key);
+                    }
+                    None => latest_page.push(key.to_string()),
+                }
             }
+            total += 1;
         }
         Ok(())
     })?;
+    // A page past the end shows the last, as a page below the first shows the first.
+    let last = total.div_ceil(per_page).max(1);
+    let page = asked.min(last);
+    if page < asked && total > 0 {
+        latest_page.truncate((total - 1) % per_page + 1);
+        shown = latest_page;
+    }
     // The stored entries alone: what the log holds of an earlier delivery (attempts, an
     // id) is on the record's own page; reading the log here would cost a pass over every
     // delivered record for each page.
@@ -163,6 +184,7 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
         "actions": actions,
         "total": total,
         "page": page,
+        "pages": last,
         "per_page": per_page,
         "by_code": by_code,
         "records": records,
@@ -227,6 +249,14 @@ pub async fn retry(
 ) -> Result<Value> {
     if keys.is_empty() && code.is_none() {
         anyhow::bail!("name the records to retry: some keys, or a code");
+    }
+    // The retry job would take the keys and pass over the code, while the actions kept
+    // would say both were retried: refused, rather than done in part and told in full.
+    if !keys.is_empty() && code.is_some() {
+        anyhow::bail!(
+            "name the records to retry by their keys or by a code, not both: send two \
+             requests to retry both"
+        );
     }
     let request = Request {
         keys: keys.clone(),
