@@ -209,16 +209,7 @@ async fn a_new_destination_is_mirrored_without_deleting_what_the_old_one_held() 
     assert_eq!(ran.summary().delivered, 3);
 
     let other = salesforce_sim().await;
-    ran.setup.config.syncs[0].base_url = other.base_url().parse().unwrap();
-    let connector = ran.setup.config.syncs[0].connector.clone();
-    let port = other.addr().port().to_string();
-    ran.setup
-        .config
-        .connectors
-        .get_mut(&connector)
-        .unwrap()
-        .allowed_hosts
-        .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
+    point_at(&mut ran, &other);
     let rows = accounts(&["A0", "A1"], "v1");
     write_source(&ran, &rows);
     let plan = ran
@@ -290,16 +281,7 @@ async fn a_failed_delete_is_never_sent_to_a_new_destination() {
     assert!(ran.entry("A1").deleting);
 
     let other = salesforce_sim().await;
-    ran.setup.config.syncs[0].base_url = other.base_url().parse().unwrap();
-    let connector = ran.setup.config.syncs[0].connector.clone();
-    let port = other.addr().port().to_string();
-    ran.setup
-        .config
-        .connectors
-        .get_mut(&connector)
-        .unwrap()
-        .allowed_hosts
-        .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
+    point_at(&mut ran, &other);
     let every_failed = sluice::retry_job::Request::default();
     let retry = || {
         ran.host
@@ -341,4 +323,18 @@ async fn a_failed_delete_is_never_sent_to_a_new_destination() {
     assert!(again.run.is_none(), "{:?}", again.selection);
     assert!(other.requests().iter().all(|r| r.method != "DELETE"));
     assert_eq!(dest.destination_id("A1").as_deref(), Some(old_id.as_str()));
+}
+
+/// Edits `ran`'s config as an operator moving the sync to `other` would.
+fn point_at(ran: &mut Ran, other: &SimHandle) {
+    ran.setup.config.syncs[0].base_url = other.base_url().parse().unwrap();
+    let connector = ran.setup.config.syncs[0].connector.clone();
+    let port = other.addr().port().to_string();
+    ran.setup
+        .config
+        .connectors
+        .get_mut(&connector)
+        .unwrap()
+        .allowed_hosts
+        .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
 }
