@@ -69,7 +69,8 @@ pub struct RunSummary {
     #[serde(default)]
     pub deleted: u64,
     /// Deletes a mirror run did not send because a limit withheld them (`max_deletes`,
-    /// `--allow-deletes`). 0 when an incomplete read withheld them: which records are
+    /// `--allow-deletes`), or the records a previous destination holds that the source no
+    /// longer has. 0 when an incomplete read withheld them: which records are
     /// gone cannot be counted then, so whether deletes were withheld is
     /// `deletes_withheld_because`, never this count.
     #[serde(default)]
