@@ -38,6 +38,10 @@ pub fn render(report: &RunReport, failures: &[Settled]) -> String {
         ("token requests", s.token_requests),
         ("deletes sent", s.deletes),
         ("deleted", s.deleted),
+        (
+            "failures forgotten (gone from source)",
+            s.failures_forgotten,
+        ),
         ("not at destination", s.not_at_destination),
         ("already at destination", s.already_at_destination),
     ];

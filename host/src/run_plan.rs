@@ -25,6 +25,9 @@ pub struct RunPlan {
     pub update: u64,
     /// Records the destination holds and the source no longer has (mirror).
     pub delete: u64,
+    /// Failed records, never delivered, that the source no longer has: a mirror forgets
+    /// them.
+    pub failures_forgotten: u64,
     /// The destination holds them with the same data: skipped.
     pub unchanged: u64,
     /// Permanent records whose data has not changed: held for a person.
@@ -92,6 +95,7 @@ impl RunPlan {
         self.already_at_destination = counters.get(Count::AtDestination);
         self.invalid_rows = counters.get(Count::InvalidRows);
         self.duplicate_keys = counters.get(Count::Duplicates);
+        self.failures_forgotten = counters.get(Count::FailuresForgotten);
     }
 
     /// For people.
@@ -111,6 +115,7 @@ impl RunPlan {
             ("insert", self.insert, Some("insert")),
             ("update", self.update, Some("update")),
             ("delete", self.delete, Some("delete")),
+            ("failures to forget", self.failures_forgotten, None),
             ("unchanged (skip)", self.unchanged, None),
             ("held for a person", self.held, None),
             ("not at destination", self.not_at_destination, None),

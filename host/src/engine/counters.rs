@@ -20,6 +20,9 @@ pub enum Count {
     Deletes,
     /// Deletes the destination confirmed.
     Deleted,
+    /// Failed records a mirror forgot: the source no longer has them, and they were never
+    /// delivered, so there is nothing to delete and nothing to retry.
+    FailuresForgotten,
     Delivered,
     Rejected,
     Permanent,
@@ -33,7 +36,7 @@ pub enum Count {
     ConnectorUs,
 }
 
-const COUNTS: usize = 20;
+const COUNTS: usize = 21;
 
 impl Count {
     /// The metric this count feeds, with its extra label.
@@ -63,6 +66,10 @@ impl Count {
             ),
             Count::Deletes => ("sluice_deletes_sent_total", None),
             Count::Deleted => ("sluice_records_total", Some(("status", "deleted"))),
+            Count::FailuresForgotten => (
+                "sluice_records_skipped_total",
+                Some(("reason", "gone_from_source")),
+            ),
             Count::Delivered => ("sluice_records_total", Some(("status", "delivered"))),
             Count::Rejected => ("sluice_records_total", Some(("status", "rejected"))),
             Count::Permanent => ("sluice_records_total", Some(("status", "permanent"))),

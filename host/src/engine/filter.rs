@@ -40,6 +40,19 @@ pub trait Filter: Send + Sync {
         partition: Option<Partition>,
     ) -> Result<Vec<Record>>;
 
+    /// A mirror's complete read no longer has these failed records, which the destination
+    /// never confirmed (`seen` holds the keys read, within `partition`): forgets them, so
+    /// that no retry creates what the source removed, and returns how many. Only counts
+    /// them when the run is a plan.
+    fn forget_absent_failures(
+        &self,
+        seen: &dyn Fn(&str) -> bool,
+        partition: Option<Partition>,
+    ) -> Result<u64> {
+        let _ = (seen, partition);
+        Ok(0)
+    }
+
     /// When this run delivers to another destination than the last one did: how many
     /// records the previous destination holds whose keys are not in `keys` (a mirror
     /// deletes them nowhere, and says so). `None` when the destination is the same, or

@@ -244,6 +244,9 @@ pub(crate) fn read_with(
                         };
                         match deletes(filter.as_ref(), &keys, partition, unusable, bound)? {
                             Deletes::Send(records) => {
+                                let seen = |key: &str| keys.contains(key);
+                                let forgotten = filter.forget_absent_failures(&seen, partition)?;
+                                counters.add(Count::FailuresForgotten, forgotten);
                                 drop(keys);
                                 for record in records {
                                     if stop.is_cancelled() {

@@ -459,6 +459,7 @@ pub async fn run_sync(
         already_at_destination: c.get(Count::AtDestination),
         deletes: c.get(Count::Deletes),
         deleted: c.get(Count::Deleted),
+        failures_forgotten: c.get(Count::FailuresForgotten),
         deletes_withheld: withheld.as_ref().map_or(0, |w| w.0),
         deletes_withheld_because: withheld.map(|w| w.1),
         delivered,

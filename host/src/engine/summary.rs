@@ -68,6 +68,10 @@ pub struct RunSummary {
     /// Deletes the destination confirmed; the ledger forgot those records.
     #[serde(default)]
     pub deleted: u64,
+    /// `behavior = "mirror"`: failed records never delivered that the source no longer
+    /// has; the ledger forgot them, so that no retry creates what the source removed.
+    #[serde(default)]
+    pub failures_forgotten: u64,
     /// Deletes a mirror run did not send because a limit withheld them (`max_deletes`,
     /// `--allow-deletes`), or the records a previous destination holds that the source no
     /// longer has. 0 when an incomplete read withheld them: which records are

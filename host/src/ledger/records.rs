@@ -401,6 +401,20 @@ impl SyncLedger {
         Ok(dropped)
     }
 
+    /// Forgets the stored entries of `keys` (failed records a mirror's source no longer
+    /// has).
+    pub fn forget(&self, keys: &[&str]) -> Result<()> {
+        let doing = "forgetting records the source no longer has";
+        let mut batch = store::Batch::default();
+        for key in keys {
+            batch.remove(key.as_bytes());
+        }
+        self.tree.apply(&batch).at(&self.path, doing)?;
+        // The failed index after the entries: it may hold too much, never too little.
+        self.failed.apply(&batch).at(&self.path, doing)?;
+        Ok(())
+    }
+
     /// Records the fates of one verdict (as a run outside the engine would: every
     /// earlier entry is read from the store).
     pub fn record(&self, settled: &[Settled], at_ms: u64) -> Result<()> {

@@ -78,6 +78,8 @@ pub struct LedgerSink {
     previous: Option<HashSet<u128>>,
     /// The failed deletes dropped because only the previous destination held the record.
     dropped_deletes: Vec<String>,
+    /// A plan's view: counts what a run would write, writes nothing.
+    dry_run: bool,
 }
 
 impl LedgerSink {
@@ -154,6 +156,7 @@ impl LedgerSink {
             ids,
             previous,
             dropped_deletes,
+            dry_run: start.dry_run,
         }))
     }
 
@@ -260,6 +263,32 @@ impl Filter for LedgerSink {
 
     fn delivered_count(&self) -> u64 {
         self.index.len() as u64
+    }
+
+    fn forget_absent_failures(
+        &self,
+        seen: &dyn Fn(&str) -> bool,
+        partition: Option<Partition>,
+    ) -> Result<u64> {
+        let mut gone: Vec<&str> = self
+            .stored
+            .iter()
+            .filter(|(key, entry)| {
+                entry.status.is_failed()
+                    && !entry.deleting
+                    && !seen(key)
+                    && partition.is_none_or(|p| p.holds(key))
+                    // Delivered once: the destination holds it, and the run deletes it.
+                    && entry.delivered_hash.is_none()
+                    && !self.index.contains(key)
+            })
+            .map(|(key, _)| &**key)
+            .collect();
+        gone.sort_unstable();
+        if !self.dry_run && !gone.is_empty() {
+            self.ledger.forget(&gone)?;
+        }
+        Ok(gone.len() as u64)
     }
 
     fn left_behind(&self, keys: &crate::engine::KeySet) -> Option<u64> {

@@ -338,3 +338,72 @@ fn point_at(ran: &mut Ran, other: &SimHandle) {
         .allowed_hosts
         .push(sluice::config::HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap());
 }
+
+/// The reported bug: a record the destination refused, then removed from the source, was
+/// sent again by the retry job, creating at the destination what the source no longer
+/// had. A mirror's complete read forgets it, as its plan says it will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_record_the_source_removed_is_forgotten_not_retried() {
+    use sluice::engine::{Fate, RecordFailure, Settled};
+    use sluice::fate::Record;
+
+    let dest = salesforce_sim().await;
+    let ran = accounts_to(&dest, accounts(&["A0", "A1"], "v1"), "mirror")
+        .sync("max_deletes = \"100%\"")
+        .run()
+        .await;
+    // B1 was refused (a validation rule, say) and waits in the ledger for a retry.
+    let refused = Settled {
+        record: Record::new("B1".into(), r#"{"id":"B1","Name":"v1 B1"}"#.into()),
+        fate: Fate::Rejected(RecordFailure::new(
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "no",
+        )),
+        attempts: 1,
+    };
+    ran.host
+        .ledger()
+        .sync("s")
+        .unwrap()
+        .record(&[refused], 1)
+        .unwrap();
+
+    // A1 and B1 are gone from the source.
+    let rows = accounts(&["A0"], "v1");
+    write_source(&ran, &rows);
+    let plan = ran
+        .host
+        .plan(&ran.setup.config, "s", Default::default())
+        .await
+        .unwrap();
+    assert_eq!((plan.delete, plan.failures_forgotten), (1, 1), "{plan:?}");
+    assert!(
+        ran.host
+            .ledger()
+            .sync("s")
+            .unwrap()
+            .get("B1")
+            .unwrap()
+            .is_some()
+    );
+    let report = run_again(&ran, &rows).await;
+    let s = &report.summary;
+    assert_eq!((s.deleted, s.failures_forgotten), (1, 1), "{s:?}");
+    assert!(
+        ran.host
+            .ledger()
+            .sync("s")
+            .unwrap()
+            .get("B1")
+            .unwrap()
+            .is_none()
+    );
+    let every_failed = sluice::retry_job::Request::default();
+    let retried = ran
+        .host
+        .retry(&ran.setup.config, "s", &every_failed, Default::default())
+        .await
+        .unwrap();
+    assert!(retried.run.is_none(), "{:?}", retried.selection);
+    assert_eq!(names(&dest), expect(&[("A0", "v1 A0")]));
+}
