@@ -260,6 +260,47 @@ async fn whole_batch_refusals_are_bisected_to_the_bad_records() {
     }
 }
 
+/// The reported bug: a record sent in a batch, then in each half a bisection made, was
+/// recorded as sent once. Every request that carried a record counts, in the ledger and
+/// in the inspector, as the destination saw them; the retry budget is not spent by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_send_of_a_bisected_record_is_counted() {
+    let dest = sim(RestMode::WholeBatch, Faults::default()).await;
+    let mut records = contacts(7);
+    records[3]["email"] = json!("not-an-email");
+    let ran = sync(&dest, records, 200, 1).run().await;
+    assert_eq!(ran.summary().bisections, 3, "{:?}", ran.summary());
+    // Each request's send number of its records, in arrival order, and each record's sends.
+    let mut sends: std::collections::BTreeMap<String, u32> = Default::default();
+    let mut numbers = Vec::new();
+    for request in dest.requests() {
+        for key in &request.keys {
+            *sends.entry(key.clone()).or_default() += 1;
+        }
+        numbers.push(sends[&request.keys[0]]);
+    }
+    let attempts: std::collections::BTreeMap<String, u32> = ran
+        .fates
+        .all()
+        .into_iter()
+        .map(|(key, (_, attempts))| (key, attempts))
+        .collect();
+    assert_eq!(attempts, sends);
+    assert!(sends["c0003"] >= 3, "{sends:?}");
+    assert_eq!(ran.entry("c0003").attempts, sends["c0003"]);
+    // The inspector numbers each request's send of its records the same way.
+    let inspector = ran.host.inspector(&ran.setup.config, "s").unwrap();
+    let mut numbered: Vec<u32> = inspector
+        .list(100, |_| true)
+        .unwrap()
+        .iter()
+        .map(|e| e.attempt)
+        .collect();
+    numbered.sort_unstable();
+    numbers.sort_unstable();
+    assert_eq!(numbered, numbers);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_record_results_settle_each_record() {
     let faults = Faults::locking(3, 0.2);

@@ -20,8 +20,13 @@ use crate::source::Record;
 /// or the records a destination asked to retry.
 pub(super) struct Job {
     pub records: Vec<Record>,
-    /// Sends of these records so far in this run.
+    /// The attempt the next send of these records is, in this run: what the retry policy
+    /// counts. A rate-limit pause or a bisection does not use one up.
     pub attempt: u32,
+    /// Sends of these records so far in this run, every request counted (as part of a
+    /// bigger batch before a bisection, again after a pause): what the ledger and the
+    /// inspector report.
+    pub sends: u32,
     pub not_before: Option<Instant>,
     pub rate_limit_waited: Duration,
     pub rate_limit_hits: u32,
@@ -48,10 +53,18 @@ pub(super) struct Job {
 }
 
 impl Job {
+    /// A job of `records` taken from `parent`: at the same attempt, with its sends.
+    pub fn from(parent: &Job, records: Vec<Record>) -> Self {
+        let mut job = Job::new(records, parent.attempt);
+        job.sends = parent.sends;
+        job
+    }
+
     pub fn new(records: Vec<Record>, attempt: u32) -> Self {
         Job {
             records,
             attempt,
+            sends: 0,
             not_before: None,
             rate_limit_waited: Duration::ZERO,
             rate_limit_hits: 0,

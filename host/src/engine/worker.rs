@@ -298,10 +298,11 @@ impl Worker {
             }
         }
         let (auth, generation) = shared.credentials.current().await;
+        job.sends += 1;
         let mut exchange = shared.exchange(
             &request,
             auth.as_ref().map(|a| a.name.as_str()),
-            job.attempt,
+            job.sends,
             job.records.len(),
         );
         shared.counters.request_started();
@@ -398,7 +399,7 @@ impl Worker {
         if let Some(step) = plan::over_limit(&job, &err) {
             return self.apply(step, job, stack).await;
         }
-        let attempts = job.attempt.saturating_sub(1);
+        let attempts = job.sends;
         self.judge_alone(job.records, err, attempts, job.last_failure)
     }
 

@@ -32,9 +32,9 @@ impl Worker {
                 }
                 let mut settled = Vec::with_capacity(job.records.len());
                 let mut again = Vec::new();
-                for (record, fate) in job.records.into_iter().zip(fates) {
+                for (record, fate) in std::mem::take(&mut job.records).into_iter().zip(fates) {
                     match fate {
-                        Some(fate) => settled.push(settle(record, fate, job.attempt)),
+                        Some(fate) => settled.push(settle(record, fate, job.sends)),
                         None => again.push(record),
                     }
                 }
@@ -43,11 +43,11 @@ impl Worker {
                     && !again.is_empty()
                 {
                     tracing::debug!(records = again.len(), "destination asked to retry records");
-                    self.retry(Job::new(again, job.attempt), at, None, stack);
+                    self.retry(Job::from(&job, again), at, None, stack);
                 }
             }
             Step::Settle(fate) => {
-                let attempts = job.attempt;
+                let attempts = job.sends;
                 let settled = job
                     .records
                     .into_iter()
@@ -61,6 +61,7 @@ impl Worker {
                     "batch not taken; retrying after backoff"
                 );
                 let mut again = Job::new(job.records, job.attempt);
+                again.sends = job.sends;
                 // The same batch sent again: the destination may have applied the first.
                 again.idempotency_key = job.idempotency_key;
                 self.retry(again, at, last_failure, stack);
@@ -113,7 +114,7 @@ impl Worker {
             },
             Step::LeavePending(failure) => shared.leave_pending(job.records, failure),
             Step::Unreachable(failure) => {
-                let attempts = job.attempt;
+                let attempts = job.sends;
                 let settled = job
                     .records
                     .into_iter()
@@ -167,12 +168,12 @@ impl Worker {
     }
 
     /// Splits records refused as a whole (two or more) into halves sent on their own.
-    pub(super) fn bisect(&mut self, job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
+    pub(super) fn bisect(&mut self, mut job: Job, failure: RecordFailure, stack: &mut Vec<Job>) {
         debug_assert!(job.records.len() > 1, "a record refused alone is rejected");
         self.shared.counters.add(Count::Bisections, 1);
-        let (first, second) = plan::halves(job.records);
-        let mut first = Job::new(first, job.attempt);
-        let mut second = Job::new(second, job.attempt);
+        let (first, second) = plan::halves(std::mem::take(&mut job.records));
+        let mut first = Job::from(&job, first);
+        let mut second = Job::from(&job, second);
         first.first_half = true;
         second.parent_refusal = Some(failure);
         // The stack is last-in first-out: push the second half first.
