@@ -298,18 +298,21 @@ impl Scrubber {
 /// A text with its escapes decoded, and where each decoded byte came from.
 struct Decoded {
     bytes: Vec<u8>,
-    /// For each decoded byte, the span of the original it was decoded from.
-    from: Vec<(usize, usize)>,
+    /// For each decoded byte, where in the original the byte or escape it was decoded
+    /// from starts (4 bytes a byte: a body of megabytes costs a few times its size, once).
+    starts: Vec<u32>,
+    /// The original's length.
+    len: usize,
 }
 
 impl Decoded {
     /// JSON string escapes decoded (`\uXXXX`, surrogate pairs, `\/`, `\"`...); `None`
-    /// when there is none.
+    /// when there is no `\u` (the other escapes a secret's own forms already cover).
     fn json(text: &[u8]) -> Option<Decoded> {
-        if !text.contains(&b'\\') {
+        if !text.windows(2).any(|pair| pair == b"\\u") {
             return None;
         }
-        let mut out = Decoded::with_capacity(text.len());
+        let mut out = Decoded::with_capacity(text.len())?;
         let mut at = 0;
         while at < text.len() {
             let (char, len) = match text[at..] {
@@ -329,8 +332,8 @@ impl Decoded {
                 _ => (None, 1),
             };
             match char {
-                Some(char) => out.push_char(char, at, at + len),
-                None => out.push(text[at], at, at + 1),
+                Some(char) => out.push_char(char, at),
+                None => out.push(text[at], at),
             }
             at += len;
         }
@@ -342,17 +345,17 @@ impl Decoded {
         if !text.contains(&b'%') {
             return None;
         }
-        let mut out = Decoded::with_capacity(text.len());
+        let mut out = Decoded::with_capacity(text.len())?;
         let mut at = 0;
         while at < text.len() {
             let hex = |i: usize| text.get(i).and_then(|&b| (b as char).to_digit(16));
             match (text[at], hex(at + 1), hex(at + 2)) {
                 (b'%', Some(high), Some(low)) => {
-                    out.push((high * 16 + low) as u8, at, at + 3);
+                    out.push((high * 16 + low) as u8, at);
                     at += 3;
                 }
                 (byte, _, _) => {
-                    out.push(byte, at, at + 1);
+                    out.push(byte, at);
                     at += 1;
                 }
             }
@@ -360,28 +363,38 @@ impl Decoded {
         Some(out)
     }
 
-    fn with_capacity(len: usize) -> Decoded {
-        Decoded {
+    /// `None` for a text too long to index with 32 bits (no response is).
+    fn with_capacity(len: usize) -> Option<Decoded> {
+        u32::try_from(len).ok()?;
+        Some(Decoded {
             bytes: Vec::with_capacity(len),
-            from: Vec::with_capacity(len),
-        }
+            starts: Vec::with_capacity(len),
+            len,
+        })
     }
 
-    fn push(&mut self, byte: u8, start: usize, end: usize) {
+    fn push(&mut self, byte: u8, start: usize) {
         self.bytes.push(byte);
-        self.from.push((start, end));
+        self.starts.push(start as u32);
     }
 
-    fn push_char(&mut self, char: char, start: usize, end: usize) {
+    fn push_char(&mut self, char: char, start: usize) {
         let mut buf = [0u8; 4];
         for &byte in char.encode_utf8(&mut buf).as_bytes() {
-            self.push(byte, start, end);
+            self.push(byte, start);
         }
     }
 
-    /// The span of the original that decoded bytes `start..end` came from.
+    /// The span of the original that decoded bytes `start..end` came from: from where the
+    /// first one's escape starts to where the last one's ends (where the next escape, or
+    /// byte, starts).
     fn origin(&self, start: usize, end: usize) -> (usize, usize) {
-        (self.from[start].0, self.from[end - 1].1)
+        let last = self.starts[end - 1];
+        let after = self.starts[end..]
+            .iter()
+            .find(|&&next| next > last)
+            .map_or(self.len, |&next| next as usize);
+        (self.starts[start] as usize, after)
     }
 }
 
