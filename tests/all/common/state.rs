@@ -17,9 +17,13 @@ pub fn on_postgres() -> bool {
     std::env::var("SLUICE_TEST_STATE").as_deref() == Ok("postgres")
 }
 
-/// The process's cluster, started on first use, its URL in [`URL_ENV`].
+/// The process's cluster, shared by its scenarios.
+static CLUSTER: OnceLock<Postgres> = OnceLock::new();
+
+/// The process's cluster, started on first use, its URL in [`URL_ENV`]. A static is never
+/// dropped, so the cluster is stopped when the process exits: it was left running by every
+/// run of the suite on PostgreSQL.
 fn cluster() -> &'static Postgres {
-    static CLUSTER: OnceLock<Postgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let pg = Postgres::start().expect(
             "SLUICE_TEST_STATE=postgres needs PostgreSQL installed (Debian's `postgresql`)",
@@ -27,8 +31,20 @@ fn cluster() -> &'static Postgres {
         // SAFETY: set once, before any ledger of this process reads it; the tests that
         // run meanwhile only read other variables.
         unsafe { std::env::set_var(URL_ENV, &pg.url) };
+        // SAFETY: registers a function with no preconditions, run once by `exit`.
+        unsafe { atexit(stop_cluster) };
         pg
     })
+}
+
+unsafe extern "C" {
+    fn atexit(callback: extern "C" fn()) -> i32;
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(pg) = CLUSTER.get() {
+        pg.stop();
+    }
 }
 
 /// A schema no other scenario of this process uses.

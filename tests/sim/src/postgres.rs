@@ -162,8 +162,14 @@ impl Postgres {
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Postgres {
+    /// Stops the cluster at once (its data is for one test run) and removes its folder.
+    /// For a cluster that is never dropped (a process's shared one, in a static), at the
+    /// process's exit; a second call does nothing.
+    pub fn stop(&self) {
+        if !self.data.exists() {
+            return;
+        }
         run_as_owner(
             &self.bin,
             "pg_ctl",
@@ -176,5 +182,12 @@ impl Drop for Postgres {
                 "stop",
             ],
         );
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
