@@ -143,6 +143,23 @@ async fn a_batch_gives_up_after_max_rate_limit_wait_and_stays_pending() {
             .all(|k| ran.fates.codes()[k] == "RATE_LIMITED")
     );
     assert_eq!(dest.stored().len(), 10);
+    // Batch 2 was sent once before it gave up, batch 3 never: each record's attempts say
+    // so (every pending record showed 0).
+    let mut sends: std::collections::BTreeMap<String, u32> = Default::default();
+    for request in dest.requests() {
+        for key in request.keys {
+            *sends.entry(key).or_default() += 1;
+        }
+    }
+    let all = ran.fates.all();
+    for key in &pending {
+        assert_eq!(all[key].1, sends.get(key).copied().unwrap_or(0), "{key}");
+    }
+    assert_eq!(
+        pending.iter().filter(|k| all[*k].1 == 1).count(),
+        10,
+        "{all:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

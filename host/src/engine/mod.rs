@@ -240,12 +240,17 @@ impl Shared {
     }
 
     fn leave_pending(&self, records: Vec<Record>, failure: Option<RecordFailure>) {
+        self.leave_pending_sent(records, failure, 0);
+    }
+
+    /// [`Shared::leave_pending`] for records this run sent `sends` times already.
+    fn leave_pending_sent(&self, records: Vec<Record>, failure: Option<RecordFailure>, sends: u32) {
         let settled = records
             .into_iter()
             .map(|record| Settled {
                 record,
                 fate: Fate::Pending(failure.clone()),
-                attempts: 0,
+                attempts: sends,
             })
             .collect();
         self.settle(settled);

@@ -313,7 +313,7 @@ impl Worker {
             // records stay pending, as nothing confirmed them.
             _ = shared.abort.cancelled() => {
                 shared.counters.request_finished(0, sent_at.elapsed(), true);
-                shared.leave_pending(job.records, Some(RecordFailure::new("ABANDONED", "the run stopped while the request was in flight")));
+                shared.leave_pending_sent(job.records, Some(RecordFailure::new("ABANDONED", "the run stopped while the request was in flight")), job.sends);
                 return Ok(());
             }
         };
@@ -430,7 +430,8 @@ impl Worker {
                 Ok(())
             }
             Judgement::Stop => {
-                self.shared.leave_pending(records, last_failure);
+                self.shared
+                    .leave_pending_sent(records, last_failure, attempts);
                 Err(Stop::Guest(err))
             }
         }
@@ -469,5 +470,5 @@ fn rejected(records: Vec<Record>, failure: &RecordFailure, attempts: u32) -> Vec
 
 /// Leaves a job's records pending as the run stops, with the failure of their last send.
 fn abandon(shared: &Shared, job: Job) {
-    shared.leave_pending(job.records, job.last_failure);
+    shared.leave_pending_sent(job.records, job.last_failure, job.sends);
 }

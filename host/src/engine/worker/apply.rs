@@ -90,7 +90,7 @@ impl Worker {
                 // The pause holds for every worker even when this batch gives up: the
                 // destination said when it will take requests again.
                 self.pause(until);
-                shared.leave_pending(job.records, Some(failure));
+                shared.leave_pending_sent(job.records, Some(failure), job.sends);
             }
             Step::Renew {
                 failure,
@@ -105,14 +105,16 @@ impl Worker {
                     stack.push(job);
                 }
                 Err(error) => {
-                    shared.leave_pending(job.records, None);
+                    shared.leave_pending_sent(job.records, None, job.sends);
                     return Err(Stop::RenewFailed {
                         code: failure.code,
                         error,
                     });
                 }
             },
-            Step::LeavePending(failure) => shared.leave_pending(job.records, failure),
+            Step::LeavePending(failure) => {
+                shared.leave_pending_sent(job.records, failure, job.sends)
+            }
             Step::Unreachable(failure) => {
                 let attempts = job.sends;
                 let settled = job
@@ -132,7 +134,7 @@ impl Worker {
                 }
             }
             Step::Stop { cause, failure } => {
-                shared.leave_pending(job.records, failure);
+                shared.leave_pending_sent(job.records, failure, job.sends);
                 return Err(cause);
             }
         }
