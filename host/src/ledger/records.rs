@@ -365,46 +365,38 @@ impl SyncLedger {
     /// nothing later addresses the new destination by them. Returns the dropped deletes'
     /// keys.
     pub fn leave_destination(&self) -> Result<Vec<String>> {
-        let doing = "forgetting the previous destination";
-        // Each changed key and its new entry (`None`: dropped).
-        let mut changed: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let (mut dropped, mut changed) = (Vec::new(), Vec::new());
         for item in self.tree.iter() {
             let (key, value) = item.at(&self.path, "reading")?;
             let key = String::from_utf8_lossy(&key).into_owned();
             let mut entry = super::decode(&self.path, &key, &value)?;
             if entry.deleting {
-                changed.push((key, None));
+                dropped.push(key);
             } else if entry.destination_id.is_some() || entry.delivered_hash.is_some() {
                 entry.destination_id = None;
                 entry.delivered_hash = None;
-                changed.push((key, Some(codec::encode(&entry)?)));
+                changed.push((key, codec::encode(&entry)?));
             }
         }
-        let (mut batch, mut failed) = (store::Batch::default(), store::Batch::default());
-        let mut dropped = Vec::new();
-        for (key, entry) in &changed {
-            match entry {
-                Some(bytes) => batch.insert(key.as_bytes(), bytes.clone()),
-                None => {
-                    batch.remove(key.as_bytes());
-                    failed.remove(key.as_bytes());
-                    dropped.push(key.clone());
-                }
-            }
+        let mut batch = store::Batch::default();
+        for (key, bytes) in &changed {
+            batch.insert(key.as_bytes(), bytes.clone());
         }
         if !batch.is_empty() {
+            let doing = "forgetting the previous destination";
             self.tree.apply(&batch).at(&self.path, doing)?;
         }
-        if !failed.is_empty() {
-            self.failed.apply(&failed).at(&self.path, doing)?;
+        if !dropped.is_empty() {
+            let keys: Vec<&str> = dropped.iter().map(String::as_str).collect();
+            self.forget(&keys)?;
         }
         Ok(dropped)
     }
 
     /// Forgets the stored entries of `keys` (failed records a mirror's source no longer
-    /// has).
+    /// has, failed deletes only a previous destination could take).
     pub fn forget(&self, keys: &[&str]) -> Result<()> {
-        let doing = "forgetting records the source no longer has";
+        let doing = "forgetting records";
         let mut batch = store::Batch::default();
         for key in keys {
             batch.remove(key.as_bytes());
