@@ -52,6 +52,13 @@ impl Api {
     }
 }
 
+/// Three contacts, the second refused by the destination (its email is not one).
+fn one_refused() -> Vec<Value> {
+    let mut records = common::contacts(3);
+    records[1]["email"] = json!("not an email");
+    records
+}
+
 /// A sync of `records` run once against a destination that checks emails (with a bearer
 /// token of its own, which no answer may show), then a console over its host with both
 /// tokens: the destination, the console's base URL, what stops it, and the folder (kept
@@ -773,8 +780,7 @@ fn error_of(value: &Value) -> (&str, &str) {
 /// not parse or has the wrong shape, a path that is not the API's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_in_json_with_the_documented_status_and_kind() {
-    let mut records = common::contacts(3);
-    records[1]["email"] = json!("not an email");
+    let records = one_refused();
     let (dest, base, stop, _setup) = console_after_a_run(records).await;
     let requests = dest.requests().len();
     let json = Some("application/json");
@@ -881,8 +887,7 @@ async fn the_api_refuses_in_json_with_the_documented_status_and_kind() {
 /// nothing is kept as done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_naming_keys_and_a_code_is_refused_and_not_kept() {
-    let mut records = common::contacts(3);
-    records[1]["email"] = json!("not an email");
+    let records = one_refused();
     let (dest, base, stop, _setup) = console_after_a_run(records).await;
     let requests = dest.requests().len();
     let (status, _, value) = raw_call(
@@ -918,8 +923,7 @@ async fn a_retry_naming_keys_and_a_code_is_refused_and_not_kept() {
 /// of them visible, never written raw into the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_a_note_are_shown_visibly() {
-    let mut records = common::contacts(3);
-    records[1]["email"] = json!("not an email");
+    let records = one_refused();
     let (_dest, base, stop, _setup) = console_after_a_run(records).await;
     let client = page_client();
     let operator = sign_in(&client, &base, OPERATOR).await;

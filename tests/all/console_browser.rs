@@ -172,20 +172,8 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
             .ends_with("/login")
     );
     screenshot(&client, "1-sign-in").await;
-    client
-        .find(Locator::Css("input[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("ann")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=token]"))
-        .await
-        .unwrap()
-        .send_keys(OPERATOR)
-        .await
-        .unwrap();
+    type_into(&client, "input[name=name]", "ann").await;
+    type_into(&client, "input[name=token]", OPERATOR).await;
     click(&client, "#sign-in", "a[href='/syncs/s/failures']").await;
     screenshot(&client, "2-syncs").await;
 
@@ -233,20 +221,13 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
         .await
         .unwrap();
     assert!(text_of(&client, "#payload").await.contains("<b>bold</b>"));
-    client
-        .find(Locator::Css("input[name=by]"))
-        .await
-        .unwrap()
-        .send_keys("ann")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=note]"))
-        .await
-        .unwrap()
-        .send_keys("a test record, not for the CRM")
-        .await
-        .unwrap();
+    type_into(&client, "input[name=by]", "ann").await;
+    type_into(
+        &client,
+        "input[name=note]",
+        "a test record, not for the CRM",
+    )
+    .await;
     click(&client, "#resolve", "#resolution").await;
     assert_eq!(text_of(&client, "#status").await, "resolved");
     assert!(
@@ -285,4 +266,15 @@ async fn the_person_on_call_retries_a_record_and_resolves_another_in_a_browser()
     screenshot(&client, "8-runs").await;
     client.close().await.unwrap();
     stop.cancel();
+}
+
+/// Types `text` into the field `css` names.
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
 }

@@ -309,15 +309,7 @@ async fn a_failed_delete_is_never_sent_to_a_new_destination() {
         said.contains("1 failed delete(s) addressed the previous destination and were dropped (for example `A1`)"),
         "{said}"
     );
-    assert!(
-        ran.host
-            .ledger()
-            .sync("s")
-            .unwrap()
-            .get("A1")
-            .unwrap()
-            .is_none()
-    );
+    assert!(stored(&ran, "A1").is_none());
     // Nothing is left to retry, and no delete ever reached the new destination.
     let again = retry().await.unwrap();
     assert!(again.run.is_none(), "{:?}", again.selection);
@@ -377,27 +369,11 @@ async fn a_failed_record_the_source_removed_is_forgotten_not_retried() {
         .await
         .unwrap();
     assert_eq!((plan.delete, plan.failures_forgotten), (1, 1), "{plan:?}");
-    assert!(
-        ran.host
-            .ledger()
-            .sync("s")
-            .unwrap()
-            .get("B1")
-            .unwrap()
-            .is_some()
-    );
+    assert!(stored(&ran, "B1").is_some());
     let report = run_again(&ran, &rows).await;
     let s = &report.summary;
     assert_eq!((s.deleted, s.failures_forgotten), (1, 1), "{s:?}");
-    assert!(
-        ran.host
-            .ledger()
-            .sync("s")
-            .unwrap()
-            .get("B1")
-            .unwrap()
-            .is_none()
-    );
+    assert!(stored(&ran, "B1").is_none());
     let every_failed = sluice::retry_job::Request::default();
     let retried = ran
         .host
@@ -406,4 +382,9 @@ async fn a_failed_record_the_source_removed_is_forgotten_not_retried() {
         .unwrap();
     assert!(retried.run.is_none(), "{:?}", retried.selection);
     assert_eq!(names(&dest), expect(&[("A0", "v1 A0")]));
+}
+
+/// What the ledger holds for `key` of `ran`'s sync, if anything.
+fn stored(ran: &Ran, key: &str) -> Option<sluice::ledger::Entry> {
+    ran.host.ledger().sync("s").unwrap().get(key).unwrap()
 }
