@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use super::Console;
 use super::actions::{self, Action};
-use crate::concern::{Concern, ErrorKind};
 use crate::engine::RunControl;
 use crate::inspector::Redactor;
 use crate::ledger::Status;
@@ -195,16 +194,8 @@ pub fn failures(console: &Console, sync: &str, query: &FailureQuery) -> Result<V
 /// requests whose body carried its key.
 pub fn record(console: &Console, sync: &str, key: &str) -> Result<Value> {
     let spec = console.config.sync(sync)?;
-    let entry = console.host.ledger().sync(sync)?.get(key)?.ok_or_else(|| {
-        anyhow::Error::new(
-            Concern::new(
-                ErrorKind::NotFound,
-                format!("no record with key `{key}` in the ledger of sync `{sync}`"),
-            )
-            .sync(sync)
-            .key(key),
-        )
-    })?;
+    let ledger = console.host.ledger().sync(sync)?;
+    let entry = ledger.get(key)?.ok_or_else(|| ledger.not_found(key))?;
     let mut value = entry_json(key, &entry);
     let redactor = Redactor::new(&spec.redact);
     value["payload"] = json!(
