@@ -169,7 +169,10 @@ proptest! {
             }
             let numeric = serde_json::from_str::<serde_json::Value>(key).is_ok_and(|v| v.is_number());
             let (key_json, key) = if numeric && !as_text {
-                (key.clone(), key.clone())
+                // A number's key is its exact text, without the JSON whitespace around it
+                // (`" 0"` parses as the number `0`, written `0`).
+                let digits = key.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+                (key.clone(), digits.to_string())
             } else if key.trim().is_empty() {
                 continue;
             } else {
